@@ -1,0 +1,47 @@
+"""actreg: does activity regularization help a Keras network generalize? Measured over seeds.
+
+The Python API mirrors the CLI::
+
+    from search import load_spec, run_study, export_frame
+    spec = load_spec("studies/seed-tutorial.toml").with_overrides(epochs=200)
+    report = run_study(spec)
+    report.summary            # one row per configuration
+    export_frame(spec)        # the same table, read back from the storage
+"""
+
+from __future__ import annotations
+
+from search.results import per_seed_frame, summary_frame
+from search.space import Configuration, grid
+from search.spec import SpecError, StudySpec, load_spec, parse_spec
+
+__all__ = [
+    "Configuration",
+    "SpecError",
+    "StudySpec",
+    "export_frame",
+    "grid",
+    "load_spec",
+    "parse_spec",
+    "run_study",
+]
+
+__version__ = "0.1.0"
+
+
+def run_study(spec: StudySpec, **kwargs):
+    """Run or resume a study; see :func:`search.runner.run_study`."""
+    from search.runner import run_study as _run
+
+    return _run(spec, **kwargs)
+
+
+def export_frame(spec: StudySpec, *, per_seed: bool = False):
+    """The stored results of ``spec`` as a DataFrame (one row per configuration, or per seed)."""
+    from search.space import iter_param_names
+    from search.storage import load_study
+
+    study = load_study(spec)
+    names = list(iter_param_names(spec.space))
+    trials = study.get_trials(deepcopy=False)
+    return per_seed_frame(trials, names) if per_seed else summary_frame(trials, names)

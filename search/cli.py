@@ -1,0 +1,136 @@
+"""Command line: a thin layer over the Python API.
+
+Exit status: 0 on success, 2 for a bad study file or option (one line on stderr:
+``error: FILE: KEY: problem``, nothing written), 1 for other failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from search.spec import SpecError, StudySpec, load_spec
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, as for a bad study file
+        print(f"error: command line: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="actreg",
+        description="Measure, over many seeds, whether activity regularization helps a Keras network generalize.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run or resume a study", description=(
+        "Run every configuration of STUDY.toml over its seeds and store one Optuna trial per "
+        "configuration. Re-running the same command resumes: stored configurations are skipped."))
+    run.add_argument("study", metavar="STUDY.toml")
+    run.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: the file's, else sqlite beside it)")
+    run.add_argument("--n-jobs", type=int, metavar="N", help="worker processes (default: the file's, else all cores)")
+    run.add_argument("--seeds", type=int, metavar="N", help="use seeds 0..N-1 instead of the file's")
+    run.add_argument("--epochs", type=int, metavar="N", help="train N epochs instead of the file's")
+    run.add_argument("--backend", default="loky", metavar="NAME",
+                     help="joblib backend for the fits: loky (default) or dask (needs a Dask client)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    export = sub.add_parser("export", help="write the study's results as CSV", description=(
+        "Write one row per configuration (or per configuration and seed) with the columns "
+        "documented in the README."))
+    export.add_argument("study", metavar="STUDY.toml")
+    export.add_argument("--out", required=True, metavar="FILE.csv", help="where to write the CSV")
+    export.add_argument("--per-seed", action="store_true", help="one row per configuration and seed")
+    export.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: as for run)")
+
+    dash = sub.add_parser("dashboard", help="browse the study in optuna-dashboard", description=(
+        "Serve the study's storage with optuna-dashboard and print its URL; Ctrl-C stops it."))
+    dash.add_argument("study", metavar="STUDY.toml")
+    dash.add_argument("--port", type=int, default=8080, metavar="P", help="port (default 8080)")
+    dash.add_argument("--host", default="127.0.0.1", metavar="HOST", help="address to bind (default 127.0.0.1)")
+    dash.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: as for run)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return _COMMANDS[args.command](args)
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def _spec(args: argparse.Namespace, **overrides) -> StudySpec:
+    spec = load_spec(args.study)
+    return spec.with_overrides(storage=getattr(args, "storage", None), **overrides)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from search.runner import run_study, summary_text
+
+    spec = _spec(args, n_jobs=args.n_jobs, seeds=args.seeds, epochs=args.epochs)
+    if args.backend not in ("loky", "dask", "multiprocessing", "sequential"):
+        raise SpecError("command line", "--backend", f"unknown joblib backend {args.backend!r}")
+    report = run_study(spec, backend=args.backend, progress=False if args.no_progress else None)
+    print(summary_text(report.summary))
+    print(f"\n{report.configurations_run} configurations run, {report.configurations_skipped} already stored, "
+          f"{report.fits} fits in {report.wall_seconds:.1f} s; storage: {report.storage}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from search import export_frame
+    from search.results import write_csv
+    from search.storage import StudyNotFound
+
+    spec = _spec(args)
+    try:
+        frame = export_frame(spec, per_seed=args.per_seed)
+    except StudyNotFound as exc:
+        return _not_run(args, exc)
+    write_csv(frame, args.out)
+    print(f"wrote {len(frame)} rows to {args.out}")
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from search.dashboard import serve
+    from search.storage import StudyNotFound
+
+    if not 0 < args.port < 65536:
+        raise SpecError("command line", "--port", "must be between 1 and 65535")
+    spec = _spec(args)
+    try:
+        serve(spec, host=args.host, port=args.port)
+    except StudyNotFound as exc:
+        return _not_run(args, exc)
+    return 0
+
+
+def _not_run(args: argparse.Namespace, exc: Exception) -> int:
+    print(f"error: {args.study}: name: {exc}; run `actreg run {args.study}` first", file=sys.stderr)
+    return 1
+
+
+def _version() -> str:
+    from search import __version__
+
+    return __version__
+
+
+_COMMANDS = {"run": _run, "export": _export, "dashboard": _dashboard}
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

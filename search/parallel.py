@@ -1,0 +1,91 @@
+"""The unit of parallel work and its dispatch through joblib.
+
+The unit is :func:`fit_seeds`: a module-level, picklable function that receives
+everything it needs in a :class:`FitTask` (specs, configuration, seeds, thread count)
+and returns plain data. Workers rely on no global state, so the same task gives the
+same numbers in the parent process, a loky worker or a Dask worker.
+
+How seeds are split into chunks depends on the seeds and ``chunk_size`` only, never on
+``n_jobs``: a seed's numbers depend (within float rounding) on whether it trains alone
+or in a chunk, and a study must give the same numbers whatever ``n_jobs`` is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from search.space import Configuration
+from search.spec import DataSpec, ModelSpec, TrainSpec
+
+MAX_CHUNK = 32  # seeds per chunk by default; larger chunks gain little on a CPU
+
+
+@dataclass(frozen=True)
+class FitTask:
+    """Fit one configuration on a chunk of seeds; ``threads`` sizes the worker's TensorFlow pools."""
+
+    data: DataSpec
+    model: ModelSpec
+    train: TrainSpec
+    penalty: str
+    config: Configuration
+    seeds: tuple[int, ...]
+    threads: int = 1
+
+
+def chunk_seeds(seeds: Sequence[int], chunk_size: int | None = None) -> list[tuple[int, ...]]:
+    """Split ``seeds`` into nearly equal consecutive chunks of at most ``chunk_size`` seeds.
+
+    The default is :data:`MAX_CHUNK`. Chunks are balanced (30 seeds with a limit of 16
+    give 15 + 15, not 16 + 14) so that workers finish together.
+    """
+    limit = chunk_size or MAX_CHUNK
+    if limit < 1:
+        raise ValueError("chunk_size must be positive")
+    n = len(seeds)
+    n_chunks = max(1, -(-n // limit))
+    base, extra = divmod(n, n_chunks)
+    out, start = [], 0
+    for i in range(n_chunks):
+        size = base + (1 if i < extra else 0)
+        out.append(tuple(seeds[start:start + size]))
+        start += size
+    return out
+
+
+def fit_seeds(task: FitTask):
+    """Train ``task.config`` on every seed of ``task.seeds``; returns a list of ``SeedResult``."""
+    from search import runtime
+
+    runtime.configure(task.threads)
+    import keras
+
+    from search.data import make_dataset
+    from search.model import build_model
+    from search.trainer import train_seeds
+
+    keras.backend.clear_session()  # drop the previous task's graph and layer names
+    data = make_dataset(task.data)
+    n_features = data.x_train.shape[1]
+    built = [build_model(task.model, task.config, task.penalty, seed, n_features, task.train.learning_rate)
+             for seed in task.seeds]
+    return train_seeds([b.model for b in built], data, task.train, task.seeds, built[0].probes)
+
+
+def run_tasks(tasks: Sequence[FitTask], n_jobs: int, backend: str = "loky") -> Iterator[tuple[int, list]]:
+    """Run ``tasks`` on ``n_jobs`` workers; yields ``(task index, results)`` as each finishes."""
+    import joblib
+
+    if n_jobs == 1 and backend in ("loky", "sequential"):
+        # In-process: no worker start-up, and exceptions keep their tracebacks.
+        for i, task in enumerate(tasks):
+            yield i, fit_seeds(task)
+        return
+    with joblib.parallel_config(backend=backend, n_jobs=n_jobs):
+        parallel = joblib.Parallel(return_as="generator_unordered")
+        yield from parallel(joblib.delayed(_indexed)(i, t) for i, t in enumerate(tasks))
+
+
+def _indexed(i: int, task: FitTask) -> tuple[int, list]:
+    return i, fit_seeds(task)

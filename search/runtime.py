@@ -1,0 +1,60 @@
+"""Process-level set-up for TensorFlow: quiet logs, sized thread pools, versions.
+
+Workers inherit nothing implicitly: each one calls :func:`configure` with the thread
+count that the parent computed, before TensorFlow runs its first operation.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+
+_configured: int | None = None
+
+
+def threads_per_worker(n_jobs: int, cores: int | None = None) -> int:
+    """Threads for each of ``n_jobs`` workers so that together they use ``cores`` cores."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(1, n_jobs))
+
+
+def resolve_n_jobs(n_jobs: int | None) -> int:
+    """``None`` or -1 mean all cores."""
+    if n_jobs is None or n_jobs == -1:
+        return os.cpu_count() or 1
+    return n_jobs
+
+
+def configure(threads: int) -> None:
+    """Size TensorFlow's intra- and inter-op pools for this process (once; later calls no-op).
+
+    TensorFlow fixes its pools when it runs its first operation; a process that already
+    ran one keeps the pools it has.
+    """
+    global _configured
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # also hides cuInit noise on CPU-only hosts
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if _configured is not None:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow already initialized in this process
+        pass
+    _configured = threads
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that determine the numbers (read without importing them)."""
+    out = {"python": platform.python_version()}
+    for dist in ("keras", "tensorflow", "tensorflow-cpu", "numpy", "scikit-learn", "optuna"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    if "tensorflow-cpu" in out:
+        out.setdefault("tensorflow", out.pop("tensorflow-cpu"))
+    return out

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search.space import Configuration, distributions, grid, iter_param_names, suggest
+from search.spec import FloatRange, SpaceSpec, load_spec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_case_study_grid_has_one_baseline_and_37_configurations():
+    space = load_spec(REPO / "studies" / "seed-circles.toml").space
+    configs = grid(space)
+    assert len(configs) == 1 + 3 * 6 * 2
+    assert len(set(configs)) == len(configs)
+    assert [c for c in configs if c.is_baseline] == [Configuration("none")]
+
+
+def test_tutorial_grid_is_the_three_variants():
+    configs = grid(load_spec(REPO / "studies" / "seed-tutorial.toml").space)
+    assert configs == [Configuration("none"), Configuration("l1", 1e-4, "pre"), Configuration("l1", 1e-4, "post")]
+
+
+@pytest.mark.parametrize("space,expected", [
+    (SpaceSpec(norm=("none",)), 1),
+    (SpaceSpec(norm=("l1",), strength=(1e-3, 1e-2), placement=("pre",)), 2),
+    (SpaceSpec(norm=("l1_l2",), strength=(1e-3,), placement=("pre", "post"), l1_ratio=(0.0, 0.5, 1.0)), 6),
+    (SpaceSpec(norm=("none", "l1", "l1_l2"), strength=(1e-3,), placement=("post",), l1_ratio=(0.5,)), 3),
+])
+def test_grid_sizes(space, expected):
+    assert len(grid(space)) == expected
+
+
+def test_params_round_trip_and_labels():
+    for config in grid(SpaceSpec(norm=("none", "l1_l2"), strength=(1e-3,), l1_ratio=(0.25,))):
+        assert Configuration.from_params(config.params) == config
+    assert Configuration("l1", 1e-4, "pre").label == "l1(0.0001) pre"
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"norm": "none", "strength": 1e-3},
+    {"norm": "l1", "strength": None, "placement": "pre"},
+    {"norm": "l1", "strength": 1e-3, "placement": "pre", "l1_ratio": 0.5},
+])
+def test_invalid_configurations_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        Configuration(**kwargs)
+
+
+def test_suggest_is_conditional_on_the_norm():
+    space = SpaceSpec(norm=("none", "l1_l2"), strength=FloatRange(1e-6, 1e-1, True), placement=("pre", "post"),
+                      l1_ratio=FloatRange(0.0, 1.0))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(20):
+        trial = study.ask()
+        config = suggest(trial, space)
+        assert set(trial.params) == set(config.params)
+        assert set(distributions(config, space)) == set(config.params)
+        seen.add(config.norm)
+        study.tell(trial, 0.0)
+    assert seen == {"none", "l1_l2"}
+    assert list(iter_param_names(space)) == ["norm", "strength", "placement", "l1_ratio"]

@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from search.spec import FloatRange, SpecError, load_spec, parse_spec
+
+REPO = Path(__file__).resolve().parents[1]
+
+BASE = {
+    "name": "t",
+    "seeds": 3,
+    "data": {"source": "circles", "n_samples": 100, "n_train": 30},
+    "model": {"layers": [
+        {"type": "dense", "units": 8, "activation": "relu", "regularize": True},
+        {"type": "dense", "units": 1, "activation": "sigmoid"},
+    ]},
+    "train": {"epochs": 5},
+    "space": {"norm": ["none", "l1"], "strength": [1e-4], "placement": ["pre", "post"]},
+}
+
+
+def with_change(path: str, value, base=BASE):
+    import copy
+
+    doc = copy.deepcopy(base)
+    *parents, last = path.split(".")
+    node = doc
+    for p in parents:
+        node = node[int(p)] if isinstance(node, list) else node[p]
+    if value is DELETE:
+        del node[last]
+    elif isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return doc
+
+
+DELETE = object()
+
+BAD = [
+    ("name", DELETE, "name", "is required"),
+    ("name", "", "name", "non-empty"),
+    ("seeds", 0, "seeds", "positive"),
+    ("seeds", [1, 1], "seeds", "duplicate"),
+    ("seeds", [1, -2], "seeds[1]", "between 0"),
+    ("seeds", "ten", "seeds", "integer"),
+    ("n_jobs", 0, "n_jobs", "positive"),
+    ("penalty", "avg", "penalty", "'mean', 'sum'"),
+    ("sampler", "random", "sampler", "'grid', 'tpe'"),
+    ("storage", "studies/x.db", "storage", "database URL"),
+    ("colour", "red", "colour", "unknown key"),
+    ("data.source", "mnist", "data.source", "'circles', 'moons'"),
+    ("data.n_train", 100, "data.n_train", "between 1"),
+    ("data.noise", -1, "data.noise", ">= 0"),
+    ("data.factor", 2.0, "data.factor", "between 0 and 1"),
+    ("model.layers", [], "model.layers", "non-empty"),
+    ("model.layers.0.units", 0, "model.layers[0].units", "positive"),
+    ("model.layers.0.units", 2.5, "model.layers[0].units", "integer"),
+    ("model.layers.0.activation", "rleu", "model.layers[0].activation", "must be one of"),
+    ("model.layers.0.type", "conv9d", "model.layers[0].type", "must be one of"),
+    ("model.layers.0.regularize", "yes", "model.layers[0].regularize", "boolean"),
+    ("model.layers.1.activation", "relu", "model.layers[1]", "sigmoid"),
+    ("model.loss", "hinge", "model.loss", "must be one of"),
+    ("train.epochs", 0, "train.epochs", "positive"),
+    ("train.batch_size", -1, "train.batch_size", "positive"),
+    ("train.learning_rate", 0, "train.learning_rate", "positive"),
+    ("train.optimizer", "sgd", "train.optimizer", "must be one of"),
+    ("space.norm", ["l3"], "space.norm[0]", "must be one of"),
+    ("space.norm", [], "space.norm", "non-empty"),
+    ("space.strength", [1e-4, -1], "space.strength[1]", "> 0"),
+    ("space.strength", [1e-4, 1e-4], "space.strength", "duplicate"),
+    ("space.strength", {"low": 1e-6, "high": 1e-1}, "space.strength", "tpe"),
+    ("space.placement", ["middle"], "space.placement[0]", "must be one of"),
+    ("space.l1_ratio", [0.5], "space.l1_ratio", "l1_l2"),
+    ("space", DELETE, "space", "missing"),
+]
+
+
+@pytest.mark.parametrize("path,value,key,problem", BAD, ids=[f"{b[0]}={b[1]!r}" for b in BAD])
+def test_bad_study_is_reported_with_key(path, value, key, problem):
+    with pytest.raises(SpecError) as err:
+        parse_spec(with_change(path, value), source="s.toml")
+    assert err.value.key == key
+    assert problem in err.value.problem
+    assert str(err.value).startswith(f"s.toml: {key}: ")
+
+
+def test_regularization_needs_a_marked_layer():
+    doc = with_change("model.layers.0.regularize", False)
+    with pytest.raises(SpecError, match="model.layers: no layer has regularize"):
+        parse_spec(doc, source="s.toml")
+
+
+def test_tpe_needs_n_trials_and_accepts_ranges():
+    doc = with_change("sampler", "tpe")
+    doc["space"]["strength"] = {"low": 1e-6, "high": 1e-1, "log": True}
+    with pytest.raises(SpecError, match="n_trials"):
+        parse_spec(doc, source="s.toml")
+    doc["n_trials"] = 4
+    spec = parse_spec(doc, source="s.toml")
+    assert spec.space.strength == FloatRange(1e-6, 1e-1, True)
+
+
+def test_defaults_and_seed_forms():
+    spec = parse_spec(BASE, default_storage="sqlite:///x.db")
+    assert spec.seeds == (0, 1, 2)
+    assert spec.penalty == "mean" and spec.sampler == "grid" and spec.n_jobs is None
+    assert spec.storage == "sqlite:///x.db"
+    assert spec.train.batch_size == 32 and spec.train.learning_rate == 0.001 and spec.train.shuffle
+    assert parse_spec(with_change("seeds", [7, 3])).seeds == (7, 3)
+
+
+def test_overrides_are_validated():
+    spec = parse_spec(BASE)
+    assert spec.with_overrides(seeds=5, epochs=9, n_jobs=1).seeds == tuple(range(5))
+    with pytest.raises(SpecError, match="--epochs"):
+        spec.with_overrides(epochs=0)
+    with pytest.raises(SpecError, match="--storage"):
+        spec.with_overrides(storage="nope")
+
+
+def test_default_storage_sits_beside_the_study_file(tmp_path):
+    path = tmp_path / "a.toml"
+    path.write_text('name = "abc"\n[model]\nlayers = [{ type = "dense", units = 1, activation = "sigmoid" }]\n'
+                    '[space]\nnorm = ["none"]\n')
+    spec = load_spec(path)
+    assert spec.storage == f"sqlite:///{tmp_path / 'abc.db'}"
+
+
+def test_unreadable_files(tmp_path):
+    with pytest.raises(SpecError, match="no such file"):
+        load_spec(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = \n")
+    with pytest.raises(SpecError, match="file: not valid TOML"):
+        load_spec(bad)
+
+
+@pytest.mark.parametrize("name", ["seed-tutorial", "seed-circles"])
+def test_shipped_studies_are_valid(name):
+    spec = load_spec(REPO / "studies" / f"{name}.toml")
+    assert spec.name == name and len(spec.seeds) == 30 and spec.train.epochs == 4000
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "{bad}"],
+    ["run", "{good}", "--epochs", "0"],
+    ["run", "{good}", "--n-jobs", "x"],
+    ["export", "{bad}", "--out", "{tmp}/out.csv"],
+])
+def test_cli_rejects_bad_input_in_one_line_and_writes_nothing(tmp_path, args):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "b"\nseeds = -3\n[model]\nlayers = []\n[space]\nnorm = ["none"]\n')
+    good = tmp_path / "good.toml"
+    good.write_text('name = "g"\n[model]\nlayers = [{ type = "dense", units = 1, activation = "sigmoid" }]\n'
+                    '[space]\nnorm = ["none"]\n')
+    argv = [a.format(bad=bad, good=good, tmp=tmp_path) for a in args]
+    proc = subprocess.run([sys.executable, "-m", "search", *argv], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml", "good.toml"]

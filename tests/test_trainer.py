@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from search import runtime
+
+runtime.configure(2)
+
+from search.data import make_dataset  # noqa: E402
+from search.model import build_model  # noqa: E402
+from search.space import Configuration  # noqa: E402
+from search.spec import DataSpec, LayerSpec, ModelSpec, TrainSpec  # noqa: E402
+from search.trainer import train_seeds  # noqa: E402
+
+DATA = DataSpec()  # the case study: circles, 30 training rows, 70 test rows
+MLP = ModelSpec((LayerSpec("dense", 500, "relu", True), LayerSpec("dense", 1, "sigmoid")))
+
+
+def fit_with_actreg(config, seeds, train, penalty="mean", model=MLP):
+    data = make_dataset(DATA)
+    built = [build_model(model, config, penalty, s, 2, train.learning_rate) for s in seeds]
+    return train_seeds([b.model for b in built], data, train, seeds, built[0].probes, keep_weights=True)
+
+
+@pytest.mark.parametrize("config,penalty,batch_size", [
+    (Configuration("none"), "mean", 32),
+    (Configuration("l1", 1e-4, "pre"), "mean", 32),
+    (Configuration("l1", 1e-4, "post"), "mean", 32),
+    (Configuration("l1_l2", 1e-3, "pre"), "sum", 8),  # several batches per epoch, the last one short
+    (Configuration("l2", 1e-2, "post"), "mean", 8),
+])
+def test_one_seed_reproduces_model_fit_bit_for_bit(config, penalty, batch_size):
+    epochs = 5
+    train = TrainSpec(epochs=epochs, batch_size=batch_size, shuffle=False)
+    data = make_dataset(DATA)
+    reference = build_model(MLP, config, penalty, 7, 2).model
+    history = reference.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch_size, shuffle=False,
+                            verbose=0, validation_data=(data.x_test, data.y_test)).history
+    (ours,) = fit_with_actreg(config, [7], train, penalty)
+    for got, want in zip(ours.weights, reference.get_weights()):
+        assert np.array_equal(got, want)
+    assert np.array_equal(ours.history["loss"], np.float32(history["loss"]))
+    assert np.array_equal(ours.history["accuracy"], np.float32(history["accuracy"]))
+    assert np.array_equal(ours.history["test_accuracy"], np.float32(history["val_accuracy"]))
+    if penalty == "mean":
+        # Keras evaluates the test set in batches and we in one, so the means differ in rounding.
+        # (Under "sum" the penalty of a batch is not divided by its size, so they differ by design.)
+        np.testing.assert_allclose(ours.history["test_loss"], history["val_loss"], rtol=1e-5)
+    final = reference.evaluate(data.x_train, data.y_train, verbose=0, return_dict=True)
+    assert ours.train_accuracy == pytest.approx(final["accuracy"], abs=1e-7)
+
+
+def test_each_replica_of_a_chunk_matches_its_single_seed_fit():
+    train = TrainSpec(epochs=8, batch_size=8, shuffle=True)
+    config = Configuration("l1", 1e-3, "pre")
+    chunk = fit_with_actreg(config, [0, 1, 2], train)
+    for k, seed in enumerate([0, 1, 2]):
+        (alone,) = fit_with_actreg(config, [seed], train)
+        assert chunk[k].seed == seed
+        for got, want in zip(chunk[k].weights, alone.weights):
+            np.testing.assert_allclose(got, want, atol=1e-5)
+        np.testing.assert_array_equal(chunk[k].history["test_accuracy"], alone.history["test_accuracy"])
+
+
+def test_same_seeds_give_the_same_numbers():
+    train = TrainSpec(epochs=6, batch_size=8, shuffle=True)
+    config = Configuration("l2", 1e-3, "post")
+    a = fit_with_actreg(config, [0, 1, 2], train)
+    b = fit_with_actreg(config, [0, 1, 2], train)
+    for ra, rb in zip(a, b):
+        assert all(np.array_equal(x, y) for x, y in zip(ra.weights, rb.weights))
+        assert ra.history["loss"].tolist() == rb.history["loss"].tolist()
+        assert (ra.test_accuracy, ra.mean_activation) == (rb.test_accuracy, rb.mean_activation)
+
+
+def test_shuffling_draws_each_epochs_order_from_the_seed():
+    config = Configuration("none")
+    shuffled = fit_with_actreg(config, [0, 1], TrainSpec(epochs=4, batch_size=8, shuffle=True))
+    plain = fit_with_actreg(config, [0, 1], TrainSpec(epochs=4, batch_size=8, shuffle=False))
+    assert not np.array_equal(shuffled[0].weights[0], plain[0].weights[0])
+    again = fit_with_actreg(config, [0, 1], TrainSpec(epochs=4, batch_size=8, shuffle=True))
+    assert np.array_equal(shuffled[1].weights[0], again[1].weights[0])
+
+
+def test_results_are_sane():
+    (r,) = fit_with_actreg(Configuration("l1", 1e-2, "post"), [0], TrainSpec(epochs=3))
+    assert set(r.history) == {"loss", "accuracy", "test_loss", "test_accuracy"}
+    assert all(len(v) == 3 for v in r.history.values())
+    assert 0.0 <= r.test_accuracy <= 1.0 and r.test_accuracy == r.history["test_accuracy"][-1]
+    # Accuracies are counts over 30 and 70 rows.
+    assert round(r.train_accuracy * 30, 4) == round(r.train_accuracy * 30)
+    assert len(r.mean_activation) == 1 and r.mean_activation[0] >= 0.0
+    assert 0.0 < r.zero_fraction[0] < 1.0  # a ReLU layer has exact zeros, but not only zeros
