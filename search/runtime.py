@@ -44,6 +44,8 @@ def configure(threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError:  # TensorFlow already initialized in this process
         pass
+    # Each fit compiles its own graph, on purpose; TensorFlow's retracing advice is noise here.
+    tf.get_logger().setLevel("ERROR")
     _configured = threads
 
 

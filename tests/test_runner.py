@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from conftest import write_study
+
+from search import export_frame, load_spec, run_study
+from search.results import summary_frame
+from search.space import grid, iter_param_names
+from search.spec import SpecError
+from search.storage import load_study
+
+N_CONFIGS = 1 + 2 * 2 * 2  # the small study: baseline + {l1, l2} x 2 strengths x 2 placements
+
+
+def test_run_stores_one_trial_per_configuration_and_resumes(small_study):
+    spec = load_spec(small_study).with_overrides(n_jobs=1)
+    first = run_study(spec, progress=False)
+    assert (first.configurations_run, first.configurations_skipped) == (N_CONFIGS, 0)
+    study = load_study(spec)
+    trials = study.get_trials()
+    assert len(trials) == N_CONFIGS
+    baseline = [t for t in trials if t.params["norm"] == "none"]
+    assert len(baseline) == 1 and set(baseline[0].params) == {"norm"}
+    t = trials[1]
+    a = t.user_attrs
+    assert t.value == pytest.approx(sum(a["test_accuracy"]) / 3)
+    assert len(a["test_accuracy"]) == len(a["train_accuracy"]) == 3 and a["seeds"] == [0, 1, 2]
+    assert len(a["mean_activation"][0]) == 2  # two regularized layers
+    assert sorted(t.intermediate_values) == list(range(1, 7))
+    assert t.intermediate_values[6] == pytest.approx(t.value)
+    assert study.user_attrs["penalty"] == "mean" and "keras" in study.user_attrs["versions"]
+
+    again = run_study(spec, progress=False)
+    assert (again.configurations_run, again.configurations_skipped) == (0, N_CONFIGS)
+    assert len(load_study(spec).get_trials()) == N_CONFIGS
+
+
+def test_numbers_do_not_depend_on_n_jobs(tmp_path):
+    path = write_study(tmp_path, seeds=3, epochs=5, extra="chunk_size = 2")
+    frames = []
+    for n_jobs in (1, 2):
+        spec = load_spec(path).with_overrides(n_jobs=n_jobs, storage=f"sqlite:///{tmp_path}/j{n_jobs}.db")
+        run_study(spec, progress=False)
+        frames.append(export_frame(spec, per_seed=True).sort_values(["param_norm", "param_strength",
+                                                                      "param_placement", "seed"]))
+    pd.testing.assert_frame_equal(frames[0].reset_index(drop=True), frames[1].reset_index(drop=True), check_exact=True)
+
+
+def test_a_changed_study_file_is_refused_before_anything_is_written(small_study):
+    spec = load_spec(small_study).with_overrides(n_jobs=1, epochs=2)
+    run_study(spec, progress=False)
+    changed = spec.with_overrides(epochs=3)
+    with pytest.raises(SpecError, match=r"name: study 'small' .* other settings \(train.epochs\)"):
+        run_study(changed, progress=False)
+    assert len(load_study(spec).get_trials()) == N_CONFIGS
+
+
+def test_tpe_study_runs_its_trials_and_resumes(tmp_path):
+    path = write_study(tmp_path, name="tpe", epochs=3, extra='sampler = "tpe"\nn_trials = 5')
+    text = path.read_text().replace("strength = [1e-3, 1e-1]", "strength = { low = 1e-4, high = 1e-1, log = true }")
+    path.write_text(text)
+    spec = load_spec(path).with_overrides(n_jobs=1)
+    report = run_study(spec, progress=False)
+    assert report.configurations_run == 5
+    trials = load_study(spec).get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 5
+    assert all(1e-4 <= t.params["strength"] <= 1e-1 for t in trials if "strength" in t.params)
+    assert run_study(spec, progress=False).configurations_run == 0
+
+
+def actreg(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "search", *args], capture_output=True, text=True, timeout=600,
+                          **kwargs)
+
+
+def test_export_csv_columns(small_study, tmp_path):
+    spec = load_spec(small_study).with_overrides(n_jobs=1, epochs=3)
+    run_study(spec, progress=False)
+    out = tmp_path / "out" / "summary.csv"
+    proc = actreg("export", str(small_study), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == N_CONFIGS
+    assert list(rows[0]) == [
+        "param_norm", "param_strength", "param_placement", "n_seeds", "mean_test_accuracy", "std_test_accuracy",
+        "ci95_low_test_accuracy", "ci95_high_test_accuracy", "rank_test_accuracy", "mean_train_accuracy",
+        "std_train_accuracy", "mean_activation", "mean_zero_fraction",
+        "split0_test_accuracy", "split1_test_accuracy", "split2_test_accuracy",
+    ]
+    for row in rows:
+        splits = [float(row[f"split{k}_test_accuracy"]) for k in range(3)]
+        assert float(row["mean_test_accuracy"]) == pytest.approx(sum(splits) / 3)
+        assert float(row["ci95_low_test_accuracy"]) <= float(row["mean_test_accuracy"]) <= float(
+            row["ci95_high_test_accuracy"])
+    assert min(int(r["rank_test_accuracy"]) for r in rows) == 1
+
+    per_seed = tmp_path / "seeds.csv"
+    proc = actreg("export", str(small_study), "--out", str(per_seed), "--per-seed")
+    assert proc.returncode == 0, proc.stderr
+    frame = pd.read_csv(per_seed)
+    assert len(frame) == N_CONFIGS * 3
+    assert {"param_norm", "seed", "test_accuracy", "train_accuracy", "zero_fraction"} <= set(frame.columns)
+
+
+def test_export_of_a_study_never_run_fails_cleanly(small_study, tmp_path):
+    proc = actreg("export", str(small_study), "--out", str(tmp_path / "x.csv"))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {small_study}: name: no database at {tmp_path / 'small.db'}; run `actreg run {small_study}` first"]
+    assert not (tmp_path / "small.db").exists() and not (tmp_path / "x.csv").exists()
+
+
+def count_complete(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=30) as con:
+            return con.execute("select count(*) from trials where state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.OperationalError:  # tables not created yet
+        return 0
+
+
+def test_kill_9_then_rerun_loses_and_duplicates_nothing(tmp_path):
+    path = write_study(tmp_path, name="killed", seeds=2, epochs=400)
+    db = tmp_path / "killed.db"
+    proc = subprocess.Popen([sys.executable, "-m", "search", "run", str(path), "--n-jobs", "2", "--no-progress"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while count_complete(db) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)  # the runner and its workers, mid-configuration
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    stored = count_complete(db)
+    assert 2 <= stored < N_CONFIGS
+    done = actreg("run", str(path), "--n-jobs", "2", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert f"{N_CONFIGS - stored} configurations run, {stored} already stored" in done.stdout
+    spec = load_spec(path)
+    trials = load_study(spec).get_trials()
+    assert len(trials) == N_CONFIGS
+    assert {tuple(sorted(t.params.items())) for t in trials} == {
+        tuple(sorted(c.params.items())) for c in grid(spec.space)}
+    assert len(summary_frame(trials, list(iter_param_names(spec.space)))) == N_CONFIGS
