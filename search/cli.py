@@ -53,6 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("--port", type=int, default=8080, metavar="P", help="port (default 8080)")
     dash.add_argument("--host", default="127.0.0.1", metavar="HOST", help="address to bind (default 127.0.0.1)")
     dash.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: as for run)")
+
+    bench = sub.add_parser("bench", help="trainer throughput against plain keras model.fit", description=(
+        "Train the case-study MLP with plain keras model.fit (validation every epoch) and with "
+        "actreg's trainer on SEEDS seeds, and print microseconds per epoch per model for each."))
+    bench.add_argument("--epochs", type=int, default=2000, metavar="E", help="epochs for actreg's trainer (default 2000)")
+    bench.add_argument("--seeds", type=int, default=30, metavar="S", help="seeds trained together (default 30)")
+    bench.add_argument("--fit-epochs", type=int, default=20, metavar="E",
+                       help="epochs for keras model.fit (default 20; each costs about 0.1 s)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
@@ -130,7 +139,20 @@ def _version() -> str:
     return __version__
 
 
-_COMMANDS = {"run": _run, "export": _export, "dashboard": _dashboard}
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from search.bench import format_result, measure
+
+    for name in ("epochs", "seeds", "fit_epochs"):
+        if getattr(args, name) < 1:
+            raise SpecError("command line", f"--{name.replace('_', '-')}", "must be a positive integer")
+    result = measure(epochs=args.epochs, seeds=args.seeds, fit_epochs=args.fit_epochs)
+    print(json.dumps(result.as_dict()) if args.json else format_result(result))
+    return 0
+
+
+_COMMANDS = {"run": _run, "export": _export, "dashboard": _dashboard, "bench": _bench}
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
