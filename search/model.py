@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from search.space import Configuration
@@ -23,57 +24,81 @@ from search.spec import ModelSpec
 
 
 @keras.saving.register_keras_serializable(package="actreg")
-class BatchSum(keras.regularizers.Regularizer):
-    """Wraps a regularizer so that, after Keras divides by the batch size, the sum remains."""
+class ActivityPenalty(keras.regularizers.Regularizer):
+    """Keras's ``L1``, ``L2`` and ``L1L2`` penalties, with their factors held in variables.
 
-    def __init__(self, inner: keras.regularizers.Regularizer) -> None:
-        self.inner = inner
+    It computes what ``keras.regularizers.L1(l1)``, ``L2(l2)`` and ``L1L2(l1, l2)``
+    compute, with the same operations in the same order (the tests compare them on a known
+    tensor). Keeping the factors in variables lets one compiled trainer serve every
+    strength of a norm: :meth:`set` changes them between fits without recompiling.
+
+    With ``penalty = "sum"`` the penalty is multiplied by the batch size, which cancels
+    the division that Keras >= 3.14 applies to every activity penalty.
+    """
+
+    def __init__(self, norm: str, penalty: str = "mean", l1: float = 0.0, l2: float = 0.0) -> None:
+        if norm not in ("l1", "l2", "l1_l2"):
+            raise ValueError(f"unknown norm {norm!r}")
+        if penalty not in ("mean", "sum"):
+            raise ValueError(f"unknown penalty convention {penalty!r}")
+        self.norm, self.penalty = norm, penalty
+        self.l1 = tf.Variable(l1, dtype=tf.float32, trainable=False, name="l1")
+        self.l2 = tf.Variable(l2, dtype=tf.float32, trainable=False, name="l2")
+
+    def set(self, l1: float, l2: float) -> None:
+        self.l1.assign(l1)
+        self.l2.assign(l2)
 
     def __call__(self, x):
-        batch = ops.cast(ops.shape(x)[0], dtype=x.dtype)
-        return self.inner(x) * batch
+        if self.norm == "l1":
+            reg = self.l1 * ops.sum(ops.absolute(x))
+        elif self.norm == "l2":
+            reg = self.l2 * ops.sum(ops.square(x))
+        else:
+            reg = ops.convert_to_tensor(0.0, dtype=x.dtype)
+            reg += self.l1 * ops.sum(ops.absolute(x))
+            reg += self.l2 * ops.sum(ops.square(x))
+        if self.penalty == "sum":
+            reg = reg * ops.cast(ops.shape(x)[0], dtype=reg.dtype)
+        return reg
 
     def get_config(self) -> dict:
-        return {"inner": keras.regularizers.serialize(self.inner)}
-
-    @classmethod
-    def from_config(cls, config: dict) -> BatchSum:
-        return cls(keras.regularizers.deserialize(config["inner"]))
+        return {"norm": self.norm, "penalty": self.penalty, "l1": float(self.l1.numpy()), "l2": float(self.l2.numpy())}
 
 
-def make_regularizer(config: Configuration, penalty: str = "mean") -> keras.regularizers.Regularizer | None:
-    """The Keras activity regularizer of ``config`` under the ``penalty`` convention."""
-    if config.is_baseline:
-        return None
+def penalty_factors(config: Configuration) -> tuple[float, float]:
+    """(l1, l2) of a configuration; ``l1_l2`` uses the strength for both unless ``l1_ratio`` splits it."""
     s = config.strength
     if config.norm == "l1":
-        reg = keras.regularizers.L1(s)
-    elif config.norm == "l2":
-        reg = keras.regularizers.L2(s)
-    elif config.norm == "l1_l2":
+        return s, 0.0
+    if config.norm == "l2":
+        return 0.0, s
+    if config.norm == "l1_l2":
         if config.l1_ratio is None:
-            reg = keras.regularizers.L1L2(l1=s, l2=s)
-        else:
-            reg = keras.regularizers.L1L2(l1=s * config.l1_ratio, l2=s * (1.0 - config.l1_ratio))
-    else:
-        raise ValueError(f"unknown norm {config.norm!r}")
-    if penalty == "sum":
-        return BatchSum(reg)
-    if penalty != "mean":
-        raise ValueError(f"unknown penalty convention {penalty!r}")
-    return reg
+            return s, s
+        return s * config.l1_ratio, s * (1.0 - config.l1_ratio)
+    raise ValueError(f"no penalty factors for norm {config.norm!r}")
+
+
+def make_regularizer(config: Configuration, penalty: str = "mean") -> ActivityPenalty | None:
+    """The activity regularizer of ``config`` under the ``penalty`` convention (None: baseline)."""
+    if config.is_baseline:
+        return None
+    l1, l2 = penalty_factors(config)
+    return ActivityPenalty(config.norm, penalty, l1, l2)
 
 
 @dataclass(frozen=True)
 class BuiltModel:
-    """A compiled model and the names of the layers whose output is each regularized activation."""
+    """A compiled model, the layers whose outputs are the regularized activations, and its regularizer."""
 
     model: keras.Model
     probes: tuple[str, ...]
+    regularizer: ActivityPenalty | None
 
 
 def build_model(spec: ModelSpec, config: Configuration, penalty: str, seed: int, n_features: int,
-                learning_rate: float = 0.001) -> BuiltModel:
+                learning_rate: float = 0.001, compile: bool = True) -> BuiltModel:
     """Build and compile the model of ``spec`` for ``config``, initialized from ``seed``.
 
     The weights are those of the same model built by hand after
@@ -97,9 +122,19 @@ def build_model(spec: ModelSpec, config: Configuration, penalty: str, seed: int,
             if marked:
                 probes.append(name)
     model = keras.Model(inputs, h, name="actreg")
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss=spec.loss,
-        metrics=["accuracy"],
-    )
-    return BuiltModel(model, tuple(probes))
+    if compile:
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+            loss=spec.loss,
+            metrics=["accuracy"],
+        )
+    return BuiltModel(model, tuple(probes), regularizer)
+
+
+def initial_weights(spec: ModelSpec, seed: int, n_features: int) -> list:
+    """Seed's initial weights: those of :func:`build_model` for any configuration.
+
+    Placement adds or removes only weightless ``Activation`` layers, so every
+    configuration draws the same initial weights for the same seed.
+    """
+    return build_model(spec, Configuration("none"), "mean", seed, n_features, compile=False).model.get_weights()

@@ -55,22 +55,55 @@ def chunk_seeds(seeds: Sequence[int], chunk_size: int | None = None) -> list[tup
 
 
 def fit_seeds(task: FitTask):
-    """Train ``task.config`` on every seed of ``task.seeds``; returns a list of ``SeedResult``."""
+    """Train ``task.config`` on every seed of ``task.seeds``; returns a list of ``SeedResult``.
+
+    A worker keeps its compiled trainers (one per norm, placement and chunk size) and the
+    seeds' initial weights between tasks: a grid's strengths reuse one compilation. A
+    reused trainer gives the same numbers as a fresh one (the tests check it).
+    """
     from search import runtime
 
     runtime.configure(task.threads)
-    import keras
-
     from search.data import make_dataset
-    from search.model import build_model
-    from search.trainer import train_seeds
+    from search.model import initial_weights, penalty_factors
 
-    keras.backend.clear_session()  # drop the previous task's graph and layer names
     data = make_dataset(task.data)
     n_features = data.x_train.shape[1]
-    built = [build_model(task.model, task.config, task.penalty, seed, n_features, task.train.learning_rate)
-             for seed in task.seeds]
-    return train_seeds([b.model for b in built], data, task.train, task.seeds, built[0].probes)
+    trainer, regularizer = _trainer(task, n_features)
+    if regularizer is not None:
+        regularizer.set(*penalty_factors(task.config))
+    start = [_initial_weights(task.model, seed, n_features, initial_weights) for seed in task.seeds]
+    return trainer.fit(start, task.seeds)
+
+
+_TRAINERS: dict[tuple, tuple] = {}
+_WEIGHTS: dict[tuple, list] = {}
+_CACHE_LIMIT = 16
+
+
+def _trainer(task: FitTask, n_features: int):
+    from search.data import make_dataset
+    from search.model import build_model
+    from search.trainer import ChunkTrainer
+
+    key = (task.data, task.model, task.train, task.penalty, task.config.norm, task.config.placement,
+           len(task.seeds))
+    if key not in _TRAINERS:
+        if len(_TRAINERS) >= _CACHE_LIMIT:
+            _TRAINERS.pop(next(iter(_TRAINERS)))
+        built = build_model(task.model, task.config, task.penalty, task.seeds[0], n_features, task.train.learning_rate)
+        trainer = ChunkTrainer(built.model, make_dataset(task.data), task.train, len(task.seeds), built.probes)
+        _TRAINERS[key] = (trainer, built.regularizer)
+    return _TRAINERS[key]
+
+
+def _initial_weights(model, seed: int, n_features: int, make) -> list:
+    key = (model, seed, n_features)
+    if key not in _WEIGHTS:
+        if len(_WEIGHTS) >= 64 * _CACHE_LIMIT:
+            _WEIGHTS.pop(next(iter(_WEIGHTS)))
+        _WEIGHTS[key] = make(model, seed, n_features)
+    return _WEIGHTS[key]
 
 
 def run_tasks(tasks: Sequence[FitTask], n_jobs: int, backend: str = "loky") -> Iterator[tuple[int, list]]:

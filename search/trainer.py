@@ -55,13 +55,6 @@ class SeedResult:
     weights: tuple[np.ndarray, ...] | None = None
 
 
-def permutation_seeds(seeds: Sequence[int]):
-    """Per-seed shuffling keys; the permutation of seed k in epoch e depends on (k, e) only."""
-    import tensorflow as tf
-
-    return tf.constant(np.asarray(seeds, dtype=np.uint32))
-
-
 def _mix32(h):
     """MurmurHash3's 32-bit finalizer: a bijection that spreads every input bit."""
     import tensorflow as tf
@@ -97,127 +90,153 @@ def train_seeds(models: Sequence, data: Dataset, train: TrainSpec, seeds: Sequen
     layers run the computation. ``probes`` name the layers whose outputs are measured for
     sparsity on the test inputs; ``keep_weights`` returns the trained weights too.
     """
-    import keras
-    import tensorflow as tf
-
     if len(models) != len(seeds) or not models:
         raise ValueError("need one model per seed, and at least one")
-    template = models[0]
-    n_seeds = len(models)
-    weights = template.trainable_variables
-    state = template.non_trainable_variables
-    state_values = [v.value for v in state]
-    stacked = [
-        tf.Variable(np.stack([m.trainable_variables[i].numpy() for m in models]), name=f"w{i}")
-        for i in range(len(weights))
-    ]
-    optimizer = keras.optimizers.Adam(learning_rate=train.learning_rate)
-    optimizer.build(stacked)
-    probe_model = keras.Model(template.inputs, [template.get_layer(n).output for n in probes]) if probes else None
+    trainer = ChunkTrainer(models[0], data, train, len(seeds), probes)
+    return trainer.fit([m.get_weights() for m in models], seeds, keep_weights=keep_weights)
 
-    x_train = tf.constant(data.x_train)
-    y_train = tf.constant(data.y_train)
-    x_test = tf.constant(data.x_test)
-    y_test = tf.constant(data.y_test)
-    n_rows = int(data.x_train.shape[0])
-    batch = train.batch_size
-    n_batches = -(-n_rows // batch)
-    seed_keys = permutation_seeds(seeds)
 
-    def scope(values):
-        mapping = list(zip(weights, values)) + list(zip(state, state_values))
-        return keras.StatelessScope(state_mapping=mapping, collect_losses=True)
+class ChunkTrainer:
+    """A compiled trainer for ``n_seeds`` replicas of ``template``, reusable across fits.
 
-    def seed_loss(values, x, y, training):
-        # The same calls, in the same order, as Keras's own train_step/test_step.
-        with scope(values):
-            y_pred = template(x, training=training)
-            loss = template.compute_loss(x, y, y_pred, training=training)
-        return loss, _correct(y, y_pred)
+    The graph reads everything that changes between fits from variables: initial
+    weights, optimizer state, shuffling keys, and the regularizer's factors (see
+    :class:`search.model.ActivityPenalty`), so one compilation serves every strength
+    of a norm and placement. Not thread-safe: one fit at a time.
+    """
 
-    def per_seed(fn, values, *per_seed_args, shared=()):
-        """Map ``fn`` over the seed axis of ``values`` (and of ``per_seed_args``)."""
-        return tf.vectorized_map(lambda a: fn(a[0], *a[1:], *shared), (values, *per_seed_args))
+    def __init__(self, template, data: Dataset, train: TrainSpec, n_seeds: int, probes: Sequence[str] = ()) -> None:
+        import keras
+        import tensorflow as tf
 
-    def evaluate(values, x, y):
-        loss, correct = per_seed(lambda v, x_, y_: seed_loss(v, x_, y_, False), values, shared=(x, y))
-        n = tf.cast(tf.shape(y)[0], tf.float32)
-        return loss, correct / n
+        self.template = template
+        self.n_seeds = n_seeds
+        self.train = train
+        weights = template.trainable_variables
+        state = template.non_trainable_variables
+        state_values = [v.value for v in state]
+        self._stacked = stacked = [
+            tf.Variable(tf.zeros((n_seeds, *v.shape), v.dtype), name=f"w{i}") for i, v in enumerate(weights)
+        ]
+        self._optimizer = optimizer = keras.optimizers.Adam(learning_rate=train.learning_rate)
+        optimizer.build(stacked)
+        self._optimizer_start = [v.numpy() for v in optimizer.variables]
+        self._seed_keys = seed_keys = tf.Variable(tf.zeros([n_seeds], tf.uint32), name="seed_keys")
+        probe_model = keras.Model(template.inputs, [template.get_layer(n).output for n in probes]) if probes else None
 
-    def permutations(epoch):
-        return _permutations(seed_keys, tf.cast(epoch, tf.uint32), n_rows)
+        x_train = tf.constant(data.x_train)
+        y_train = tf.constant(data.y_train)
+        x_test = tf.constant(data.x_test)
+        y_test = tf.constant(data.y_test)
+        n_rows = int(data.x_train.shape[0])
+        batch = train.batch_size
+        n_batches = -(-n_rows // batch)
 
-    # XLA fuses the many small elementwise ops of a step (about 2x faster on a CPU), but its
-    # rounding differs from fit's kernels: one seed alone keeps fit's graph, bit for bit.
-    @tf.function(jit_compile=n_seeds > 1)
-    def run(epochs):
-        history = tf.TensorArray(tf.float32, size=epochs)  # one (len(HISTORY_KEYS), seeds) slice per epoch
-        for epoch in tf.range(epochs):
-            order = permutations(epoch) if train.shuffle else None
-            loss_sum = tf.zeros([n_seeds])
-            correct_sum = tf.zeros([n_seeds])
-            seen = tf.constant(0.0)
-            for b in tf.range(n_batches):
-                start = b * batch
-                stop = tf.minimum(start + batch, n_rows)
-                with tf.GradientTape() as tape:
-                    values = [v.read_value() for v in stacked]
-                    if order is None:
-                        xb, yb = x_train[start:stop], y_train[start:stop]
-                        loss, correct = per_seed(
-                            lambda v, x_, y_: seed_loss(v, x_, y_, True), values, shared=(xb, yb))
-                    else:
-                        idx = order[:, start:stop]
-                        loss, correct = per_seed(
-                            lambda v, x_, y_: seed_loss(v, x_, y_, True),
-                            values, tf.gather(x_train, idx), tf.gather(y_train, idx))
-                    total = tf.reduce_sum(loss)
-                grads = tape.gradient(total, stacked)
-                optimizer.apply(grads, stacked)
-                # Keras's loss tracker: a mean weighted by batch size, accumulated as a sum.
-                n = tf.cast(stop - start, tf.float32)
-                loss_sum += loss * n
-                correct_sum += correct
-                seen += n
-            test_loss, test_acc = evaluate([v.read_value() for v in stacked], x_test, y_test)
-            history = history.write(epoch, tf.stack([loss_sum / seen, correct_sum / seen, test_loss, test_acc]))
-        return history.stack()
+        def scope(values):
+            mapping = list(zip(weights, values)) + list(zip(state, state_values))
+            return keras.StatelessScope(state_mapping=mapping, collect_losses=True)
 
-    @tf.function
-    def final():
-        values = [v.read_value() for v in stacked]
-        train_loss, train_acc = evaluate(values, x_train, y_train)
-        test_loss, test_acc = evaluate(values, x_test, y_test)
-        if probe_model is None:
-            return train_loss, train_acc, test_loss, test_acc, tf.zeros([n_seeds, 0]), tf.zeros([n_seeds, 0])
+        def seed_loss(values, x, y, training):
+            # The same calls, in the same order, as Keras's own train_step/test_step.
+            with scope(values):
+                y_pred = template(x, training=training)
+                loss = template.compute_loss(x, y, y_pred, training=training)
+            return loss, _correct(y, y_pred)
 
-        def sparsity(v):
-            with scope(v):
-                outs = probe_model(x_test, training=False)
-            outs = outs if isinstance(outs, (list, tuple)) else [outs]
-            return (tf.stack([tf.reduce_mean(o) for o in outs]),
-                    tf.stack([tf.reduce_mean(tf.cast(tf.equal(o, 0.0), tf.float32)) for o in outs]))
+        def per_seed(fn, values, *per_seed_args, shared=()):
+            """Map ``fn`` over the seed axis of ``values`` (and of ``per_seed_args``)."""
+            return tf.vectorized_map(lambda a: fn(a[0], *a[1:], *shared), (values, *per_seed_args))
 
-        mean_act, zeros = tf.vectorized_map(sparsity, values)
-        return train_loss, train_acc, test_loss, test_acc, mean_act, zeros
+        def evaluate(values, x, y):
+            loss, correct = per_seed(lambda v, x_, y_: seed_loss(v, x_, y_, False), values, shared=(x, y))
+            n = tf.cast(tf.shape(y)[0], tf.float32)
+            return loss, correct / n
 
-    hist = run(tf.constant(train.epochs)).numpy()
-    tr_loss, tr_acc, te_loss, te_acc, mean_act, zeros = (t.numpy() for t in final())
-    trained = [v.numpy() for v in stacked] if keep_weights else None
-    results = []
-    for k, seed in enumerate(seeds):
-        results.append(SeedResult(
-            seed=int(seed),
-            train_accuracy=float(tr_acc[k]),
-            test_accuracy=float(te_acc[k]),
-            train_loss=float(tr_loss[k]),
-            test_loss=float(te_loss[k]),
-            mean_activation=tuple(float(v) for v in mean_act[k]),
-            zero_fraction=tuple(float(v) for v in zeros[k]),
-            history={key: np.ascontiguousarray(hist[:, i, k]) for i, key in enumerate(HISTORY_KEYS)},
-            weights=None if trained is None else tuple(w[k] for w in trained),
-        ))
-    return results
+        # XLA fuses the many small elementwise ops of a step (about 2x faster on a CPU), but its
+        # rounding differs from fit's kernels: one seed alone keeps fit's graph, bit for bit.
+        @tf.function(jit_compile=n_seeds > 1)
+        def run(epochs):
+            history = tf.TensorArray(tf.float32, size=epochs)  # one (len(HISTORY_KEYS), seeds) slice per epoch
+            for epoch in tf.range(epochs):
+                order = _permutations(seed_keys, tf.cast(epoch, tf.uint32), n_rows) if train.shuffle else None
+                loss_sum = tf.zeros([n_seeds])
+                correct_sum = tf.zeros([n_seeds])
+                seen = tf.constant(0.0)
+                for b in tf.range(n_batches):
+                    start = b * batch
+                    stop = tf.minimum(start + batch, n_rows)
+                    with tf.GradientTape() as tape:
+                        values = [v.read_value() for v in stacked]
+                        if order is None:
+                            xb, yb = x_train[start:stop], y_train[start:stop]
+                            loss, correct = per_seed(
+                                lambda v, x_, y_: seed_loss(v, x_, y_, True), values, shared=(xb, yb))
+                        else:
+                            idx = order[:, start:stop]
+                            loss, correct = per_seed(
+                                lambda v, x_, y_: seed_loss(v, x_, y_, True),
+                                values, tf.gather(x_train, idx), tf.gather(y_train, idx))
+                        total = tf.reduce_sum(loss)
+                    grads = tape.gradient(total, stacked)
+                    optimizer.apply(grads, stacked)
+                    # Keras's loss tracker: a mean weighted by batch size, accumulated as a sum.
+                    n = tf.cast(stop - start, tf.float32)
+                    loss_sum += loss * n
+                    correct_sum += correct
+                    seen += n
+                test_loss, test_acc = evaluate([v.read_value() for v in stacked], x_test, y_test)
+                history = history.write(epoch, tf.stack([loss_sum / seen, correct_sum / seen, test_loss, test_acc]))
+            return history.stack()
+
+        @tf.function
+        def final():
+            values = [v.read_value() for v in stacked]
+            train_loss, train_acc = evaluate(values, x_train, y_train)
+            test_loss, test_acc = evaluate(values, x_test, y_test)
+            if probe_model is None:
+                return train_loss, train_acc, test_loss, test_acc, tf.zeros([n_seeds, 0]), tf.zeros([n_seeds, 0])
+
+            def sparsity(v):
+                with scope(v):
+                    outs = probe_model(x_test, training=False)
+                outs = outs if isinstance(outs, (list, tuple)) else [outs]
+                return (tf.stack([tf.reduce_mean(o) for o in outs]),
+                        tf.stack([tf.reduce_mean(tf.cast(tf.equal(o, 0.0), tf.float32)) for o in outs]))
+
+            mean_act, zeros = tf.vectorized_map(sparsity, values)
+            return train_loss, train_acc, test_loss, test_acc, mean_act, zeros
+
+        self._run, self._final = run, final
+
+    def fit(self, initial_weights: Sequence[Sequence[np.ndarray]], seeds: Sequence[int],
+            keep_weights: bool = False) -> list[SeedResult]:
+        """Train from ``initial_weights[k]`` (seed k's weights, in trainable-variable order)."""
+        import tensorflow as tf
+
+        if len(initial_weights) != self.n_seeds or len(seeds) != self.n_seeds:
+            raise ValueError(f"this trainer fits {self.n_seeds} seeds at a time")
+        for i, var in enumerate(self._stacked):
+            var.assign(np.stack([w[i] for w in initial_weights]))
+        for var, value in zip(self._optimizer.variables, self._optimizer_start):
+            var.assign(value)
+        self._seed_keys.assign(np.asarray(seeds, dtype=np.uint32))
+        hist = self._run(tf.constant(self.train.epochs)).numpy()
+        tr_loss, tr_acc, te_loss, te_acc, mean_act, zeros = (t.numpy() for t in self._final())
+        trained = [v.numpy() for v in self._stacked] if keep_weights else None
+        results = []
+        for k, seed in enumerate(seeds):
+            results.append(SeedResult(
+                seed=int(seed),
+                train_accuracy=float(tr_acc[k]),
+                test_accuracy=float(te_acc[k]),
+                train_loss=float(tr_loss[k]),
+                test_loss=float(te_loss[k]),
+                mean_activation=tuple(float(v) for v in mean_act[k]),
+                zero_fraction=tuple(float(v) for v in zeros[k]),
+                history={key: np.ascontiguousarray(hist[:, i, k]) for i, key in enumerate(HISTORY_KEYS)},
+                weights=None if trained is None else tuple(w[k] for w in trained),
+            ))
+        return results
 
 
 def _correct(y, y_pred):

@@ -92,3 +92,22 @@ def test_results_are_sane():
     assert round(r.train_accuracy * 30, 4) == round(r.train_accuracy * 30)
     assert len(r.mean_activation) == 1 and r.mean_activation[0] >= 0.0
     assert 0.0 < r.zero_fraction[0] < 1.0  # a ReLU layer has exact zeros, but not only zeros
+
+
+def test_a_reused_compiled_trainer_gives_the_numbers_of_a_fresh_one():
+    from search import parallel
+    from search.parallel import FitTask, fit_seeds
+
+    train = TrainSpec(epochs=5, batch_size=8)
+
+    def task(strength, seeds=(0, 1)):
+        return FitTask(DATA, MLP, train, "mean", Configuration("l1", strength, "pre"), seeds, 2)
+
+    parallel._TRAINERS.clear()
+    fresh = fit_seeds(task(1e-1))
+    fit_seeds(task(1e-3, seeds=(4, 5)))  # the same compiled trainer, other strength and seeds
+    reused = fit_seeds(task(1e-1))
+    assert len(parallel._TRAINERS) == 1
+    for a, b in zip(fresh, reused):
+        assert a.history["loss"].tolist() == b.history["loss"].tolist()
+        assert (a.test_accuracy, a.train_loss, a.mean_activation) == (b.test_accuracy, b.train_loss, b.mean_activation)
