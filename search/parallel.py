@@ -12,6 +12,7 @@ or in a chunk, and a study must give the same numbers whatever ``n_jobs`` is.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -76,9 +77,11 @@ def fit_seeds(task: FitTask):
     return trainer.fit(start, task.seeds)
 
 
-_TRAINERS: dict[tuple, tuple] = {}
-_WEIGHTS: dict[tuple, list] = {}
-_CACHE_LIMIT = 16
+# Least recently used first. A compiled trainer costs a worker about 45 MB; a grid visits
+# its norms one after the other, so a few trainers (both placements of a norm) suffice.
+_TRAINERS: OrderedDict[tuple, tuple] = OrderedDict()
+_WEIGHTS: OrderedDict[tuple, list] = OrderedDict()
+_CACHE_LIMIT = 4
 
 
 def _trainer(task: FitTask, n_features: int):
@@ -88,9 +91,11 @@ def _trainer(task: FitTask, n_features: int):
 
     key = (task.data, task.model, task.train, task.penalty, task.config.norm, task.config.placement,
            len(task.seeds))
-    if key not in _TRAINERS:
+    if key in _TRAINERS:
+        _TRAINERS.move_to_end(key)
+    else:
         if len(_TRAINERS) >= _CACHE_LIMIT:
-            _TRAINERS.pop(next(iter(_TRAINERS)))
+            _TRAINERS.popitem(last=False)
         built = build_model(task.model, task.config, task.penalty, task.seeds[0], n_features, task.train.learning_rate)
         trainer = ChunkTrainer(built.model, make_dataset(task.data), task.train, len(task.seeds), built.probes)
         _TRAINERS[key] = (trainer, built.regularizer)
@@ -99,9 +104,11 @@ def _trainer(task: FitTask, n_features: int):
 
 def _initial_weights(model, seed: int, n_features: int, make) -> list:
     key = (model, seed, n_features)
-    if key not in _WEIGHTS:
-        if len(_WEIGHTS) >= 64 * _CACHE_LIMIT:
-            _WEIGHTS.pop(next(iter(_WEIGHTS)))
+    if key in _WEIGHTS:
+        _WEIGHTS.move_to_end(key)
+    else:
+        if len(_WEIGHTS) >= 1024:
+            _WEIGHTS.popitem(last=False)
         _WEIGHTS[key] = make(model, seed, n_features)
     return _WEIGHTS[key]
 
