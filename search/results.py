@@ -84,7 +84,7 @@ def summary_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Seque
     import pandas as pd
 
     rows = []
-    for trial in _unique_complete(trials):
+    for trial in complete_trials(trials):
         a = trial.user_attrs
         test = np.asarray(a["test_accuracy"], dtype=np.float64)
         train = np.asarray(a["train_accuracy"], dtype=np.float64)
@@ -118,7 +118,7 @@ def per_seed_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Sequ
     import pandas as pd
 
     rows = []
-    for trial in _unique_complete(trials):
+    for trial in complete_trials(trials):
         a = trial.user_attrs
         params = {f"param_{p}": trial.params.get(p) for p in param_names}
         for k, seed in enumerate(a["seeds"]):
@@ -167,7 +167,8 @@ def configuration_of(trial: optuna.trial.FrozenTrial) -> Configuration:
     return Configuration.from_params(trial.params)
 
 
-def _unique_complete(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+def complete_trials(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """Complete trials with results, one per configuration (the first), in trial order."""
     import optuna
 
     seen, out = set(), []

@@ -99,6 +99,19 @@ class SpaceSpec:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A published single-run result to set beside the measured distribution in reports."""
+
+    norm: str
+    train_accuracy: float | None
+    test_accuracy: float
+    strength: float | None = None
+    placement: str | None = None
+    l1_ratio: float | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class StudySpec:
     """Everything a study needs; ``path`` is the study file it came from (or ``None``)."""
 
@@ -115,6 +128,7 @@ class StudySpec:
     n_trials: int | None = None
     sampler_seed: int = 0
     chunk_size: int | None = None
+    references: tuple[Reference, ...] = ()
     path: str | None = None
 
     def with_overrides(
@@ -165,7 +179,7 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
     s = source
     _known(doc, s, "", {
         "name", "storage", "seeds", "n_jobs", "penalty", "sampler", "n_trials", "sampler_seed",
-        "chunk_size", "data", "model", "train", "space",
+        "chunk_size", "data", "model", "train", "space", "reference",
     })
     name = _get(doc, s, "name", str, required=True)
     _check(name.strip() != "" and len(name) <= 200, s, "name", "must be a non-empty string of at most 200 characters")
@@ -195,10 +209,11 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
                "no layer has regularize = true, but space.norm asks for regularization")
     if space.l1_ratio is not None:
         _check("l1_l2" in space.norm, s, "space.l1_ratio", 'only applies to norm "l1_l2", which space.norm lacks')
+    references = _references(doc.get("reference", []), s)
     return StudySpec(
         name=name, storage=storage, seeds=seeds, data=data, model=model, train=train, space=space,
         n_jobs=n_jobs, penalty=penalty, sampler=sampler, n_trials=n_trials, sampler_seed=sampler_seed,
-        chunk_size=chunk_size, path=None if source.startswith("<") else source,
+        chunk_size=chunk_size, references=references, path=None if source.startswith("<") else source,
     )
 
 
@@ -221,6 +236,31 @@ def _data(t: Mapping[str, Any], s: str) -> DataSpec:
         _check(source == "circles", s, "data.factor", 'only applies to source = "circles"')
         _check(0 < factor < 1, s, "data.factor", "must be between 0 and 1 (exclusive)")
     return DataSpec(source, n_samples, noise, random_state, n_train, factor)
+
+
+def _references(raw: Any, s: str) -> tuple[Reference, ...]:
+    _check(isinstance(raw, list), s, "reference", "must be an array of tables ([[reference]])")
+    out = []
+    for i, t in enumerate(raw):
+        key = f"reference[{i}]"
+        _check(isinstance(t, dict), s, key, "must be a table")
+        _known(t, s, key, {"norm", "strength", "placement", "l1_ratio", "train_accuracy", "test_accuracy", "source"})
+        norm = _choice(t.get("norm"), s, f"{key}.norm", NORMS)
+        test = _get(t, s, f"{key}.test_accuracy", float, required=True)
+        train = _get(t, s, f"{key}.train_accuracy", float)
+        for name, v in (("test_accuracy", test), ("train_accuracy", train)):
+            _check(v is None or 0 <= v <= 1, s, f"{key}.{name}", "must be between 0 and 1")
+        strength = _get(t, s, f"{key}.strength", float)
+        placement = t.get("placement")
+        if placement is not None:
+            placement = _choice(placement, s, f"{key}.placement", PLACEMENTS)
+        if norm == "none":
+            _check(strength is None and placement is None, s, key, 'norm "none" takes no strength or placement')
+        else:
+            _check(strength is not None and placement is not None, s, key, "needs strength and placement")
+        out.append(Reference(norm, train, test, strength, placement, _get(t, s, f"{key}.l1_ratio", float),
+                             _get(t, s, f"{key}.source", str, default="")))
+    return tuple(out)
 
 
 def _model(t: Mapping[str, Any], s: str) -> ModelSpec:

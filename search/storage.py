@@ -54,10 +54,11 @@ def spec_fingerprint(spec: StudySpec) -> dict[str, Any]:
     """The parts of ``spec`` that determine the numbers, as plain JSON data.
 
     Where the results are stored (``storage``), how many workers compute them
-    (``n_jobs``) and the file's path do not change them and are left out.
+    (``n_jobs``), the file's path and the published references do not change them and
+    are left out.
     """
     d = asdict(spec)
-    for key in ("storage", "n_jobs", "path"):
+    for key in ("storage", "n_jobs", "path", "references"):
         d.pop(key)
     return json.loads(json.dumps(d))
 

@@ -1,0 +1,110 @@
+"""Paired statistics against the baseline: every configuration ran the same seeds.
+
+For each configuration, d_k = test accuracy of seed k minus the baseline's test accuracy of
+the same seed, over the seeds both have. Reported per configuration:
+
+* ``mean_diff`` with its two-sided 95% Student-t interval (``ci95_low_diff``, ``ci95_high_diff``);
+* ``t_pvalue``: paired t-test (H0: mean of d is 0); ``wilcoxon_pvalue``: Wilcoxon signed-rank
+  test (zero differences dropped; 1.0 when every difference is zero);
+* ``t_pvalue_holm``, ``wilcoxon_pvalue_holm``: Holm's step-down correction across all
+  configurations of the table;
+* ``effect_size_dz``: Cohen's d_z = mean(d) / sd(d) (NaN when sd is 0);
+* ``few_seeds``: True with fewer than 5 pairs, where none of these tests means much.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from search.results import complete_trials, configuration_of
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+
+MIN_SEEDS = 5
+
+
+def paired_differences(config_acc: dict[int, float], baseline_acc: dict[int, float]) -> np.ndarray:
+    """Per-seed differences over the seeds both runs have, in seed order."""
+    seeds = sorted(set(config_acc) & set(baseline_acc))
+    return np.array([config_acc[s] - baseline_acc[s] for s in seeds], dtype=np.float64)
+
+
+def paired_test(d: np.ndarray) -> dict[str, float]:
+    """Mean difference, its 95% CI, paired t and Wilcoxon p-values, and d_z for differences ``d``."""
+    from scipy import stats
+
+    n = len(d)
+    out = {"n_pairs": n, "mean_diff": float(d.mean()) if n else math.nan}
+    sd = float(d.std(ddof=1)) if n > 1 else math.nan
+    if n > 1 and sd > 0:
+        half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+        out.update(ci95_low_diff=out["mean_diff"] - half, ci95_high_diff=out["mean_diff"] + half,
+                   t_pvalue=float(stats.ttest_1samp(d, 0.0).pvalue), effect_size_dz=out["mean_diff"] / sd)
+    elif n > 1:  # every pair differs by the same amount: no spread to test against
+        same = out["mean_diff"] == 0
+        out.update(ci95_low_diff=out["mean_diff"], ci95_high_diff=out["mean_diff"],
+                   t_pvalue=1.0 if same else 0.0, effect_size_dz=math.nan)
+    else:
+        out.update(ci95_low_diff=math.nan, ci95_high_diff=math.nan, t_pvalue=math.nan, effect_size_dz=math.nan)
+    if n == 0:
+        out["wilcoxon_pvalue"] = math.nan
+    elif np.all(d == 0):
+        out["wilcoxon_pvalue"] = 1.0
+    else:
+        out["wilcoxon_pvalue"] = float(stats.wilcoxon(d, zero_method="wilcox").pvalue)
+    return out
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (NaN stays NaN and is not counted)."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    valid = np.flatnonzero(~np.isnan(p))
+    adjusted = np.full(len(p), np.nan)
+    m = len(valid)
+    running = 0.0
+    for rank, i in enumerate(valid[np.argsort(p[valid], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted.tolist()
+
+
+def baseline_comparison(trials: Sequence[optuna.trial.FrozenTrial], param_names: Sequence[str]) -> pd.DataFrame:
+    """One row per non-baseline configuration: its paired comparison with the baseline.
+
+    Empty when the study has no baseline (``norm = "none"``) among its complete trials.
+    """
+    import pandas as pd
+
+    done = complete_trials(trials)
+    base = next((t for t in done if configuration_of(t).is_baseline), None)
+    columns = [f"param_{p}" for p in param_names] + [
+        "n_pairs", "mean_diff", "ci95_low_diff", "ci95_high_diff", "t_pvalue", "t_pvalue_holm",
+        "wilcoxon_pvalue", "wilcoxon_pvalue_holm", "effect_size_dz", "few_seeds"]
+    if base is None:
+        return pd.DataFrame(columns=columns)
+    base_acc = _by_seed(base)
+    rows = []
+    for t in done:
+        if t is base:
+            continue
+        row = {f"param_{p}": t.params.get(p) for p in param_names}
+        row.update(paired_test(paired_differences(_by_seed(t), base_acc)))
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    frame["t_pvalue_holm"] = holm(frame["t_pvalue"])
+    frame["wilcoxon_pvalue_holm"] = holm(frame["wilcoxon_pvalue"])
+    frame["few_seeds"] = frame["n_pairs"] < MIN_SEEDS
+    return frame[columns]
+
+
+def _by_seed(trial: optuna.trial.FrozenTrial) -> dict[int, float]:
+    a = trial.user_attrs
+    return dict(zip(a["seeds"], a["test_accuracy"]))
