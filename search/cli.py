@@ -54,6 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("--host", default="127.0.0.1", metavar="HOST", help="address to bind (default 127.0.0.1)")
     dash.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: as for run)")
 
+    report = sub.add_parser("report", help="tables, heatmaps, learning curves and statistics", description=(
+        "Write summary tables (CSV, Markdown, LaTeX), heatmaps, learning curves, seed distributions, "
+        "sparsity plots, paired statistics against the baseline and a one-page report.md; attach the "
+        "figures and a summary note to the study for optuna-dashboard."))
+    report.add_argument("study", metavar="STUDY.toml")
+    report.add_argument("--out", metavar="DIR", help="output folder (default: reports/<study name>)")
+    report.add_argument("--format", default="png", choices=["png", "pdf", "svg"], help="figure format (default png)")
+    report.add_argument("--no-attach", action="store_true", help="do not attach figures and note to the study")
+    report.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: as for run)")
+
     bench = sub.add_parser("bench", help="trainer throughput against plain keras model.fit", description=(
         "Train the case-study MLP with plain keras model.fit (validation every epoch) and with "
         "actreg's trainer on SEEDS seeds, and print microseconds per epoch per model for each."))
@@ -139,6 +149,19 @@ def _version() -> str:
     return __version__
 
 
+def _report(args: argparse.Namespace) -> int:
+    from search.report import write_report
+    from search.storage import StudyNotFound
+
+    spec = _spec(args)
+    try:
+        report = write_report(spec, args.out, fmt=args.format, attach=not args.no_attach)
+    except StudyNotFound as exc:
+        return _not_run(args, exc)
+    print(f"wrote {len(report.files)} files to {report.folder}; start with {report.folder / 'report.md'}")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     import json
 
@@ -152,7 +175,7 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "export": _export, "dashboard": _dashboard, "bench": _bench}
+_COMMANDS = {"run": _run, "export": _export, "dashboard": _dashboard, "report": _report, "bench": _bench}
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import TextIO
@@ -26,9 +27,15 @@ def serve(spec: StudySpec, *, host: str = "127.0.0.1", port: int = 8080, stream:
     def stop(signum, frame):
         raise KeyboardInterrupt
 
+    artifacts = study.user_attrs.get("actreg_artifacts")
+    store = None
+    if artifacts and os.path.isdir(artifacts):  # figures attached by `actreg report`
+        import optuna
+
+        store = optuna.artifacts.FileSystemArtifactStore(artifacts)
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        run_server(study._storage, host=host, port=port)
+        run_server(study._storage, host=host, port=port, artifact_store=store)
     except KeyboardInterrupt:
         pass
     finally:

@@ -1,0 +1,272 @@
+"""Figures of a study: pure functions compute each figure's data; seaborn only draws it.
+
+The tests check the data functions; the drawing functions are checked to produce real,
+non-empty files.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+from search.results import complete_trials, configuration_of
+from search.space import Configuration
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+
+NORM_ORDER = ("l1", "l2", "l1_l2")
+
+
+class Heatmap(NamedTuple):
+    """One panel per placement: ``values[placement]`` is a norm x strength table."""
+
+    placements: tuple[str, ...]
+    values: dict[str, pd.DataFrame]
+    labels: dict[str, pd.DataFrame]  # cell annotations, same shape as values
+    baseline: float | None  # the baseline's value, drawn as a reference line on the colour bar
+    title: str
+
+
+class Curve(NamedTuple):
+    """Seed mean and standard deviation of train and test accuracy over epochs."""
+
+    label: str
+    epoch: np.ndarray
+    train_mean: np.ndarray
+    train_std: np.ndarray
+    test_mean: np.ndarray
+    test_std: np.ndarray
+
+
+def strength_bins(strengths: Sequence[float], max_columns: int = 12) -> dict[float, float]:
+    """Map each strength to its heatmap column: itself for a grid, its power of ten for a
+    continuous (TPE) search that produced more distinct values than ``max_columns``."""
+    distinct = sorted(set(strengths))
+    if len(distinct) <= max_columns:
+        return {s: s for s in distinct}
+    return {s: 10.0 ** round(math.log10(s)) for s in distinct}
+
+
+def heatmap_data(summary: pd.DataFrame, value: str, label: str | None = None, title: str = "") -> Heatmap:
+    """Pivot ``summary`` (the export table) into norm x strength panels of column ``value``.
+
+    ``label`` names how cells are annotated: ``"mean_std"`` writes ``mean±std`` of test
+    accuracy, otherwise the value itself. Cells averaged over a bin (TPE) are means.
+    """
+    import pandas as pd
+
+    regs = summary[summary["param_norm"] != "none"].copy()
+    base = summary[summary["param_norm"] == "none"]
+    baseline = float(base[value].iloc[0]) if len(base) else None
+    bins = strength_bins(regs["param_strength"].astype(float).tolist())
+    regs["strength_bin"] = regs["param_strength"].astype(float).map(bins)
+    norms = [n for n in NORM_ORDER if n in set(regs["param_norm"])]
+    placements = tuple(p for p in ("pre", "post") if p in set(regs["param_placement"]))
+    columns = sorted(set(bins.values()))
+    values, labels = {}, {}
+    for placement in placements:
+        part = regs[regs["param_placement"] == placement]
+        grouped = part.groupby(["param_norm", "strength_bin"])
+        mean = grouped[value].mean().unstack().reindex(index=norms, columns=columns)
+        values[placement] = mean
+        if label == "mean_std":
+            std = grouped["std_test_accuracy"].mean().unstack().reindex(index=norms, columns=columns)
+            text = mean.map(lambda v: "" if pd.isna(v) else f"{v:.3f}") + "±" + std.map(
+                lambda v: "–" if pd.isna(v) else f"{v:.3f}")
+            labels[placement] = text.where(mean.notna(), "")
+        else:
+            labels[placement] = mean.map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
+    return Heatmap(placements, values, labels, baseline, title)
+
+
+def selected_curves(trials: Sequence[optuna.trial.FrozenTrial]) -> list[Curve]:
+    """The baseline, then the best configuration of each norm and placement, by mean test accuracy."""
+    done = complete_trials(trials)
+    best: dict[tuple[str, str | None], optuna.trial.FrozenTrial] = {}
+    for t in done:
+        c = configuration_of(t)
+        key = (c.norm, c.placement)
+        if key not in best or t.value > best[key].value:
+            best[key] = t
+    order = sorted(best, key=lambda k: (k[0] != "none", NORM_ORDER.index(k[0]) if k[0] in NORM_ORDER else -1,
+                                        k[1] or ""))
+    return [_curve(best[k]) for k in order]
+
+
+def _curve(t: optuna.trial.FrozenTrial) -> Curve:
+    c = t.user_attrs["curves"]
+    arr = lambda key: np.asarray(c[key], dtype=np.float64)  # noqa: E731
+    return Curve(configuration_of(t).label, arr("epoch"), arr("mean_accuracy"), arr("std_accuracy"),
+                 arr("mean_test_accuracy"), arr("std_test_accuracy"))
+
+
+def seed_distribution(trials: Sequence[optuna.trial.FrozenTrial]) -> pd.DataFrame:
+    """Long table (configuration, seed, test_accuracy), configurations ordered by mean, best first."""
+    import pandas as pd
+
+    rows = []
+    for t in complete_trials(trials):
+        label = configuration_of(t).label
+        for seed, acc in zip(t.user_attrs["seeds"], t.user_attrs["test_accuracy"]):
+            rows.append({"configuration": label, "seed": seed, "test_accuracy": acc, "mean": t.value})
+    frame = pd.DataFrame(rows, columns=["configuration", "seed", "test_accuracy", "mean"])
+    return frame.sort_values(["mean", "configuration", "seed"], ascending=[False, True, True]).drop(columns="mean")
+
+
+def sparsity_data(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Regularized configurations' sparsity against strength, and the baseline's values."""
+    regs = summary[summary["param_norm"] != "none"]
+    cols = ["param_norm", "param_placement", "param_strength", "mean_activation", "mean_zero_fraction"]
+    base = summary[summary["param_norm"] == "none"]
+    reference = {} if base.empty else {k: float(base[k].iloc[0]) for k in ("mean_activation", "mean_zero_fraction")}
+    return regs[cols].sort_values(cols[:3]).reset_index(drop=True), reference
+
+
+def reference_position(value: float, seed_values: Sequence[float], decimals: int = 3) -> dict[str, float | int | str]:
+    """Where a single published number falls among the seeds' values.
+
+    Published numbers are rounded, so a seed counts as equal when it rounds to ``value`` at
+    ``decimals`` places (55/70 = 0.7857 equals a published 0.786).
+    """
+    v = np.asarray(seed_values, dtype=np.float64)
+    same = np.round(v, decimals) == round(value, decimals)
+    below, equal = int(((v < value) & ~same).sum()), int(same.sum())
+    percentile = 100.0 * (below + 0.5 * equal) / len(v)  # mid-rank percentile
+    z = (value - v.mean()) / v.std(ddof=1) if len(v) > 1 and v.std(ddof=1) > 0 else math.nan
+    if below == len(v):
+        words = f"above all {len(v)} seeds"
+    elif below == 0 and equal == 0:
+        words = f"below all {len(v)} seeds"
+    else:
+        words = f"above {below}, equal to {equal} and below {len(v) - below - equal} of {len(v)} seeds"
+    return {"percentile": percentile, "z": float(z), "below": below, "equal": equal, "words": words}
+
+
+# ----------------------------------------------------------------------------- drawing
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def draw_heatmap(data: Heatmap, path: str, cmap: str = "viridis", fmt_bar: str = "{:.3f}") -> None:
+    import seaborn as sns
+
+    plt = _pyplot()
+    n = max(1, len(data.placements))
+    frames = [data.values[p] for p in data.placements]
+    finite = np.concatenate([f.to_numpy(dtype=float).ravel() for f in frames]) if frames else np.array([])
+    finite = finite[np.isfinite(finite)]
+    if data.baseline is not None:
+        finite = np.append(finite, data.baseline)
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if vmin == vmax:
+        vmin, vmax = vmin - 1e-3, vmax + 1e-3
+    n_cols = max((f.shape[1] for f in frames), default=1)
+    fig, axes = plt.subplots(1, n, figsize=(1.3 * n_cols * n + 2.5, 3.2), squeeze=False)
+    for ax, placement in zip(axes[0], data.placements):
+        values = data.values[placement]
+        sns.heatmap(values, ax=ax, annot=data.labels[placement].to_numpy(), fmt="", cmap=cmap, vmin=vmin, vmax=vmax,
+                    cbar=placement == data.placements[-1], annot_kws={"fontsize": 7}, linewidths=0.5)
+        ax.set_title(f"placement: {placement}")
+        ax.set_xlabel("strength (log scale)")
+        ax.set_ylabel("norm")
+        ax.set_xticklabels([f"{float(c):.0e}" for c in values.columns], rotation=0)
+        ax.set_yticklabels(list(values.index), rotation=0)
+    if data.baseline is not None and data.placements:
+        bar = axes[0][-1].collections[0].colorbar
+        bar.ax.axhline(data.baseline, color="red", linewidth=2)
+        bar.ax.text(1.6, data.baseline, "baseline " + fmt_bar.format(data.baseline), color="red", va="center",
+                    fontsize=7, transform=bar.ax.get_yaxis_transform())
+    fig.suptitle(data.title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def draw_curves(curves: Sequence[Curve], path: str) -> None:
+    plt = _pyplot()
+    n = len(curves)
+    cols = min(3, n) or 1
+    rows = max(1, math.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False, sharey=True)
+    base = curves[0] if curves and curves[0].label == "none" else None
+    for ax, c in zip(axes.ravel(), curves):
+        for mean, std, name, colour in ((c.train_mean, c.train_std, "train", "tab:blue"),
+                                        (c.test_mean, c.test_std, "test", "tab:orange")):
+            ax.plot(c.epoch, mean, color=colour, label=f"{name} (mean)")
+            ax.fill_between(c.epoch, mean - np.nan_to_num(std), mean + np.nan_to_num(std), color=colour, alpha=0.25,
+                            linewidth=0, label=f"{name} ±1 std")
+        if base is not None and c is not base:
+            ax.plot(base.epoch, base.test_mean, color="grey", linestyle="--", linewidth=1, label="baseline test")
+        ax.set_title(c.label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy")
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    handles, labels = axes.ravel()[min(1, n - 1) if n else 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def draw_distribution(frame: pd.DataFrame, path: str, references: dict[str, float] | None = None) -> None:
+    import seaborn as sns
+
+    plt = _pyplot()
+    order = list(dict.fromkeys(frame["configuration"]))
+    fig, ax = plt.subplots(figsize=(7, 1.0 + 0.32 * len(order)))
+    sns.boxplot(data=frame, y="configuration", x="test_accuracy", order=order, ax=ax, color="lightgrey",
+                fliersize=0, width=0.6)
+    # Deterministic jitter (seaborn's stripplot draws it from the global RNG), so the same
+    # study always renders the same file.
+    rows = frame["configuration"].map({c: i for i, c in enumerate(order)}).to_numpy(dtype=float)
+    jitter = ((frame["seed"].to_numpy(dtype=float) * 0.6180339887) % 1.0 - 0.5) * 0.4
+    ax.scatter(frame["test_accuracy"], rows + jitter, s=9, color="tab:blue", alpha=0.7, zorder=3)
+    for label, value in (references or {}).items():
+        if label in order:
+            y = order.index(label)
+            ax.plot([value], [y], marker="D", color="red", markersize=7, linestyle="none")
+    if references:
+        ax.plot([], [], marker="D", color="red", linestyle="none", label="published single run")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlabel("test accuracy (one dot per seed)")
+    ax.set_ylabel("")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def draw_sparsity(frame: pd.DataFrame, reference: dict[str, float], path: str) -> None:
+    import seaborn as sns
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, col, name in ((axes[0], "mean_activation", "mean activation"),
+                          (axes[1], "mean_zero_fraction", "fraction of exact zeros")):
+        if not frame.empty:
+            sns.lineplot(data=frame, x="param_strength", y=col, hue="param_norm", style="param_placement",
+                         markers=True, ax=ax)
+        if col in reference:
+            ax.axhline(reference[col], color="grey", linestyle="--", label="baseline")
+        ax.set_xscale("log")
+        ax.set_xlabel("strength (log scale)")
+        ax.set_ylabel(name + " (test inputs)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

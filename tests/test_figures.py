@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from search.figures import (heatmap_data, reference_position, seed_distribution, selected_curves, sparsity_data,
+                            strength_bins)
+
+
+def summary(rows):
+    cols = ["param_norm", "param_strength", "param_placement", "mean_test_accuracy", "std_test_accuracy",
+            "mean_activation", "mean_zero_fraction"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+SUMMARY = summary([
+    ("none", None, None, 0.77, 0.01, 0.2, 0.4),
+    ("l1", 1e-4, "pre", 0.75, 0.02, 0.1, 0.5),
+    ("l1", 1e-2, "pre", 0.79, 0.03, 0.05, 0.8),
+    ("l2", 1e-4, "post", 0.76, 0.01, 0.15, 0.45),
+])
+
+
+def test_heatmap_pivots_norm_by_strength_per_placement():
+    h = heatmap_data(SUMMARY, "mean_test_accuracy", "mean_std")
+    assert h.placements == ("pre", "post") and h.baseline == 0.77
+    pre = h.values["pre"]
+    assert list(pre.index) == ["l1", "l2"] and list(pre.columns) == [1e-4, 1e-2]
+    assert pre.loc["l1", 1e-2] == 0.79 and math.isnan(pre.loc["l2", 1e-4])
+    assert h.labels["pre"].loc["l1", 1e-2] == "0.790±0.030"
+    assert h.labels["pre"].loc["l2", 1e-4] == ""
+    assert h.values["post"].loc["l2", 1e-4] == 0.76
+
+
+def test_strength_bins_keep_a_grid_and_bin_a_continuous_search_by_decade():
+    assert strength_bins([1e-4, 1e-2]) == {1e-4: 1e-4, 1e-2: 1e-2}
+    bins = strength_bins(list(np.geomspace(1e-5, 1e-1, 20)))
+    assert set(bins.values()) <= {1e-5, 1e-4, 1e-3, 1e-2, 1e-1}
+
+
+def test_sparsity_data_separates_the_baseline():
+    frame, ref = sparsity_data(SUMMARY)
+    assert len(frame) == 3 and set(frame["param_norm"]) == {"l1", "l2"}
+    assert ref == {"mean_activation": 0.2, "mean_zero_fraction": 0.4}
+
+
+@pytest.mark.parametrize("value,words,percentile", [
+    (0.9, "above all 4 seeds", 100.0),
+    (0.1, "below all 4 seeds", 0.0),
+    (0.786, "above 1, equal to 2 and below 1 of 4 seeds", 50.0),  # 0.7857 rounds to the published 0.786
+])
+def test_reference_position(value, words, percentile):
+    pos = reference_position(value, [0.7, 55 / 70, 55 / 70, 0.8])
+    assert pos["words"] == words and pos["percentile"] == percentile
+
+
+def trial(params, acc, curve_test):
+    epochs = [1, 2, 3]
+    curves = {"epoch": epochs, "mean_accuracy": [0.5, 0.7, 0.9], "std_accuracy": [0.0, 0.1, 0.0],
+              "mean_test_accuracy": curve_test, "std_test_accuracy": [0.01, 0.01, 0.01]}
+    return optuna.trial.create_trial(
+        params=params,
+        distributions={k: optuna.distributions.CategoricalDistribution([v]) for k, v in params.items()},
+        value=float(np.mean(acc)),
+        user_attrs={"seeds": [0, 1], "test_accuracy": acc, "train_accuracy": acc, "curves": curves},
+    )
+
+
+TRIALS = [
+    trial({"norm": "l1", "strength": 1e-3, "placement": "pre"}, [0.6, 0.7], [0.5, 0.6, 0.65]),
+    trial({"norm": "none"}, [0.7, 0.8], [0.5, 0.7, 0.75]),
+    trial({"norm": "l1", "strength": 1e-2, "placement": "pre"}, [0.8, 0.8], [0.5, 0.7, 0.8]),
+    trial({"norm": "l1", "strength": 1e-2, "placement": "post"}, [0.5, 0.5], [0.5, 0.5, 0.5]),
+]
+
+
+def test_curves_are_the_baseline_then_the_best_of_each_norm_and_placement():
+    curves = selected_curves(TRIALS)
+    assert [c.label for c in curves] == ["none", "l1(0.01) post", "l1(0.01) pre"]
+    assert curves[2].test_mean.tolist() == [0.5, 0.7, 0.8]
+
+
+def test_seed_distribution_is_long_and_ordered_best_first():
+    frame = seed_distribution(TRIALS)
+    assert len(frame) == 8
+    assert list(dict.fromkeys(frame["configuration"])) == ["l1(0.01) pre", "none", "l1(0.001) pre", "l1(0.01) post"]

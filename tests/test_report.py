@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import optuna
+import pytest
+from conftest import write_study
+
+from search import load_spec, run_study
+from search.report import summary_latex, summary_markdown, write_report
+from search.storage import load_study
+
+MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF", "svg": b"<?xml"}
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report")
+    path = write_study(folder, name="rep", seeds=3, epochs=5)
+    path.write_text(path.read_text() + '\n[[reference]]\nnorm = "none"\ntest_accuracy = 0.9\ntrain_accuracy = 1.0\n'
+                    'source = "a single run"\n')
+    spec = load_spec(path).with_overrides(n_jobs=1)
+    run_study(spec, progress=False)
+    return spec, folder
+
+
+@pytest.mark.parametrize("fmt", ["png", "pdf", "svg"])
+def test_report_renders_every_file(small_run, tmp_path, fmt):
+    spec, _ = small_run
+    report = write_report(spec, tmp_path / "out", fmt=fmt, attach=False)
+    names = sorted(p.name for p in report.files)
+    figures = [f"{n}.{fmt}" for n in ("curves", "heatmap_std_test_accuracy", "heatmap_test_accuracy",
+                                       "heatmap_zero_fraction", "seeds", "sparsity")]
+    assert names == sorted(figures + ["references.csv", "report.md", "stats.csv", "summary.csv", "summary.md",
+                                      "summary.tex"])
+    for name in figures:
+        data = (tmp_path / "out" / name).read_bytes()
+        assert len(data) > 5000 and data.startswith(MAGIC[fmt]), name
+    text = (tmp_path / "out" / "report.md").read_text()
+    for link in re.findall(r"\]\(([^)]+)\)", text):
+        assert (tmp_path / "out" / link).is_file(), link
+    assert "fewer than 5 paired seeds" in text  # 3 seeds: the statistics are flagged
+    assert "above all 3 seeds" in text or "of 3 seeds" in text
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".report-")]
+
+
+def test_tables_mark_the_best_configuration_of_each_norm(small_run, tmp_path):
+    spec, _ = small_run
+    from search import export_frame
+
+    summary = export_frame(spec)
+    md = summary_markdown(summary)
+    assert md.count("★") == 2 + 1  # l1 and l2, plus the legend
+    assert len([line for line in md.splitlines() if line.startswith("| ") and line[2].isdigit()]) == 9
+    tex = summary_latex(summary, "rep")
+    assert "\\toprule" in tex and "\\bottomrule" in tex and tex.count("\\textbf{") == 2 * 5
+
+
+def test_report_attaches_figures_and_a_note_to_the_study(small_run, tmp_path):
+    spec, _ = small_run
+    write_report(spec, tmp_path / "att", attach=True)
+    study = load_study(spec)
+    metas = optuna.artifacts.get_all_artifact_meta(study)
+    assert sorted(m.filename for m in metas) == sorted(
+        f"{n}.png" for n in ("curves", "heatmap_std_test_accuracy", "heatmap_test_accuracy", "heatmap_zero_fraction",
+                             "seeds", "sparsity"))
+    write_report(spec, tmp_path / "att", attach=True)  # unchanged figures are not uploaded twice
+    assert len(optuna.artifacts.get_all_artifact_meta(study)) == len(metas)
+    from optuna_dashboard import get_note
+
+    assert "rank" in get_note(study)
+
+
+def test_report_cli_on_a_study_never_run(tmp_path):
+    path = write_study(tmp_path, name="never")
+    proc = subprocess.run([sys.executable, "-m", "search", "report", str(path), "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "run `actreg run" in proc.stderr
+    assert not (tmp_path / "r").exists()
