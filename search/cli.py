@@ -35,8 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--n-jobs", type=int, metavar="N", help="worker processes (default: the file's, else all cores)")
     run.add_argument("--seeds", type=int, metavar="N", help="use seeds 0..N-1 instead of the file's")
     run.add_argument("--epochs", type=int, metavar="N", help="train N epochs instead of the file's")
-    run.add_argument("--backend", default="loky", metavar="NAME",
-                     help="joblib backend for the fits: loky (default) or dask (needs a Dask client)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     export = sub.add_parser("export", help="write the study's results as CSV", description=(
@@ -100,9 +98,7 @@ def _run(args: argparse.Namespace) -> int:
     from search.runner import run_study, summary_text
 
     spec = _spec(args, n_jobs=args.n_jobs, seeds=args.seeds, epochs=args.epochs)
-    if args.backend not in ("loky", "dask", "multiprocessing", "sequential"):
-        raise SpecError("command line", "--backend", f"unknown joblib backend {args.backend!r}")
-    report = run_study(spec, backend=args.backend, progress=False if args.no_progress else None)
+    report = run_study(spec, progress=False if args.no_progress else None)
     print(summary_text(report.summary))
     print(f"\n{report.configurations_run} configurations run, {report.configurations_skipped} already stored, "
           f"{report.fits} fits in {report.wall_seconds:.1f} s; storage: {report.storage}")

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from search.results import complete_trials, configuration_of
-from search.space import Configuration
 
 if TYPE_CHECKING:
     import optuna
