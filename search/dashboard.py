@@ -5,39 +5,55 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
+from socketserver import ThreadingMixIn
 from typing import TextIO
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from search.spec import StudySpec
 from search.storage import load_study
 
 
-def serve(spec: StudySpec, *, host: str = "127.0.0.1", port: int = 8080, stream: TextIO | None = None) -> None:
-    """Serve the study's storage until interrupted (Ctrl-C or SIGTERM both stop it cleanly).
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a browser's open connection must not keep the process alive
 
-    Raises ``StudyNotFound`` before serving if the study was never run.
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+def serve(spec: StudySpec, *, host: str = "127.0.0.1", port: int = 8080, stream: TextIO | None = None) -> None:
+    """Serve the study's storage until SIGINT (Ctrl-C) or SIGTERM, then stop cleanly.
+
+    Raises ``StudyNotFound`` before serving if the study was never run. The figures that
+    ``actreg report`` attached to the study are served too.
     """
-    from optuna_dashboard import run_server
+    from optuna_dashboard import wsgi
 
     stream = stream or sys.stdout
     study = load_study(spec)
-    study_id = study._study_id
-    print(f"Serving study {spec.name!r} from {spec.storage}", file=stream)
-    print(f"Open http://{host}:{port}/dashboard/studies/{study_id}  (Ctrl-C stops)", file=stream, flush=True)
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    artifacts = study.user_attrs.get("actreg_artifacts")
     store = None
-    if artifacts and os.path.isdir(artifacts):  # figures attached by `actreg report`
+    artifacts = study.user_attrs.get("actreg_artifacts")
+    if artifacts and os.path.isdir(artifacts):
         import optuna
 
         store = optuna.artifacts.FileSystemArtifactStore(artifacts)
-    previous = signal.signal(signal.SIGTERM, stop)
+    app = wsgi(study._storage, artifact_store=store)
+    httpd = make_server(host, port, app, server_class=_Server, handler_class=_QuietHandler)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    worker = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+    worker.start()
     try:
-        run_server(study._storage, host=host, port=port, artifact_store=store)
-    except KeyboardInterrupt:
-        pass
+        print(f"Serving study {spec.name!r} from {spec.storage}", file=stream)
+        print(f"Open http://{host}:{httpd.server_port}/dashboard/studies/{study._study_id}  (Ctrl-C stops)",
+              file=stream, flush=True)
+        while not stop.wait(0.5):
+            pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        httpd.shutdown()
+        httpd.server_close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print("dashboard stopped", file=stream, flush=True)
