@@ -27,10 +27,12 @@ from search.spec import ModelSpec
 class ActivityPenalty(keras.regularizers.Regularizer):
     """Keras's ``L1``, ``L2`` and ``L1L2`` penalties, with their factors held in variables.
 
-    It computes what ``keras.regularizers.L1(l1)``, ``L2(l2)`` and ``L1L2(l1, l2)``
-    compute, with the same operations in the same order (the tests compare them on a known
-    tensor). Keeping the factors in variables lets one compiled trainer serve every
-    strength of a norm: :meth:`set` changes them between fits without recompiling.
+    It computes what ``keras.regularizers.L1L2(l1, l2)`` computes, with the same operations
+    in the same order; ``L1(l1)`` and ``L2(l2)`` are the cases with one factor zero (the
+    tests compare all three on a known tensor). Keeping the factors in variables lets one
+    compiled trainer serve every norm and strength of a placement: :meth:`set` changes
+    them between fits without recompiling. (Unlike ``L1``, an activation so large that
+    its square overflows gives an infinite penalty; by then training has diverged.)
 
     With ``penalty = "sum"`` the penalty is multiplied by the batch size, which cancels
     the division that Keras >= 3.14 applies to every activity penalty.
@@ -50,14 +52,12 @@ class ActivityPenalty(keras.regularizers.Regularizer):
         self.l2.assign(l2)
 
     def __call__(self, x):
-        if self.norm == "l1":
-            reg = self.l1 * ops.sum(ops.absolute(x))
-        elif self.norm == "l2":
-            reg = self.l2 * ops.sum(ops.square(x))
-        else:
-            reg = ops.convert_to_tensor(0.0, dtype=x.dtype)
-            reg += self.l1 * ops.sum(ops.absolute(x))
-            reg += self.l2 * ops.sum(ops.square(x))
+        # Always both terms, whatever the norm: one compiled graph then serves every norm.
+        # A zero factor adds exactly 0.0 to the value and to the gradient, so L1 alone gives
+        # the bits of keras.regularizers.L1 (the tests compare them).
+        reg = ops.convert_to_tensor(0.0, dtype=x.dtype)
+        reg += self.l1 * ops.sum(ops.absolute(x))
+        reg += self.l2 * ops.sum(ops.square(x))
         if self.penalty == "sum":
             reg = reg * ops.cast(ops.shape(x)[0], dtype=reg.dtype)
         return reg

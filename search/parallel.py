@@ -58,7 +58,7 @@ def chunk_seeds(seeds: Sequence[int], chunk_size: int | None = None) -> list[tup
 def fit_seeds(task: FitTask):
     """Train ``task.config`` on every seed of ``task.seeds``; returns a list of ``SeedResult``.
 
-    A worker keeps its compiled trainers (one per norm, placement and chunk size) and the
+    A worker keeps its compiled trainers (one per placement and chunk size) and the
     seeds' initial weights between tasks: a grid's strengths reuse one compilation. A
     reused trainer gives the same numbers as a fresh one (the tests check it).
     """
@@ -77,8 +77,8 @@ def fit_seeds(task: FitTask):
     return trainer.fit(start, task.seeds)
 
 
-# Least recently used first. A compiled trainer costs a worker about 45 MB; a grid visits
-# its norms one after the other, so a few trainers (both placements of a norm) suffice.
+# Least recently used first. A compiled trainer costs a worker about 40 MB, which TensorFlow
+# keeps even after eviction; a study needs three (baseline, pre, post) per chunk size.
 _TRAINERS: OrderedDict[tuple, tuple] = OrderedDict()
 _WEIGHTS: OrderedDict[tuple, list] = OrderedDict()
 _CACHE_LIMIT = 4
@@ -89,7 +89,8 @@ def _trainer(task: FitTask, n_features: int):
     from search.model import build_model
     from search.trainer import ChunkTrainer
 
-    key = (task.data, task.model, task.train, task.penalty, task.config.norm, task.config.placement,
+    # Every norm shares its placement's graph (see ActivityPenalty); the baseline has its own.
+    key = (task.data, task.model, task.train, task.penalty, task.config.is_baseline, task.config.placement,
            len(task.seeds))
     if key in _TRAINERS:
         _TRAINERS.move_to_end(key)

@@ -37,7 +37,7 @@ def configure(threads: int) -> None:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     if _configured is not None:
         return
-    import tensorflow as tf
+    tf = _import_tensorflow()
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -47,6 +47,28 @@ def configure(threads: int) -> None:
     # Each fit compiles its own graph, on purpose; TensorFlow's retracing advice is noise here.
     tf.get_logger().setLevel("ERROR")
     _configured = threads
+
+
+def _import_tensorflow():
+    """Import TensorFlow; at log level 3 its import-time banner lines are dropped too.
+
+    TensorFlow 2.21 prints them (oneDNN, missing CUDA drivers) before its log level applies.
+    Only file descriptor 2 is silenced, and only during the import: an import error still
+    raises with its message.
+    """
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
+        import tensorflow
+
+        return tensorflow
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return tensorflow
 
 
 def versions() -> dict[str, str]:
