@@ -6,6 +6,7 @@ import pytest
 from search import runtime
 
 runtime.configure(2)
+import keras  # noqa: E402
 
 from search.data import make_dataset  # noqa: E402
 from search.model import build_model  # noqa: E402
@@ -111,3 +112,29 @@ def test_a_reused_compiled_trainer_gives_the_numbers_of_a_fresh_one():
     for a, b in zip(fresh, reused):
         assert a.history["loss"].tolist() == b.history["loss"].tolist()
         assert (a.test_accuracy, a.train_loss, a.mean_activation) == (b.test_accuracy, b.train_loss, b.mean_activation)
+
+
+@pytest.mark.parametrize("placement,regularizer", [
+    ("pre", lambda: keras.regularizers.L1(1e-4)),
+    ("post", lambda: keras.regularizers.L2(1e-2)),
+])
+def test_one_seed_reproduces_the_tutorials_own_keras_code(placement, regularizer):
+    """The reference is written as the tutorial writes it, with Keras's own regularizers."""
+    epochs, seed = 5, 3
+    data = make_dataset(DATA)
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((2,))
+    if placement == "pre":
+        h = keras.layers.Dense(500, activity_regularizer=regularizer())(inputs)
+        h = keras.layers.Activation("relu")(h)
+    else:
+        h = keras.layers.Dense(500, activation="relu", activity_regularizer=regularizer())(inputs)
+    reference = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(h))
+    reference.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    history = reference.fit(data.x_train, data.y_train, epochs=epochs, batch_size=32, shuffle=False, verbose=0,
+                            validation_data=(data.x_test, data.y_test)).history
+    norm, strength = ("l1", 1e-4) if placement == "pre" else ("l2", 1e-2)
+    (ours,) = fit_with_actreg(Configuration(norm, strength, placement), [seed], TrainSpec(epochs=epochs, shuffle=False))
+    for got, want in zip(ours.weights, reference.get_weights()):
+        assert np.array_equal(got, want)
+    assert np.array_equal(ours.history["loss"], np.float32(history["loss"]))
