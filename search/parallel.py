@@ -66,14 +66,14 @@ def fit_seeds(task: FitTask):
 
     runtime.configure(task.threads)
     from search.data import make_dataset
-    from search.model import initial_weights, penalty_factors
+    from search.model import penalty_factors
 
     data = make_dataset(task.data)
     n_features = data.x_train.shape[1]
     trainer, regularizer = _trainer(task, n_features)
     if regularizer is not None:
         regularizer.set(*penalty_factors(task.config))
-    start = [_initial_weights(task.model, seed, n_features, initial_weights) for seed in task.seeds]
+    start = [_initial_weights(task.model, seed, n_features) for seed in task.seeds]
     return trainer.fit(start, task.seeds)
 
 
@@ -103,14 +103,16 @@ def _trainer(task: FitTask, n_features: int):
     return _TRAINERS[key]
 
 
-def _initial_weights(model, seed: int, n_features: int, make) -> list:
+def _initial_weights(model: ModelSpec, seed: int, n_features: int) -> list:
+    from search.model import initial_weights
+
     key = (model, seed, n_features)
     if key in _WEIGHTS:
         _WEIGHTS.move_to_end(key)
     else:
         if len(_WEIGHTS) >= 1024:
             _WEIGHTS.popitem(last=False)
-        _WEIGHTS[key] = make(model, seed, n_features)
+        _WEIGHTS[key] = initial_weights(model, seed, n_features)
     return _WEIGHTS[key]
 
 
