@@ -13,8 +13,9 @@ or in a chunk, and a study must give the same numbers whatever ``n_jobs`` is.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from search.space import Configuration
 from search.spec import DataSpec, ModelSpec, TrainSpec
@@ -66,54 +67,44 @@ def fit_seeds(task: FitTask):
 
     runtime.configure(task.threads)
     from search.data import make_dataset
-    from search.model import penalty_factors
+    from search.model import build_model, initial_weights, penalty_factors
+    from search.trainer import ChunkTrainer
 
     data = make_dataset(task.data)
     n_features = data.x_train.shape[1]
-    trainer, regularizer = _trainer(task, n_features)
-    if regularizer is not None:
-        regularizer.set(*penalty_factors(task.config))
-    start = [_initial_weights(task.model, seed, n_features) for seed in task.seeds]
-    return trainer.fit(start, task.seeds)
 
-
-# Least recently used first. A compiled trainer costs a worker about 40 MB, which TensorFlow
-# keeps even after eviction; a study needs three (baseline, pre, post) per chunk size.
-_TRAINERS: OrderedDict[tuple, tuple] = OrderedDict()
-_WEIGHTS: OrderedDict[tuple, list] = OrderedDict()
-_CACHE_LIMIT = 4
-
-
-def _trainer(task: FitTask, n_features: int):
-    from search.data import make_dataset
-    from search.model import build_model
-    from search.trainer import ChunkTrainer
+    def compile_trainer():
+        built = build_model(task.model, task.config, task.penalty, task.seeds[0], n_features, task.train.learning_rate)
+        return ChunkTrainer(built.model, data, task.train, len(task.seeds), built.probes), built.regularizer
 
     # Every norm shares its placement's graph (see ActivityPenalty); the baseline has its own.
     key = (task.data, task.model, task.train, task.penalty, task.config.is_baseline, task.config.placement,
            len(task.seeds))
-    if key in _TRAINERS:
-        _TRAINERS.move_to_end(key)
+    trainer, regularizer = _cached(_TRAINERS, key, 4, compile_trainer)
+    if regularizer is not None:
+        regularizer.set(*penalty_factors(task.config))
+    start = [_cached(_WEIGHTS, (task.model, seed, n_features), 1024,
+                     lambda seed=seed: initial_weights(task.model, seed, n_features))
+             for seed in task.seeds]
+    return trainer.fit(start, task.seeds)
+
+
+# Per-worker caches, least recently used first. A compiled trainer costs a worker about
+# 40 MB, which TensorFlow keeps even after eviction; a study needs three (baseline, pre,
+# post) per chunk size.
+_TRAINERS: OrderedDict[tuple, tuple] = OrderedDict()
+_WEIGHTS: OrderedDict[tuple, list] = OrderedDict()
+
+
+def _cached(cache: OrderedDict, key: tuple, limit: int, make: Callable[[], Any]) -> Any:
+    """``cache[key]``, made by ``make()`` if missing; evicts the least recently used past ``limit``."""
+    if key in cache:
+        cache.move_to_end(key)
     else:
-        if len(_TRAINERS) >= _CACHE_LIMIT:
-            _TRAINERS.popitem(last=False)
-        built = build_model(task.model, task.config, task.penalty, task.seeds[0], n_features, task.train.learning_rate)
-        trainer = ChunkTrainer(built.model, make_dataset(task.data), task.train, len(task.seeds), built.probes)
-        _TRAINERS[key] = (trainer, built.regularizer)
-    return _TRAINERS[key]
-
-
-def _initial_weights(model: ModelSpec, seed: int, n_features: int) -> list:
-    from search.model import initial_weights
-
-    key = (model, seed, n_features)
-    if key in _WEIGHTS:
-        _WEIGHTS.move_to_end(key)
-    else:
-        if len(_WEIGHTS) >= 1024:
-            _WEIGHTS.popitem(last=False)
-        _WEIGHTS[key] = initial_weights(model, seed, n_features)
-    return _WEIGHTS[key]
+        if len(cache) >= limit:
+            cache.popitem(last=False)
+        cache[key] = make()
+    return cache[key]
 
 
 def run_tasks(tasks: Sequence[FitTask], n_jobs: int, backend: str = "loky") -> Iterator[tuple[int, list]]:
