@@ -66,9 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Train the case-study MLP with plain keras model.fit (validation every epoch) and with "
         "actreg's trainer on SEEDS seeds, and print microseconds per epoch per model for each."))
     bench.add_argument("--epochs", type=int, default=2000, metavar="E", help="epochs for actreg's trainer (default 2000)")
-    bench.add_argument("--seeds", type=int, default=30, metavar="S", help="seeds trained together (default 30)")
+    bench.add_argument("--seeds", type=int, default=30, metavar="S", help="seeds, in chunks of at most 32 as a study trains them (default 30)")
     bench.add_argument("--fit-epochs", type=int, default=20, metavar="E",
-                       help="epochs for keras model.fit (default 20; each costs about 0.1 s)")
+                       help="epochs for keras model.fit (default 20; each costs about 0.06 s on 2 cores)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
