@@ -99,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
 
     spec = _spec(args, n_jobs=args.n_jobs, seeds=args.seeds, epochs=args.epochs)
     report = run_study(spec, progress=False if args.no_progress else None)
-    print(summary_text(report.summary))
+    print(summary_text(report.summary, spec.objective))
     print(f"\n{report.configurations_run} configurations run, {report.configurations_skipped} already stored, "
           f"{report.fits} fits in {report.wall_seconds:.1f} s; storage: {report.storage}")
     return 0

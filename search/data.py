@@ -1,4 +1,8 @@
-"""Datasets that scikit-learn generates: nothing is downloaded."""
+"""Datasets: ones that ship with scikit-learn or are generated, and the user's CSV or NPZ files.
+
+Nothing is downloaded. Every dataset comes out as float32 arrays: inputs of shape
+(n, *features) and targets of shape (n, 1), class labels as 0, 1, ... K - 1.
+"""
 
 from __future__ import annotations
 
@@ -10,36 +14,182 @@ import numpy as np
 from search.spec import DataSpec
 
 
+class DataError(ValueError):
+    """The data named by a study file cannot be used; ``key`` is the study-file key at fault."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key, self.problem = key, problem
+        super().__init__(f"{key}: {problem}")
+
+
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Train and test arrays; inputs float32 of shape (n, features), targets float32 of shape (n, 1)."""
+    """Train and test arrays; inputs float32 of shape (n, *features), targets float32 of shape (n, 1)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
 
+    @property
+    def n_classes(self) -> int:
+        """Number of classes for label targets (largest label + 1)."""
+        return int(max(self.y_train.max(), self.y_test.max())) + 1
+
 
 @functools.lru_cache(maxsize=8)
 def make_dataset(spec: DataSpec) -> Dataset:
-    """Generate the data of ``spec``; the first ``n_train`` rows train, the rest test.
+    """Load or generate the data of ``spec`` and split it; raises :class:`DataError`.
 
-    Cached per process: workers that fit many configurations generate it once.
+    Cached per process: workers that fit many configurations load it once.
     """
+    if spec.source == "npz":
+        x_train, y_train, x_test, y_test = _npz(spec.path)
+    else:
+        x, y = _rows(spec)
+        train, test = _split(spec, len(x), y)
+        x_train, y_train, x_test, y_test = x[train], y[train], x[test], y[test]
+    if spec.standardize:
+        # Statistics of the training rows only: the test rows must not leak into training.
+        mean = x_train.mean(axis=0, dtype=np.float64)
+        std = x_train.std(axis=0, dtype=np.float64)
+        std[std == 0] = 1.0
+        x_train = (x_train - mean) / std
+        x_test = (x_test - mean) / std
+    arrays = [np.ascontiguousarray(a, dtype=np.float32) for a in (x_train, x_test)]
+    labels = [np.asarray(a, dtype=np.float32).reshape(-1, 1) for a in (y_train, y_test)]
+    data = Dataset(arrays[0], labels[0], arrays[1], labels[1])
+    for a in (data.x_train, data.y_train, data.x_test, data.y_test):
+        a.flags.writeable = False  # shared by every fit in the process
+    return data
+
+
+def _rows(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     from sklearn import datasets
 
     if spec.source == "circles":
-        x, y = datasets.make_circles(
-            n_samples=spec.n_samples, noise=spec.noise, random_state=spec.random_state, factor=spec.factor
-        )
-    elif spec.source == "moons":
-        x, y = datasets.make_moons(n_samples=spec.n_samples, noise=spec.noise, random_state=spec.random_state)
-    else:  # the spec is validated; this guards against a new source without a generator
-        raise ValueError(f"unknown data source {spec.source!r}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    y = np.asarray(y, dtype=np.float32).reshape(-1, 1)
-    n = spec.n_train
-    arrays = (x[:n], y[:n], x[n:], y[n:])
-    for a in arrays:
-        a.flags.writeable = False  # shared by every fit in the process
-    return Dataset(*arrays)
+        return datasets.make_circles(
+            n_samples=spec.n_samples, noise=spec.noise, random_state=spec.random_state, factor=spec.factor)
+    if spec.source == "moons":
+        return datasets.make_moons(n_samples=spec.n_samples, noise=spec.noise, random_state=spec.random_state)
+    if spec.source == "digits":
+        bunch = datasets.load_digits()
+        x = bunch.data / 16.0  # pixel intensities 0..16 -> [0, 1]
+        shape = {"flat": (64,), "image": (8, 8, 1), "sequence": (8, 8)}[spec.view]
+        return x.reshape(-1, *shape), bunch.target
+    if spec.source == "diabetes":
+        bunch = datasets.load_diabetes()
+        return bunch.data, bunch.target
+    if spec.source == "sequence":
+        return adding_task(spec.n_samples, spec.steps, spec.random_state)
+    if spec.source == "csv":
+        return _csv(spec)
+    raise ValueError(f"unknown data source {spec.source!r}")  # the spec is validated
+
+
+def adding_task(n: int, steps: int, random_state: int) -> tuple[np.ndarray, np.ndarray]:
+    """The adding problem as a classification: is the sum of the two marked values above 1?
+
+    Each sample is ``steps`` steps of (value ~ U(0, 1), marker); the markers are 1 at two
+    random steps, one in each half, and 0 elsewhere. A model must remember the marked
+    values across the sequence; the two classes are balanced (the sum of two U(0, 1) is
+    above 1 half the time).
+    """
+    rng = np.random.default_rng(random_state)
+    values = rng.uniform(0.0, 1.0, size=(n, steps))
+    half = steps // 2
+    first = rng.integers(0, half, size=n)
+    second = rng.integers(half, steps, size=n)
+    markers = np.zeros((n, steps))
+    markers[np.arange(n), first] = 1.0
+    markers[np.arange(n), second] = 1.0
+    total = values[np.arange(n), first] + values[np.arange(n), second]
+    return np.stack([values, markers], axis=-1), (total > 1.0).astype(np.int64)
+
+
+def _split(spec: DataSpec, n: int, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if spec.test_size is None:
+        if not 0 < spec.n_train < n:
+            raise DataError("data.n_train", f"must be between 1 and the number of rows - 1 ({n - 1})")
+        return np.arange(spec.n_train), np.arange(spec.n_train, n)
+    from sklearn.model_selection import train_test_split
+
+    try:
+        train, test = train_test_split(np.arange(n), test_size=spec.test_size, random_state=spec.split_seed,
+                                       stratify=y if spec.stratify else None)
+    except ValueError as exc:  # e.g. a class with a single row cannot be stratified
+        raise DataError("data.test_size", str(exc)) from None
+    return np.sort(train), np.sort(test)
+
+
+def _csv(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(spec.path)
+    except (OSError, ValueError) as exc:
+        raise DataError("data.path", f"cannot read {spec.path} as CSV ({exc})") from None
+    if spec.target not in frame.columns:
+        raise DataError("data.target", f"no column {spec.target!r} in {spec.path}")
+    features = list(spec.features) if spec.features else [c for c in frame.columns if c != spec.target]
+    missing = [c for c in features if c not in frame.columns]
+    if missing:
+        raise DataError("data.features", f"no column {missing[0]!r} in {spec.path}")
+    if not features:
+        raise DataError("data.features", f"{spec.path} has no column besides the target")
+    for column in [*features, spec.target]:
+        values = frame[column]
+        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            raise DataError("data.features" if column != spec.target else "data.target",
+                            f"column {column!r} of {spec.path} is not numeric")
+        if values.isna().any():
+            raise DataError("data.features" if column != spec.target else "data.target",
+                            f"column {column!r} of {spec.path} has missing values "
+                            f"(row {int(values.isna().to_numpy().argmax()) + 2} of the file)")
+    return frame[features].to_numpy(np.float64), frame[spec.target].to_numpy()
+
+
+def _npz(path: str) -> tuple[np.ndarray, ...]:
+    names = ("x_train", "y_train", "x_test", "y_test")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [n for n in names if n not in f.files]
+            if missing:
+                raise DataError("data.path", f"{path} lacks the array {missing[0]!r} (needs {', '.join(names)})")
+            arrays = {n: f[n] for n in names}
+    except (OSError, ValueError) as exc:
+        raise DataError("data.path", f"cannot read {path} as NPZ ({exc})") from None
+    for n, a in arrays.items():
+        if a.dtype.kind not in "biuf":
+            raise DataError("data.path", f"{path}: {n} has dtype {a.dtype}, not numbers")
+        if a.ndim == 0 or len(a) == 0:
+            raise DataError("data.path", f"{path}: {n} is empty")
+        if not np.all(np.isfinite(a)):
+            raise DataError("data.path", f"{path}: {n} has NaN or infinite values")
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if len(x) != len(y):
+            raise DataError("data.path", f"{path}: x_{split} has {len(x)} rows but y_{split} has {len(y)}")
+        if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
+            raise DataError("data.path", f"{path}: y_{split} must have shape (n,) or (n, 1), not {y.shape}")
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+        raise DataError("data.path", f"{path}: x_train rows have shape {arrays['x_train'].shape[1:]} but x_test "
+                                     f"rows {arrays['x_test'].shape[1:]}")
+    if arrays["x_train"].ndim == 1:
+        raise DataError("data.path", f"{path}: x_train must have shape (n, features...), not {arrays['x_train'].shape}")
+    return tuple(arrays[n] for n in names)
+
+
+def check_targets(data: Dataset, task: str, n_outputs: int | None = None) -> None:
+    """Targets must suit the task: labels 0/1 (binary), 0..K-1 (multiclass), numbers (regression)."""
+    y = np.concatenate([data.y_train.ravel(), data.y_test.ravel()])
+    if task == "regression":
+        return
+    if not np.all(y == np.round(y)) or y.min() < 0:
+        raise DataError("data", "class labels must be integers 0, 1, ...; "
+                                "for numeric targets use model.loss = \"mse\"")
+    if task == "binary" and y.max() > 1:
+        raise DataError("data", f"binary_crossentropy needs labels 0 and 1, the data has {int(y.max()) + 1} classes; "
+                                "use model.loss = \"sparse_categorical_crossentropy\"")
+    if task == "multiclass" and n_outputs is not None and data.n_classes > n_outputs:
+        raise DataError("model", f"the data has {data.n_classes} classes but the model has {n_outputs} outputs")

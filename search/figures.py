@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from search.results import complete_trials, configuration_of
+from search.spec import METRIC_LABELS, MINIMIZED
 
 if TYPE_CHECKING:
     import optuna
@@ -32,9 +33,10 @@ class Heatmap(NamedTuple):
 
 
 class Curve(NamedTuple):
-    """Seed mean and standard deviation of train and test accuracy over epochs."""
+    """Seed mean and standard deviation of a train and test metric over epochs."""
 
     label: str
+    metric: str
     epoch: np.ndarray
     train_mean: np.ndarray
     train_std: np.ndarray
@@ -54,8 +56,9 @@ def strength_bins(strengths: Sequence[float], max_columns: int = 12) -> dict[flo
 def heatmap_data(summary: pd.DataFrame, value: str, label: str | None = None, title: str = "") -> Heatmap:
     """Pivot ``summary`` (the export table) into norm x strength panels of column ``value``.
 
-    ``label`` names how cells are annotated: ``"mean_std"`` writes ``mean±std`` of test
-    accuracy, otherwise the value itself. Cells averaged over a bin (TPE) are means.
+    ``label`` names how cells are annotated: ``"mean_std"`` writes ``mean±std`` (the std
+    from the matching ``std_`` column), otherwise the value itself. Cells averaged over a
+    bin (TPE) are means.
     """
     import pandas as pd
 
@@ -74,7 +77,7 @@ def heatmap_data(summary: pd.DataFrame, value: str, label: str | None = None, ti
         mean = grouped[value].mean().unstack().reindex(index=norms, columns=columns)
         values[placement] = mean
         if label == "mean_std":
-            std = grouped["std_test_accuracy"].mean().unstack().reindex(index=norms, columns=columns)
+            std = grouped[value.replace("mean_", "std_", 1)].mean().unstack().reindex(index=norms, columns=columns)
             text = mean.map(lambda v: "" if pd.isna(v) else f"{v:.3f}") + "±" + std.map(
                 lambda v: "–" if pd.isna(v) else f"{v:.3f}")
             labels[placement] = text.where(mean.notna(), "")
@@ -83,38 +86,42 @@ def heatmap_data(summary: pd.DataFrame, value: str, label: str | None = None, ti
     return Heatmap(placements, values, labels, baseline, title)
 
 
-def selected_curves(trials: Sequence[optuna.trial.FrozenTrial]) -> list[Curve]:
-    """The baseline, then the best configuration of each norm and placement, by mean test accuracy."""
+def selected_curves(trials: Sequence[optuna.trial.FrozenTrial], metric: str = "accuracy") -> list[Curve]:
+    """The baseline, then the best configuration of each norm and placement, by the mean test ``metric``."""
     done = complete_trials(trials)
+    sign = -1.0 if metric in MINIMIZED else 1.0
     best: dict[tuple[str, str | None], optuna.trial.FrozenTrial] = {}
     for t in done:
         c = configuration_of(t)
         key = (c.norm, c.placement)
-        if key not in best or t.value > best[key].value:
+        if key not in best or sign * t.value > sign * best[key].value:
             best[key] = t
     order = sorted(best, key=lambda k: (k[0] != "none", NORM_ORDER.index(k[0]) if k[0] in NORM_ORDER else -1,
                                         k[1] or ""))
-    return [_curve(best[k]) for k in order]
+    return [_curve(best[k], metric) for k in order]
 
 
-def _curve(t: optuna.trial.FrozenTrial) -> Curve:
+def _curve(t: optuna.trial.FrozenTrial, metric: str) -> Curve:
     c = t.user_attrs["curves"]
     arr = lambda key: np.asarray(c[key], dtype=np.float64)  # noqa: E731
-    return Curve(configuration_of(t).label, arr("epoch"), arr("mean_accuracy"), arr("std_accuracy"),
-                 arr("mean_test_accuracy"), arr("std_test_accuracy"))
+    return Curve(configuration_of(t).label, metric, arr("epoch"), arr(f"mean_{metric}"), arr(f"std_{metric}"),
+                 arr(f"mean_test_{metric}"), arr(f"std_test_{metric}"))
 
 
-def seed_distribution(trials: Sequence[optuna.trial.FrozenTrial]) -> pd.DataFrame:
-    """Long table (configuration, seed, test_accuracy), configurations ordered by mean, best first."""
+def seed_distribution(trials: Sequence[optuna.trial.FrozenTrial], metric: str = "accuracy") -> pd.DataFrame:
+    """Long table (configuration, seed, test_<metric>), configurations ordered by mean, best first."""
     import pandas as pd
 
+    column = f"test_{metric}"
     rows = []
     for t in complete_trials(trials):
         label = configuration_of(t).label
-        for seed, acc in zip(t.user_attrs["seeds"], t.user_attrs["test_accuracy"]):
-            rows.append({"configuration": label, "seed": seed, "test_accuracy": acc, "mean": t.value})
-    frame = pd.DataFrame(rows, columns=["configuration", "seed", "test_accuracy", "mean"])
-    return frame.sort_values(["mean", "configuration", "seed"], ascending=[False, True, True]).drop(columns="mean")
+        for seed, value in zip(t.user_attrs["seeds"], t.user_attrs[column]):
+            rows.append({"configuration": label, "seed": seed, column: value, "mean": t.value})
+    frame = pd.DataFrame(rows, columns=["configuration", "seed", column, "mean"])
+    best_first = metric not in MINIMIZED
+    return frame.sort_values(["mean", "configuration", "seed"], ascending=[not best_first, True, True]).drop(
+        columns="mean")
 
 
 def sparsity_data(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
@@ -210,7 +217,7 @@ def draw_curves(curves: Sequence[Curve], path: str) -> None:
             ax.plot(base.epoch, base.test_mean, color="grey", linestyle="--", linewidth=1, label="baseline test")
         ax.set_title(c.label)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("accuracy")
+        ax.set_ylabel(METRIC_LABELS.get(c.metric, c.metric))
         ax.grid(alpha=0.3)
     for ax in axes.ravel()[n:]:
         ax.axis("off")
@@ -225,15 +232,17 @@ def draw_distribution(frame: pd.DataFrame, path: str, references: dict[str, floa
     import seaborn as sns
 
     plt = _pyplot()
+    column = next(c for c in frame.columns if c.startswith("test_"))
+    metric = column[len("test_"):]
     order = list(dict.fromkeys(frame["configuration"]))
     fig, ax = plt.subplots(figsize=(7, 1.0 + 0.32 * len(order)))
-    sns.boxplot(data=frame, y="configuration", x="test_accuracy", order=order, ax=ax, color="lightgrey",
+    sns.boxplot(data=frame, y="configuration", x=column, order=order, ax=ax, color="lightgrey",
                 fliersize=0, width=0.6)
     # Deterministic jitter (seaborn's stripplot draws it from the global RNG), so the same
     # study always renders the same file.
     rows = frame["configuration"].map({c: i for i, c in enumerate(order)}).to_numpy(dtype=float)
     jitter = ((frame["seed"].to_numpy(dtype=float) * 0.6180339887) % 1.0 - 0.5) * 0.4
-    ax.scatter(frame["test_accuracy"], rows + jitter, s=9, color="tab:blue", alpha=0.7, zorder=3)
+    ax.scatter(frame[column], rows + jitter, s=9, color="tab:blue", alpha=0.7, zorder=3)
     for label, value in (references or {}).items():
         if label in order:
             y = order.index(label)
@@ -241,7 +250,7 @@ def draw_distribution(frame: pd.DataFrame, path: str, references: dict[str, floa
     if references:
         ax.plot([], [], marker="D", color="red", linestyle="none", label="published single run")
         ax.legend(loc="lower right", fontsize=8)
-    ax.set_xlabel("test accuracy (one dot per seed)")
+    ax.set_xlabel(f"test {METRIC_LABELS.get(metric, metric)} (one dot per seed)")
     ax.set_ylabel("")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

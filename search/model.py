@@ -20,7 +20,7 @@ import tensorflow as tf
 from keras import ops
 
 from search.space import Configuration
-from search.spec import ModelSpec
+from search.spec import LOSSES, ModelSpec
 
 
 @keras.saving.register_keras_serializable(package="actreg")
@@ -88,6 +88,10 @@ def make_regularizer(config: Configuration, penalty: str = "mean") -> ActivityPe
     return ActivityPenalty(config.norm, penalty, l1, l2)
 
 
+class BuilderError(ValueError):
+    """The user's model builder cannot be imported, or returned something unusable."""
+
+
 @dataclass(frozen=True)
 class BuiltModel:
     """A compiled model, the layers whose outputs are the regularized activations, and its regularizer."""
@@ -97,44 +101,138 @@ class BuiltModel:
     regularizer: ActivityPenalty | None
 
 
-def build_model(spec: ModelSpec, config: Configuration, penalty: str, seed: int, n_features: int,
-                learning_rate: float = 0.001, compile: bool = True) -> BuiltModel:
-    """Build and compile the model of ``spec`` for ``config``, initialized from ``seed``.
+def compile_model(model: keras.Model, loss: str, learning_rate: float) -> None:
+    """Compile as the trainer computes: Adam, the loss, and the task's metrics."""
+    metrics: list = ["accuracy"]
+    if LOSSES[loss] == "regression":
+        metrics = [keras.metrics.R2Score(name="r2"), keras.metrics.MeanAbsoluteError(name="mae")]
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss, metrics=metrics)
+
+
+def build_model(spec: ModelSpec, config: Configuration, penalty: str, seed: int,
+                input_shape: int | tuple[int, ...], learning_rate: float = 0.001, compile: bool = True,
+                n_outputs: int = 1) -> BuiltModel:
+    """Build (and compile) the model of ``spec`` for ``config``, initialized from ``seed``.
 
     The weights are those of the same model built by hand after
     ``keras.utils.set_random_seed(seed)``, so a plain ``model.fit`` can be compared with it.
+    ``n_outputs`` is used by a builder; layer lists name their output units themselves.
     """
+    shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
     keras.utils.set_random_seed(seed)
     regularizer = make_regularizer(config, penalty)
-    inputs = keras.Input((n_features,), name="x")
+    if spec.builder is not None:
+        model, probes = _from_builder(spec, shape, n_outputs, regularizer, config.placement)
+    else:
+        model, probes = _from_layers(spec, shape, regularizer, config.placement)
+    if compile:
+        compile_model(model, spec.loss, learning_rate)
+    return BuiltModel(model, probes, regularizer)
+
+
+def _from_layers(spec: ModelSpec, shape: tuple[int, ...], regularizer: ActivityPenalty | None,
+                 placement: str | None) -> tuple[keras.Model, tuple[str, ...]]:
+    L = keras.layers
+    inputs = keras.Input(shape, name="x")
     h = inputs
     probes = []
     for i, layer in enumerate(spec.layers):
         name = f"{layer.type}_{i}"
-        marked = layer.regularize
-        reg = regularizer if marked else None
-        if marked and reg is not None and config.placement == "pre":
-            h = keras.layers.Dense(layer.units, activation=None, activity_regularizer=reg, name=name)(h)
-            h = keras.layers.Activation(layer.activation, name=f"{name}_act")(h)
-            probes.append(f"{name}_act")
-        else:
-            h = keras.layers.Dense(layer.units, activation=layer.activation, activity_regularizer=reg, name=name)(h)
-            if marked:
-                probes.append(name)
-    model = keras.Model(inputs, h, name="actreg")
-    if compile:
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-            loss=spec.loss,
-            metrics=["accuracy"],
-        )
-    return BuiltModel(model, tuple(probes), regularizer)
+        reg = regularizer if layer.regularize else None
+        pre = reg is not None and placement == "pre"  # the spec refuses "pre" for lstm
+        activation = None if pre else layer.activation
+        if layer.type == "dense":
+            h = L.Dense(layer.units, activation=activation, activity_regularizer=reg, name=name)(h)
+        elif layer.type == "conv2d":
+            h = L.Conv2D(layer.filters, layer.kernel_size, strides=layer.strides or (1, 1),
+                         padding=layer.padding or "valid", activation=activation, activity_regularizer=reg,
+                         name=name)(h)
+        elif layer.type == "lstm":
+            h = L.LSTM(layer.units, return_sequences=bool(layer.return_sequences), activity_regularizer=reg,
+                       name=name)(h)
+        elif layer.type == "maxpool2d":
+            h = L.MaxPooling2D(layer.pool_size, strides=layer.strides, padding=layer.padding or "valid", name=name)(h)
+        elif layer.type == "flatten":
+            h = L.Flatten(name=name)(h)
+        elif layer.type == "dropout":
+            h = L.Dropout(layer.rate, name=name)(h)
+        else:  # the spec is validated; this guards against a new type without a builder
+            raise ValueError(f"unknown layer type {layer.type!r}")
+        if pre:
+            h = L.Activation(layer.activation, name=f"{name}_act")(h)
+        if layer.regularize:
+            probes.append(f"{name}_act" if pre else name)
+    return keras.Model(inputs, h, name="actreg"), tuple(probes)
 
 
-def initial_weights(spec: ModelSpec, seed: int, n_features: int) -> list:
-    """Seed's initial weights: those of :func:`build_model` for any configuration.
+def load_builder(spec: ModelSpec):
+    """The user's builder function named by ``spec.builder`` ("package.module:function")."""
+    import importlib
+    import sys
 
-    Placement adds or removes only weightless ``Activation`` layers, so every
-    configuration draws the same initial weights for the same seed.
+    module_name, _, func_name = spec.builder.partition(":")
+    if spec.builder_path and spec.builder_path not in sys.path:
+        sys.path.insert(0, spec.builder_path)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any error while importing the user's module is theirs to fix
+        raise BuilderError(f"cannot import {module_name!r} ({type(exc).__name__}: {exc})") from None
+    fn = getattr(module, func_name, None)
+    if not callable(fn):
+        raise BuilderError(f"module {module_name!r} has no function {func_name!r}")
+    return fn
+
+
+def _from_builder(spec: ModelSpec, shape: tuple[int, ...], n_outputs: int, regularizer: ActivityPenalty | None,
+                  placement: str | None) -> tuple[keras.Model, tuple[str, ...]]:
+    fn = load_builder(spec)
+    try:
+        model = fn(input_shape=shape, n_outputs=n_outputs, regularizer=regularizer, placement=placement)
+    except Exception as exc:
+        raise BuilderError(f"{spec.builder} raised {type(exc).__name__}: {exc}") from None
+    if not isinstance(model, keras.Model):
+        raise BuilderError(f"{spec.builder} returned {type(model).__name__}, not a keras.Model")
+    probes = []
+    if regularizer is not None:
+        layers = model.layers
+        for i, layer in enumerate(layers):
+            if getattr(layer, "activity_regularizer", None) is regularizer:
+                follows = layers[i + 1] if i + 1 < len(layers) else None
+                pre = placement == "pre" and isinstance(follows, keras.layers.Activation)
+                probes.append(follows.name if pre else layer.name)
+        if not probes:
+            raise BuilderError(f"{spec.builder} put the regularizer on no layer "
+                               "(pass it as activity_regularizer=regularizer)")
+    return model, tuple(probes)
+
+
+def check_builder(spec: ModelSpec, data, placements: tuple[str, ...] = ("pre", "post")) -> None:
+    """Build the user's model once per placement and check it against the data; raises :class:`BuilderError`."""
+    task = LOSSES[spec.loss]
+    n_outputs = data.n_classes if task == "multiclass" else 1
+    for config in [Configuration("none"), *(Configuration("l1", 1e-4, p) for p in placements)]:
+        model = build_model(spec, config, "mean", 0, data.x_train.shape[1:], compile=False, n_outputs=n_outputs).model
+        try:
+            out = model(data.x_train[:2])
+        except Exception as exc:
+            raise BuilderError(f"the model of {spec.builder} cannot take inputs of shape "
+                               f"{data.x_train.shape[1:]} ({type(exc).__name__}: {exc})") from None
+        if tuple(out.shape[1:]) != (n_outputs,):
+            raise BuilderError(f"the model of {spec.builder} has outputs of shape {tuple(out.shape[1:])}, "
+                               f"the {task} task needs ({n_outputs},)")
+
+
+def initial_state(spec: ModelSpec, config: Configuration, seed: int, input_shape: int | tuple[int, ...],
+                  n_outputs: int = 1) -> tuple[list, list]:
+    """Seed's initial trainable variables and other state (e.g. dropout's seed), as numpy arrays.
+
+    Placement adds or removes only weightless ``Activation`` layers, so with a layer list
+    every configuration draws the same initial weights for the same seed.
     """
-    return build_model(spec, Configuration("none"), "mean", seed, n_features, compile=False).model.get_weights()
+    model = build_model(spec, config, "mean", seed, input_shape, compile=False, n_outputs=n_outputs).model
+    return [v.numpy() for v in model.trainable_variables], [v.numpy() for v in model.non_trainable_variables]
+
+
+def initial_weights(spec: ModelSpec, seed: int, input_shape: int | tuple[int, ...]) -> list:
+    """Seed's initial trainable weights for a layer-list model (any configuration)."""
+    return initial_state(spec, Configuration("none"), seed, input_shape)[0]

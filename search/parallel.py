@@ -25,7 +25,10 @@ MAX_CHUNK = 32  # seeds per chunk by default; larger chunks gain little on a CPU
 
 @dataclass(frozen=True)
 class FitTask:
-    """Fit one configuration on a chunk of seeds; ``threads`` sizes the worker's TensorFlow pools."""
+    """Fit one configuration on a chunk of seeds; ``threads`` sizes the worker's TensorFlow pools.
+
+    ``metrics`` are measured besides the loss (see :func:`search.trainer.metric_stats`).
+    """
 
     data: DataSpec
     model: ModelSpec
@@ -34,6 +37,7 @@ class FitTask:
     config: Configuration
     seeds: tuple[int, ...]
     threads: int = 1
+    metrics: tuple[str, ...] = ("accuracy",)
 
 
 def chunk_seeds(seeds: Sequence[int], chunk_size: int | None = None) -> list[tuple[int, ...]]:
@@ -67,26 +71,33 @@ def fit_seeds(task: FitTask):
 
     runtime.configure(task.threads)
     from search.data import make_dataset
-    from search.model import build_model, initial_weights, penalty_factors
+    from search.model import build_model, initial_state, penalty_factors
     from search.trainer import ChunkTrainer
 
     data = make_dataset(task.data)
-    n_features = data.x_train.shape[1]
+    shape = data.x_train.shape[1:]
+    n_outputs = data.n_classes if task.model.task == "multiclass" else 1
+    config = task.config
 
     def compile_trainer():
-        built = build_model(task.model, task.config, task.penalty, task.seeds[0], n_features, task.train.learning_rate)
-        return ChunkTrainer(built.model, data, task.train, len(task.seeds), built.probes), built.regularizer
+        built = build_model(task.model, config, task.penalty, task.seeds[0], shape, task.train.learning_rate,
+                            n_outputs=n_outputs)
+        trainer = ChunkTrainer(built.model, data, task.train, len(task.seeds), built.probes, task.model.task,
+                               task.metrics)
+        return trainer, built.regularizer
 
     # Every norm shares its placement's graph (see ActivityPenalty); the baseline has its own.
-    key = (task.data, task.model, task.train, task.penalty, task.config.is_baseline, task.config.placement,
+    key = (task.data, task.model, task.train, task.penalty, task.metrics, config.is_baseline, config.placement,
            len(task.seeds))
     trainer, regularizer = _cached(_TRAINERS, key, 4, compile_trainer)
     if regularizer is not None:
-        regularizer.set(*penalty_factors(task.config))
-    start = [_cached(_WEIGHTS, (task.model, seed, n_features), 1024,
-                     lambda seed=seed: initial_weights(task.model, seed, n_features))
+        regularizer.set(*penalty_factors(config))
+    # A layer list draws the same initial weights for every configuration; a builder may not.
+    variant = () if task.model.builder is None else (config.is_baseline, config.placement)
+    start = [_cached(_WEIGHTS, (task.model, seed, shape, variant), 1024,
+                     lambda seed=seed: initial_state(task.model, config, seed, shape, n_outputs))
              for seed in task.seeds]
-    return trainer.fit(start, task.seeds)
+    return trainer.fit([w for w, _ in start], task.seeds, initial_states=[s for _, s in start])
 
 
 # Per-worker caches, least recently used first. A compiled trainer costs a worker about

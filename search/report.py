@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from search import figures
 from search.results import complete_trials, configuration_of, summary_frame, write_csv
 from search.space import Configuration, iter_param_names
-from search.spec import StudySpec
+from search.spec import METRIC_LABELS, MINIMIZED, DataSpec, ModelSpec, StudySpec
 from search.stats import MIN_SEEDS, baseline_comparison
 from search.storage import load_study
 
@@ -50,10 +50,10 @@ def write_report(spec: StudySpec, out: str | os.PathLike[str] | None = None, fmt
     study = load_study(spec)
     trials = study.get_trials(deepcopy=False)
     names = list(iter_param_names(spec.space))
-    summary = summary_frame(trials, names)
+    summary = summary_frame(trials, names, spec.objective, spec.maximize)
     if summary.empty:
         raise ValueError(f"study {spec.name!r} has no completed configuration yet")
-    comparison = baseline_comparison(trials, names)
+    comparison = baseline_comparison(trials, names, spec.objective)
     folder = Path(out) if out is not None else Path("reports") / spec.name
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".report-", dir=folder))
@@ -77,9 +77,11 @@ def _write_all(spec, study, trials, summary, comparison, folder: Path, fmt: str)
         written.append(name)
         return str(folder / name)
 
+    m = spec.objective
+    label = METRIC_LABELS[m]
     write_csv(summary, out("summary.csv"))
-    Path(out("summary.md")).write_text(summary_markdown(summary) + "\n")
-    Path(out("summary.tex")).write_text(summary_latex(summary, spec.name))
+    Path(out("summary.md")).write_text(summary_markdown(summary, m) + "\n")
+    Path(out("summary.tex")).write_text(summary_latex(summary, spec.name, m))
     write_csv(comparison, out("stats.csv"))
     refs = reference_table(spec, trials)
     if refs is not None:
@@ -87,21 +89,22 @@ def _write_all(spec, study, trials, summary, comparison, folder: Path, fmt: str)
 
     figs: list[tuple[str, str]] = []
     if (summary["param_norm"] != "none").any():
-        for name, value, label, title in (
-            ("heatmap_test_accuracy", "mean_test_accuracy", "mean_std", "test accuracy, mean±std over seeds"),
-            ("heatmap_std_test_accuracy", "std_test_accuracy", None, "std of test accuracy over seeds"),
+        for name, value, annotate, title in (
+            (f"heatmap_test_{m}", f"mean_test_{m}", "mean_std", f"test {label}, mean±std over seeds"),
+            (f"heatmap_std_test_{m}", f"std_test_{m}", None, f"std of test {label} over seeds"),
             ("heatmap_zero_fraction", "mean_zero_fraction", None, "fraction of exact zeros in regularized layers"),
         ):
-            figures.draw_heatmap(figures.heatmap_data(summary, value, label, title), out(f"{name}.{fmt}"))
+            figures.draw_heatmap(figures.heatmap_data(summary, value, annotate, title), out(f"{name}.{fmt}"),
+                                 cmap="viridis_r" if value == f"mean_test_{m}" and not spec.maximize else "viridis")
             figs.append((f"{name}.{fmt}", title))
         sparsity, reference = figures.sparsity_data(summary)
         figures.draw_sparsity(sparsity, reference, out(f"sparsity.{fmt}"))
         figs.append((f"sparsity.{fmt}", "sparsity of the regularized layers against strength"))
-    figures.draw_curves(figures.selected_curves(trials), out(f"curves.{fmt}"))
+    figures.draw_curves(figures.selected_curves(trials, m), out(f"curves.{fmt}"))
     figs.append((f"curves.{fmt}", "learning curves: baseline and the best configuration of each norm and placement"))
     ref_points = {} if refs is None else dict(zip(refs["configuration"], refs["published_test_accuracy"]))
-    figures.draw_distribution(figures.seed_distribution(trials), out(f"seeds.{fmt}"), ref_points)
-    figs.append((f"seeds.{fmt}", "test accuracy of every seed"))
+    figures.draw_distribution(figures.seed_distribution(trials, m), out(f"seeds.{fmt}"), ref_points)
+    figs.append((f"seeds.{fmt}", f"test {label} of every seed"))
     Path(out("report.md")).write_text(report_markdown(spec, study, summary, comparison, refs, figs, written))
     return written
 
@@ -118,41 +121,44 @@ def _present(v) -> bool:
     return v is not None and not (isinstance(v, float) and math.isnan(v))
 
 
-def best_per_norm(summary: pd.DataFrame) -> set[int]:
-    """Row positions of the best configuration (highest mean test accuracy) of each regularizing norm."""
+def best_per_norm(summary: pd.DataFrame, metric: str = "accuracy") -> set[int]:
+    """Row positions of the best configuration (best mean test ``metric``) of each regularizing norm."""
     frame = summary.reset_index(drop=True)
-    best = frame[frame["param_norm"] != "none"].groupby("param_norm")["mean_test_accuracy"].idxmax()
-    return set(int(i) for i in best)
+    ranks = frame[frame["param_norm"] != "none"].groupby("param_norm")[f"rank_test_{metric}"]
+    return set(int(i) for i in ranks.idxmin())
 
 
-def summary_markdown(summary: pd.DataFrame) -> str:
+def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy") -> str:
+    m, label = metric, METRIC_LABELS[metric]
     frame = summary.reset_index(drop=True)
-    marked = best_per_norm(frame)
-    lines = ["| rank | configuration | seeds | test accuracy (mean ± std) | 95% CI | train accuracy | zero fraction |",
+    marked = best_per_norm(frame, m)
+    lines = [f"| rank | configuration | seeds | test {label} (mean ± std) | 95% CI | train {label} | zero fraction |",
              "|---:|---|---:|---|---|---|---:|"]
-    for i in frame.sort_values(["rank_test_accuracy"]).index:
+    for i in frame.sort_values([f"rank_test_{m}"]).index:
         r = frame.loc[i]
         name = _label(r) + (" ★" if i in marked else "")
         lines.append(
-            f"| {r['rank_test_accuracy']} | {name} | {r['n_seeds']} | {_pm(r['mean_test_accuracy'], r['std_test_accuracy'])}"
-            f" | [{_f(r['ci95_low_test_accuracy'])}, {_f(r['ci95_high_test_accuracy'])}]"
-            f" | {_pm(r['mean_train_accuracy'], r['std_train_accuracy'])} | {_f(r['mean_zero_fraction'])} |")
+            f"| {r[f'rank_test_{m}']} | {name} | {r['n_seeds']} | {_pm(r[f'mean_test_{m}'], r[f'std_test_{m}'])}"
+            f" | [{_f(r[f'ci95_low_test_{m}'])}, {_f(r[f'ci95_high_test_{m}'])}]"
+            f" | {_pm(r[f'mean_train_{m}'], r[f'std_train_{m}'])} | {_f(r['mean_zero_fraction'])} |")
     lines.append("")
     lines.append("★ best configuration of its norm. std: sample standard deviation over seeds (ddof = 1); "
                  "CI: 95% Student-t interval of the mean.")
     return "\n".join(lines)
 
 
-def summary_latex(summary: pd.DataFrame, name: str) -> str:
+def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy") -> str:
+    m = metric
+    label = {"accuracy": "accuracy", "r2": "$R^2$", "mae": "MAE"}[m]
     frame = summary.reset_index(drop=True)
-    marked = best_per_norm(frame)
+    marked = best_per_norm(frame, m)
     rows = []
-    for i in frame.sort_values(["rank_test_accuracy"]).index:
+    for i in frame.sort_values([f"rank_test_{m}"]).index:
         r = frame.loc[i]
         cells = [_tex(_label(r)), str(r["n_seeds"]),
-                 f"${_f(r['mean_test_accuracy'])} \\pm {_f(r['std_test_accuracy'])}$",
-                 f"[{_f(r['ci95_low_test_accuracy'])}, {_f(r['ci95_high_test_accuracy'])}]",
-                 f"${_f(r['mean_train_accuracy'])} \\pm {_f(r['std_train_accuracy'])}$"]
+                 f"${_f(r[f'mean_test_{m}'])} \\pm {_f(r[f'std_test_{m}'])}$",
+                 f"[{_f(r[f'ci95_low_test_{m}'])}, {_f(r[f'ci95_high_test_{m}'])}]",
+                 f"${_f(r[f'mean_train_{m}'])} \\pm {_f(r[f'std_train_{m}'])}$"]
         if i in marked:
             cells = [f"\\textbf{{{c}}}" for c in cells]
         rows.append(" & ".join(cells) + r" \\")
@@ -160,20 +166,21 @@ def summary_latex(summary: pd.DataFrame, name: str) -> str:
     return (
         "% Requires \\usepackage{booktabs}. Bold: best configuration of its norm.\n"
         "\\begin{table}[t]\n\\centering\n"
-        f"\\caption{{Test accuracy over seeds, study \\texttt{{{_tex(name)}}}: mean $\\pm$ sample std; "
+        f"\\caption{{Test {label} over seeds, study \\texttt{{{_tex(name)}}}: mean $\\pm$ sample std; "
         "95\\% Student-t interval of the mean.}\n"
         "\\begin{tabular}{lrccc}\n\\toprule\n"
-        "Configuration & Seeds & Test accuracy & 95\\% CI & Train accuracy \\\\\n\\midrule\n"
+        f"Configuration & Seeds & Test {label} & 95\\% CI & Train {label} \\\\\n\\midrule\n"
         f"{body}\n\\bottomrule\n\\end{{tabular}}\n\\end{{table}}\n"
     )
 
 
-def stats_markdown(comparison: pd.DataFrame) -> str:
+def stats_markdown(comparison: pd.DataFrame, metric: str = "accuracy") -> str:
     if comparison.empty:
         return "No baseline (norm = \"none\") in this study: nothing to compare against."
-    lines = ["| configuration | pairs | Δ test accuracy | 95% CI of Δ | t-test p (Holm) | Wilcoxon p (Holm) | d_z |",
+    lines = [f"| configuration | pairs | Δ test {METRIC_LABELS[metric]} | 95% CI of Δ | t-test p (Holm) "
+             "| Wilcoxon p (Holm) | d_z |",
              "|---|---:|---:|---|---|---|---:|"]
-    for _, r in comparison.sort_values("mean_diff", ascending=False).iterrows():
+    for _, r in comparison.sort_values("mean_diff", ascending=metric in MINIMIZED).iterrows():
         flag = " ⚠" if r["few_seeds"] else ""
         lines.append(
             f"| {_label(r)}{flag} | {r['n_pairs']} | {r['mean_diff']:+.3f} | "
@@ -227,8 +234,7 @@ def references_markdown(refs: pd.DataFrame) -> str:
 
 def report_markdown(spec: StudySpec, study, summary, comparison, refs, figs, files) -> str:
     versions = study.user_attrs.get("versions", {})
-    layers = ", ".join(f"{layer.type}({layer.units}, {layer.activation}{', regularized' if layer.regularize else ''})"
-                       for layer in spec.model.layers)
+    m = spec.objective
     seeds = spec.seeds
     seed_text = f"{len(seeds)} ({seeds[0]}..{seeds[-1]})" if seeds == tuple(range(seeds[0], seeds[0] + len(seeds))) \
         else f"{len(seeds)} ({', '.join(map(str, seeds))})"
@@ -240,9 +246,9 @@ def report_markdown(spec: StudySpec, study, summary, comparison, refs, figs, fil
         "",
         "## Setup",
         "",
-        f"- Data: `{d.source}` (n_samples = {d.n_samples}, noise = {d.noise}, random_state = {d.random_state}); "
-        f"the first {d.n_train} rows train, the other {d.n_samples - d.n_train} test.",
-        f"- Model: {layers}; loss `{spec.model.loss}`.",
+        f"- Data: {describe_data(d)}.",
+        f"- Model: {describe_model(spec.model)}; loss `{spec.model.loss}`; metric: test {METRIC_LABELS[m]} "
+        f"({'higher' if spec.maximize else 'lower'} is better).",
         f"- Training: Adam (learning rate {spec.train.learning_rate}), {spec.train.epochs} epochs, batch size "
         f"{spec.train.batch_size}, shuffling {'on (order drawn from the seed)' if spec.train.shuffle else 'off'}.",
         f"- Seeds: {seed_text}; every configuration ran the same seeds, so comparisons are paired.",
@@ -250,16 +256,16 @@ def report_markdown(spec: StudySpec, study, summary, comparison, refs, figs, fil
         f"- Search: {spec.sampler}; {len(summary)} configurations completed.",
         f"- Libraries: {', '.join(f'{k} {v}' for k, v in versions.items())}.",
         "",
-        "## Test accuracy",
+        f"## Test {METRIC_LABELS[m]}",
         "",
-        summary_markdown(summary),
+        summary_markdown(summary, m),
         "",
         "## Against the baseline",
         "",
         "Δ = configuration minus baseline, seed by seed. p-values: paired t-test and Wilcoxon signed-rank; "
         "Holm-corrected across all configurations in parentheses. d_z = mean(Δ) / sd(Δ).",
         "",
-        stats_markdown(comparison),
+        stats_markdown(comparison, m),
         "",
     ]
     if refs is not None:
@@ -271,6 +277,47 @@ def report_markdown(spec: StudySpec, study, summary, comparison, refs, figs, fil
         parts += [f"### {title[0].upper() + title[1:]}", "", f"![{title}]({name})", ""]
     parts += ["## Files", ""] + [f"- [{f}]({f})" for f in files if f != "report.md"] + [""]
     return "\n".join(parts)
+
+
+def describe_data(d: DataSpec) -> str:
+    """The data section of a study in words."""
+    what = {
+        "circles": f"`circles` (n_samples = {d.n_samples}, noise = {d.noise}, factor = {d.factor}, "
+                   f"random_state = {d.random_state})",
+        "moons": f"`moons` (n_samples = {d.n_samples}, noise = {d.noise}, random_state = {d.random_state})",
+        "sequence": f"generated adding-problem sequences (n_samples = {d.n_samples}, steps = {d.steps}, "
+                    f"random_state = {d.random_state})",
+        "digits": f"scikit-learn's digits, {d.view} view",
+        "diabetes": "scikit-learn's diabetes",
+        "csv": f"`{Path(d.path or '').name}` (target `{d.target}`)",
+        "npz": f"`{Path(d.path or '').name}` (its own train and test arrays)",
+    }[d.source]
+    if d.test_size is not None:
+        split = (f"a {'stratified ' if d.stratify else ''}random {1 - d.test_size:.0%}/{d.test_size:.0%} "
+                 f"train/test split (split_seed = {d.split_seed})")
+    elif d.n_train is not None:
+        split = f"the first {d.n_train} rows train, the rest test"
+    else:
+        split = "as split in the file"
+    return f"{what}; {split}" + ("; inputs standardized on the training rows" if d.standardize else "")
+
+
+def describe_model(model: ModelSpec) -> str:
+    """The model section of a study in words."""
+    if model.builder is not None:
+        return f"built by `{model.builder}`"
+    parts = []
+    for layer in model.layers:
+        args = {
+            "dense": f"{layer.units}, {layer.activation}",
+            "lstm": f"{layer.units}{', sequences' if layer.return_sequences else ''}",
+            "conv2d": f"{layer.filters}, {layer.kernel_size[0]}x{layer.kernel_size[1]}, {layer.activation}",
+            "maxpool2d": f"{layer.pool_size[0]}x{layer.pool_size[1]}" if layer.pool_size else "",
+            "dropout": f"{layer.rate}",
+            "flatten": "",
+        }[layer.type]
+        parts.append(f"{layer.type}({args}{', regularized' if layer.regularize else ''})")
+    return ", ".join(parts)
 
 
 def _f(v, digits: int = 3) -> str:
@@ -311,4 +358,5 @@ def _attach(study: optuna.Study, folder: Path, paths: Sequence[Path], summary, s
         digests[path.name] = digest
     study.set_user_attr("actreg_artifact_digests", digests)
     study.set_user_attr(ARTIFACTS_ATTR, str(store_dir))
-    save_note(study, f"# {spec.name}\n\nWritten by `actreg report` into `{folder}`.\n\n" + summary_markdown(summary))
+    save_note(study, f"# {spec.name}\n\nWritten by `actreg report` into `{folder}`.\n\n"
+              + summary_markdown(summary, spec.objective))

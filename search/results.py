@@ -5,7 +5,11 @@ Conventions (also in the README):
 * ``std_*`` is the sample standard deviation over seeds (ddof = 1); NaN for one seed.
 * ``ci95_*`` is the two-sided 95% Student-t interval of the mean over seeds:
   mean +- t(0.975, n - 1) * std / sqrt(n).
-* ``rank_test_accuracy`` is 1 for the best mean test accuracy; ties share the best rank.
+* ``rank_test_<metric>`` is 1 for the best mean (highest accuracy or R2, lowest MAE);
+  ties share the best rank.
+
+Column names follow the study's metric: ``mean_test_accuracy`` for a classifier,
+``mean_test_r2`` or ``mean_test_mae`` for a regression.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ if TYPE_CHECKING:
 
     from search.trainer import SeedResult
 
-SCHEMA = 1  # version of the user attributes written to each trial
+SCHEMA = 2  # version of the user attributes written to each trial (1: accuracy only)
 
 
 @dataclass(frozen=True)
@@ -47,92 +51,108 @@ def record_epochs(epochs: int, step: int) -> list[int]:
     return out
 
 
-def trial_record(results: Sequence[SeedResult], epochs: int, record_step: int) -> TrialRecord:
-    """Aggregate the per-seed results of one configuration (seeds in the given order)."""
-    test = np.array([r.test_accuracy for r in results], dtype=np.float64)
-    train = np.array([r.train_accuracy for r in results], dtype=np.float64)
+def trial_record(results: Sequence[SeedResult], epochs: int, record_step: int,
+                 metrics: Sequence[str] = ("accuracy",)) -> TrialRecord:
+    """Aggregate the per-seed results of one configuration (seeds in the given order).
+
+    ``metrics[0]`` is the objective: the trial value is its mean on the test set.
+    """
+    objective = metrics[0]
     at = np.array(record_epochs(epochs, record_step)) - 1
     curves: dict[str, list] = {"epoch": [int(e + 1) for e in at]}
-    for key in ("accuracy", "test_accuracy", "loss", "test_loss"):
+    for key in results[0].history:
         h = np.stack([r.history[key][at] for r in results]).astype(np.float64)
         curves[f"mean_{key}"] = _floats(h.mean(axis=0))
         curves[f"std_{key}"] = _floats(h.std(axis=0, ddof=1) if len(results) > 1 else np.full(len(at), np.nan))
-    mean_test = float(test.mean())
-    attrs = {
-        "schema": SCHEMA,
-        "seeds": [r.seed for r in results],
-        "test_accuracy": _floats(test),
-        "train_accuracy": _floats(train),
-        "test_loss": _floats([r.test_loss for r in results]),
-        "train_loss": _floats([r.train_loss for r in results]),
+    attrs: dict[str, Any] = {"schema": SCHEMA, "metric": objective, "metrics": list(metrics),
+                             "seeds": [r.seed for r in results]}
+    for name in (*metrics, "loss"):
+        attrs[f"test_{name}"] = _floats([r.test[name] for r in results])
+        attrs[f"train_{name}"] = _floats([r.train[name] for r in results])
+    test = np.asarray(attrs[f"test_{objective}"])
+    train = np.asarray(attrs[f"train_{objective}"])
+    attrs.update({
         "mean_activation": [_floats(r.mean_activation) for r in results],  # per seed, per regularized layer
         "zero_fraction": [_floats(r.zero_fraction) for r in results],
-        "std_test_accuracy": _std(test),
-        "mean_train_accuracy": float(train.mean()),
-        "std_train_accuracy": _std(train),
+        f"std_test_{objective}": _std(test),
+        f"mean_train_{objective}": float(train.mean()),
+        f"std_train_{objective}": _std(train),
         "curves": curves,
-    }
-    intermediate = {int(e): float(v) for e, v in zip(curves["epoch"], curves["mean_test_accuracy"])}
-    return TrialRecord(mean_test, attrs, intermediate)
+    })
+    intermediate = {int(e): float(v) for e, v in zip(curves["epoch"], curves[f"mean_test_{objective}"])}
+    return TrialRecord(float(test.mean()), attrs, intermediate)
 
 
-def summary_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Sequence[str]) -> pd.DataFrame:
+def trial_metrics(trial: optuna.trial.FrozenTrial) -> list[str]:
+    """The metrics a trial stored, its objective first (schema 1 stored accuracy only)."""
+    return list(trial.user_attrs.get("metrics", ["accuracy"]))
+
+
+def summary_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Sequence[str],
+                  metric: str = "accuracy", maximize: bool = True) -> pd.DataFrame:
     """One row per configuration, with the columns documented in the README.
 
-    Only complete trials count; if two trials hold the same configuration, the first wins.
+    ``metric`` names the ranked columns; other metrics the trials stored get mean and
+    std columns. Only complete trials count; if two trials hold the same configuration,
+    the first wins.
     """
     import pandas as pd
 
     rows = []
+    m = metric
     for trial in complete_trials(trials):
         a = trial.user_attrs
-        test = np.asarray(a["test_accuracy"], dtype=np.float64)
-        train = np.asarray(a["train_accuracy"], dtype=np.float64)
+        test = np.asarray(a[f"test_{m}"], dtype=np.float64)
+        train = np.asarray(a[f"train_{m}"], dtype=np.float64)
         n = len(test)
         low, high = ci95(test)
         row: dict[str, Any] = {f"param_{p}": trial.params.get(p) for p in param_names}
         row.update({
             "n_seeds": n,
-            "mean_test_accuracy": float(test.mean()),
-            "std_test_accuracy": _std(test),
-            "ci95_low_test_accuracy": low,
-            "ci95_high_test_accuracy": high,
-            "rank_test_accuracy": 0,
-            "mean_train_accuracy": float(train.mean()),
-            "std_train_accuracy": _std(train),
+            f"mean_test_{m}": float(test.mean()),
+            f"std_test_{m}": _std(test),
+            f"ci95_low_test_{m}": low,
+            f"ci95_high_test_{m}": high,
+            f"rank_test_{m}": 0,
+            f"mean_train_{m}": float(train.mean()),
+            f"std_train_{m}": _std(train),
+        })
+        for other in trial_metrics(trial):
+            if other != m:
+                values = np.asarray(a[f"test_{other}"], dtype=np.float64)
+                row.update({f"mean_test_{other}": float(values.mean()), f"std_test_{other}": _std(values),
+                            f"mean_train_{other}": float(np.mean(a[f"train_{other}"]))})
+        row.update({
             "mean_activation": _layer_mean(a["mean_activation"]),
             "mean_zero_fraction": _layer_mean(a["zero_fraction"]),
         })
         for k, v in enumerate(test):
-            row[f"split{k}_test_accuracy"] = float(v)
+            row[f"split{k}_test_{m}"] = float(v)
         rows.append(row)
-    frame = pd.DataFrame(rows)
     if not rows:
-        return pd.DataFrame(columns=[f"param_{p}" for p in param_names] + ["n_seeds", "mean_test_accuracy"])
-    frame["rank_test_accuracy"] = frame["mean_test_accuracy"].rank(method="min", ascending=False).astype(int)
+        return pd.DataFrame(columns=[f"param_{p}" for p in param_names] + ["n_seeds", f"mean_test_{m}"])
+    frame = pd.DataFrame(rows)
+    frame[f"rank_test_{m}"] = frame[f"mean_test_{m}"].rank(method="min", ascending=not maximize).astype(int)
     return frame
 
 
 def per_seed_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Sequence[str]) -> pd.DataFrame:
-    """One row per configuration and seed."""
+    """One row per configuration and seed: every stored metric and loss, train and test."""
     import pandas as pd
 
     rows = []
     for trial in complete_trials(trials):
         a = trial.user_attrs
         params = {f"param_{p}": trial.params.get(p) for p in param_names}
+        names = [*trial_metrics(trial), "loss"]
         for k, seed in enumerate(a["seeds"]):
-            rows.append({
-                **params,
-                "seed": seed,
-                "split": k,
-                "test_accuracy": a["test_accuracy"][k],
-                "train_accuracy": a["train_accuracy"][k],
-                "test_loss": a["test_loss"][k],
-                "train_loss": a["train_loss"][k],
-                "mean_activation": _mean(a["mean_activation"][k]),
-                "zero_fraction": _mean(a["zero_fraction"][k]),
-            })
+            row = {**params, "seed": seed, "split": k}
+            for name in names:
+                row[f"test_{name}"] = a[f"test_{name}"][k]
+                row[f"train_{name}"] = a[f"train_{name}"][k]
+            row["mean_activation"] = _mean(a["mean_activation"][k])
+            row["zero_fraction"] = _mean(a["zero_fraction"][k])
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -173,7 +193,7 @@ def complete_trials(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.t
 
     seen, out = set(), []
     for t in sorted(trials, key=lambda t: t.number):
-        if t.state != optuna.trial.TrialState.COMPLETE or "test_accuracy" not in t.user_attrs:
+        if t.state != optuna.trial.TrialState.COMPLETE or "seeds" not in t.user_attrs:
             continue
         key = configuration_of(t)
         if key in seen:

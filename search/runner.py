@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
 from search import runtime
+from search.checks import check_study
 from search.parallel import FitTask, chunk_seeds, run_tasks
 from search.results import configuration_of, summary_frame, trial_record
 from search.space import Configuration, distributions, grid, iter_param_names, suggest
-from search.spec import SpecError, StudySpec
+from search.spec import METRIC_LABELS, SpecError, StudySpec
 from search.storage import SPEC_ATTR, fingerprint_diff, open_storage, spec_fingerprint
 
 if TYPE_CHECKING:
@@ -51,24 +52,26 @@ def run_study(spec: StudySpec, *, backend: str = "loky", progress: bool | None =
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.perf_counter()
+    check_study(spec)  # bad data or a model that cannot take it: an error before anything is written
     stream = stream or sys.stderr
     n_jobs = runtime.resolve_n_jobs(spec.n_jobs)
     threads = runtime.threads_per_worker(n_jobs)
     sampler = optuna.samplers.TPESampler(seed=spec.sampler_seed) if spec.sampler == "tpe" else None
     study = optuna.create_study(
         study_name=spec.name, storage=open_storage(spec.storage, create=True),
-        direction="maximize", load_if_exists=True, sampler=sampler,
+        direction="maximize" if spec.maximize else "minimize", load_if_exists=True, sampler=sampler,
     )
     _check_or_record_spec(study, spec)
     _fail_interrupted(study)
 
     def make_tasks(config: Configuration) -> list[FitTask]:
-        return [FitTask(spec.data, spec.model, spec.train, spec.penalty, config, seeds, threads)
+        return [FitTask(spec.data, spec.model, spec.train, spec.penalty, config, seeds, threads, spec.metrics)
                 for seeds in chunk_seeds(spec.seeds, spec.chunk_size)]
 
     runner = _run_grid if spec.sampler == "grid" else _run_tpe
     ran, skipped = runner(study, spec, make_tasks, n_jobs, backend, _progress(spec, progress, stream))
-    summary = summary_frame(study.get_trials(deepcopy=False), list(iter_param_names(spec.space)))
+    summary = summary_frame(study.get_trials(deepcopy=False), list(iter_param_names(spec.space)),
+                            spec.objective, spec.maximize)
     return RunReport(spec.name, spec.storage, ran, skipped, ran * len(spec.seeds),
                      time.perf_counter() - started, summary)
 
@@ -91,7 +94,7 @@ def _run_grid(study, spec, make_tasks, n_jobs, backend, bar) -> tuple[int, int]:
             bar.update(len(results))
             if len(parts[ci]) == len(per_config[ci]):
                 ordered = [r for _, rs in sorted(parts.pop(ci).items()) for r in rs]
-                record = trial_record(ordered, spec.train.epochs, spec.train.record_step)
+                record = trial_record(ordered, spec.train.epochs, spec.train.record_step, spec.metrics)
                 config = pending[ci]
                 study.add_trial(optuna.trial.create_trial(
                     params=config.params, distributions=distributions(config, spec.space),
@@ -127,7 +130,7 @@ def _run_tpe(study, spec, make_tasks, n_jobs, backend, bar) -> tuple[int, int]:
             tasks = make_tasks(config)
             parts = dict(run_tasks(tasks, n_jobs, backend))
             ordered = [r for i in range(len(tasks)) for r in parts[i]]
-            record = trial_record(ordered, spec.train.epochs, spec.train.record_step)
+            record = trial_record(ordered, spec.train.epochs, spec.train.record_step, spec.metrics)
             for key, value in record.user_attrs.items():
                 trial.set_user_attr(key, value)
             for step, value in record.intermediate_values.items():
@@ -172,21 +175,21 @@ def _progress(spec: StudySpec, enabled: bool | None, stream: TextIO) -> Any:
     return tqdm(total=0, unit="fit", desc=spec.name, file=stream, disable=disable, dynamic_ncols=True)
 
 
-def summary_text(summary: pd.DataFrame, limit: int = 20) -> str:
-    """A short, human-readable table of the best configurations."""
+def summary_text(summary: pd.DataFrame, metric: str = "accuracy", limit: int = 20) -> str:
+    """A short, human-readable table of the best configurations by ``metric``."""
     if summary.empty:
         return "no completed configurations"
+    m = metric
     cols = [c for c in summary.columns if c.startswith("param_")]
-    table = summary.sort_values(["rank_test_accuracy"] + cols, na_position="first").head(limit)
-    lines = []
-    header = f"{'rank':>4}  {'configuration':<28} {'test acc (mean ± std)':>22}  {'train acc':>9}  {'seeds':>5}"
-    lines.append(header)
+    table = summary.sort_values([f"rank_test_{m}"] + cols, na_position="first").head(limit)
+    name = METRIC_LABELS.get(m, m)
+    lines = [f"{'rank':>4}  {'configuration':<28} {f'test {name} (mean ± std)':>24}  {f'train {name}':>11}  {'seeds':>5}"]
     for _, row in table.iterrows():
         config = Configuration.from_params({c[6:]: row[c] for c in cols if row[c] == row[c] and row[c] is not None})
         lines.append(
-            f"{int(row['rank_test_accuracy']):>4}  {config.label:<28} "
-            f"{row['mean_test_accuracy']:>13.3f} ± {row['std_test_accuracy']:.3f}  "
-            f"{row['mean_train_accuracy']:>9.3f}  {int(row['n_seeds']):>5}"
+            f"{int(row[f'rank_test_{m}']):>4}  {config.label:<28} "
+            f"{row[f'mean_test_{m}']:>15.3f} ± {row[f'std_test_{m}']:.3f}  "
+            f"{row[f'mean_train_{m}']:>11.3f}  {int(row['n_seeds']):>5}"
         )
     if len(summary) > limit:
         lines.append(f"... {len(summary) - limit} more; see `actreg export`")

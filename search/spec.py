@@ -20,9 +20,17 @@ NORMS = ("none", "l1", "l2", "l1_l2")
 PLACEMENTS = ("pre", "post")
 PENALTIES = ("mean", "sum")
 SAMPLERS = ("grid", "tpe")
-DATA_SOURCES = ("circles", "moons")
-LAYER_TYPES = ("dense",)
-LOSSES = ("binary_crossentropy",)
+DATA_SOURCES = ("circles", "moons", "digits", "diabetes", "sequence", "csv", "npz")
+GENERATED = ("circles", "moons", "sequence")  # sources with n_samples, random_state
+DIGITS_VIEWS = ("flat", "image", "sequence")
+LAYER_TYPES = ("dense", "conv2d", "maxpool2d", "flatten", "dropout", "lstm")
+REGULARIZABLE = ("dense", "conv2d", "lstm")
+PADDINGS = ("valid", "same")
+# The loss decides the task; the task decides the output layer and the metrics.
+LOSSES = {"binary_crossentropy": "binary", "sparse_categorical_crossentropy": "multiclass", "mse": "regression"}
+TASK_METRICS = {"binary": ("accuracy",), "multiclass": ("accuracy",), "regression": ("r2", "mae")}
+MINIMIZED = ("mae",)  # every other metric is maximized
+METRIC_LABELS = {"accuracy": "accuracy", "r2": "R²", "mae": "MAE"}
 OPTIMIZERS = ("adam",)
 # Validated without importing Keras so that the CLI rejects a bad file in milliseconds.
 ACTIVATIONS = (
@@ -41,28 +49,63 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class DataSpec:
-    """A dataset that scikit-learn generates; the first ``n_train`` rows train."""
+    """Where the data comes from and how it is split (see :mod:`search.data`).
+
+    Split: the first ``n_train`` rows train, or, with ``test_size``, a random split
+    drawn from ``split_seed`` (stratified when ``stratify``). Fields that do not apply
+    to ``source`` are ``None``.
+    """
 
     source: str = "circles"
-    n_samples: int = 100
-    noise: float = 0.1
-    random_state: int = 1
-    n_train: int = 30
-    factor: float = 0.8  # circles only: ratio of inner to outer radius
+    n_samples: int | None = 100
+    noise: float | None = 0.1
+    random_state: int | None = 1
+    n_train: int | None = 30
+    factor: float | None = 0.8  # circles only: ratio of inner to outer radius
+    test_size: float | None = None
+    split_seed: int | None = None
+    stratify: bool | None = None
+    standardize: bool | None = None
+    view: str | None = None  # digits only
+    steps: int | None = None  # sequence only
+    path: str | None = None  # csv and npz: an absolute path
+    target: str | None = None  # csv only
+    features: tuple[str, ...] | None = None  # csv only; None: every column but the target
 
 
 @dataclass(frozen=True)
 class LayerSpec:
+    """One layer of ``[model] layers``; options that do not apply to ``type`` are ``None``."""
+
     type: str
-    units: int
+    units: int | None = None
     activation: str = "linear"
     regularize: bool = False
+    filters: int | None = None
+    kernel_size: tuple[int, int] | None = None
+    strides: tuple[int, int] | None = None  # None: 1 for conv2d, pool_size for maxpool2d
+    padding: str | None = None  # None: "valid"
+    pool_size: tuple[int, int] | None = None
+    rate: float | None = None
+    return_sequences: bool | None = None
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    layers: tuple[LayerSpec, ...]
+    """The layers, or ``builder`` ("package.module:function") for the user's own model.
+
+    ``builder_path`` is the folder (the study file's) searched first for the builder's
+    module; it is where the file lies, not what it computes, so fingerprints leave it out.
+    """
+
+    layers: tuple[LayerSpec, ...] = ()
     loss: str = "binary_crossentropy"
+    builder: str | None = None
+    builder_path: str | None = None
+
+    @property
+    def task(self) -> str:
+        return LOSSES[self.loss]
 
 
 @dataclass(frozen=True)
@@ -130,6 +173,22 @@ class StudySpec:
     chunk_size: int | None = None
     references: tuple[Reference, ...] = ()
     path: str | None = None
+    metric: str | None = None  # None: the task's first metric (accuracy, or r2 for regression)
+
+    @property
+    def objective(self) -> str:
+        """The metric whose mean test value is the trial value."""
+        return self.metric or TASK_METRICS[self.model.task][0]
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Every metric recorded, the objective first."""
+        rest = tuple(m for m in TASK_METRICS[self.model.task] if m != self.objective)
+        return (self.objective, *rest)
+
+    @property
+    def maximize(self) -> bool:
+        return self.objective not in MINIMIZED
 
     def with_overrides(
         self,
@@ -179,7 +238,7 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
     s = source
     _known(doc, s, "", {
         "name", "storage", "seeds", "n_jobs", "penalty", "sampler", "n_trials", "sampler_seed",
-        "chunk_size", "data", "model", "train", "space", "reference",
+        "chunk_size", "data", "model", "train", "space", "reference", "metric",
     })
     name = _get(doc, s, "name", str, required=True)
     _check(name.strip() != "" and len(name) <= 200, s, "name", "must be a non-empty string of at most 200 characters")
@@ -200,42 +259,117 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
     if chunk_size is not None:
         _check(_is_int(chunk_size) and chunk_size > 0, s, "chunk_size", "must be a positive integer")
 
-    data = _data(_table(doc, s, "data"), s)
-    model = _model(_table(doc, s, "model", required=True), s)
+    base = Path(source).resolve().parent if not source.startswith("<") else Path.cwd()
+    model = _model(_table(doc, s, "model", required=True), s, base)
+    data = _data(_table(doc, s, "data"), s, model.task, base)
     train = _train(_table(doc, s, "train"), s)
     space = _space(_table(doc, s, "space", required=True), s, sampler)
-    if any(n != "none" for n in space.norm):
+    metric = doc.get("metric")
+    if metric is not None:
+        metric = _choice(metric, s, "metric", TASK_METRICS[model.task])
+        metric = None if metric == TASK_METRICS[model.task][0] else metric  # one spelling of the default
+    if any(n != "none" for n in space.norm) and model.builder is None:
         _check(any(layer.regularize for layer in model.layers), s, "model.layers",
                "no layer has regularize = true, but space.norm asks for regularization")
+    if "pre" in space.placement and any(n != "none" for n in space.norm):
+        for i, layer in enumerate(model.layers):
+            _check(not (layer.type == "lstm" and layer.regularize), s, "space.placement",
+                   f'"pre" does not apply to model.layers[{i}] (lstm): its activations are internal, '
+                   'so its regularizer can only see the output; use placement = ["post"]')
     if space.l1_ratio is not None:
         _check("l1_l2" in space.norm, s, "space.l1_ratio", 'only applies to norm "l1_l2", which space.norm lacks')
     references = _references(doc.get("reference", []), s)
+    if references:
+        _check(model.task != "regression", s, "reference", "published references hold accuracies; "
+               "this is a regression study")
     return StudySpec(
         name=name, storage=storage, seeds=seeds, data=data, model=model, train=train, space=space,
         n_jobs=n_jobs, penalty=penalty, sampler=sampler, n_trials=n_trials, sampler_seed=sampler_seed,
         chunk_size=chunk_size, references=references, path=None if source.startswith("<") else source,
+        metric=metric,
     )
 
 
 # ----------------------------------------------------------------------------- sections
 
 
-def _data(t: Mapping[str, Any], s: str) -> DataSpec:
-    _known(t, s, "data", {"source", "n_samples", "noise", "random_state", "n_train", "factor"})
-    d = DataSpec()
-    source = _choice(t.get("source", d.source), s, "data.source", DATA_SOURCES)
-    n_samples = _get(t, s, "data.n_samples", int, default=d.n_samples)
-    _check(n_samples >= 4, s, "data.n_samples", "must be at least 4")
-    noise = _get(t, s, "data.noise", float, default=d.noise)
-    _check(noise >= 0, s, "data.noise", "must be >= 0")
-    random_state = _get(t, s, "data.random_state", int, default=d.random_state)
-    n_train = _get(t, s, "data.n_train", int, default=min(d.n_train, n_samples // 2))
-    _check(0 < n_train < n_samples, s, "data.n_train", f"must be between 1 and n_samples - 1 ({n_samples - 1})")
-    factor = _get(t, s, "data.factor", float, default=d.factor)
-    if "factor" in t:
-        _check(source == "circles", s, "data.factor", 'only applies to source = "circles"')
-        _check(0 < factor < 1, s, "data.factor", "must be between 0 and 1 (exclusive)")
-    return DataSpec(source, n_samples, noise, random_state, n_train, factor)
+def _data(t: Mapping[str, Any], s: str, task: str, base: Path) -> DataSpec:
+    source = _choice(t.get("source", "circles"), s, "data.source", DATA_SOURCES)
+    split_keys = {"n_train", "test_size", "split_seed", "standardize"}
+    own = {
+        "circles": {"n_samples", "noise", "random_state", "factor"},
+        "moons": {"n_samples", "noise", "random_state"},
+        "sequence": {"n_samples", "random_state", "steps"},
+        "digits": {"view"},
+        "diabetes": set(),
+        "csv": {"path", "target", "features"},
+        "npz": {"path", "standardize"},
+    }[source]
+    _known(t, s, "data", {"source"} | own | (split_keys if source != "npz" else set()))
+    fields: dict[str, Any] = {"source": source}
+    for key in ("n_samples", "noise", "random_state", "n_train", "factor"):
+        fields[key] = None
+    rows = None  # rows in the dataset, where known without reading it
+    if source in GENERATED:
+        rows = fields["n_samples"] = _get(t, s, "data.n_samples", int, default=100 if source != "sequence" else 1000)
+        _check(rows >= 4, s, "data.n_samples", "must be at least 4")
+        fields["random_state"] = _get(t, s, "data.random_state", int, default=1)
+    if source in ("circles", "moons"):
+        fields["noise"] = _get(t, s, "data.noise", float, default=0.1)
+        _check(fields["noise"] >= 0, s, "data.noise", "must be >= 0")
+    if source == "circles":
+        fields["factor"] = _get(t, s, "data.factor", float, default=0.8)
+        _check(0 < fields["factor"] < 1, s, "data.factor", "must be between 0 and 1 (exclusive)")
+    if source == "sequence":
+        fields["steps"] = _get(t, s, "data.steps", int, default=20)
+        _check(fields["steps"] >= 2, s, "data.steps", "must be at least 2")
+    if source == "digits":
+        fields["view"] = _choice(t.get("view", "flat"), s, "data.view", DIGITS_VIEWS)
+        rows = 1797
+    if source == "diabetes":
+        rows = 442
+    if source in ("csv", "npz"):
+        raw = _get(t, s, "data.path", str, required=True)
+        path = Path(raw) if Path(raw).is_absolute() else base / raw
+        _check(path.is_file(), s, "data.path", f"no such file: {path}")
+        fields["path"] = str(path.resolve())
+    if source == "csv":
+        fields["target"] = _get(t, s, "data.target", str, required=True)
+        if "features" in t:
+            features = t["features"]
+            _check(isinstance(features, list) and features and all(isinstance(f, str) for f in features),
+                   s, "data.features", "must be a non-empty list of column names")
+            _check(len(set(features)) == len(features), s, "data.features", "has duplicate columns")
+            _check(fields["target"] not in features, s, "data.features", "must not contain the target column")
+            fields["features"] = tuple(features)
+    natural = {"binary": ("circles", "moons", "sequence"), "multiclass": ("digits",), "regression": ("diabetes",)}
+    if source not in ("csv", "npz"):
+        _check(source in natural[task], s, "data.source",
+               f"{source!r} is a {_task_of_source(source)} dataset, but model.loss makes this a {task} study")
+    # Split: the first n_train rows, or a seeded random split of test_size.
+    if source != "npz":
+        _check(not ("n_train" in t and "test_size" in t), s, "data", "give n_train or test_size, not both")
+        if "test_size" in t or ("n_train" not in t and source not in ("circles", "moons")):
+            size = _get(t, s, "data.test_size", float, default=0.25)
+            _check(0 < size < 1, s, "data.test_size", "must be between 0 and 1 (exclusive)")
+            fields["test_size"] = size
+            fields["split_seed"] = _get(t, s, "data.split_seed", int, default=0)
+            fields["stratify"] = task != "regression"
+        else:
+            _check("split_seed" not in t, s, "data.split_seed", "only applies with test_size")
+            default = min(30, rows // 2) if rows else None
+            n_train = _get(t, s, "data.n_train", int, required=default is None, default=default)
+            _check(n_train > 0, s, "data.n_train", "must be a positive integer")
+            if rows is not None:
+                _check(n_train < rows, s, "data.n_train", f"must be between 1 and the number of rows - 1 ({rows - 1})")
+            fields["n_train"] = n_train
+    if _get(t, s, "data.standardize", bool, default=False):
+        fields["standardize"] = True
+    return DataSpec(**fields)
+
+
+def _task_of_source(source: str) -> str:
+    return {"digits": "multiclass", "diabetes": "regression"}.get(source, "binary")
 
 
 def _references(raw: Any, s: str) -> tuple[Reference, ...]:
@@ -263,27 +397,85 @@ def _references(raw: Any, s: str) -> tuple[Reference, ...]:
     return tuple(out)
 
 
-def _model(t: Mapping[str, Any], s: str) -> ModelSpec:
-    _known(t, s, "model", {"layers", "loss"})
+def _model(t: Mapping[str, Any], s: str, base: Path) -> ModelSpec:
+    _known(t, s, "model", {"layers", "loss", "builder"})
+    loss = _choice(t.get("loss", "binary_crossentropy"), s, "model.loss", tuple(LOSSES))
+    if "builder" in t:
+        _check("layers" not in t, s, "model", "give layers or builder, not both")
+        builder = _get(t, s, "model.builder", str, required=True)
+        module, _, func = builder.partition(":")
+        _check(bool(module) and func.isidentifier() and all(p.isidentifier() for p in module.split(".")),
+               s, "model.builder", f'must be "package.module:function" (got {builder!r})')
+        return ModelSpec((), loss, builder, str(base))
     raw = t.get("layers")
-    _check(isinstance(raw, list) and len(raw) > 0, s, "model.layers", "must be a non-empty list of layer tables")
-    layers = []
-    for i, item in enumerate(raw):
-        key = f"model.layers[{i}]"
-        _check(isinstance(item, dict), s, key, "must be a table such as { type = \"dense\", units = 8 }")
-        _known(item, s, key, {"type", "units", "activation", "regularize"})
-        kind = _choice(item.get("type", "dense"), s, f"{key}.type", LAYER_TYPES)
-        units = _get(item, s, f"{key}.units", int, required=True)
-        _check(units > 0, s, f"{key}.units", "must be a positive integer")
-        activation = _choice(item.get("activation", "linear"), s, f"{key}.activation", ACTIVATIONS)
-        regularize = _get(item, s, f"{key}.regularize", bool, default=False)
-        layers.append(LayerSpec(kind, units, activation, regularize))
-    loss = _choice(t.get("loss", "binary_crossentropy"), s, "model.loss", LOSSES)
-    last = layers[-1]
-    if loss == "binary_crossentropy":
-        _check(last.units == 1 and last.activation == "sigmoid", s, f"model.layers[{len(layers) - 1}]",
-               "binary_crossentropy needs a last layer with units = 1 and activation = \"sigmoid\"")
-    return ModelSpec(tuple(layers), loss)
+    _check(isinstance(raw, list) and len(raw) > 0, s, "model.layers",
+           "must be a non-empty list of layer tables (or give model.builder)")
+    layers = tuple(_layer(item, s, f"model.layers[{i}]") for i, item in enumerate(raw))
+    last, key = layers[-1], f"model.layers[{len(layers) - 1}]"
+    _check(last.type == "dense", s, key, "the last layer must be dense (the model's output)")
+    task = LOSSES[loss]
+    if task == "binary":
+        _check(last.units == 1 and last.activation == "sigmoid", s, key,
+               'binary_crossentropy needs a last layer with units = 1 and activation = "sigmoid"')
+    elif task == "multiclass":
+        _check(last.activation == "softmax", s, key,
+               'sparse_categorical_crossentropy needs a last layer with activation = "softmax" and one unit per class')
+    else:
+        _check(last.units == 1 and last.activation == "linear", s, key,
+               'mse needs a last layer with units = 1 and activation = "linear"')
+    return ModelSpec(layers, loss)
+
+
+_LAYER_KEYS = {
+    "dense": {"units", "activation", "regularize"},
+    "conv2d": {"filters", "kernel_size", "strides", "padding", "activation", "regularize"},
+    "maxpool2d": {"pool_size", "strides", "padding"},
+    "flatten": set(),
+    "dropout": {"rate"},
+    "lstm": {"units", "return_sequences", "regularize"},
+}
+
+
+def _layer(item: Any, s: str, key: str) -> LayerSpec:
+    _check(isinstance(item, dict), s, key, "must be a table such as { type = \"dense\", units = 8 }")
+    kind = _choice(item.get("type", "dense"), s, f"{key}.type", LAYER_TYPES)
+    _known(item, s, key, {"type"} | _LAYER_KEYS[kind])
+    f: dict[str, Any] = {"type": kind}
+    if kind in ("dense", "lstm"):
+        f["units"] = _get(item, s, f"{key}.units", int, required=True)
+        _check(f["units"] > 0, s, f"{key}.units", "must be a positive integer")
+    if kind in ("dense", "conv2d"):
+        f["activation"] = _choice(item.get("activation", "linear"), s, f"{key}.activation", ACTIVATIONS)
+    if kind == "lstm":
+        f["activation"] = "tanh"
+        f["return_sequences"] = _get(item, s, f"{key}.return_sequences", bool, default=False)
+    if kind in REGULARIZABLE:
+        f["regularize"] = _get(item, s, f"{key}.regularize", bool, default=False)
+    if kind == "conv2d":
+        f["filters"] = _get(item, s, f"{key}.filters", int, required=True)
+        _check(f["filters"] > 0, s, f"{key}.filters", "must be a positive integer")
+        _check("kernel_size" in item, s, f"{key}.kernel_size", "is required")
+        f["kernel_size"] = _pair(item["kernel_size"], s, f"{key}.kernel_size")
+    if kind == "maxpool2d":
+        f["pool_size"] = _pair(item.get("pool_size", 2), s, f"{key}.pool_size")
+    if kind in ("conv2d", "maxpool2d"):
+        if "strides" in item:
+            f["strides"] = _pair(item["strides"], s, f"{key}.strides")
+        if "padding" in item:
+            f["padding"] = _choice(item["padding"], s, f"{key}.padding", PADDINGS)
+    if kind == "dropout":
+        f["rate"] = _get(item, s, f"{key}.rate", float, required=True)
+        _check(0 <= f["rate"] < 1, s, f"{key}.rate", "must be in [0, 1)")
+    return LayerSpec(**f)
+
+
+def _pair(value: Any, s: str, key: str) -> tuple[int, int]:
+    """An int or a two-int list, as Keras takes kernel sizes, strides and pool sizes."""
+    if _is_int(value):
+        value = [value, value]
+    _check(isinstance(value, list) and len(value) == 2 and all(_is_int(v) and v > 0 for v in value), s, key,
+           "must be a positive integer or a list of two positive integers")
+    return (value[0], value[1])
 
 
 def _train(t: Mapping[str, Any], s: str) -> TrainSpec:

@@ -1,7 +1,7 @@
 """Paired statistics against the baseline: every configuration ran the same seeds.
 
-For each configuration, d_k = test accuracy of seed k minus the baseline's test accuracy of
-the same seed, over the seeds both have. Reported per configuration:
+For each configuration, d_k = the test metric (accuracy, R2 or MAE) of seed k minus the
+baseline's of the same seed, over the seeds both have. Reported per configuration:
 
 * ``mean_diff`` with its two-sided 95% Student-t interval (``ci95_low_diff``, ``ci95_high_diff``);
 * ``t_pvalue``: paired t-test (H0: mean of d is 0); ``wilcoxon_pvalue``: Wilcoxon signed-rank
@@ -74,8 +74,12 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
-def baseline_comparison(trials: Sequence[optuna.trial.FrozenTrial], param_names: Sequence[str]) -> pd.DataFrame:
-    """One row per non-baseline configuration: its paired comparison with the baseline.
+def baseline_comparison(trials: Sequence[optuna.trial.FrozenTrial], param_names: Sequence[str],
+                        metric: str = "accuracy") -> pd.DataFrame:
+    """One row per non-baseline configuration: its paired comparison with the baseline on ``metric``.
+
+    A positive ``mean_diff`` means a higher value than the baseline: better for accuracy
+    and R2, worse for MAE.
 
     Empty when the study has no baseline (``norm = "none"``) among its complete trials.
     """
@@ -88,13 +92,13 @@ def baseline_comparison(trials: Sequence[optuna.trial.FrozenTrial], param_names:
         "wilcoxon_pvalue", "wilcoxon_pvalue_holm", "effect_size_dz", "few_seeds"]
     if base is None:
         return pd.DataFrame(columns=columns)
-    base_acc = _by_seed(base)
+    base_acc = _by_seed(base, metric)
     rows = []
     for t in done:
         if t is base:
             continue
         row = {f"param_{p}": t.params.get(p) for p in param_names}
-        row.update(paired_test(paired_differences(_by_seed(t), base_acc)))
+        row.update(paired_test(paired_differences(_by_seed(t, metric), base_acc)))
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -105,6 +109,6 @@ def baseline_comparison(trials: Sequence[optuna.trial.FrozenTrial], param_names:
     return frame[columns]
 
 
-def _by_seed(trial: optuna.trial.FrozenTrial) -> dict[int, float]:
+def _by_seed(trial: optuna.trial.FrozenTrial, metric: str) -> dict[int, float]:
     a = trial.user_attrs
-    return dict(zip(a["seeds"], a["test_accuracy"]))
+    return dict(zip(a["seeds"], a[f"test_{metric}"]))

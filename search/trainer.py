@@ -12,10 +12,15 @@ The gradient of the sum of the per-seed losses is, slice by slice, each seed's o
 gradient, and Adam is elementwise, so one Keras optimizer over the stacked variables
 updates every seed exactly as its own optimizer would.
 
+Dropout, convolutions and LSTMs vectorize too (each seed keeps its own dropout random
+state, advanced as ``fit`` advances it), but XLA cannot compile what ``vectorized_map``
+makes of them: only models of dense and activation layers are compiled with XLA.
+
 Fidelity: a chunk of one seed performs the same operations as ``model.fit(...,
-shuffle=False)`` and gives bit-identical weights and history. Chunks of several seeds
-use batched kernels, whose rounding differs slightly (about 1e-7 after a few epochs) and
-may depend on which seeds share the chunk; the same chunk always gives the same numbers.
+shuffle=False)`` (without ``vectorized_map``) and gives bit-identical weights and history.
+Chunks of several seeds use batched kernels, whose rounding differs slightly (about 1e-7
+after a few epochs) and may depend on which seeds share the chunk; the same chunk always
+gives the same numbers.
 """
 
 from __future__ import annotations
@@ -28,31 +33,44 @@ import numpy as np
 from search.data import Dataset
 from search.spec import TrainSpec
 
-HISTORY_KEYS = ("loss", "accuracy", "test_loss", "test_accuracy")
+XLA_LAYERS = ("InputLayer", "Dense", "Activation")  # models of only these compile with XLA
+
+
+def history_keys(metrics: Sequence[str]) -> tuple[str, ...]:
+    """Keys of :attr:`SeedResult.history` for ``metrics``: as ``fit`` names them, ``test_`` for the test set."""
+    names = ("loss", *metrics)
+    return (*names, *(f"test_{n}" for n in names))
 
 
 @dataclass(frozen=True, eq=False)
 class SeedResult:
     """One seed's fit. Accuracies are fractions in [0, 1]; losses include the penalty.
 
-    ``history`` maps each of :data:`HISTORY_KEYS` to a float32 array of one value per
-    epoch: ``loss``/``accuracy`` as ``fit`` reports them (averaged over the epoch's
-    batches), ``test_*`` evaluated on the test set after the epoch. ``train_*`` are
-    evaluated on the training set with the final weights. ``mean_activation`` and
-    ``zero_fraction`` give, per regularized layer, the mean activated output on the test
-    inputs and the fraction of its values that are exactly zero. ``weights`` holds the
-    trained weights (in ``model.trainable_variables`` order) when asked for.
+    ``train`` and ``test`` map ``"loss"`` and each metric to its value with the final
+    weights, on the training and the test set. ``history`` maps each of
+    :func:`history_keys` to a float32 array of one value per epoch: ``loss`` and the
+    metrics as ``fit`` reports them (over the epoch's batches), ``test_*`` evaluated on
+    the test set after the epoch. ``mean_activation`` and ``zero_fraction`` give, per
+    regularized layer, the mean activated output on the test inputs and the fraction of
+    its values that are exactly zero. ``weights`` holds the trained weights (in
+    ``model.trainable_variables`` order) when asked for.
     """
 
     seed: int
-    train_accuracy: float
-    test_accuracy: float
-    train_loss: float
-    test_loss: float
+    train: dict[str, float]
+    test: dict[str, float]
     mean_activation: tuple[float, ...]
     zero_fraction: tuple[float, ...]
     history: dict[str, np.ndarray]
     weights: tuple[np.ndarray, ...] | None = None
+
+    @property
+    def test_accuracy(self) -> float:
+        return self.test["accuracy"]
+
+    @property
+    def train_accuracy(self) -> float:
+        return self.train["accuracy"]
 
 
 def _mix32(h):
@@ -83,8 +101,9 @@ def _permutations(seed_keys, epoch, n_rows: int):
 
 
 def train_seeds(models: Sequence, data: Dataset, train: TrainSpec, seeds: Sequence[int],
-                probes: Sequence[str] = (), keep_weights: bool = False) -> list[SeedResult]:
-    """Train ``models`` (the same architecture, one per seed, as built) together.
+                probes: Sequence[str] = (), keep_weights: bool = False, task: str = "binary",
+                metrics: Sequence[str] = ("accuracy",)) -> list[SeedResult]:
+    """Train ``models`` (the same architecture, one per seed, as built and compiled) together.
 
     ``models[k]`` holds seed k's initial weights and is not modified; the first model's
     layers run the computation. ``probes`` name the layers whose outputs are measured for
@@ -92,31 +111,45 @@ def train_seeds(models: Sequence, data: Dataset, train: TrainSpec, seeds: Sequen
     """
     if len(models) != len(seeds) or not models:
         raise ValueError("need one model per seed, and at least one")
-    trainer = ChunkTrainer(models[0], data, train, len(seeds), probes)
-    return trainer.fit([m.get_weights() for m in models], seeds, keep_weights=keep_weights)
+    trainer = ChunkTrainer(models[0], data, train, len(seeds), probes, task, metrics)
+    return trainer.fit([[v.numpy() for v in m.trainable_variables] for m in models], seeds,
+                       keep_weights=keep_weights,
+                       initial_states=[[v.numpy() for v in m.non_trainable_variables] for m in models])
 
 
 class ChunkTrainer:
     """A compiled trainer for ``n_seeds`` replicas of ``template``, reusable across fits.
 
+    ``template`` is a compiled Keras model: its loss (and activity regularizers) are
+    what is trained. ``task`` and ``metrics`` choose what is measured (see
+    :func:`metric_stats`).
+
     The graph reads everything that changes between fits from variables: initial
-    weights, optimizer state, shuffling keys, and the regularizer's factors (see
-    :class:`search.model.ActivityPenalty`), so one compilation serves every strength
-    of a norm and placement. Not thread-safe: one fit at a time.
+    weights and other state, optimizer state, shuffling keys, and the regularizer's
+    factors (see :class:`search.model.ActivityPenalty`), so one compilation serves every
+    strength of a norm and placement. Not thread-safe: one fit at a time.
     """
 
-    def __init__(self, template, data: Dataset, train: TrainSpec, n_seeds: int, probes: Sequence[str] = ()) -> None:
+    def __init__(self, template, data: Dataset, train: TrainSpec, n_seeds: int, probes: Sequence[str] = (),
+                 task: str = "binary", metrics: Sequence[str] = ("accuracy",)) -> None:
         import keras
         import tensorflow as tf
 
         self.template = template
         self.n_seeds = n_seeds
         self.train = train
+        self.metrics = metrics = tuple(metrics)
+        self.history_keys = history_keys(metrics)
+        # XLA fuses the many small elementwise ops of a step (about 2x faster on a CPU), but its
+        # rounding differs from fit's kernels: one seed alone keeps fit's graph, bit for bit.
+        self.jit = n_seeds > 1 and all(type(layer).__name__ in XLA_LAYERS for layer in template.layers)
         weights = template.trainable_variables
-        state = template.non_trainable_variables
-        state_values = [v.value for v in state]
+        state = template.non_trainable_variables  # e.g. dropout's random seed; updated by training steps
         self._stacked = stacked = [
             tf.Variable(tf.zeros((n_seeds, *v.shape), v.dtype), name=f"w{i}") for i, v in enumerate(weights)
+        ]
+        self._state = stacked_state = [
+            tf.Variable(tf.zeros((n_seeds, *v.shape), v.dtype), name=f"s{i}") for i, v in enumerate(state)
         ]
         self._optimizer = optimizer = keras.optimizers.Adam(learning_rate=train.learning_rate)
         optimizer.build(stacked)
@@ -131,117 +164,172 @@ class ChunkTrainer:
         n_rows = int(data.x_train.shape[0])
         batch = train.batch_size
         n_batches = -(-n_rows // batch)
+        n_stats = sum(3 if m == "r2" else 1 for m in metrics)
 
-        def scope(values):
-            mapping = list(zip(weights, values)) + list(zip(state, state_values))
+        def scope(values, states):
+            mapping = list(zip(weights, values)) + list(zip(state, states))
             return keras.StatelessScope(state_mapping=mapping, collect_losses=True)
 
-        def seed_loss(values, x, y, training):
+        def seed_loss(values, states, x, y, training):
             # The same calls, in the same order, as Keras's own train_step/test_step.
-            with scope(values):
+            with scope(values, states) as sc:
                 y_pred = template(x, training=training)
                 loss = template.compute_loss(x, y, y_pred, training=training)
-            return loss, _correct(y, y_pred)
+                new_states = [sc.get_current_value(v) for v in state]
+            return loss, metric_stats(task, metrics, y, y_pred), new_states
 
-        def per_seed(fn, values, *per_seed_args, shared=()):
-            """Map ``fn`` over the seed axis of ``values`` (and of ``per_seed_args``)."""
-            return tf.vectorized_map(lambda a: fn(a[0], *a[1:], *shared), (values, *per_seed_args))
+        def per_seed(fn, per_seed_args, shared=()):
+            """``fn`` on each seed's slice of ``per_seed_args`` (nested lists of tensors), outputs stacked."""
+            if n_seeds == 1:  # fit's own operations, unbatched: bit-identical to model.fit
+                out = fn(*tf.nest.map_structure(lambda t: t[0], list(per_seed_args)), *shared)
+                return tf.nest.map_structure(lambda t: t[None], out)
+            return tf.vectorized_map(lambda a: fn(*a, *shared), tuple(per_seed_args))
 
-        def evaluate(values, x, y):
-            loss, correct = per_seed(lambda v, x_, y_: seed_loss(v, x_, y_, False), values, shared=(x, y))
-            n = tf.cast(tf.shape(y)[0], tf.float32)
-            return loss, correct / n
+        def evaluate(values, states, x, y):
+            loss, stats, _ = per_seed(lambda v, st, x_, y_: seed_loss(v, st, x_, y_, False), (values, states),
+                                      shared=(x, y))
+            return loss, metric_values(metrics, stats, tf.cast(tf.shape(y)[0], tf.float32))
 
-        # XLA fuses the many small elementwise ops of a step (about 2x faster on a CPU), but its
-        # rounding differs from fit's kernels: one seed alone keeps fit's graph, bit for bit.
-        @tf.function(jit_compile=n_seeds > 1)
+        def train_step(v, st, x_, y_):
+            return seed_loss(v, st, x_, y_, True)
+
+        @tf.function(jit_compile=self.jit)
         def run(epochs):
-            history = tf.TensorArray(tf.float32, size=epochs)  # one (len(HISTORY_KEYS), seeds) slice per epoch
+            history = tf.TensorArray(tf.float32, size=epochs)  # one (len(history_keys), seeds) slice per epoch
             for epoch in tf.range(epochs):
                 order = _permutations(seed_keys, tf.cast(epoch, tf.uint32), n_rows) if train.shuffle else None
                 loss_sum = tf.zeros([n_seeds])
-                correct_sum = tf.zeros([n_seeds])
+                stats_sum = tf.zeros([n_seeds, n_stats])
                 seen = tf.constant(0.0)
                 for b in tf.range(n_batches):
                     start = b * batch
                     stop = tf.minimum(start + batch, n_rows)
                     with tf.GradientTape() as tape:
                         values = [v.read_value() for v in stacked]
+                        states = [v.read_value() for v in stacked_state]
                         if order is None:
-                            xb, yb = x_train[start:stop], y_train[start:stop]
-                            loss, correct = per_seed(
-                                lambda v, x_, y_: seed_loss(v, x_, y_, True), values, shared=(xb, yb))
+                            loss, stats, new_states = per_seed(
+                                train_step, (values, states), shared=(x_train[start:stop], y_train[start:stop]))
                         else:
                             idx = order[:, start:stop]
-                            loss, correct = per_seed(
-                                lambda v, x_, y_: seed_loss(v, x_, y_, True),
-                                values, tf.gather(x_train, idx), tf.gather(y_train, idx))
+                            loss, stats, new_states = per_seed(
+                                train_step, (values, states, tf.gather(x_train, idx), tf.gather(y_train, idx)))
                         total = tf.reduce_sum(loss)
                     grads = tape.gradient(total, stacked)
                     optimizer.apply(grads, stacked)
+                    for var, value in zip(stacked_state, new_states):
+                        var.assign(value)
                     # Keras's loss tracker: a mean weighted by batch size, accumulated as a sum.
                     n = tf.cast(stop - start, tf.float32)
                     loss_sum += loss * n
-                    correct_sum += correct
+                    stats_sum += stats
                     seen += n
-                test_loss, test_acc = evaluate([v.read_value() for v in stacked], x_test, y_test)
-                history = history.write(epoch, tf.stack([loss_sum / seen, correct_sum / seen, test_loss, test_acc]))
+                test_loss, test_values = evaluate([v.read_value() for v in stacked],
+                                                  [v.read_value() for v in stacked_state], x_test, y_test)
+                history = history.write(epoch, tf.stack(
+                    [loss_sum / seen, *metric_values(metrics, stats_sum, seen), test_loss, *test_values]))
             return history.stack()
 
         @tf.function
         def final():
             values = [v.read_value() for v in stacked]
-            train_loss, train_acc = evaluate(values, x_train, y_train)
-            test_loss, test_acc = evaluate(values, x_test, y_test)
+            states = [v.read_value() for v in stacked_state]
+            train_loss, train_values = evaluate(values, states, x_train, y_train)
+            test_loss, test_values = evaluate(values, states, x_test, y_test)
             if probe_model is None:
-                return train_loss, train_acc, test_loss, test_acc, tf.zeros([n_seeds, 0]), tf.zeros([n_seeds, 0])
+                empty = tf.zeros([n_seeds, 0])
+                return train_loss, train_values, test_loss, test_values, empty, empty
 
-            def sparsity(v):
-                with scope(v):
+            def sparsity(v, st):
+                with scope(v, st):
                     outs = probe_model(x_test, training=False)
                 outs = outs if isinstance(outs, (list, tuple)) else [outs]
                 return (tf.stack([tf.reduce_mean(o) for o in outs]),
                         tf.stack([tf.reduce_mean(tf.cast(tf.equal(o, 0.0), tf.float32)) for o in outs]))
 
-            mean_act, zeros = tf.vectorized_map(sparsity, values)
-            return train_loss, train_acc, test_loss, test_acc, mean_act, zeros
+            mean_act, zeros = per_seed(sparsity, (values, states))
+            return train_loss, train_values, test_loss, test_values, mean_act, zeros
 
         self._run, self._final = run, final
 
     def fit(self, initial_weights: Sequence[Sequence[np.ndarray]], seeds: Sequence[int],
-            keep_weights: bool = False) -> list[SeedResult]:
-        """Train from ``initial_weights[k]`` (seed k's weights, in trainable-variable order)."""
+            keep_weights: bool = False, initial_states: Sequence[Sequence[np.ndarray]] | None = None,
+            ) -> list[SeedResult]:
+        """Train from ``initial_weights[k]`` (seed k's weights, in trainable-variable order).
+
+        ``initial_states[k]`` holds seed k's other variables (``non_trainable_variables``
+        order); by default the template's values.
+        """
         import tensorflow as tf
 
         if len(initial_weights) != self.n_seeds or len(seeds) != self.n_seeds:
             raise ValueError(f"this trainer fits {self.n_seeds} seeds at a time")
         for i, var in enumerate(self._stacked):
             var.assign(np.stack([w[i] for w in initial_weights]))
+        if initial_states is None:
+            initial_states = [[v.numpy() for v in self.template.non_trainable_variables]] * self.n_seeds
+        for i, var in enumerate(self._state):
+            var.assign(np.stack([s[i] for s in initial_states]))
         for var, value in zip(self._optimizer.variables, self._optimizer_start):
             var.assign(value)
         self._seed_keys.assign(np.asarray(seeds, dtype=np.uint32))
         hist = self._run(tf.constant(self.train.epochs)).numpy()
-        tr_loss, tr_acc, te_loss, te_acc, mean_act, zeros = (t.numpy() for t in self._final())
+        tr_loss, tr_values, te_loss, te_values, mean_act, zeros = tf.nest.map_structure(
+            lambda t: t.numpy(), self._final())
         trained = [v.numpy() for v in self._stacked] if keep_weights else None
         results = []
         for k, seed in enumerate(seeds):
+            train = {"loss": float(tr_loss[k]), **{m: float(v[k]) for m, v in zip(self.metrics, tr_values)}}
+            test = {"loss": float(te_loss[k]), **{m: float(v[k]) for m, v in zip(self.metrics, te_values)}}
             results.append(SeedResult(
                 seed=int(seed),
-                train_accuracy=float(tr_acc[k]),
-                test_accuracy=float(te_acc[k]),
-                train_loss=float(tr_loss[k]),
-                test_loss=float(te_loss[k]),
+                train=train,
+                test=test,
                 mean_activation=tuple(float(v) for v in mean_act[k]),
                 zero_fraction=tuple(float(v) for v in zeros[k]),
-                history={key: np.ascontiguousarray(hist[:, i, k]) for i, key in enumerate(HISTORY_KEYS)},
+                history={key: np.ascontiguousarray(hist[:, i, k]) for i, key in enumerate(self.history_keys)},
                 weights=None if trained is None else tuple(w[k] for w in trained),
             ))
         return results
 
 
-def _correct(y, y_pred):
-    """Number of correct predictions, as Keras's ``BinaryAccuracy`` counts them (threshold 0.5)."""
+def metric_stats(task: str, metrics: Sequence[str], y, y_pred):
+    """Sums over a batch from which :func:`metric_values` computes each metric, as a vector.
+
+    ``accuracy``: correct predictions (binary: threshold 0.5, as Keras's ``BinaryAccuracy``;
+    multiclass: the arg-max, as ``SparseCategoricalAccuracy``). ``mae``: sum of absolute
+    errors. ``r2``: sum of y, of y squared and of squared errors (Keras's ``R2Score``
+    accumulates the same three).
+    """
     from keras import ops
 
-    matches = ops.cast(ops.equal(y, ops.cast(ops.greater(y_pred, 0.5), y.dtype)), "float32")
-    return ops.sum(matches)
+    out = []
+    for m in metrics:
+        if m == "accuracy":
+            if task == "multiclass":
+                pred = ops.cast(ops.argmax(y_pred, axis=-1), y.dtype)
+                matches = ops.equal(ops.reshape(y, (-1,)), pred)
+            else:
+                matches = ops.equal(y, ops.cast(ops.greater(y_pred, 0.5), y.dtype))
+            out.append(ops.sum(ops.cast(matches, "float32")))
+        elif m == "mae":
+            out.append(ops.sum(ops.absolute(y - y_pred)))
+        elif m == "r2":
+            out += [ops.sum(y), ops.sum(ops.square(y)), ops.sum(ops.square(y - y_pred))]
+        else:
+            raise ValueError(f"unknown metric {m!r}")
+    return ops.stack(out)
+
+
+def metric_values(metrics: Sequence[str], stats, n) -> list:
+    """Each metric from the summed :func:`metric_stats` of ``n`` rows; ``stats`` has the seed axis first."""
+    out, i = [], 0
+    for m in metrics:
+        if m == "r2":
+            total, squares, errors = stats[:, i], stats[:, i + 1], stats[:, i + 2]
+            out.append(1.0 - errors / (squares - total * (total / n)))
+            i += 3
+        else:
+            out.append(stats[:, i] / n)
+            i += 1
+    return out

@@ -1,0 +1,126 @@
+"""The trainer on conv2d, lstm, dropout, multiclass and regression models, several batches per epoch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from search import runtime
+
+runtime.configure(2)
+
+from search.data import make_dataset  # noqa: E402
+from search.model import build_model, initial_state  # noqa: E402
+from search.space import Configuration  # noqa: E402
+from search.spec import DataSpec, LayerSpec, ModelSpec, TrainSpec  # noqa: E402
+from search.trainer import ChunkTrainer, train_seeds  # noqa: E402
+
+L = LayerSpec
+SCE = "sparse_categorical_crossentropy"
+# 179 training rows: batches of 32 give five full batches and a short one of 19.
+NO_SAMPLING = {"n_samples": None, "noise": None, "random_state": None, "n_train": None, "factor": None}
+
+
+def digits(view: str) -> DataSpec:
+    return DataSpec(source="digits", view=view, test_size=0.9, split_seed=0, stratify=True, **NO_SAMPLING)
+
+
+DIABETES = DataSpec(source="diabetes", test_size=0.5, split_seed=0, standardize=True, **NO_SAMPLING)
+
+CASES = {
+    "dense-multiclass": (digits("flat"), ModelSpec((L("dense", 16, "relu", True), L("dense", 10, "softmax")), SCE)),
+    "conv2d": (digits("image"), ModelSpec((
+        L("conv2d", filters=4, kernel_size=(3, 3), activation="relu", regularize=True),
+        L("maxpool2d", pool_size=(2, 2)), L("flatten"), L("dense", 10, "softmax")), SCE)),
+    "lstm": (digits("sequence"), ModelSpec((L("lstm", 8, regularize=True), L("dense", 10, "softmax")), SCE)),
+    "dense-regression": (DIABETES, ModelSpec((L("dense", 16, "relu", True), L("dense", 1, "linear")), "mse")),
+}
+
+
+def task_of(model: ModelSpec) -> tuple[str, tuple[str, ...]]:
+    return (model.task, ("r2", "mae") if model.task == "regression" else ("accuracy",))
+
+
+@pytest.mark.parametrize("case,placement", [
+    ("dense-multiclass", "pre"), ("conv2d", "pre"), ("conv2d", "post"), ("lstm", "post"),
+    ("dense-regression", "post"),
+])
+def test_one_seed_reproduces_model_fit_on_several_batches(case, placement):
+    data_spec, model = CASES[case]
+    data = make_dataset(data_spec)
+    assert len(data.x_train) == 179 or case == "dense-regression"
+    config = Configuration("l2", 1e-3, placement)
+    epochs, batch = 2, 32
+    shape = data.x_train.shape[1:]
+    reference = build_model(model, config, "mean", 3, shape).model
+    history = reference.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch, shuffle=False,
+                            verbose=0, validation_data=(data.x_test, data.y_test)).history
+    ours = build_model(model, config, "mean", 3, shape)
+    task, metrics = task_of(model)
+    (r,) = train_seeds([ours.model], data, TrainSpec(epochs=epochs, batch_size=batch, shuffle=False), [3],
+                       ours.probes, keep_weights=True, task=task, metrics=metrics)
+    for got, want in zip(r.weights, reference.get_weights()):
+        assert np.array_equal(got, want)
+    assert np.array_equal(r.history["loss"], np.float32(history["loss"]))
+    for m in metrics:
+        np.testing.assert_allclose(r.history[m], history[m], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(r.history[f"test_{m}"], history[f"val_{m}"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(r.history["test_loss"], history["val_loss"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["conv2d", "lstm"])
+def test_replicas_of_a_chunk_match_their_single_seed_fits(case):
+    data_spec, model = CASES[case]
+    data = make_dataset(data_spec)
+    shape = data.x_train.shape[1:]
+    config = Configuration("l1", 1e-3, "post")
+    train = TrainSpec(epochs=2, batch_size=32, shuffle=True)
+    task, metrics = task_of(model)
+    built = [build_model(model, config, "mean", s, shape) for s in (0, 1)]
+    chunk = train_seeds([b.model for b in built], data, train, [0, 1], built[0].probes, True, task, metrics)
+    for k, b in enumerate(built):
+        (alone,) = train_seeds([build_model(model, config, "mean", k, shape).model], data, train, [k],
+                               b.probes, True, task, metrics)
+        for got, want in zip(chunk[k].weights, alone.weights):
+            np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_dropout_draws_each_seeds_masks_and_matches_fit():
+    data = make_dataset(digits("flat"))
+    model = ModelSpec((L("dense", 32, "relu", True), L("dropout", rate=0.5), L("dense", 10, "softmax")), SCE)
+    config = Configuration("l1", 1e-4, "post")
+    train = TrainSpec(epochs=2, batch_size=32, shuffle=False)
+    shape = data.x_train.shape[1:]
+    reference = build_model(model, config, "mean", 5, shape).model
+    reference.fit(data.x_train, data.y_train, epochs=2, batch_size=32, shuffle=False, verbose=0)
+    (alone,) = train_seeds([build_model(model, config, "mean", 5, shape).model], data, train, [5],
+                           keep_weights=True, task="multiclass")
+    for got, want in zip(alone.weights, reference.get_weights()):
+        assert np.array_equal(got, want)  # the same dropout masks as fit, step by step
+    # In a chunk, each seed keeps its own dropout stream: the same start weights, different masks.
+    template = build_model(model, config, "mean", 5, shape)
+    trainer = ChunkTrainer(template.model, data, train, 2, task="multiclass")
+    w, _ = initial_state(model, config, 5, shape)
+    _, s6 = initial_state(model, config, 6, shape)
+    _, s5 = initial_state(model, config, 5, shape)
+    pair = trainer.fit([w, w], [5, 6], keep_weights=True, initial_states=[s5, s6])
+    np.testing.assert_allclose(pair[0].weights[0], alone.weights[0], atol=1e-5)
+    assert not np.allclose(pair[1].weights[0], alone.weights[0], atol=1e-4)
+
+
+def test_regression_metrics_are_those_of_keras():
+    import keras
+
+    data = make_dataset(DIABETES)
+    _, model = CASES["dense-regression"]
+    (r,) = train_seeds([build_model(model, Configuration("none"), "mean", 0, 10, 0.05).model], data,
+                       TrainSpec(epochs=30, batch_size=32), [0], keep_weights=True, task="regression",
+                       metrics=("r2", "mae"))
+    fitted = build_model(model, Configuration("none"), "mean", 0, 10).model
+    fitted.set_weights(list(r.weights))
+    pred = fitted.predict(data.x_test, verbose=0)
+    r2 = keras.metrics.R2Score()
+    r2.update_state(data.y_test, pred)
+    assert r.test["r2"] == pytest.approx(float(r2.result()), abs=1e-4)
+    assert r.test["mae"] == pytest.approx(float(np.mean(np.abs(data.y_test - pred))), rel=1e-5)
+    assert r.history["test_r2"][-1] > r.history["test_r2"][0]  # it learns
