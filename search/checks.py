@@ -26,10 +26,13 @@ def check_study(spec: StudySpec) -> Dataset:
     except DataError as exc:
         raise SpecError(src, exc.key, exc.problem) from None
     if spec.model.builder is not None:
+        from search import runtime
+
+        runtime.configure(runtime.threads_per_worker(1))  # quiet logs; this process may train next (n_jobs = 1)
         from search.model import BuilderError, check_builder
 
         try:
-            check_builder(spec.model, data)
+            check_builder(spec.model, data, spec.space.placement)
         except BuilderError as exc:
             raise SpecError(src, "model.builder", str(exc)) from None
     return data

@@ -308,14 +308,18 @@ def describe_model(model: ModelSpec) -> str:
         return f"built by `{model.builder}`"
     parts = []
     for layer in model.layers:
-        args = {
-            "dense": f"{layer.units}, {layer.activation}",
-            "lstm": f"{layer.units}{', sequences' if layer.return_sequences else ''}",
-            "conv2d": f"{layer.filters}, {layer.kernel_size[0]}x{layer.kernel_size[1]}, {layer.activation}",
-            "maxpool2d": f"{layer.pool_size[0]}x{layer.pool_size[1]}" if layer.pool_size else "",
-            "dropout": f"{layer.rate}",
-            "flatten": "",
-        }[layer.type]
+        if layer.type == "dense":
+            args = f"{layer.units}, {layer.activation}"
+        elif layer.type == "lstm":
+            args = f"{layer.units}{', sequences' if layer.return_sequences else ''}"
+        elif layer.type == "conv2d":
+            args = f"{layer.filters}, {layer.kernel_size[0]}x{layer.kernel_size[1]}, {layer.activation}"
+        elif layer.type == "maxpool2d":
+            args = f"{layer.pool_size[0]}x{layer.pool_size[1]}"
+        elif layer.type == "dropout":
+            args = f"{layer.rate}"
+        else:
+            args = ""
         parts.append(f"{layer.type}({args}{', regularized' if layer.regularize else ''})")
     return ", ".join(parts)
 

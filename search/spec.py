@@ -35,7 +35,7 @@ OPTIMIZERS = ("adam",)
 # Validated without importing Keras so that the CLI rejects a bad file in milliseconds.
 ACTIVATIONS = (
     "linear", "relu", "relu6", "sigmoid", "hard_sigmoid", "tanh", "softplus", "softsign",
-    "elu", "selu", "gelu", "silu", "swish", "leaky_relu", "mish", "exponential",
+    "elu", "selu", "gelu", "silu", "swish", "leaky_relu", "mish", "exponential", "softmax",
 )
 
 
@@ -295,6 +295,10 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
 
 def _data(t: Mapping[str, Any], s: str, task: str, base: Path) -> DataSpec:
     source = _choice(t.get("source", "circles"), s, "data.source", DATA_SOURCES)
+    natural = {"binary": ("circles", "moons", "sequence"), "multiclass": ("digits",), "regression": ("diabetes",)}
+    if source not in ("csv", "npz"):
+        _check(source in natural[task], s, "data.source",
+               f"{source!r} is a {_task_of_source(source)} dataset, but model.loss makes this a {task} study")
     split_keys = {"n_train", "test_size", "split_seed", "standardize"}
     own = {
         "circles": {"n_samples", "noise", "random_state", "factor"},
@@ -303,9 +307,15 @@ def _data(t: Mapping[str, Any], s: str, task: str, base: Path) -> DataSpec:
         "digits": {"view"},
         "diabetes": set(),
         "csv": {"path", "target", "features"},
-        "npz": {"path", "standardize"},
+        "npz": {"path"},
     }[source]
-    _known(t, s, "data", {"source"} | own | (split_keys if source != "npz" else set()))
+    allowed = {"source"} | own | (split_keys if source != "npz" else {"standardize"})
+    every = {"n_samples", "noise", "random_state", "factor", "steps", "view", "path", "target", "features"} | split_keys
+    for k in t:
+        if k in every and k not in allowed:
+            why = " (an npz file holds its own train and test arrays)" if source == "npz" else ""
+            raise SpecError(s, f"data.{k}", f'does not apply to source = "{source}"{why}')
+    _known(t, s, "data", allowed)
     fields: dict[str, Any] = {"source": source}
     for key in ("n_samples", "noise", "random_state", "n_train", "factor"):
         fields[key] = None
@@ -342,10 +352,6 @@ def _data(t: Mapping[str, Any], s: str, task: str, base: Path) -> DataSpec:
             _check(len(set(features)) == len(features), s, "data.features", "has duplicate columns")
             _check(fields["target"] not in features, s, "data.features", "must not contain the target column")
             fields["features"] = tuple(features)
-    natural = {"binary": ("circles", "moons", "sequence"), "multiclass": ("digits",), "regression": ("diabetes",)}
-    if source not in ("csv", "npz"):
-        _check(source in natural[task], s, "data.source",
-               f"{source!r} is a {_task_of_source(source)} dataset, but model.loss makes this a {task} study")
     # Split: the first n_train rows, or a seeded random split of test_size.
     if source != "npz":
         _check(not ("n_train" in t and "test_size" in t), s, "data", "give n_train or test_size, not both")

@@ -60,11 +60,32 @@ def spec_fingerprint(spec: StudySpec) -> dict[str, Any]:
     d = asdict(spec)
     for key in ("storage", "n_jobs", "path", "references"):
         d.pop(key)
+    d["model"].pop("builder_path")  # where the builder's module lies, not what it computes
+    if spec.data.path is not None:  # a user's file counts by its content, wherever it lies
+        d["data"]["path"] = "sha256:" + file_digest(spec.data.path)
     return json.loads(json.dumps(d))
 
 
+def file_digest(path: str) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _unset_removed(value: Any) -> Any:
+    """``value`` without the dict entries that are None: a setting added later is None when unused."""
+    if isinstance(value, dict):
+        return {k: _unset_removed(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_unset_removed(v) for v in value]
+    return value
+
+
 def fingerprint_diff(stored: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two fingerprints."""
+    """Dotted keys whose values differ between two fingerprints (unset and absent settings are equal)."""
+    if not prefix:
+        stored, current = _unset_removed(stored), _unset_removed(current)
     out = []
     for key in sorted(set(stored) | set(current)):
         a, b = stored.get(key), current.get(key)

@@ -78,6 +78,20 @@ BAD = [
     ("space.placement", ["middle"], "space.placement[0]", "must be one of"),
     ("space.l1_ratio", [0.5], "space.l1_ratio", "l1_l2"),
     ("space", DELETE, "space", "missing"),
+    ("metric", "r2", "metric", "must be one of 'accuracy'"),
+    ("data.view", "image", "data.view", 'does not apply to source = "circles"'),
+    ("data.test_size", 0.3, "data", "n_train or test_size, not both"),
+    ("data.source", "digits", "data.source", "multiclass dataset"),
+    ("model.builder", "pkg.mod:build", "model", "layers or builder, not both"),
+    ("model.layers.0", {"type": "dropout", "rate": 1.0}, "model.layers[0].rate", "[0, 1)"),
+    ("model.layers.0", {"type": "conv2d", "filters": 4}, "model.layers[0].kernel_size", "is required"),
+    ("model.layers.0", {"type": "conv2d", "filters": 4, "kernel_size": [3]}, "model.layers[0].kernel_size",
+     "two positive integers"),
+    ("model.layers.0", {"type": "maxpool2d", "padding": "full"}, "model.layers[0].padding", "'valid', 'same'"),
+    ("model.layers.0", {"type": "flatten", "units": 3}, "model.layers[0].units", "unknown key"),
+    ("model.layers.0", {"type": "lstm", "units": 4, "regularize": True}, "space.placement", '"pre" does not apply'),
+    ("model.layers.1", {"type": "flatten"}, "model.layers[1]", "must be dense"),
+    ("model.loss", "mse", "model.layers[1]", 'units = 1 and activation = "linear"'),
 ]
 
 
@@ -88,6 +102,21 @@ def test_bad_study_is_reported_with_key(path, value, key, problem):
     assert err.value.key == key
     assert problem in err.value.problem
     assert str(err.value).startswith(f"s.toml: {key}: ")
+
+
+def test_builder_form_and_metric_direction():
+    doc = with_change("model", {"builder": "not a path", "loss": "mse"})
+    with pytest.raises(SpecError, match='model.builder: must be "package.module:function"'):
+        parse_spec(doc, source="s.toml")
+    doc["model"]["builder"] = "my_models.nets:build"
+    doc["data"] = {"source": "diabetes"}
+    spec = parse_spec({**doc, "metric": "mae"}, source="s.toml")
+    assert spec.model.builder == "my_models.nets:build" and spec.model.task == "regression"
+    assert (spec.objective, spec.metrics, spec.maximize) == ("mae", ("mae", "r2"), False)
+    spec = parse_spec(doc, source="s.toml")
+    assert (spec.objective, spec.metrics, spec.maximize, spec.metric) == ("r2", ("r2", "mae"), True, None)
+    assert parse_spec({**doc, "metric": "r2"}, source="s.toml").metric is None  # one spelling of the default
+    assert spec.data.test_size == 0.25 and spec.data.split_seed == 0 and spec.data.stratify is False
 
 
 def test_regularization_needs_a_marked_layer():

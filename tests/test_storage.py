@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import copy
+
+from search.spec import parse_spec
+from search.storage import fingerprint_diff, spec_fingerprint
+from tests.test_spec import BASE
+
+
+def test_settings_added_later_do_not_invalidate_stored_studies():
+    current = spec_fingerprint(parse_spec(BASE))
+    # A fingerprint stored before layer options, data splits, builders and metrics existed.
+    old = copy.deepcopy(current)
+    for layer in old["model"]["layers"]:
+        for key in ("filters", "kernel_size", "strides", "padding", "pool_size", "rate", "return_sequences"):
+            del layer[key]
+    for key in ("test_size", "split_seed", "stratify", "standardize", "view", "steps", "path", "target", "features"):
+        del old["data"][key]
+    del old["model"]["builder"], old["metric"]
+    assert fingerprint_diff(old, current) == []
+    changed = spec_fingerprint(parse_spec({**BASE, "metric": "accuracy", "train": {"epochs": 6}}))
+    assert fingerprint_diff(old, changed) == ["train.epochs"]
+
+
+def test_a_users_data_file_counts_by_content(tmp_path):
+    (tmp_path / "d.csv").write_text("a,y\n1,0\n2,1\n3,0\n4,1\n")
+    doc = {**BASE, "data": {"source": "csv", "path": "d.csv", "target": "y", "n_train": 2}}
+    first = spec_fingerprint(parse_spec(doc, source=str(tmp_path / "s.toml")))
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    (moved / "d.csv").write_text("a,y\n1,0\n2,1\n3,0\n4,1\n")
+    assert fingerprint_diff(first, spec_fingerprint(parse_spec(doc, source=str(moved / "s.toml")))) == []
+    (moved / "d.csv").write_text("a,y\n1,0\n2,1\n3,0\n5,1\n")
+    assert fingerprint_diff(first, spec_fingerprint(parse_spec(doc, source=str(moved / "s.toml")))) == ["data.path"]
