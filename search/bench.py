@@ -1,7 +1,7 @@
 """``actreg bench``: the trainer's throughput against plain ``keras.Model.fit``, in one run.
 
-Both train the case-study MLP (circles, Dense(500) with L1(1e-4) pre, Dense(1)) on
-the same data in the same process. Reported in microseconds per epoch per model:
+Both train the case-study MLP (circles, Dense(500) with L1(1e-4) pre, Dense(1)), or
+the model of a study file, on the same data in the same process. Reported in microseconds per epoch per model:
 
 * Keras: ``model.fit(..., validation_data=test)`` one model at a time, as the tutorial
   trains; measured after a warm-up epoch, so compilation is not counted.
@@ -17,8 +17,10 @@ import os
 import time
 from dataclasses import asdict, dataclass
 
-from search.space import Configuration
-from search.spec import DataSpec, LayerSpec, ModelSpec, TrainSpec
+from dataclasses import replace
+
+from search.space import Configuration, grid
+from search.spec import DataSpec, LayerSpec, ModelSpec, StudySpec, TrainSpec
 
 CASE_MODEL = ModelSpec((LayerSpec("dense", 500, "relu", True), LayerSpec("dense", 1, "sigmoid")))
 CASE_CONFIG = Configuration("l1", 1e-4, "pre")
@@ -34,62 +36,88 @@ class BenchResult:
     cores: int
     keras_fit_epochs: int
     actreg_setup_seconds: float
+    case: str = "case-study MLP"
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def measure(epochs: int = 2000, seeds: int = 30, fit_epochs: int = 20, cores: int | None = None) -> BenchResult:
-    """Time both trainers; ``cores`` sizes TensorFlow's thread pools (default: all)."""
+def measure(epochs: int | None = None, seeds: int | None = None, fit_epochs: int = 20, cores: int | None = None,
+            spec: StudySpec | None = None) -> BenchResult:
+    """Time both trainers; ``cores`` sizes TensorFlow's thread pools (default: all).
+
+    Without ``spec``, the case-study MLP with 2000 epochs and 30 seeds by default. With
+    ``spec``, its data, model, training settings and first regularized configuration,
+    with its own epochs and seeds by default.
+    """
     from search import runtime
 
     cores = cores or os.cpu_count() or 1
     runtime.configure(cores)
-    from search.data import make_dataset
-    from search.model import build_model
+    from search.checks import check_study
+    from search.model import build_model, initial_state
     from search.parallel import chunk_seeds
     from search.trainer import ChunkTrainer
 
-    data = make_dataset(DataSpec())
-    model = build_model(CASE_MODEL, CASE_CONFIG, "mean", 0, 2).model
-    fit_args = dict(batch_size=32, verbose=0, validation_data=(data.x_test, data.y_test))
+    if spec is None:
+        from search.data import make_dataset
+
+        data = make_dataset(DataSpec())
+        model_spec, config, penalty, train = CASE_MODEL, CASE_CONFIG, "mean", TrainSpec(epochs=epochs or 2000)
+        task, metrics, chunk_size, case = "binary", ("accuracy",), None, "case-study MLP"
+        seeds = seeds or 30
+    else:
+        data = check_study(spec)
+        configs = grid(spec.space) if spec.sampler == "grid" else [Configuration("none")]
+        config = next((c for c in configs if not c.is_baseline), configs[0])
+        model_spec, penalty, chunk_size = spec.model, spec.penalty, spec.chunk_size
+        train = replace(spec.train, epochs=epochs or spec.train.epochs)
+        task, metrics, case = spec.model.task, spec.metrics, f"study {spec.name}, {config.label}"
+        seeds = seeds or len(spec.seeds)
+    shape = data.x_train.shape[1:]
+    n_outputs = data.n_classes if task == "multiclass" else 1
+    model = build_model(model_spec, config, penalty, 0, shape, train.learning_rate, n_outputs=n_outputs).model
+    fit_args = {"batch_size": train.batch_size, "verbose": 0, "validation_data": (data.x_test, data.y_test)}
     model.fit(data.x_train, data.y_train, epochs=1, **fit_args)  # warm-up: compile the train and test steps
     start = time.perf_counter()
     model.fit(data.x_train, data.y_train, epochs=fit_epochs, **fit_args)
     keras_us = (time.perf_counter() - start) / fit_epochs * 1e6
 
     # Seeds are split into chunks as a study splits them (at most MAX_CHUNK per graph).
-    chunks = chunk_seeds(list(range(seeds)))
-    weights = {s: build_model(CASE_MODEL, CASE_CONFIG, "mean", s, 2, compile=False).model.get_weights()
-               for s in range(seeds)}
+    chunks = chunk_seeds(list(range(seeds)), chunk_size)
+    start_state = {s: initial_state(model_spec, config, s, shape, n_outputs) for s in range(seeds)}
+
+    def fit(trainer, chunk):
+        trainer.fit([start_state[s][0] for s in chunk], chunk, initial_states=[start_state[s][1] for s in chunk])
+
     trainers = {}
     warm_seeds = 0
     start = time.perf_counter()
     for chunk in chunks:  # compile one trainer per chunk size, and warm it with a full fit
         if len(chunk) not in trainers:
-            built = build_model(CASE_MODEL, CASE_CONFIG, "mean", chunk[0], 2)
-            trainers[len(chunk)] = ChunkTrainer(built.model, data, TrainSpec(epochs=epochs), len(chunk), built.probes)
-            trainers[len(chunk)].fit([weights[s] for s in chunk], chunk)
+            built = build_model(model_spec, config, penalty, chunk[0], shape, train.learning_rate, n_outputs=n_outputs)
+            trainers[len(chunk)] = ChunkTrainer(built.model, data, train, len(chunk), built.probes, task, metrics)
+            fit(trainers[len(chunk)], chunk)
             warm_seeds += len(chunk)
     warm = time.perf_counter() - start
     start = time.perf_counter()
     for chunk in chunks:
-        trainers[len(chunk)].fit([weights[s] for s in chunk], chunk)
+        fit(trainers[len(chunk)], chunk)
     steady = time.perf_counter() - start
-    actreg_us = steady / epochs / seeds * 1e6
-    setup = max(0.0, (warm - warm_seeds * epochs * actreg_us / 1e6) / len(trainers))
+    actreg_us = steady / train.epochs / seeds * 1e6
+    setup = max(0.0, (warm - warm_seeds * train.epochs * actreg_us / 1e6) / len(trainers))
     return BenchResult(
         keras_fit_us_per_model_epoch=round(keras_us, 1),
         actreg_us_per_model_epoch=round(actreg_us, 2),
         speedup=round(keras_us / actreg_us, 1),
-        seeds=seeds, epochs=epochs, cores=cores, keras_fit_epochs=fit_epochs,
-        actreg_setup_seconds=round(setup, 2),
+        seeds=seeds, epochs=train.epochs, cores=cores, keras_fit_epochs=fit_epochs,
+        actreg_setup_seconds=round(setup, 2), case=case,
     )
 
 
 def format_result(r: BenchResult) -> str:
     return "\n".join([
-        f"case-study MLP, {r.cores} cores",
+        f"{r.case}, {r.cores} cores",
         f"keras model.fit : {r.keras_fit_us_per_model_epoch:12.1f} us per model-epoch ({r.keras_fit_epochs} epochs)",
         f"actreg trainer  : {r.actreg_us_per_model_epoch:12.2f} us per model-epoch ({r.seeds} seeds x {r.epochs} epochs,"
         f" + {r.actreg_setup_seconds:.1f} s to compile a trainer)",

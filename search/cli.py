@@ -63,10 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: as for run)")
 
     bench = sub.add_parser("bench", help="trainer throughput against plain keras model.fit", description=(
-        "Train the case-study MLP with plain keras model.fit (validation every epoch) and with "
+        "Train the case-study MLP (or, with --study, a study's model on its data, in its first "
+        "regularized configuration) with plain keras model.fit (validation every epoch) and with "
         "actreg's trainer on SEEDS seeds, and print microseconds per epoch per model for each."))
-    bench.add_argument("--epochs", type=int, default=2000, metavar="E", help="epochs for actreg's trainer (default 2000)")
-    bench.add_argument("--seeds", type=int, default=30, metavar="S", help="seeds, in chunks of at most 32 as a study trains them (default 30)")
+    bench.add_argument("--study", metavar="STUDY.toml", help="benchmark this study's data, model and training settings")
+    bench.add_argument("--epochs", type=int, metavar="E",
+                       help="epochs for actreg's trainer (default 2000, or the study's)")
+    bench.add_argument("--seeds", type=int, metavar="S",
+                       help="seeds, in chunks of at most 32 as a study trains them (default 30, or the study's)")
     bench.add_argument("--fit-epochs", type=int, default=20, metavar="E",
                        help="epochs for keras model.fit (default 20; each costs about 0.06 s on 2 cores)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
@@ -164,9 +168,11 @@ def _bench(args: argparse.Namespace) -> int:
     from search.bench import format_result, measure
 
     for name in ("epochs", "seeds", "fit_epochs"):
-        if getattr(args, name) < 1:
+        value = getattr(args, name)
+        if value is not None and value < 1:
             raise SpecError("command line", f"--{name.replace('_', '-')}", "must be a positive integer")
-    result = measure(epochs=args.epochs, seeds=args.seeds, fit_epochs=args.fit_epochs)
+    spec = load_spec(args.study) if args.study else None
+    result = measure(epochs=args.epochs, seeds=args.seeds, fit_epochs=args.fit_epochs, spec=spec)
     print(json.dumps(result.as_dict()) if args.json else format_result(result))
     return 0
 

@@ -1,0 +1,98 @@
+"""Studies beyond binary classification, end to end: run -> export -> report."""
+
+from __future__ import annotations
+
+import csv
+import textwrap
+
+import optuna
+import pytest
+from test_runner import actreg
+
+from search import load_spec, run_study
+from search.storage import load_study
+
+BUILDER = '''
+import keras
+
+
+def mlp(*, input_shape, n_outputs, regularizer, placement):
+    inputs = keras.Input(input_shape)
+    pre = regularizer is not None and placement == "pre"
+    h = keras.layers.Dense(16, activation=None if pre else "relu", activity_regularizer=regularizer)(inputs)
+    if pre:
+        h = keras.layers.Activation("relu")(h)
+    return keras.Model(inputs, keras.layers.Dense(n_outputs)(h))
+'''
+
+STUDY = '''
+name = "reg"
+seeds = 2
+metric = "mae"
+n_jobs = 2
+
+[data]
+source = "diabetes"
+test_size = 0.3
+split_seed = 1
+standardize = true
+
+[model]
+builder = "my_nets:mlp"
+loss = "mse"
+
+[train]
+epochs = 4
+batch_size = 64
+learning_rate = 0.05
+
+[space]
+norm = ["none", "l1"]
+strength = [1e-2]
+placement = ["pre", "post"]
+'''
+
+
+def test_regression_with_a_users_builder_in_worker_processes(tmp_path):
+    (tmp_path / "my_nets.py").write_text(textwrap.dedent(BUILDER))
+    study_file = tmp_path / "reg.toml"
+    study_file.write_text(textwrap.dedent(STUDY))
+    spec = load_spec(study_file)
+    report = run_study(spec, progress=False)  # two loky workers import my_nets from the study's folder
+    assert report.configurations_run == 3
+    study = load_study(spec)
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+
+    out = tmp_path / "summary.csv"
+    proc = actreg("export", str(study_file), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[3:14] == [
+        "n_seeds", "mean_test_mae", "std_test_mae", "ci95_low_test_mae", "ci95_high_test_mae", "rank_test_mae",
+        "mean_train_mae", "std_train_mae", "mean_test_r2", "std_test_r2", "mean_train_r2"]
+    best = min(rows, key=lambda r: float(r["mean_test_mae"]))
+    assert best["rank_test_mae"] == "1"
+    for row in rows:
+        assert float(row["mean_test_mae"]) == pytest.approx(
+            (float(row["split0_test_mae"]) + float(row["split1_test_mae"])) / 2)
+        assert 0 < float(row["mean_test_mae"]) < 200  # target units (disease progression, 25..346)
+    regularized = [r for r in rows if r["param_norm"] == "l1"]
+    assert all(0 <= float(r["mean_zero_fraction"]) <= 1 for r in regularized)  # probes found in the user's model
+
+    proc = actreg("report", str(study_file), "--out", str(tmp_path / "rep"), "--no-attach")
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Test MAE" in text and "lower is better" in text and "built by `my_nets:mlp`" in text
+    assert (tmp_path / "rep" / "heatmap_test_mae.png").stat().st_size > 5000
+
+
+def test_a_broken_builder_is_one_line_and_writes_nothing(tmp_path):
+    (tmp_path / "my_nets.py").write_text("def mlp(**kwargs):\n    return 'not a model'\n")
+    study_file = tmp_path / "reg.toml"
+    study_file.write_text(textwrap.dedent(STUDY))
+    proc = actreg("run", str(study_file))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: {study_file}: model.builder: my_nets:mlp returned str, not a keras.Model")
+    assert not (tmp_path / "reg.db").exists()
