@@ -14,7 +14,8 @@ updates every seed exactly as its own optimizer would.
 
 Dropout, convolutions and LSTMs vectorize too (each seed keeps its own dropout random
 state, advanced as ``fit`` advances it), but XLA cannot compile what ``vectorized_map``
-makes of them: only models of dense and activation layers are compiled with XLA.
+makes of them: only models of dense and activation layers are compiled with XLA, and only
+for runs long enough to repay the compilation.
 
 Fidelity: a chunk of one seed performs the same operations as ``model.fit(...,
 shuffle=False)`` (without ``vectorized_map``) and gives bit-identical weights and history.
@@ -34,6 +35,9 @@ from search.data import Dataset
 from search.spec import TrainSpec
 
 XLA_LAYERS = ("InputLayer", "Dense", "Activation")  # models of only these compile with XLA
+# XLA compiles for seconds and then runs a step about 2x faster; with the compiled trainer reused
+# across a study's configurations it pays from about this many steps (epochs x batches) per fit.
+XLA_MIN_STEPS = 1000
 
 
 def history_keys(metrics: Sequence[str]) -> tuple[str, ...]:
@@ -102,7 +106,7 @@ def _permutations(seed_keys, epoch, n_rows: int):
 
 def train_seeds(models: Sequence, data: Dataset, train: TrainSpec, seeds: Sequence[int],
                 probes: Sequence[str] = (), keep_weights: bool = False, task: str = "binary",
-                metrics: Sequence[str] = ("accuracy",)) -> list[SeedResult]:
+                metrics: Sequence[str] = ("accuracy",), jit: bool | None = None) -> list[SeedResult]:
     """Train ``models`` (the same architecture, one per seed, as built and compiled) together.
 
     ``models[k]`` holds seed k's initial weights and is not modified; the first model's
@@ -111,7 +115,7 @@ def train_seeds(models: Sequence, data: Dataset, train: TrainSpec, seeds: Sequen
     """
     if len(models) != len(seeds) or not models:
         raise ValueError("need one model per seed, and at least one")
-    trainer = ChunkTrainer(models[0], data, train, len(seeds), probes, task, metrics)
+    trainer = ChunkTrainer(models[0], data, train, len(seeds), probes, task, metrics, jit)
     return trainer.fit([[v.numpy() for v in m.trainable_variables] for m in models], seeds,
                        keep_weights=keep_weights,
                        initial_states=[[v.numpy() for v in m.non_trainable_variables] for m in models])
@@ -122,7 +126,9 @@ class ChunkTrainer:
 
     ``template`` is a compiled Keras model: its loss (and activity regularizers) are
     what is trained. ``task`` and ``metrics`` choose what is measured (see
-    :func:`metric_stats`).
+    :func:`metric_stats`). ``jit`` compiles with XLA; by default, for chunks of several
+    seeds of a dense model with at least :data:`XLA_MIN_STEPS` steps per fit (the choice
+    depends on the spec and chunk only, so the numbers do not depend on ``n_jobs``).
 
     The graph reads everything that changes between fits from variables: initial
     weights and other state, optimizer state, shuffling keys, and the regularizer's
@@ -131,7 +137,7 @@ class ChunkTrainer:
     """
 
     def __init__(self, template, data: Dataset, train: TrainSpec, n_seeds: int, probes: Sequence[str] = (),
-                 task: str = "binary", metrics: Sequence[str] = ("accuracy",)) -> None:
+                 task: str = "binary", metrics: Sequence[str] = ("accuracy",), jit: bool | None = None) -> None:
         import keras
         import tensorflow as tf
 
@@ -140,9 +146,6 @@ class ChunkTrainer:
         self.train = train
         self.metrics = metrics = tuple(metrics)
         self.history_keys = history_keys(metrics)
-        # XLA fuses the many small elementwise ops of a step (about 2x faster on a CPU), but its
-        # rounding differs from fit's kernels: one seed alone keeps fit's graph, bit for bit.
-        self.jit = n_seeds > 1 and all(type(layer).__name__ in XLA_LAYERS for layer in template.layers)
         weights = template.trainable_variables
         state = template.non_trainable_variables  # e.g. dropout's random seed; updated by training steps
         self._stacked = stacked = [
@@ -165,6 +168,12 @@ class ChunkTrainer:
         batch = train.batch_size
         n_batches = -(-n_rows // batch)
         n_stats = sum(3 if m == "r2" else 1 for m in metrics)
+        # XLA fuses the many small elementwise ops of a step (about 2x faster on a CPU), but its
+        # rounding differs from fit's kernels: one seed alone keeps fit's graph, bit for bit.
+        if jit is None:
+            jit = (n_seeds > 1 and train.epochs * n_batches >= XLA_MIN_STEPS
+                   and all(type(layer).__name__ in XLA_LAYERS for layer in template.layers))
+        self.jit = jit
 
         def scope(values, states):
             mapping = list(zip(weights, values)) + list(zip(state, states))

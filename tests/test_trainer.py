@@ -18,10 +18,10 @@ DATA = DataSpec()  # the case study: circles, 30 training rows, 70 test rows
 MLP = ModelSpec((LayerSpec("dense", 500, "relu", True), LayerSpec("dense", 1, "sigmoid")))
 
 
-def fit_with_actreg(config, seeds, train, penalty="mean", model=MLP):
+def fit_with_actreg(config, seeds, train, penalty="mean", model=MLP, jit=None):
     data = make_dataset(DATA)
     built = [build_model(model, config, penalty, s, 2, train.learning_rate) for s in seeds]
-    return train_seeds([b.model for b in built], data, train, seeds, built[0].probes, keep_weights=True)
+    return train_seeds([b.model for b in built], data, train, seeds, built[0].probes, keep_weights=True, jit=jit)
 
 
 @pytest.mark.parametrize("config,penalty,batch_size", [
@@ -55,7 +55,7 @@ def test_one_seed_reproduces_model_fit_bit_for_bit(config, penalty, batch_size):
 def test_each_replica_of_a_chunk_matches_its_single_seed_fit():
     train = TrainSpec(epochs=8, batch_size=8, shuffle=True)
     config = Configuration("l1", 1e-3, "pre")
-    chunk = fit_with_actreg(config, [0, 1, 2], train)
+    chunk = fit_with_actreg(config, [0, 1, 2], train, jit=True)  # XLA, as long runs use it
     for k, seed in enumerate([0, 1, 2]):
         (alone,) = fit_with_actreg(config, [seed], train)
         assert chunk[k].seed == seed
@@ -138,3 +138,14 @@ def test_one_seed_reproduces_the_tutorials_own_keras_code(placement, regularizer
     for got, want in zip(ours.weights, reference.get_weights()):
         assert np.array_equal(got, want)
     assert np.array_equal(ours.history["loss"], np.float32(history["loss"]))
+
+
+def test_xla_only_where_it_pays():
+    from search.trainer import ChunkTrainer
+
+    data = make_dataset(DATA)  # 30 rows: one batch per epoch
+    model = build_model(MLP, Configuration("l1", 1e-4, "pre"), "mean", 0, 2).model
+    assert ChunkTrainer(model, data, TrainSpec(epochs=4000), 3).jit
+    assert not ChunkTrainer(model, data, TrainSpec(epochs=10), 3).jit  # compiling would cost more than it saves
+    assert not ChunkTrainer(model, data, TrainSpec(epochs=4000), 1).jit  # one seed: fit's own graph
+    assert ChunkTrainer(model, data, TrainSpec(epochs=100, batch_size=3), 3).jit  # 10 batches x 100 epochs
