@@ -20,7 +20,7 @@ import tensorflow as tf
 from keras import ops
 
 from search.space import Configuration
-from search.spec import LOSSES, ModelSpec
+from search.spec import ACTIVATED, LOSSES, ModelSpec
 
 
 @keras.saving.register_keras_serializable(package="actreg")
@@ -139,7 +139,9 @@ def _from_layers(spec: ModelSpec, shape: tuple[int, ...], regularizer: ActivityP
     for i, layer in enumerate(spec.layers):
         name = f"{layer.type}_{i}"
         reg = regularizer if layer.regularize else None
-        pre = reg is not None and placement == "pre"  # the spec refuses "pre" for lstm
+        # Only layers with an activation have a "pre"; the others (and an lstm, whose "pre" the
+        # spec refuses) carry the regularizer on their output under either placement.
+        pre = reg is not None and placement == "pre" and layer.type in ACTIVATED
         activation = None if pre else layer.activation
         if layer.type == "dense":
             h = L.Dense(layer.units, activation=activation, activity_regularizer=reg, name=name)(h)
@@ -151,11 +153,12 @@ def _from_layers(spec: ModelSpec, shape: tuple[int, ...], regularizer: ActivityP
             h = L.LSTM(layer.units, return_sequences=bool(layer.return_sequences), activity_regularizer=reg,
                        name=name)(h)
         elif layer.type == "maxpool2d":
-            h = L.MaxPooling2D(layer.pool_size, strides=layer.strides, padding=layer.padding or "valid", name=name)(h)
+            h = L.MaxPooling2D(layer.pool_size, strides=layer.strides, padding=layer.padding or "valid",
+                               activity_regularizer=reg, name=name)(h)
         elif layer.type == "flatten":
-            h = L.Flatten(name=name)(h)
+            h = L.Flatten(activity_regularizer=reg, name=name)(h)
         elif layer.type == "dropout":
-            h = L.Dropout(layer.rate, name=name)(h)
+            h = L.Dropout(layer.rate, activity_regularizer=reg, name=name)(h)
         else:  # the spec is validated; this guards against a new type without a builder
             raise ValueError(f"unknown layer type {layer.type!r}")
         if pre:

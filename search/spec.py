@@ -24,7 +24,7 @@ DATA_SOURCES = ("circles", "moons", "digits", "diabetes", "sequence", "csv", "np
 GENERATED = ("circles", "moons", "sequence")  # sources with n_samples, random_state
 DIGITS_VIEWS = ("flat", "image", "sequence")
 LAYER_TYPES = ("dense", "conv2d", "maxpool2d", "flatten", "dropout", "lstm")
-REGULARIZABLE = ("dense", "conv2d", "lstm")
+ACTIVATED = ("dense", "conv2d")  # layers with an activation: "pre" and "post" differ only here
 PADDINGS = ("valid", "same")
 # The loss decides the task; the task decides the output layer and the metrics.
 LOSSES = {"binary_crossentropy": "binary", "sparse_categorical_crossentropy": "multiclass", "mse": "regression"}
@@ -435,9 +435,9 @@ def _model(t: Mapping[str, Any], s: str, base: Path) -> ModelSpec:
 _LAYER_KEYS = {
     "dense": {"units", "activation", "regularize"},
     "conv2d": {"filters", "kernel_size", "strides", "padding", "activation", "regularize"},
-    "maxpool2d": {"pool_size", "strides", "padding"},
-    "flatten": set(),
-    "dropout": {"rate"},
+    "maxpool2d": {"pool_size", "strides", "padding", "regularize"},
+    "flatten": {"regularize"},
+    "dropout": {"rate", "regularize"},
     "lstm": {"units", "return_sequences", "regularize"},
 }
 
@@ -455,8 +455,7 @@ def _layer(item: Any, s: str, key: str) -> LayerSpec:
     if kind == "lstm":
         f["activation"] = "tanh"
         f["return_sequences"] = _get(item, s, f"{key}.return_sequences", bool, default=False)
-    if kind in REGULARIZABLE:
-        f["regularize"] = _get(item, s, f"{key}.regularize", bool, default=False)
+    f["regularize"] = _get(item, s, f"{key}.regularize", bool, default=False)
     if kind == "conv2d":
         f["filters"] = _get(item, s, f"{key}.filters", int, required=True)
         _check(f["filters"] > 0, s, f"{key}.filters", "must be a positive integer")

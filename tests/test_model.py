@@ -82,3 +82,19 @@ def test_changing_the_factors_changes_the_penalty():
     reg = make_regularizer(Configuration("l1", 0.01, "pre"))
     reg.set(0.5, 0.0)
     assert float(reg(X)) == float(keras.regularizers.L1(0.5)(X))
+
+
+def test_conv_pre_and_post_and_layers_without_activation():
+    L = LayerSpec
+    cnn = ModelSpec((L("conv2d", filters=3, kernel_size=(3, 3), activation="relu", regularize=True),
+                     L("maxpool2d", pool_size=(2, 2), regularize=True), L("flatten"),
+                     L("dense", 4, "softmax")), "sparse_categorical_crossentropy")
+    pre = build_model(cnn, Configuration("l2", 1e-3, "pre"), "mean", 0, (8, 8, 1))
+    assert layer_summary(pre.model) == [
+        ("Conv2D", "linear", True), ("Activation", "relu", False), ("MaxPooling2D", None, True),
+        ("Flatten", None, False), ("Dense", "softmax", False)]
+    assert pre.probes == ("conv2d_0_act", "maxpool2d_1")
+    post = build_model(cnn, Configuration("l2", 1e-3, "post"), "mean", 0, (8, 8, 1))
+    assert layer_summary(post.model) == [
+        ("Conv2D", "relu", True), ("MaxPooling2D", None, True), ("Flatten", None, False), ("Dense", "softmax", False)]
+    assert post.probes == ("conv2d_0", "maxpool2d_1")

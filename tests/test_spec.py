@@ -119,6 +119,12 @@ def test_builder_form_and_metric_direction():
     assert spec.data.test_size == 0.25 and spec.data.split_seed == 0 and spec.data.stratify is False
 
 
+def test_layers_without_activation_can_carry_the_regularizer():
+    doc = with_change("model.layers.0", {"type": "dropout", "rate": 0.2, "regularize": True})
+    spec = parse_spec(doc, source="s.toml")
+    assert spec.model.layers[0].regularize and spec.regularized_layers == (0,)
+
+
 def test_regularization_needs_a_marked_layer():
     doc = with_change("model.layers.0.regularize", False)
     with pytest.raises(SpecError, match="model.layers: no layer has regularize"):
