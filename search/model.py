@@ -159,7 +159,7 @@ def _from_layers(spec: ModelSpec, shape: tuple[int, ...], regularizer: ActivityP
             h = L.Flatten(activity_regularizer=reg, name=name)(h)
         elif layer.type == "dropout":
             h = L.Dropout(layer.rate, activity_regularizer=reg, name=name)(h)
-        else:  # the spec is validated; this guards against a new type without a builder
+        else:  # the spec is validated; this guards against a new type not handled here
             raise ValueError(f"unknown layer type {layer.type!r}")
         if pre:
             h = L.Activation(layer.activation, name=f"{name}_act")(h)
