@@ -1,7 +1,8 @@
 """``actreg bench``: the trainer's throughput against plain ``keras.Model.fit``, in one run.
 
 Both train the case-study MLP (circles, Dense(500) with L1(1e-4) pre, Dense(1)), or
-the model of a study file, on the same data in the same process. Reported in microseconds per epoch per model:
+the model of a study file, on the same data in the same process. Reported in
+microseconds per epoch per model:
 
 * Keras: ``model.fit(..., validation_data=test)`` one model at a time, as the tutorial
   trains; measured after a warm-up epoch, so compilation is not counted.
@@ -75,7 +76,7 @@ def measure(epochs: int | None = None, seeds: int | None = None, fit_epochs: int
         task, metrics, case = spec.model.task, spec.metrics, f"study {spec.name}, {config.label}"
         seeds = seeds or len(spec.seeds)
     shape = data.x_train.shape[1:]
-    n_outputs = data.n_classes if task == "multiclass" else 1
+    n_outputs = data.n_outputs(task)
     model = build_model(model_spec, config, penalty, 0, shape, train.learning_rate, n_outputs=n_outputs).model
     fit_args = {"batch_size": train.batch_size, "verbose": 0, "validation_data": (data.x_test, data.y_test)}
     model.fit(data.x_train, data.y_train, epochs=1, **fit_args)  # warm-up: compile the train and test steps

@@ -36,6 +36,10 @@ class Dataset:
         """Number of classes for label targets (largest label + 1)."""
         return int(max(self.y_train.max(), self.y_test.max())) + 1
 
+    def n_outputs(self, task: str) -> int:
+        """Output units a model needs for ``task``: one per class for multiclass, else one."""
+        return self.n_classes if task == "multiclass" else 1
+
 
 @functools.lru_cache(maxsize=8)
 def make_dataset(spec: DataSpec) -> Dataset:

@@ -212,7 +212,7 @@ def _from_builder(spec: ModelSpec, shape: tuple[int, ...], n_outputs: int, regul
 def check_builder(spec: ModelSpec, data, placements: tuple[str, ...] = ("pre", "post")) -> None:
     """Build the user's model once per placement and check it against the data; raises :class:`BuilderError`."""
     task = LOSSES[spec.loss]
-    n_outputs = data.n_classes if task == "multiclass" else 1
+    n_outputs = data.n_outputs(task)
     for config in [Configuration("none"), *(Configuration("l1", 1e-4, p) for p in placements)]:
         model = build_model(spec, config, "mean", 0, data.x_train.shape[1:], compile=False, n_outputs=n_outputs).model
         try:
@@ -234,8 +234,3 @@ def initial_state(spec: ModelSpec, config: Configuration, seed: int, input_shape
     """
     model = build_model(spec, config, "mean", seed, input_shape, compile=False, n_outputs=n_outputs).model
     return [v.numpy() for v in model.trainable_variables], [v.numpy() for v in model.non_trainable_variables]
-
-
-def initial_weights(spec: ModelSpec, seed: int, input_shape: int | tuple[int, ...]) -> list:
-    """Seed's initial trainable weights for a layer-list model (any configuration)."""
-    return initial_state(spec, Configuration("none"), seed, input_shape)[0]

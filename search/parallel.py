@@ -76,7 +76,7 @@ def fit_seeds(task: FitTask):
 
     data = make_dataset(task.data)
     shape = data.x_train.shape[1:]
-    n_outputs = data.n_classes if task.model.task == "multiclass" else 1
+    n_outputs = data.n_outputs(task.model.task)
     config = task.config
 
     def compile_trainer():
