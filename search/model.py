@@ -13,6 +13,8 @@ Penalty conventions: Keras >= 3.14 divides an activity penalty by the batch size
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass
 
 import keras
@@ -53,17 +55,41 @@ class ActivityPenalty(keras.regularizers.Regularizer):
 
     def __call__(self, x):
         # Always both terms, whatever the norm: one compiled graph then serves every norm.
-        # A zero factor adds exactly 0.0 to the value and to the gradient, so L1 alone gives
-        # the bits of keras.regularizers.L1 (the tests compare them).
-        reg = ops.convert_to_tensor(0.0, dtype=x.dtype)
-        reg += self.l1 * ops.sum(ops.absolute(x))
-        reg += self.l2 * ops.sum(ops.square(x))
+        if getattr(_FORM, "one_reduction", False):
+            reg = ops.sum(self.l1 * ops.absolute(x) + self.l2 * ops.square(x))
+        else:
+            # A zero factor adds exactly 0.0 to the value and to the gradient, so L1 alone
+            # gives the bits of keras.regularizers.L1 (the tests compare them).
+            reg = ops.convert_to_tensor(0.0, dtype=x.dtype)
+            reg += self.l1 * ops.sum(ops.absolute(x))
+            reg += self.l2 * ops.sum(ops.square(x))
         if self.penalty == "sum":
             reg = reg * ops.cast(ops.shape(x)[0], dtype=reg.dtype)
         return reg
 
     def get_config(self) -> dict:
         return {"norm": self.norm, "penalty": self.penalty, "l1": float(self.l1.numpy()), "l2": float(self.l2.numpy())}
+
+
+_FORM = threading.local()
+
+
+@contextlib.contextmanager
+def one_reduction():
+    """Within it, every :class:`ActivityPenalty` traced sums both terms in one reduction.
+
+    ``sum(l1 * |x| + l2 * x**2)`` is the same penalty as Keras's two sums, rounded
+    differently. XLA compiles it much better: on the case-study MLP, a separate sum of
+    squares costs about 40% of a training step even when its factor is zero. The trainer
+    traces its several-seed graphs inside this; one seed keeps Keras's operations, bit for
+    bit. The choice is made when a graph is traced, so it holds for the graph's lifetime.
+    """
+    before = getattr(_FORM, "one_reduction", False)
+    _FORM.one_reduction = True
+    try:
+        yield
+    finally:
+        _FORM.one_reduction = before
 
 
 def penalty_factors(config: Configuration) -> tuple[float, float]:

@@ -26,6 +26,7 @@ gives the same numbers.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -141,6 +142,8 @@ class ChunkTrainer:
         import keras
         import tensorflow as tf
 
+        from search.model import one_reduction
+
         self.template = template
         self.n_seeds = n_seeds
         self.train = train
@@ -202,37 +205,50 @@ class ChunkTrainer:
         def train_step(v, st, x_, y_):
             return seed_loss(v, st, x_, y_, True)
 
+        n_full, last = divmod(n_rows, batch)
+        # The epoch's row count divides the sums. Read from a variable: TensorFlow rewrites a
+        # division by a constant into a product with its reciprocal, which Keras does not round.
+        self._n_train = n_train = tf.Variable(float(n_rows), trainable=False, name="n_train")
+
+        def rows(t, start, size):
+            """``t[start:start + size]`` along the first axis, with a static size."""
+            return tf.slice(t, [start] + [0] * (len(t.shape) - 1), [size] + [-1] * (len(t.shape) - 1))
+
+        def step(order, start, size, sums):
+            """One training step on rows ``start:start + size``; returns the updated epoch sums."""
+            with tf.GradientTape() as tape:
+                values = [v.read_value() for v in stacked]
+                states = [v.read_value() for v in stacked_state]
+                if order is None:
+                    loss, stats, new_states = per_seed(
+                        train_step, (values, states), shared=(rows(x_train, start, size), rows(y_train, start, size)))
+                else:
+                    idx = tf.slice(order, [0, start], [n_seeds, size])
+                    loss, stats, new_states = per_seed(
+                        train_step, (values, states, tf.gather(x_train, idx), tf.gather(y_train, idx)))
+                total = tf.reduce_sum(loss)
+            grads = tape.gradient(total, stacked)
+            optimizer.apply(grads, stacked)
+            for var, value in zip(stacked_state, new_states):
+                var.assign(value)
+            # Keras's loss tracker: a mean weighted by batch size, accumulated as a sum.
+            loss_sum, stats_sum = sums
+            return loss_sum + loss * float(size), stats_sum + stats
+
         @tf.function(jit_compile=self.jit)
         def run(epochs):
             history = tf.TensorArray(tf.float32, size=epochs)  # one (len(history_keys), seeds) slice per epoch
             for epoch in tf.range(epochs):
                 order = _permutations(seed_keys, tf.cast(epoch, tf.uint32), n_rows) if train.shuffle else None
-                loss_sum = tf.zeros([n_seeds])
-                stats_sum = tf.zeros([n_seeds, n_stats])
-                seen = tf.constant(0.0)
-                for b in tf.range(n_batches):
-                    start = b * batch
-                    stop = tf.minimum(start + batch, n_rows)
-                    with tf.GradientTape() as tape:
-                        values = [v.read_value() for v in stacked]
-                        states = [v.read_value() for v in stacked_state]
-                        if order is None:
-                            loss, stats, new_states = per_seed(
-                                train_step, (values, states), shared=(x_train[start:stop], y_train[start:stop]))
-                        else:
-                            idx = order[:, start:stop]
-                            loss, stats, new_states = per_seed(
-                                train_step, (values, states, tf.gather(x_train, idx), tf.gather(y_train, idx)))
-                        total = tf.reduce_sum(loss)
-                    grads = tape.gradient(total, stacked)
-                    optimizer.apply(grads, stacked)
-                    for var, value in zip(stacked_state, new_states):
-                        var.assign(value)
-                    # Keras's loss tracker: a mean weighted by batch size, accumulated as a sum.
-                    n = tf.cast(stop - start, tf.float32)
-                    loss_sum += loss * n
-                    stats_sum += stats
-                    seen += n
+                sums = (tf.zeros([n_seeds]), tf.zeros([n_seeds, n_stats]))
+                # Full batches in a loop, then the partial last one: every slice has a static size.
+                if n_full:
+                    for b in tf.range(n_full):
+                        sums = step(order, b * batch, batch, sums)
+                if last:
+                    sums = step(order, n_full * batch, last, sums)
+                loss_sum, stats_sum = sums
+                seen = n_train.read_value()
                 test_loss, test_values = evaluate([v.read_value() for v in stacked],
                                                   [v.read_value() for v in stacked_state], x_test, y_test)
                 history = history.write(epoch, tf.stack(
@@ -259,6 +275,10 @@ class ChunkTrainer:
             mean_act, zeros = per_seed(sparsity, (values, states))
             return train_loss, train_values, test_loss, test_values, mean_act, zeros
 
+        # Traced now, so that the penalty's form is fixed: several seeds sum it in one reduction.
+        with one_reduction() if n_seeds > 1 else contextlib.nullcontext():
+            run.get_concrete_function(tf.TensorSpec([], tf.int32))
+            final.get_concrete_function()
         self._run, self._final = run, final
 
     def fit(self, initial_weights: Sequence[Sequence[np.ndarray]], seeds: Sequence[int],
