@@ -203,7 +203,16 @@ class ChunkTrainer:
             return loss, metric_values(metrics, stats, tf.cast(tf.shape(y)[0], tf.float32))
 
         def train_step(v, st, x_, y_):
-            return seed_loss(v, st, x_, y_, True)
+            if not self.jit:
+                return seed_loss(v, st, x_, y_, True)
+            # Under XLA each seed differentiates its own loss inside the vectorized map. (A
+            # gradient taken outside it crosses the function that vectorized_map traces under
+            # XLA, and then XLA treats every weight as a compile-time constant: it recompiled
+            # for each new set of initial weights, regularizer factors or seeds.)
+            with tf.GradientTape() as tape:
+                tape.watch(v)
+                loss, stats, new_states = seed_loss(v, st, x_, y_, True)
+            return loss, stats, new_states, tape.gradient(loss, v, unconnected_gradients="zero")
 
         n_full, last = divmod(n_rows, batch)
         # The epoch's row count divides the sums. Read from a variable: TensorFlow rewrites a
@@ -216,18 +225,19 @@ class ChunkTrainer:
 
         def step(order, start, size, sums):
             """One training step on rows ``start:start + size``; returns the updated epoch sums."""
-            with tf.GradientTape() as tape:
+            with contextlib.nullcontext() if self.jit else tf.GradientTape() as tape:
                 values = [v.read_value() for v in stacked]
                 states = [v.read_value() for v in stacked_state]
                 if order is None:
-                    loss, stats, new_states = per_seed(
+                    out = per_seed(
                         train_step, (values, states), shared=(rows(x_train, start, size), rows(y_train, start, size)))
                 else:
                     idx = tf.slice(order, [0, start], [n_seeds, size])
-                    loss, stats, new_states = per_seed(
-                        train_step, (values, states, tf.gather(x_train, idx), tf.gather(y_train, idx)))
+                    out = per_seed(train_step, (values, states, tf.gather(x_train, idx), tf.gather(y_train, idx)))
+                loss, stats, new_states = out[:3]
                 total = tf.reduce_sum(loss)
-            grads = tape.gradient(total, stacked)
+            # The gradient of the sum of the seeds' losses is, slice by slice, each seed's own.
+            grads = out[3] if self.jit else tape.gradient(total, stacked)
             optimizer.apply(grads, stacked)
             for var, value in zip(stacked_state, new_states):
                 var.assign(value)
