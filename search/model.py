@@ -81,8 +81,9 @@ def one_reduction():
     ``sum(l1 * |x| + l2 * x**2)`` is the same penalty as Keras's two sums, rounded
     differently. XLA compiles it much better: on the case-study MLP, a separate sum of
     squares costs about 40% of a training step even when its factor is zero. The trainer
-    traces its several-seed graphs inside this; one seed keeps Keras's operations, bit for
-    bit. The choice is made when a graph is traced, so it holds for the graph's lifetime.
+    traces its XLA graphs inside this; the others keep Keras's operations (one seed then
+    matches ``fit`` bit for bit). The choice is made when a graph is traced, so it holds for
+    the graph's lifetime.
     """
     before = getattr(_FORM, "one_reduction", False)
     _FORM.one_reduction = True

@@ -285,8 +285,8 @@ class ChunkTrainer:
             mean_act, zeros = per_seed(sparsity, (values, states))
             return train_loss, train_values, test_loss, test_values, mean_act, zeros
 
-        # Traced now, so that the penalty's form is fixed: several seeds sum it in one reduction.
-        with one_reduction() if n_seeds > 1 else contextlib.nullcontext():
+        # Traced now, so that the penalty's form is fixed: under XLA it is summed in one reduction.
+        with one_reduction() if self.jit else contextlib.nullcontext():
             run.get_concrete_function(tf.TensorSpec([], tf.int32))
             final.get_concrete_function()
         self._run, self._final = run, final

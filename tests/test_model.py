@@ -8,7 +8,7 @@ from search import runtime
 runtime.configure(2)
 import keras  # noqa: E402
 
-from search.model import build_model, make_regularizer  # noqa: E402
+from search.model import build_model, make_regularizer, one_reduction  # noqa: E402
 from search.space import Configuration  # noqa: E402
 from search.spec import LayerSpec, ModelSpec  # noqa: E402
 
@@ -72,6 +72,19 @@ def test_layer_penalty_equals_keras_regularizer_under_each_convention(config, re
     hand = {"l1": 0.01 * 6.75, "l2": 0.01 * 14.3125}.get(config.norm)
     if hand is not None:  # the regularizers themselves, against arithmetic by hand
         np.testing.assert_allclose(float(reference(X)), hand, rtol=1e-6)
+
+
+@pytest.mark.parametrize("config", [Configuration("l1", 0.01, "pre"), Configuration("l2", 0.01, "pre"),
+                                    Configuration("l1_l2", 0.01, "pre", l1_ratio=0.25)])
+@pytest.mark.parametrize("penalty", ["mean", "sum"])
+def test_one_reduction_form_is_the_same_penalty(config, penalty):
+    """The form XLA graphs trace: the same value, rounded differently."""
+    reg = make_regularizer(config, penalty)
+    exact = float(reg(X))
+    with one_reduction():
+        fused = float(reg(X))
+    assert float(reg(X)) == exact  # the form holds only inside the context
+    np.testing.assert_allclose(fused, exact, rtol=1e-6)
 
 
 def test_regularizer_of_baseline_is_none():
