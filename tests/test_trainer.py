@@ -150,3 +150,42 @@ def test_xla_only_where_it_pays():
     assert not ChunkTrainer(model, data, TrainSpec(epochs=10), 3).jit  # compiling would cost more than it saves
     assert not ChunkTrainer(model, data, TrainSpec(epochs=4000), 1).jit  # one seed: fit's own graph
     assert ChunkTrainer(model, data, TrainSpec(epochs=100, batch_size=3), 3).jit  # 10 batches x 100 epochs
+
+
+REUSE_SCRIPT = """
+from search import runtime
+runtime.configure(2)
+from search.data import make_dataset
+from search.model import build_model, initial_state
+from search.space import Configuration
+from search.spec import DataSpec, LayerSpec, ModelSpec, TrainSpec
+from search.trainer import ChunkTrainer
+
+spec = ModelSpec((LayerSpec("dense", 8, "relu", True), LayerSpec("dense", 1, "sigmoid")))
+config = Configuration("l1", 1e-3, "pre")
+data = make_dataset(DataSpec())
+built = build_model(spec, config, "mean", 0, 2)
+trainer = ChunkTrainer(built.model, data, TrainSpec(epochs=5), 3, built.probes, jit=True)
+print("COMPILE_CHECK_START", flush=True)
+for seeds, factors in [((0, 1, 2), (1e-3, 0.0)), ((0, 1, 2), (0.0, 1e-2)), ((3, 4, 5), (1e-2, 1e-2))]:
+    built.regularizer.set(*factors)
+    start = [initial_state(spec, config, s, (2,)) for s in seeds]
+    trainer.fit([w for w, _ in start], list(seeds), initial_states=[st for _, st in start])
+"""
+
+
+def test_xla_compiles_once_for_new_weights_factors_and_seeds(tmp_path):
+    """A reused trainer must not recompile: XLA once treated every weight as a constant.
+
+    Counted from TensorFlow's own log of XLA compilations, in a fresh process.
+    """
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0", "TF_CPP_VMODULE": "device_compiler=1"}
+    proc = subprocess.run([sys.executable, "-c", REUSE_SCRIPT], capture_output=True, text=True, timeout=300,
+                          env=env, cwd=tmp_path, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    compilations = proc.stderr.count("Compilation of XLA executable")
+    assert compilations == 1, f"{compilations} XLA compilations for three fits (TensorFlow's device_compiler log)"
