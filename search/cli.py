@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seeds, in chunks of at most 32 as a study trains them (default 30, or the study's)")
     bench.add_argument("--fit-epochs", type=int, default=20, metavar="E",
                        help="epochs for keras model.fit (default 20; an epoch of the case-study MLP costs 0.06-0.1 s "
-                            "on 2 cores, one of digits-cnn about 0.3 s)")
+                            "on 2 cores, one of digits-cnn 0.15-0.3 s)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
