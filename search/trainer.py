@@ -10,7 +10,10 @@ axis, and ``tf.vectorized_map`` runs the model's own forward pass and ``compute_
 (activity regularizers included) once per seed slice, through ``keras.StatelessScope``.
 The gradient of the sum of the per-seed losses is, slice by slice, each seed's own
 gradient, and Adam is elementwise, so one Keras optimizer over the stacked variables
-updates every seed exactly as its own optimizer would.
+updates every seed exactly as its own optimizer would. (Under XLA each seed takes that
+gradient itself, inside the vectorized map, so that XLA does not treat the weights as
+compile-time constants; and the penalty is summed in one reduction, which XLA compiles
+better.)
 
 Dropout, convolutions and LSTMs vectorize too (each seed keeps its own dropout random
 state, advanced as ``fit`` advances it), but XLA cannot compile what ``vectorized_map``
@@ -216,7 +219,8 @@ class ChunkTrainer:
 
         n_full, last = divmod(n_rows, batch)
         # The epoch's row count divides the sums. Read from a variable: TensorFlow rewrites a
-        # division by a constant into a product with its reciprocal, which Keras does not round.
+        # division by a constant into a product with its reciprocal, which rounds differently
+        # from Keras's metrics (they divide by a count held in a variable).
         self._n_train = n_train = tf.Variable(float(n_rows), trainable=False, name="n_train")
 
         def rows(t, start, size):
