@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
-
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 
 from search.space import Configuration, grid
 from search.spec import DataSpec, LayerSpec, ModelSpec, StudySpec, TrainSpec
