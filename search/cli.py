@@ -1,12 +1,16 @@
 """Command line: a thin layer over the Python API.
 
-Exit status: 0 on success, 2 for a bad study file or option (one line on stderr:
-``error: FILE: KEY: problem``, nothing written), 1 for other failures.
+Exit status: 0 on success; 2 for a bad study file, option, data file, storage or output
+path (one line on stderr, ``error: FILE: KEY: problem`` or ``error: STORAGE: problem``,
+nothing written); 1 when configurations failed, or a study was never run; 130 after
+Ctrl-C and 143 after SIGTERM, with the same one-line message. A password in a storage
+URL is masked as ``***`` in everything printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -29,13 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run or resume a study", description=(
         "Run every configuration of STUDY.toml over its seeds and store one Optuna trial per "
-        "configuration. Re-running the same command resumes: stored configurations are skipped."))
+        "configuration. Re-running the same command resumes: stored configurations are skipped. "
+        "Any number of runs of the same study (on machines sharing its storage) split the work."))
     run.add_argument("study", metavar="STUDY.toml")
     run.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: the file's, else sqlite beside it)")
     run.add_argument("--n-jobs", type=int, metavar="N", help="worker processes (default: the file's, else all cores)")
     run.add_argument("--seeds", type=int, metavar="N", help="use seeds 0..N-1 instead of the file's")
     run.add_argument("--epochs", type=int, metavar="N", help="train N epochs instead of the file's")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--no-wait", action="store_true",
+                     help="when nothing is left to claim, exit at once instead of waiting for the configurations "
+                          "that other runners are fitting")
 
     export = sub.add_parser("export", help="write the study's results as CSV", description=(
         "Write one row per configuration (or per configuration and seed) with the columns "
@@ -78,36 +86,72 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: claims are released and the same message is printed."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise _Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return _COMMANDS[args.command](args)
     except SpecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
+        return _error(str(exc))
+    except KeyboardInterrupt as exc:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut this message short
         print("interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, _Terminated) else 130
+    except Exception as exc:
+        from search.storage import StorageError, describe_error
+
+        if isinstance(exc, StorageError):
+            return _error(str(exc))
+        if type(exc).__module__.startswith("sqlalchemy"):  # the storage failed after it was opened
+            return _error(describe_error(exc, _STORAGE[0] if _STORAGE else ""))
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+_STORAGE: list[str] = []  # the storage URL in use, so that late errors can mask its password
 
 
 def _spec(args: argparse.Namespace, **overrides) -> StudySpec:
     spec = load_spec(args.study)
-    return spec.with_overrides(storage=getattr(args, "storage", None), **overrides)
+    spec = spec.with_overrides(storage=getattr(args, "storage", None), **overrides)
+    _STORAGE[:] = [spec.storage]
+    return spec
 
 
 def _run(args: argparse.Namespace) -> int:
     from search.runner import run_study, summary_text
 
     spec = _spec(args, n_jobs=args.n_jobs, seeds=args.seeds, epochs=args.epochs)
-    report = run_study(spec, progress=False if args.no_progress else None)
+    report = run_study(spec, progress=False if args.no_progress else None, wait=not args.no_wait)
     print(summary_text(report.summary, spec.objective))
-    print(f"\n{report.configurations_run} configurations run, {report.configurations_skipped} already stored, "
+    others = f", {report.configurations_by_others} by other runners" if report.configurations_by_others else ""
+    print(f"\n{report.configurations_run} configurations run ({report.configurations_diverged} diverged), "
+          f"{report.configurations_failed} failed, {report.configurations_skipped} already stored{others}; "
           f"{report.fits} fits in {report.wall_seconds:.1f} s; storage: {report.storage}")
-    return 0
+    if report.stopped:
+        print(f"error: {report.stopped}", file=sys.stderr)
+    elif report.configurations_failed:
+        print(f"error: {report.configurations_failed} configuration(s) failed (see their fail_reason in "
+              "`actreg dashboard`); run the same command again to retry them", file=sys.stderr)
+    return 1 if report.configurations_failed else 0
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -116,11 +160,15 @@ def _export(args: argparse.Namespace) -> int:
     from search.storage import StudyNotFound
 
     spec = _spec(args)
+    _check_output_file(args.out, "--out")
     try:
         frame = export_frame(spec, per_seed=args.per_seed)
     except StudyNotFound as exc:
         return _not_run(args, exc)
-    write_csv(frame, args.out)
+    try:
+        write_csv(frame, args.out)
+    except OSError as exc:
+        raise SpecError("command line", "--out", f"cannot write {args.out}: {exc.strerror or exc}") from None
     print(f"wrote {len(frame)} rows to {args.out}")
     return 0
 
@@ -134,9 +182,35 @@ def _dashboard(args: argparse.Namespace) -> int:
     spec = _spec(args)
     try:
         serve(spec, host=args.host, port=args.port)
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        raise SpecError("command line", "--port", f"cannot serve on {args.host}:{args.port}: "
+                                                   f"{exc.strerror or exc}") from None
     except StudyNotFound as exc:
         return _not_run(args, exc)
     return 0
+
+
+def _check_output_file(path: str, key: str) -> None:
+    """Refuse, before anything is read or written, an output file that cannot be written."""
+    import os
+
+    if os.path.isdir(path):
+        raise SpecError("command line", key, f"{path} is a folder; give a file name such as {path.rstrip('/')}/summary.csv")
+    _check_output_folder(os.path.dirname(os.path.abspath(path)), key)
+
+
+def _check_output_folder(folder: str, key: str) -> None:
+    import os
+
+    walk = folder
+    while walk and not os.path.exists(walk):
+        walk = os.path.dirname(walk)
+    if walk and not os.path.isdir(walk):
+        raise SpecError("command line", key, f"cannot write under {walk}: it is a file, not a folder")
+    if walk and not os.access(walk, os.W_OK):
+        raise SpecError("command line", key, f"cannot write into {walk}: permission denied or read-only")
 
 
 def _not_run(args: argparse.Namespace, exc: Exception) -> int:
@@ -155,10 +229,19 @@ def _report(args: argparse.Namespace) -> int:
     from search.storage import StudyNotFound
 
     spec = _spec(args)
+    if args.out is not None:
+        import os
+
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise SpecError("command line", "--out", f"{args.out} is a file; give a folder")
+        _check_output_folder(os.path.abspath(args.out), "--out")
     try:
         report = write_report(spec, args.out, fmt=args.format, attach=not args.no_attach)
     except StudyNotFound as exc:
         return _not_run(args, exc)
+    except OSError as exc:
+        raise SpecError("command line", "--out", f"cannot write the report: {exc.strerror or exc}"
+                        f"{f' ({exc.filename})' if exc.filename else ''}") from None
     print(f"wrote {len(report.files)} files to {report.folder}; start with {report.folder / 'report.md'}")
     return 0
 

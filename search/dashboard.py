@@ -11,7 +11,7 @@ from typing import TextIO
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from search.spec import StudySpec
-from search.storage import load_study
+from search.storage import load_study, open_storage, redact
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -32,22 +32,24 @@ def serve(spec: StudySpec, *, host: str = "127.0.0.1", port: int = 8080, stream:
     from optuna_dashboard import wsgi
 
     stream = stream or sys.stdout
-    study = load_study(spec)
+    storage = open_storage(spec.storage, create=False)
+    study = load_study(spec, storage)
     store = None
     artifacts = study.user_attrs.get("actreg_artifacts")
     if artifacts and os.path.isdir(artifacts):
         import optuna
 
         store = optuna.artifacts.FileSystemArtifactStore(artifacts)
-    app = wsgi(study._storage, artifact_store=store)
+    app = wsgi(storage, artifact_store=store)
     httpd = make_server(host, port, app, server_class=_Server, handler_class=_QuietHandler)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     worker = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
     worker.start()
     try:
-        print(f"Serving study {spec.name!r} from {spec.storage}", file=stream)
-        print(f"Open http://{host}:{httpd.server_port}/dashboard/studies/{study._study_id}  (Ctrl-C stops)",
+        print(f"Serving study {spec.name!r} from {redact(spec.storage)}", file=stream)
+        study_id = storage.get_study_id_from_name(spec.name)
+        print(f"Open http://{host}:{httpd.server_port}/dashboard/studies/{study_id}  (Ctrl-C stops)",
               file=stream, flush=True)
         while not stop.wait(0.5):
             pass

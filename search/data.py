@@ -131,8 +131,8 @@ def _csv(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
 
     try:
         frame = pd.read_csv(spec.path)
-    except (OSError, ValueError) as exc:
-        raise DataError("data.path", f"cannot read {spec.path} as CSV ({exc})") from None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:  # pandas' ParserError is a ValueError
+        raise DataError("data.path", f"cannot read {spec.path} as CSV ({_one_line(exc)})") from None
     if spec.target not in frame.columns:
         raise DataError("data.target", f"no column {spec.target!r} in {spec.path}")
     features = list(spec.features) if spec.features else [c for c in frame.columns if c != spec.target]
@@ -150,6 +150,11 @@ def _csv(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
             raise DataError("data.features" if column != spec.target else "data.target",
                             f"column {column!r} of {spec.path} has missing values "
                             f"(row {int(values.isna().to_numpy().argmax()) + 2} of the file)")
+        infinite = ~np.isfinite(values.to_numpy(np.float64))
+        if infinite.any():
+            raise DataError("data.features" if column != spec.target else "data.target",
+                            f"column {column!r} of {spec.path} has an infinite value "
+                            f"(row {int(infinite.argmax()) + 2} of the file)")
     return frame[features].to_numpy(np.float64), frame[spec.target].to_numpy()
 
 
@@ -161,8 +166,10 @@ def _npz(path: str) -> tuple[np.ndarray, ...]:
             if missing:
                 raise DataError("data.path", f"{path} lacks the array {missing[0]!r} (needs {', '.join(names)})")
             arrays = {n: f[n] for n in names}
-    except (OSError, ValueError) as exc:
-        raise DataError("data.path", f"cannot read {path} as NPZ ({exc})") from None
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - numpy raises many kinds (EOFError, BadZipFile, ValueError, ...)
+        raise DataError("data.path", f"cannot read {path} as NPZ ({_one_line(exc) or type(exc).__name__})") from None
     for n, a in arrays.items():
         if a.dtype.kind not in "biuf":
             raise DataError("data.path", f"{path}: {n} has dtype {a.dtype}, not numbers")
@@ -182,6 +189,10 @@ def _npz(path: str) -> tuple[np.ndarray, ...]:
     if arrays["x_train"].ndim == 1:
         raise DataError("data.path", f"{path}: x_train must have shape (n, features...), not {arrays['x_train'].shape}")
     return tuple(arrays[n] for n in names)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def check_targets(data: Dataset, task: str, n_outputs: int | None = None) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from search.results import complete_trials, configuration_of
+from search.results import configuration_of, finite_trials
 from search.spec import METRIC_LABELS, MINIMIZED
 
 if TYPE_CHECKING:
@@ -87,8 +87,8 @@ def heatmap_data(summary: pd.DataFrame, value: str, label: str | None = None, ti
 
 
 def selected_curves(trials: Sequence[optuna.trial.FrozenTrial], metric: str = "accuracy") -> list[Curve]:
-    """The baseline, then the best configuration of each norm and placement, by the mean test ``metric``."""
-    done = complete_trials(trials)
+    """The baseline, then the best finite configuration of each norm and placement, by the mean test ``metric``."""
+    done = finite_trials(trials)
     sign = -1.0 if metric in MINIMIZED else 1.0
     best: dict[tuple[str, str | None], optuna.trial.FrozenTrial] = {}
     for t in done:
@@ -109,12 +109,12 @@ def _curve(t: optuna.trial.FrozenTrial, metric: str) -> Curve:
 
 
 def seed_distribution(trials: Sequence[optuna.trial.FrozenTrial], metric: str = "accuracy") -> pd.DataFrame:
-    """Long table (configuration, seed, test_<metric>), configurations ordered by mean, best first."""
+    """Long table (configuration, seed, test_<metric>) of the finite configurations, ordered by mean, best first."""
     import pandas as pd
 
     column = f"test_{metric}"
     rows = []
-    for t in complete_trials(trials):
+    for t in finite_trials(trials):
         label = configuration_of(t).label
         for seed, value in zip(t.user_attrs["seeds"], t.user_attrs[column]):
             rows.append({"configuration": label, "seed": seed, column: value, "mean": t.value})

@@ -118,19 +118,72 @@ def _cached(cache: OrderedDict, key: tuple, limit: int, make: Callable[[], Any])
     return cache[key]
 
 
-def run_tasks(tasks: Sequence[FitTask], n_jobs: int, backend: str = "loky") -> Iterator[tuple[int, list]]:
-    """Run ``tasks`` on ``n_jobs`` workers; yields ``(task index, results)`` as each finishes."""
+@dataclass(frozen=True)
+class FitFailure:
+    """A fit that raised, as data: ``reason`` is one line, ``details`` the traceback."""
+
+    reason: str
+    details: str = ""
+
+
+def run_tasks(tasks: Sequence[FitTask], n_jobs: int, backend: str = "loky", retries: int = 2,
+              on_retry: Callable[[str], None] | None = None) -> Iterator[tuple[int, list | FitFailure]]:
+    """Run ``tasks`` on ``n_jobs`` workers; yields ``(task index, results or FitFailure)`` as each finishes.
+
+    An exception in a fit is returned as a :class:`FitFailure`, so one configuration's
+    error does not stop the others. A worker process that dies (killed, or by the
+    out-of-memory killer) breaks joblib's whole pool: the tasks not yet finished are
+    submitted again, each at most ``retries`` times, after which each yields a
+    :class:`FitFailure`. ``on_retry`` hears a one-line message for every such restart.
+    """
     import joblib
 
     if n_jobs == 1 and backend in ("loky", "sequential"):
-        # In-process: no worker start-up, and exceptions keep their tracebacks.
+        # In-process: no worker start-up, and nothing to lose but this process.
         for i, task in enumerate(tasks):
-            yield i, fit_seeds(task)
+            yield _indexed(i, task)
         return
-    with joblib.parallel_config(backend=backend, n_jobs=n_jobs):
-        parallel = joblib.Parallel(return_as="generator_unordered")
-        yield from parallel(joblib.delayed(_indexed)(i, t) for i, t in enumerate(tasks))
+    pending = dict(enumerate(tasks))
+    deaths = 0
+    while pending:
+        try:
+            with joblib.parallel_config(backend=backend, n_jobs=n_jobs):
+                parallel = joblib.Parallel(return_as="generator_unordered")
+                for i, outcome in parallel(joblib.delayed(_indexed)(i, t) for i, t in pending.items()):
+                    del pending[i]
+                    yield i, outcome
+        except _worker_died_errors() as exc:
+            deaths += 1
+            why = f"a worker process died ({_first_line(exc)})"
+            if deaths > retries:
+                for i in list(pending):
+                    del pending[i]
+                    yield i, FitFailure(f"{why}; gave up after {retries} retries "
+                                        "(out of memory? try a smaller chunk_size or fewer n_jobs)")
+                return
+            if on_retry is not None:
+                on_retry(f"{why}; retrying {len(pending)} unfinished chunk(s), retry {deaths} of {retries}")
 
 
-def _indexed(i: int, task: FitTask) -> tuple[int, list]:
-    return i, fit_seeds(task)
+def _worker_died_errors() -> tuple[type[BaseException], ...]:
+    from concurrent.futures.process import BrokenProcessPool
+
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    return (TerminatedWorkerError, BrokenProcessPool)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _indexed(i: int, task: FitTask) -> tuple[int, list | FitFailure]:
+    """The work unit as joblib runs it: failures come back as data, not as exceptions."""
+    import traceback
+
+    try:
+        return i, fit_seeds(task)
+    except Exception as exc:  # noqa: BLE001 - any error of a fit is a result (see FitFailure)
+        reason = f"{type(exc).__name__}: {_first_line(exc)}" if str(exc).strip() else type(exc).__name__
+        return i, FitFailure(reason, traceback.format_exc())

@@ -124,8 +124,8 @@ def _present(v) -> bool:
 def best_per_norm(summary: pd.DataFrame, metric: str = "accuracy") -> set[int]:
     """Row positions of the best configuration (best mean test ``metric``) of each regularizing norm."""
     frame = summary.reset_index(drop=True)
-    ranks = frame[frame["param_norm"] != "none"].groupby("param_norm")[f"rank_test_{metric}"]
-    return set(int(i) for i in ranks.idxmin())
+    finite = frame[(frame["param_norm"] != "none") & (frame["status"] == "ok")]
+    return set(int(i) for i in finite.groupby("param_norm")[f"rank_test_{metric}"].idxmin())
 
 
 def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy") -> str:
@@ -137,13 +137,18 @@ def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy") -> str:
     for i in frame.sort_values([f"rank_test_{m}"]).index:
         r = frame.loc[i]
         name = _label(r) + (" ★" if i in marked else "")
+        if r["status"] != "ok":
+            lines.append(f"| {r[f'rank_test_{m}']} | {name} | {r['n_seeds']} | diverged on {r['n_diverged']} seeds "
+                         f"| – | – | – |")
+            continue
         lines.append(
             f"| {r[f'rank_test_{m}']} | {name} | {r['n_seeds']} | {_pm(r[f'mean_test_{m}'], r[f'std_test_{m}'])}"
             f" | [{_f(r[f'ci95_low_test_{m}'])}, {_f(r[f'ci95_high_test_{m}'])}]"
             f" | {_pm(r[f'mean_train_{m}'], r[f'std_train_{m}'])} | {_f(r['mean_zero_fraction'])} |")
     lines.append("")
     lines.append("★ best configuration of its norm. std: sample standard deviation over seeds (ddof = 1); "
-                 "CI: 95% Student-t interval of the mean.")
+                 "CI: 95% Student-t interval of the mean. Diverged: the loss became NaN or infinite on some seeds; "
+                 "such a configuration has no mean, ranks last and is left out of the statistics.")
     return "\n".join(lines)
 
 
@@ -155,6 +160,10 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy") ->
     rows = []
     for i in frame.sort_values([f"rank_test_{m}"]).index:
         r = frame.loc[i]
+        if r["status"] != "ok":
+            rows.append(f"{_tex(_label(r))} & {r['n_seeds']} & \\multicolumn{{3}}{{c}}{{diverged on "
+                        f"{r['n_diverged']} seeds}} \\\\")
+            continue
         cells = [_tex(_label(r)), str(r["n_seeds"]),
                  f"${_f(r[f'mean_test_{m}'])} \\pm {_f(r[f'std_test_{m}'])}$",
                  f"[{_f(r[f'ci95_low_test_{m}'])}, {_f(r[f'ci95_high_test_{m}'])}]",
@@ -268,6 +277,12 @@ def report_markdown(spec: StudySpec, study, summary, comparison, refs, figs, fil
         stats_markdown(comparison, m),
         "",
     ]
+    diverged = diverged_markdown(study.get_trials(deepcopy=False))
+    if diverged:
+        parts += ["## Diverged configurations", "",
+                  "The loss became NaN or infinite on these seeds (at the epoch given). Their accuracies come from "
+                  "broken weights, so they have no mean, rank after every finite configuration and are left out of "
+                  "the statistics against the baseline.", "", diverged, ""]
     if refs is not None:
         parts += ["## Published single runs", "",
                   "A single run is one draw from the distribution of seeds; this is where each published number falls.",
@@ -277,6 +292,18 @@ def report_markdown(spec: StudySpec, study, summary, comparison, refs, figs, fil
         parts += [f"### {title[0].upper() + title[1:]}", "", f"![{title}]({name})", ""]
     parts += ["## Files", ""] + [f"- [{f}]({f})" for f in files if f != "report.md"] + [""]
     return "\n".join(parts)
+
+
+def diverged_markdown(trials: Sequence[optuna.trial.FrozenTrial]) -> str:
+    """One line per diverged configuration: which seeds diverged, and at which epoch; empty if none did."""
+    lines = []
+    for t in complete_trials(trials):
+        a = t.user_attrs
+        if a.get("status", "ok") == "ok":
+            continue
+        seeds = ", ".join(f"{s} (epoch {e})" for s, e in zip(a["diverged_seeds"], a["diverged_epochs"]))
+        lines.append(f"- {configuration_of(t).label}: {a['n_diverged']} of {len(a['seeds'])} seeds: {seeds}")
+    return "\n".join(lines)
 
 
 def describe_data(d: DataSpec) -> str:

@@ -7,6 +7,11 @@ Conventions (also in the README):
   mean +- t(0.975, n - 1) * std / sqrt(n).
 * ``rank_test_<metric>`` is 1 for the best mean (highest accuracy or R2, lowest MAE);
   ties share the best rank.
+* A configuration on which some seed's loss became NaN or infinite has ``status``
+  ``"diverged"``: it is stored (with the seeds that diverged and the epoch at which each
+  did), but it has no mean, std or interval, is ranked after every finite configuration
+  and never enters the paired statistics. Its Optuna value is the worst possible (-inf
+  when maximizing, +inf when minimizing), so samplers steer away from it.
 
 Column names follow the study's metric: ``mean_test_accuracy`` for a classifier,
 ``mean_test_r2`` or ``mean_test_mae`` for a regression.
@@ -31,16 +36,34 @@ if TYPE_CHECKING:
 
     from search.trainer import SeedResult
 
-SCHEMA = 2  # version of the user attributes written to each trial (1: accuracy only)
+SCHEMA = 3  # version of the user attributes written to each trial (1: accuracy only; 2: no status)
+OK, DIVERGED = "ok", "diverged"
 
 
 @dataclass(frozen=True)
 class TrialRecord:
-    """What one configuration's fits store in its Optuna trial."""
+    """What one configuration's fits store in its Optuna trial; ``status`` is ``"ok"`` or ``"diverged"``."""
 
     value: float
     user_attrs: dict[str, Any]
     intermediate_values: dict[int, float] = field(default_factory=dict)
+    status: str = OK
+
+
+def diverged_at(result: SeedResult) -> int | None:
+    """The first epoch (1-based) after which the seed's loss was NaN or infinite; ``None`` if it never was.
+
+    A loss that is finite every epoch but a final loss that is not (or a final metric that
+    is NaN) counts as diverging at the last epoch.
+    """
+    losses = np.stack([np.asarray(v, dtype=np.float64) for k, v in result.history.items() if k.endswith("loss")])
+    bad = np.flatnonzero(~np.isfinite(losses).all(axis=0))
+    if len(bad):
+        return int(bad[0]) + 1
+    finals = [*result.train.values(), *result.test.values()]
+    if not all(math.isfinite(v) for v in finals):
+        return len(next(iter(result.history.values())))
+    return None
 
 
 def record_epochs(epochs: int, step: int) -> list[int]:
@@ -52,12 +75,15 @@ def record_epochs(epochs: int, step: int) -> list[int]:
 
 
 def trial_record(results: Sequence[SeedResult], epochs: int, record_step: int,
-                 metrics: Sequence[str] = ("accuracy",)) -> TrialRecord:
+                 metrics: Sequence[str] = ("accuracy",), maximize: bool = True) -> TrialRecord:
     """Aggregate the per-seed results of one configuration (seeds in the given order).
 
-    ``metrics[0]`` is the objective: the trial value is its mean on the test set.
+    ``metrics[0]`` is the objective: the trial value is its mean on the test set, or the
+    worst possible value if a seed diverged (see the module). Non-finite numbers are
+    stored as ``None`` (JSON has no NaN).
     """
     objective = metrics[0]
+    diverged = [(r.seed, e) for r in results if (e := diverged_at(r)) is not None]
     at = np.array(record_epochs(epochs, record_step)) - 1
     curves: dict[str, list] = {"epoch": [int(e + 1) for e in at]}
     for key in results[0].history:
@@ -65,21 +91,28 @@ def trial_record(results: Sequence[SeedResult], epochs: int, record_step: int,
         curves[f"mean_{key}"] = _floats(h.mean(axis=0))
         curves[f"std_{key}"] = _floats(h.std(axis=0, ddof=1) if len(results) > 1 else np.full(len(at), np.nan))
     attrs: dict[str, Any] = {"schema": SCHEMA, "metric": objective, "metrics": list(metrics),
-                             "seeds": [r.seed for r in results]}
+                             "seeds": [r.seed for r in results], "status": DIVERGED if diverged else OK,
+                             "n_diverged": len(diverged)}
+    if diverged:
+        attrs["diverged_seeds"] = [s for s, _ in diverged]
+        attrs["diverged_epochs"] = [e for _, e in diverged]
     for name in (*metrics, "loss"):
         attrs[f"test_{name}"] = _floats([r.test[name] for r in results])
         attrs[f"train_{name}"] = _floats([r.train[name] for r in results])
-    test = np.asarray(attrs[f"test_{objective}"])
-    train = np.asarray(attrs[f"train_{objective}"])
+    test = np.asarray(attrs[f"test_{objective}"], dtype=np.float64)
+    train = np.asarray(attrs[f"train_{objective}"], dtype=np.float64)
     attrs.update({
         "mean_activation": [_floats(r.mean_activation) for r in results],  # per seed, per regularized layer
         "zero_fraction": [_floats(r.zero_fraction) for r in results],
-        f"std_test_{objective}": _std(test),
-        f"mean_train_{objective}": float(train.mean()),
-        f"std_train_{objective}": _std(train),
+        f"std_test_{objective}": _finite(_std(test)),
+        f"mean_train_{objective}": _finite(float(train.mean())),
+        f"std_train_{objective}": _finite(_std(train)),
         "curves": curves,
     })
-    intermediate = {int(e): float(v) for e, v in zip(curves["epoch"], curves[f"mean_test_{objective}"])}
+    intermediate = {int(e): float(v) for e, v in zip(curves["epoch"], curves[f"mean_test_{objective}"])
+                    if v is not None}
+    if diverged:
+        return TrialRecord(-math.inf if maximize else math.inf, attrs, intermediate, DIVERGED)
     return TrialRecord(float(test.mean()), attrs, intermediate)
 
 
@@ -94,7 +127,8 @@ def summary_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Seque
 
     ``metric`` names the ranked columns; other metrics the trials stored get mean and
     std columns. Only complete trials count; if two trials hold the same configuration,
-    the first wins.
+    the first wins. Diverged configurations have empty means, std and intervals and rank
+    after every finite one.
     """
     import pandas as pd
 
@@ -105,23 +139,34 @@ def summary_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Seque
         test = np.asarray(a[f"test_{m}"], dtype=np.float64)
         train = np.asarray(a[f"train_{m}"], dtype=np.float64)
         n = len(test)
-        low, high = ci95(test)
+        status = a.get("status", OK)
+        if status != OK:  # never averaged: a diverged seed's numbers come from NaN weights
+            test_mean = train_mean = math.nan
+            low, high = math.nan, math.nan
+        else:
+            test_mean, train_mean = float(test.mean()), float(train.mean())
+            low, high = ci95(test)
         row: dict[str, Any] = {f"param_{p}": trial.params.get(p) for p in param_names}
         row.update({
             "n_seeds": n,
-            f"mean_test_{m}": float(test.mean()),
-            f"std_test_{m}": _std(test),
+            "status": status,
+            "n_diverged": int(a.get("n_diverged", 0)),
+            f"mean_test_{m}": test_mean,
+            f"std_test_{m}": _std(test) if status == OK else math.nan,
             f"ci95_low_test_{m}": low,
             f"ci95_high_test_{m}": high,
             f"rank_test_{m}": 0,
-            f"mean_train_{m}": float(train.mean()),
-            f"std_train_{m}": _std(train),
+            f"mean_train_{m}": train_mean,
+            f"std_train_{m}": _std(train) if status == OK else math.nan,
         })
         for other in trial_metrics(trial):
             if other != m:
                 values = np.asarray(a[f"test_{other}"], dtype=np.float64)
-                row.update({f"mean_test_{other}": float(values.mean()), f"std_test_{other}": _std(values),
-                            f"mean_train_{other}": float(np.mean(a[f"train_{other}"]))})
+                ok = status == OK
+                row.update({f"mean_test_{other}": float(values.mean()) if ok else math.nan,
+                            f"std_test_{other}": _std(values) if ok else math.nan,
+                            f"mean_train_{other}": float(np.mean(np.asarray(a[f"train_{other}"], dtype=np.float64)))
+                            if ok else math.nan})
         row.update({
             "mean_activation": _layer_mean(a["mean_activation"]),
             "mean_zero_fraction": _layer_mean(a["zero_fraction"]),
@@ -132,7 +177,9 @@ def summary_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Seque
     if not rows:
         return pd.DataFrame(columns=[f"param_{p}" for p in param_names] + ["n_seeds", f"mean_test_{m}"])
     frame = pd.DataFrame(rows)
-    frame[f"rank_test_{m}"] = frame[f"mean_test_{m}"].rank(method="min", ascending=not maximize).astype(int)
+    finite = frame["status"] == OK
+    ranks = frame[f"mean_test_{m}"].where(finite).rank(method="min", ascending=not maximize)
+    frame[f"rank_test_{m}"] = ranks.fillna(int(finite.sum()) + 1).astype(int)  # diverged: all after the finite
     return frame
 
 
@@ -203,18 +250,28 @@ def complete_trials(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.t
     return out
 
 
+def finite_trials(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """:func:`complete_trials` without the diverged ones: those whose numbers are findings."""
+    return [t for t in complete_trials(trials) if t.user_attrs.get("status", OK) == OK]
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
 def _std(values: np.ndarray) -> float:
     return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
 
 
 def _layer_mean(per_seed: Sequence[Sequence[float]]) -> float:
-    flat = [v for seed in per_seed for v in seed]
-    return float(np.mean(flat)) if flat else math.nan
+    flat = np.asarray([v for seed in per_seed for v in seed], dtype=np.float64)  # None (diverged) -> NaN
+    return float(np.mean(flat)) if len(flat) else math.nan
 
 
-def _mean(values: Sequence[float]) -> float:
-    return float(np.mean(values)) if len(values) else math.nan
+def _mean(values: Sequence[float | None]) -> float:
+    return float(np.mean(np.asarray(values, dtype=np.float64))) if len(values) else math.nan
 
 
-def _floats(values) -> list[float]:
-    return [float(v) for v in values]
+def _floats(values) -> list[float | None]:
+    """Plain floats for JSON; NaN and infinities (a diverged seed's) become ``None``."""
+    return [_finite(float(v)) for v in values]

@@ -1,10 +1,16 @@
-"""Run a study: configurations -> fits over seeds (joblib) -> trials in the Optuna storage.
+"""Run a study: claim configurations -> fit them over seeds (joblib) -> finish their trials.
 
-Resuming is by construction: a grid configuration is written as one complete trial
-(``study.add_trial``) only once all its seeds are fitted, so re-running the same
-command skips what is stored and refits what was interrupted, with nothing lost or
-duplicated. TPE trials are asked before they run; one left RUNNING by a killed
-process is marked FAIL on the next run and a new trial takes its place.
+A study is a shared queue (see :mod:`search.claims`): any number of ``actreg run``
+processes, on any machines that reach the storage, claim configurations one at a time,
+fit them and finish their trials; a runner that finds nothing left to claim waits for
+the configurations other runners hold (taking over those whose runner died) and then
+stops. Resuming is the same thing with one runner: what is stored is skipped, what was
+interrupted is claimed again.
+
+Failures are data. A configuration whose loss became NaN or infinite is stored as
+diverged (see :mod:`search.results`); one whose fit raised is a FAIL trial with its
+reason, and the run goes on until more than ``max_failures`` configurations failed in
+it. A worker process that dies costs its chunks a retry (see :func:`search.parallel.run_tasks`).
 """
 
 from __future__ import annotations
@@ -16,20 +22,32 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from search import runtime
 from search.checks import check_study
-from search.parallel import FitTask, chunk_seeds, run_tasks
-from search.results import configuration_of, summary_frame, trial_record
+from search.claims import FAIL_REASON_ATTR, KEY_ATTR, LABEL_ATTR, Claim, Heartbeat, StudyQueue, config_key, trial_key
+from search.parallel import FitFailure, FitTask, chunk_seeds, run_tasks
+from search.results import DIVERGED, OK, summary_frame, trial_record
 from search.space import Configuration, distributions, grid, iter_param_names, suggest
 from search.spec import METRIC_LABELS, SpecError, StudySpec
-from search.storage import SPEC_ATTR, fingerprint_diff, open_storage, spec_fingerprint
+from search.storage import SPEC_ATTR, fingerprint_diff, open_storage, redact, spec_fingerprint
 
 if TYPE_CHECKING:
     import optuna
     import pandas as pd
 
+FAIL_DETAILS_ATTR = "fail_details"
+MAX_DETAILS = 4000  # characters of a failed fit's traceback kept on its trial
+
 
 @dataclass(frozen=True)
 class RunReport:
-    """What a call of :func:`run_study` did; ``summary`` has one row per stored configuration."""
+    """What one call of :func:`run_study` did; ``summary`` has one row per stored configuration.
+
+    Counts are of configurations: ``configurations_run`` were fitted and stored by this
+    runner (``configurations_diverged`` of them diverged), ``configurations_failed``
+    raised, ``configurations_skipped`` were stored before this run began and
+    ``configurations_by_others`` were stored meanwhile by other runners. ``stopped``
+    says why the run stopped early (the failure budget), else ``None``. ``storage`` is
+    the storage URL with any password masked.
+    """
 
     study_name: str
     storage: str
@@ -38,15 +56,24 @@ class RunReport:
     fits: int
     wall_seconds: float
     summary: pd.DataFrame
+    configurations_diverged: int = 0
+    configurations_failed: int = 0
+    configurations_by_others: int = 0
+    stopped: str | None = None
 
 
 def run_study(spec: StudySpec, *, backend: str = "loky", progress: bool | None = None,
-              stream: TextIO | None = None) -> RunReport:
-    """Run (or resume) the study of ``spec`` and return what was done.
+              stream: TextIO | None = None, wait: bool = True) -> RunReport:
+    """Run (or resume, or join) the study of ``spec`` and return what this runner did.
 
     ``backend`` is the joblib backend that fits the seeds ("loky", or "dask" with a
     Dask client configured). ``progress`` shows a progress bar on ``stream`` (default:
-    only when it is a terminal).
+    only when it is a terminal). With ``wait`` (the default), a runner that finds
+    nothing left to claim waits until the configurations other runners hold are stored,
+    and takes over those whose runner died; without it, it returns at once.
+
+    On KeyboardInterrupt the configurations this runner holds are failed as interrupted
+    and queued again at once, so other runners (or the next run) continue them.
     """
     import optuna
 
@@ -54,94 +81,246 @@ def run_study(spec: StudySpec, *, backend: str = "loky", progress: bool | None =
     started = time.perf_counter()
     check_study(spec)  # bad data or a model that cannot take it: an error before anything is written
     stream = stream or sys.stderr
-    n_jobs = runtime.resolve_n_jobs(spec.n_jobs)
-    threads = runtime.threads_per_worker(n_jobs)
-    sampler = optuna.samplers.TPESampler(seed=spec.sampler_seed) if spec.sampler == "tpe" else None
-    study = optuna.create_study(
-        study_name=spec.name, storage=open_storage(spec.storage, create=True),
-        direction="maximize" if spec.maximize else "minimize", load_if_exists=True, sampler=sampler,
-    )
+    storage = open_storage(spec.storage, create=True, grace=spec.heartbeat_grace)
+    study, created = _create_or_load(spec, storage)
     _check_or_record_spec(study, spec)
-    _fail_interrupted(study)
-
-    def make_tasks(config: Configuration) -> list[FitTask]:
-        return [FitTask(spec.data, spec.model, spec.train, spec.penalty, config, seeds, threads, spec.metrics)
-                for seeds in chunk_seeds(spec.seeds, spec.chunk_size)]
-
-    runner = _run_grid if spec.sampler == "grid" else _run_tpe
-    ran, skipped = runner(study, spec, make_tasks, n_jobs, backend, _progress(spec, progress, stream))
+    queue = StudyQueue(study, storage, spec.heartbeat_grace)
+    queue.reap()
+    skipped = _complete_count(queue)
+    if spec.sampler == "grid":
+        _fill_queue(study, queue, spec, created)
+    run = _Runner(spec, queue, backend, _progress(spec, progress, stream), stream, wait, skipped)
+    try:
+        run.drain()
+    finally:
+        run.close()
     summary = summary_frame(study.get_trials(deepcopy=False), list(iter_param_names(spec.space)),
                             spec.objective, spec.maximize)
-    return RunReport(spec.name, spec.storage, ran, skipped, ran * len(spec.seeds),
-                     time.perf_counter() - started, summary)
+    return RunReport(spec.name, redact(spec.storage), run.completed, skipped, run.fits,
+                     time.perf_counter() - started, summary, run.diverged, run.failed,
+                     max(0, _complete_count(queue) - skipped - run.completed), run.stopped)
 
 
-def _run_grid(study, spec, make_tasks, n_jobs, backend, bar) -> tuple[int, int]:
+QUEUED_ATTR = "actreg_queued"
+
+
+def _create_or_load(spec: StudySpec, storage) -> tuple[optuna.Study, bool]:
+    """The study, and whether this process created it (of runners starting together, exactly one does)."""
     import optuna
 
-    configs = grid(spec.space)
-    done = {configuration_of(t) for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
-    pending = [c for c in configs if c not in done]
-    bar.reset(total=len(pending) * len(spec.seeds))
-    per_config = [make_tasks(c) for c in pending]
-    tasks = [t for ts in per_config for t in ts]
-    owner = [ci for ci, ts in enumerate(per_config) for _ in ts]
-    parts: dict[int, dict[int, list]] = {}
+    sampler = optuna.samplers.TPESampler(seed=spec.sampler_seed) if spec.sampler == "tpe" else None
+    direction = "maximize" if spec.maximize else "minimize"
     try:
-        for i, results in run_tasks(tasks, n_jobs, backend):
-            ci = owner[i]
-            parts.setdefault(ci, {})[i] = results
-            bar.update(len(results))
-            if len(parts[ci]) == len(per_config[ci]):
-                ordered = [r for _, rs in sorted(parts.pop(ci).items()) for r in rs]
-                record = trial_record(ordered, spec.train.epochs, spec.train.record_step, spec.metrics)
-                config = pending[ci]
-                study.add_trial(optuna.trial.create_trial(
-                    params=config.params, distributions=distributions(config, spec.space),
-                    value=record.value, user_attrs=record.user_attrs,
-                    intermediate_values=record.intermediate_values,
-                ))
-                bar.set_postfix_str(f"{config.label}: {record.value:.3f}")
-    finally:
-        bar.close()
-    return len(pending), len(configs) - len(pending)
+        return optuna.create_study(study_name=spec.name, storage=storage, direction=direction, sampler=sampler), True
+    except optuna.exceptions.DuplicatedStudyError:
+        return optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler), False
 
 
-def _run_tpe(study, spec, make_tasks, n_jobs, backend, bar) -> tuple[int, int]:
+def _fill_queue(study: optuna.Study, queue: StudyQueue, spec: StudySpec, created: bool) -> None:
+    """Queue the grid's configurations that have no live trial.
+
+    Runners that start together would each queue the whole grid (the duplicates are
+    harmless, see :mod:`search.claims`, but clutter the dashboard), so on a new study
+    the runner that created it queues the grid and the others wait for it, up to the
+    grace period (its creator may have died).
+    """
+    if not created and QUEUED_ATTR not in study.user_attrs:
+        deadline = time.monotonic() + spec.heartbeat_grace
+        while time.monotonic() < deadline and QUEUED_ATTR not in study.user_attrs:
+            time.sleep(0.2)
+    queue.enqueue_missing(grid(spec.space), lambda c: distributions(c, spec.space))
+    if QUEUED_ATTR not in study.user_attrs:
+        study.set_user_attr(QUEUED_ATTR, True)
+
+
+def _complete_count(queue: StudyQueue) -> int:
+    """Configurations with a complete trial."""
     import optuna
 
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    stored = len(complete)
-    remaining = max(0, spec.n_trials - stored)
-    bar.reset(total=remaining * len(spec.seeds))
-    try:
-        for _ in range(remaining):
-            trial = study.ask()
-            config = suggest(trial, spec.space)
-            twin = next((t for t in complete if configuration_of(t) == config), None)
-            if twin is not None:
-                # The sampler proposed a configuration already measured: same seeds, same numbers.
-                for key, value in twin.user_attrs.items():
-                    trial.set_user_attr(key, value)
-                trial.set_user_attr("duplicate_of", twin.number)
-                study.tell(trial, twin.value)
-                bar.update(len(spec.seeds))
+    return len({trial_key(t) for t in queue.trials((optuna.trial.TrialState.COMPLETE,))})
+
+
+class _Runner:
+    """One runner's loop: claim a batch, fit it, finish its trials; until nothing is left."""
+
+    def __init__(self, spec: StudySpec, queue: StudyQueue, backend: str, bar: Any, stream: TextIO, wait: bool,
+                 skipped: int) -> None:
+        self.spec, self.queue, self.backend, self.bar, self.stream, self.wait = spec, queue, backend, bar, stream, wait
+        self.n_jobs = runtime.resolve_n_jobs(spec.n_jobs)
+        self.threads = runtime.threads_per_worker(self.n_jobs)
+        self.chunks = chunk_seeds(spec.seeds, spec.chunk_size)
+        self.heartbeat = Heartbeat(queue.storage)
+        self.completed = self.diverged = self.failed = self.fits = 0
+        self.stopped: str | None = None
+        self.skipped = skipped
+        total = spec.n_trials if spec.sampler == "tpe" else len(grid(spec.space))
+        self.bar.reset(total=max(0, total - skipped) * len(spec.seeds))
+        self._waiting_for: tuple[int, ...] = ()
+
+    def say(self, message: str) -> None:
+        self.bar.write(message, file=self.stream)
+
+    def drain(self) -> None:
+        poll = max(1.0, min(5.0, self.spec.heartbeat_grace / 4))
+        while self.stopped is None:
+            self.queue.reap()
+            batch = self._claim_batch()
+            if batch:
+                self._fit(batch)
                 continue
-            tasks = make_tasks(config)
-            parts = dict(run_tasks(tasks, n_jobs, backend))
-            ordered = [r for i in range(len(tasks)) for r in parts[i]]
-            record = trial_record(ordered, spec.train.epochs, spec.train.record_step, spec.metrics)
-            for key, value in record.user_attrs.items():
-                trial.set_user_attr(key, value)
+            others = self.queue.running_elsewhere(self.heartbeat.held())
+            if not others:
+                return
+            numbers = tuple(t.number for t in others)
+            if numbers != self._waiting_for:
+                self._waiting_for = numbers
+                held = ", ".join(f"{t.user_attrs.get(LABEL_ATTR, f'trial {t.number}')} "
+                                 f"({t.user_attrs.get('runner', 'unknown runner')})" for t in others[:5])
+                more = f" and {len(others) - 5} more" if len(others) > 5 else ""
+                verb = "waiting for" if self.wait else "not waiting for"
+                self.say(f"nothing left to claim; {verb} {len(others)} configuration(s) that other runners "
+                         f"are fitting: {held}{more}")
+            if not self.wait:
+                return
+            self._refresh_bar()
+            time.sleep(poll)
+
+    # ------------------------------------------------------------------ claiming
+
+    def _claim_batch(self) -> list[tuple[Claim, Configuration]]:
+        """Claim configurations until their chunks can keep every worker busy."""
+        batch: list[tuple[Claim, Configuration]] = []
+        while len(batch) * len(self.chunks) < self.n_jobs or not batch:
+            got = self._claim_grid() if self.spec.sampler == "grid" else self._claim_tpe()
+            if got is None:
+                break
+            batch.append(got)
+        return batch
+
+    def _claim_grid(self) -> tuple[Claim, Configuration] | None:
+        while True:
+            claim = self.queue.claim_waiting(keyed=True)
+            if claim is None:
+                return None
+            self.heartbeat.hold(claim.trial_id)
+            config = Configuration.from_params(claim.trial.params)
+            twin = self.queue.twin_of(claim, config_key(config))
+            if twin is None:
+                return claim, config
+            self.queue.supersede(claim, twin.number)  # queued twice by runners that started together
+            self.heartbeat.drop(claim.trial_id)
+
+    def _claim_tpe(self) -> tuple[Claim, Configuration] | None:
+        import optuna
+
+        while True:
+            claim = self.queue.claim_waiting(keyed=False)  # retries of trials whose runner died come first
+            if claim is None:
+                if self.queue.counted() >= self.spec.n_trials:
+                    return None
+                claim = self.queue.claim_new()
+            self.heartbeat.hold(claim.trial_id)
+            if self.queue.counted_before(claim) >= self.spec.n_trials:  # n_trials are live already
+                self.queue.supersede(claim, None)
+                self.heartbeat.drop(claim.trial_id)
+                return None
+            config = suggest(claim.trial, self.spec.space)
+            key = config_key(config)
+            claim.trial.set_user_attr(KEY_ATTR, key)
+            claim.trial.set_user_attr(LABEL_ATTR, config.label)
+            twin = next((t for t in self.queue.trials((optuna.trial.TrialState.COMPLETE,)) if trial_key(t) == key),
+                        None)
+            if twin is None:
+                return claim, config
+            # The sampler proposed a configuration already measured: same seeds, same numbers.
+            for name, value in twin.user_attrs.items():
+                if name not in (KEY_ATTR, LABEL_ATTR, "runner"):
+                    claim.trial.set_user_attr(name, value)
+            claim.trial.set_user_attr("duplicate_of", twin.number)
+            self.queue.study.tell(claim.trial, twin.value)
+            self.heartbeat.drop(claim.trial_id)
+            self.bar.update(len(self.spec.seeds))
+
+    # ------------------------------------------------------------------ fitting
+
+    def _fit(self, batch: list[tuple[Claim, Configuration]]) -> None:
+        spec = self.spec
+        tasks, owner = [], []
+        for ci, (_, config) in enumerate(batch):
+            for seeds in self.chunks:
+                tasks.append(FitTask(spec.data, spec.model, spec.train, spec.penalty, config, seeds, self.threads,
+                                     spec.metrics))
+                owner.append(ci)
+        parts: dict[int, dict[int, list | FitFailure]] = {ci: {} for ci in range(len(batch))}
+        for i, outcome in run_tasks(tasks, self.n_jobs, self.backend, spec.worker_retries, self.say):
+            ci = owner[i]
+            parts[ci][i] = outcome
+            if not isinstance(outcome, FitFailure):
+                self.fits += len(outcome)
+                self.bar.update(len(outcome))
+            if len(parts[ci]) == len(self.chunks):
+                self._finish(*batch[ci], parts.pop(ci))
+
+    def _finish(self, claim: Claim, config: Configuration, parts: dict[int, list | FitFailure]) -> None:
+        import optuna
+
+        failures = [o for o in parts.values() if isinstance(o, FitFailure)]
+        try:
+            if failures:
+                self._fail(claim, config, failures[0])
+                return
+            spec = self.spec
+            results = [r for _, rs in sorted(parts.items()) for r in rs]
+            record = trial_record(results, spec.train.epochs, spec.train.record_step, spec.metrics, spec.maximize)
+            for name, value in record.user_attrs.items():
+                claim.trial.set_user_attr(name, value)
             for step, value in record.intermediate_values.items():
-                trial.report(value, step)
-            study.tell(trial, record.value)
-            complete.append(study.get_trials(deepcopy=False)[trial.number])
-            bar.update(len(spec.seeds))
-            bar.set_postfix_str(f"{config.label}: {record.value:.3f}")
-    finally:
-        bar.close()
-    return remaining, stored
+                claim.trial.report(value, step)
+            self.queue.study.tell(claim.trial, record.value)
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
+            if isinstance(exc, ValueError) and "Cannot tell" not in str(exc):
+                raise
+            # Failed as stale by another runner (this one stalled longer than the grace period);
+            # the retry it queued stores the configuration.
+            self.say(f"{config.label}: lost its claim (no heartbeat for {self.spec.heartbeat_grace} s); "
+                     "another runner fits it again")
+            return
+        finally:
+            self.heartbeat.drop(claim.trial_id)
+        self.completed += 1
+        if record.status == DIVERGED:
+            self.diverged += 1
+            a = record.user_attrs
+            self.say(f"{config.label}: diverged on {a['n_diverged']} of {len(a['seeds'])} seeds "
+                     f"(first at epoch {min(a['diverged_epochs'])}); stored as diverged")
+        self.bar.set_postfix_str(f"{config.label}: " + (f"{record.value:.3f}" if record.status == OK else "diverged"))
+        self._refresh_bar()
+
+    def _fail(self, claim: Claim, config: Configuration, failure: FitFailure) -> None:
+        import optuna
+
+        claim.trial.set_user_attr(FAIL_REASON_ATTR, failure.reason)
+        if failure.details:
+            claim.trial.set_user_attr(FAIL_DETAILS_ATTR, failure.details[-MAX_DETAILS:])
+        self.queue.study.tell(claim.trial, state=optuna.trial.TrialState.FAIL)
+        self.failed += 1
+        self.say(f"{config.label}: failed: {failure.reason}")
+        if self.failed > self.spec.max_failures:
+            self.stopped = (f"{self.failed} configurations failed in this run, more than max_failures = "
+                            f"{self.spec.max_failures}; stopped. The last: {failure.reason}")
+
+    def _refresh_bar(self) -> None:
+        """Count what other runners stored too, so that the bar shows the study's progress."""
+        done = _complete_count(self.queue) - self.skipped
+        self.bar.n = min(self.bar.total, max(self.bar.n, done * len(self.spec.seeds)))
+        self.bar.refresh()
+
+    def close(self) -> None:
+        """Release what is still held (an interruption): failed as interrupted and queued again."""
+        for trial_id in self.heartbeat.held():
+            self.queue.release(trial_id, "interrupted: the runner was stopped (Ctrl-C or SIGTERM)")
+        self.heartbeat.close()
+        self.bar.close()
 
 
 def _check_or_record_spec(study: optuna.Study, spec: StudySpec) -> None:
@@ -155,17 +334,8 @@ def _check_or_record_spec(study: optuna.Study, spec: StudySpec) -> None:
     diff = fingerprint_diff(stored, current)
     if diff:
         raise SpecError(spec.path or "<study>", "name",
-                        f"study {spec.name!r} in {spec.storage} was run with other settings "
+                        f"study {spec.name!r} in {redact(spec.storage)} was run with other settings "
                         f"({', '.join(diff)}); give the study another name or storage")
-
-
-def _fail_interrupted(study: optuna.Study) -> None:
-    """Mark trials left RUNNING by a killed process as FAIL, so they are not counted."""
-    import optuna
-
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
 
 
 def _progress(spec: StudySpec, enabled: bool | None, stream: TextIO) -> Any:
@@ -176,21 +346,34 @@ def _progress(spec: StudySpec, enabled: bool | None, stream: TextIO) -> Any:
 
 
 def summary_text(summary: pd.DataFrame, metric: str = "accuracy", limit: int = 20) -> str:
-    """A short, human-readable table of the best configurations by ``metric``."""
+    """A short, human-readable table of the best configurations by ``metric``; every diverged one is listed too."""
     if summary.empty:
         return "no completed configurations"
     m = metric
     cols = [c for c in summary.columns if c.startswith("param_")]
-    table = summary.sort_values([f"rank_test_{m}"] + cols, na_position="first").head(limit)
+    ordered = summary.sort_values([f"rank_test_{m}"] + cols, na_position="first")
+    ok = ordered[ordered["status"] == OK]
+    table = _concat(ok.head(limit), ordered[ordered["status"] != OK])
     name = METRIC_LABELS.get(m, m)
     lines = [f"{'rank':>4}  {'configuration':<28} {f'test {name} (mean ± std)':>24}  {f'train {name}':>11}  {'seeds':>5}"]
     for _, row in table.iterrows():
         config = Configuration.from_params({c[6:]: row[c] for c in cols if row[c] == row[c] and row[c] is not None})
+        n = int(row["n_seeds"])
+        if row["status"] != OK:
+            lines.append(f"{int(row[f'rank_test_{m}']):>4}  {config.label:<28} "
+                         f"{f'diverged on {int(row.n_diverged)} of {n} seeds':>24}  {'–':>11}  {n:>5}")
+            continue
         lines.append(
             f"{int(row[f'rank_test_{m}']):>4}  {config.label:<28} "
             f"{row[f'mean_test_{m}']:>15.3f} ± {row[f'std_test_{m}']:.3f}  "
-            f"{row[f'mean_train_{m}']:>11.3f}  {int(row['n_seeds']):>5}"
+            f"{row[f'mean_train_{m}']:>11.3f}  {n:>5}"
         )
-    if len(summary) > limit:
-        lines.append(f"... {len(summary) - limit} more; see `actreg export`")
+    if len(ok) > limit:
+        lines.append(f"... {len(ok) - limit} more; see `actreg export`")
     return "\n".join(lines)
+
+
+def _concat(*frames: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.concat(frames)

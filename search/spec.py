@@ -174,6 +174,10 @@ class StudySpec:
     references: tuple[Reference, ...] = ()
     path: str | None = None
     metric: str | None = None  # None: the task's first metric (accuracy, or r2 for regression)
+    # How runs behave, not what they compute (left out of the fingerprint, like storage and n_jobs):
+    heartbeat_grace: int = 60  # seconds without a heartbeat after which a claimed configuration is retried
+    max_failures: int = 3  # configurations that may fail in one run before the run stops
+    worker_retries: int = 2  # times a chunk of seeds is retried after its worker process died
 
     @property
     def objective(self) -> str:
@@ -227,6 +231,10 @@ def load_spec(path: str | os.PathLike[str]) -> StudySpec:
         raise SpecError(src, "file", "no such file") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(src, "file", f"not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(src, "file", f"not a UTF-8 text file (byte {exc.start}); a study file is TOML text") from None
+    except IsADirectoryError:
+        raise SpecError(src, "file", "is a folder, not a study file") from None
     except OSError as exc:
         raise SpecError(src, "file", exc.strerror or str(exc)) from None
     default_storage = "sqlite:///" + str(Path(path).resolve().parent / f"{doc.get('name', 'study')}.db")
@@ -239,6 +247,7 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
     _known(doc, s, "", {
         "name", "storage", "seeds", "n_jobs", "penalty", "sampler", "n_trials", "sampler_seed",
         "chunk_size", "data", "model", "train", "space", "reference", "metric",
+        "heartbeat_grace", "max_failures", "worker_retries",
     })
     name = _get(doc, s, "name", str, required=True)
     _check(name.strip() != "" and len(name) <= 200, s, "name", "must be a non-empty string of at most 200 characters")
@@ -258,6 +267,13 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
     chunk_size = doc.get("chunk_size")
     if chunk_size is not None:
         _check(_is_int(chunk_size) and chunk_size > 0, s, "chunk_size", "must be a positive integer")
+
+    heartbeat_grace = _get(doc, s, "heartbeat_grace", int, default=60)
+    _check(2 <= heartbeat_grace <= 86_400, s, "heartbeat_grace", "must be a number of seconds between 2 and 86400")
+    max_failures = _get(doc, s, "max_failures", int, default=3)
+    _check(max_failures >= 0, s, "max_failures", "must be a non-negative integer")
+    worker_retries = _get(doc, s, "worker_retries", int, default=2)
+    _check(worker_retries >= 0, s, "worker_retries", "must be a non-negative integer")
 
     base = Path(source).resolve().parent if not source.startswith("<") else Path.cwd()
     model = _model(_table(doc, s, "model", required=True), s, base)
@@ -286,7 +302,7 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
         name=name, storage=storage, seeds=seeds, data=data, model=model, train=train, space=space,
         n_jobs=n_jobs, penalty=penalty, sampler=sampler, n_trials=n_trials, sampler_seed=sampler_seed,
         chunk_size=chunk_size, references=references, path=None if source.startswith("<") else source,
-        metric=metric,
+        metric=metric, heartbeat_grace=heartbeat_grace, max_failures=max_failures, worker_retries=worker_retries,
     )
 
 

@@ -10,6 +10,9 @@ baseline's of the same seed, over the seeds both have. Reported per configuratio
   configurations of the table;
 * ``effect_size_dz``: Cohen's d_z = mean(d) / sd(d) (NaN when sd is 0);
 * ``few_seeds``: True with fewer than 5 pairs, where none of these tests means much.
+
+Diverged configurations (see :mod:`search.results`) are left out: their numbers come
+from NaN weights and are no finding. A diverged baseline leaves nothing to compare with.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from search.results import complete_trials, configuration_of
+from search.results import configuration_of, finite_trials
 
 if TYPE_CHECKING:
     import optuna
@@ -85,7 +88,7 @@ def baseline_comparison(trials: Sequence[optuna.trial.FrozenTrial], param_names:
     """
     import pandas as pd
 
-    done = complete_trials(trials)
+    done = finite_trials(trials)
     base = next((t for t in done if configuration_of(t).is_baseline), None)
     columns = [f"param_{p}" for p in param_names] + [
         "n_pairs", "mean_diff", "ci95_low_diff", "ci95_high_diff", "t_pvalue", "t_pvalue_holm",
@@ -111,4 +114,4 @@ def baseline_comparison(trials: Sequence[optuna.trial.FrozenTrial], param_names:
 
 def _by_seed(trial: optuna.trial.FrozenTrial, metric: str) -> dict[int, float]:
     a = trial.user_attrs
-    return dict(zip(a["seeds"], a[f"test_{metric}"]))
+    return {s: v for s, v in zip(a["seeds"], a[f"test_{metric}"]) if v is not None}

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -52,3 +54,45 @@ def write_study(folder: Path, name: str = "small", seeds: int = 3, epochs: int =
 @pytest.fixture
 def small_study(tmp_path: Path) -> Path:
     return write_study(tmp_path)
+
+
+def actreg(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
+    """Run the real command line in a new process."""
+    return subprocess.run([sys.executable, "-m", "search", *args], capture_output=True, text=True, timeout=timeout,
+                          **kwargs)
+
+
+POSTGRES = os.environ.get("ACTREG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def postgres_or_skip(url: str = POSTGRES) -> None:
+    """Skip (or, in CI, fail) when the PostgreSQL server of the tests is unreachable."""
+    import sqlalchemy
+
+    try:
+        with sqlalchemy.create_engine(url).connect() as con:
+            con.execute(sqlalchemy.text("select 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure means "unreachable"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL at {url} is unreachable in CI: {exc}")
+        pytest.skip(f"PostgreSQL at {url} is unreachable: {exc}")
+
+
+@pytest.fixture
+def fresh_postgres():
+    """A new, empty PostgreSQL database for one test (dropped afterwards); yields its URL."""
+    import uuid
+
+    import sqlalchemy
+
+    postgres_or_skip()
+    name = f"actreg_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    with admin.connect() as con:
+        con.execute(sqlalchemy.text(f'create database "{name}"'))
+    try:
+        yield POSTGRES.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as con:
+            con.execute(sqlalchemy.text(f'drop database if exists "{name}" with (force)'))
+        admin.dispose()

@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 
-import pytest
-from conftest import write_study
+from conftest import POSTGRES as URL
+from conftest import postgres_or_skip, write_study
 
 from search import export_frame, load_spec, run_study
-
-URL = os.environ.get("ACTREG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def postgres_or_skip() -> None:
-    import sqlalchemy
-
-    try:
-        with sqlalchemy.create_engine(URL).connect() as con:
-            con.execute(sqlalchemy.text("select 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means "unreachable"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at {URL} is unreachable in CI: {exc}")
-        pytest.skip(f"PostgreSQL at {URL} is unreachable: {exc}")
 
 
 def test_study_on_postgres(tmp_path):

@@ -1,0 +1,319 @@
+"""Claims: a study as a shared queue of configurations that any number of runners drain.
+
+Built on Optuna's own mechanisms, so that every runner (on any machine that reaches the
+storage) follows the same protocol and optuna-dashboard shows the queue as it is:
+
+* A grid configuration waits as a WAITING trial (its parameters set, so the dashboard
+  shows what waits). A runner claims it by turning it RUNNING, which the storage does
+  for one process only (see :mod:`search.storage` for SQLite), and finishes it COMPLETE
+  or FAIL: its start and end times are the fit's.
+* A runner beats a heartbeat for every trial it holds. A runner that dies (``kill -9``,
+  a machine that vanishes) stops beating; after the study's grace period the next
+  runner that looks fails the trial and Optuna's ``RetryHeartbeatStaleTrialCallback``
+  queues it again as a new WAITING trial. A live runner's trials are never failed: it
+  keeps beating while its workers fit. The heartbeat is recorded *before* a trial is
+  claimed, so no claimed trial is ever without one.
+* Two runners can queue the same configuration when they start together (Optuna warns
+  that ``enqueue_trial`` may duplicate across processes). Rather than a lock of our own,
+  one rule settles it: of the live trials (waiting, running or complete) of a
+  configuration, the one with the lowest number is the configuration's. A runner that
+  claims a trial with a live, lower-numbered twin finishes its own as PRUNED, with the
+  user attribute ``superseded_by``, before fitting anything. The same rule counts TPE
+  trials: a trial whose number comes after ``n_trials`` live ones is dropped likewise.
+
+Nothing here fits a model; :mod:`search.runner` does that with the trials claimed here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from search.space import Configuration
+
+if TYPE_CHECKING:
+    import optuna
+
+KEY_ATTR = "config_key"  # canonical JSON of the configuration's parameters
+LABEL_ATTR = "configuration"  # the configuration in words, as tables print it
+RUNNER_ATTR = "runner"  # host:pid of the runner that claimed the trial
+PROCESS_ATTR = "runner_process"  # where that runner's process can be checked from (see local_process)
+SUPERSEDED_ATTR = "superseded_by"
+FAIL_REASON_ATTR = "fail_reason"
+
+
+def config_key(config: Configuration) -> str:
+    """A canonical, exact key of ``config`` (floats by their shortest round-trip repr)."""
+    return json.dumps(config.params, sort_keys=True)
+
+
+def trial_key(trial: optuna.trial.FrozenTrial) -> str | None:
+    """The configuration key of ``trial``; ``None`` for a TPE trial not yet sampled."""
+    key = trial.user_attrs.get(KEY_ATTR)
+    if key is None and trial.params:
+        key = config_key(Configuration.from_params(trial.params))
+    return key
+
+
+def runner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def local_process(pid: int | None = None) -> str | None:
+    """An identity of process ``pid`` (default: this one) that only this machine's processes can match.
+
+    The kernel's boot id and the PID namespace say "the same machine, the same process
+    table" (two containers with one host name differ here); the process's start time
+    tells a PID that was reused. ``None`` where /proc does not say.
+    """
+    pid = pid or os.getpid()
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+        with open(f"/proc/{pid}/stat") as f:
+            started = f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+    return f"{boot}/{namespace}/{pid}/{started}"
+
+
+def _gone(process: str | None) -> bool:
+    """True if ``process`` (a :func:`local_process` identity) ran on this machine and has ended."""
+    mine = local_process()
+    if process is None or mine is None:
+        return False
+    boot, namespace, pid, _ = process.split("/")
+    if mine.split("/")[:2] != [boot, namespace]:
+        return False  # another machine or container: only its heartbeat can tell
+    return local_process(int(pid)) != process
+
+
+def _live_states():
+    import optuna
+
+    S = optuna.trial.TrialState
+    return (S.WAITING, S.RUNNING, S.COMPLETE)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A trial this runner holds: the Optuna trial and its storage id."""
+
+    trial: optuna.Trial
+    trial_id: int
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
+
+
+class StudyQueue:
+    """The queue of one study in one storage, as seen by one runner.
+
+    ``storage`` is the heartbeat-enabled storage the study was opened on (see
+    :func:`search.storage.open_storage`).
+    """
+
+    def __init__(self, study: optuna.Study, storage: optuna.storages.RDBStorage, grace: int) -> None:
+        self.study = study
+        self.storage = storage
+        self.grace = grace
+        self.study_id = storage.get_study_id_from_name(study.study_name)
+        self.runner = runner_id()
+
+    def trials(self, states: Sequence | None = None) -> list[optuna.trial.FrozenTrial]:
+        return self.storage.get_all_trials(self.study_id, deepcopy=False,
+                                           states=tuple(states) if states is not None else None)
+
+    # ------------------------------------------------------------------ the queue
+
+    def enqueue_missing(self, configs: Iterable[Configuration], distributions) -> int:
+        """Queue every configuration of ``configs`` that has no live trial; returns how many.
+
+        A configuration whose trials all failed is queued again: a new run retries it.
+        ``distributions(config)`` gives the Optuna distributions of its parameters.
+        """
+        import optuna
+
+        live = {trial_key(t) for t in self.trials(_live_states())}
+        added = 0
+        for config in configs:
+            key = config_key(config)
+            if key in live:
+                continue
+            self.study.add_trial(optuna.trial.create_trial(
+                state=optuna.trial.TrialState.WAITING, params=config.params, distributions=distributions(config),
+                user_attrs={KEY_ATTR: key, LABEL_ATTR: config.label}))
+            live.add(key)
+            added += 1
+        return added
+
+    def claim_waiting(self, *, keyed: bool = True) -> Claim | None:
+        """Claim the oldest WAITING trial that this runner can have; ``None`` when none is left.
+
+        With ``keyed``, only trials of a known configuration are taken (a grid study);
+        otherwise any (a TPE study, whose fresh trials are sampled after the claim).
+        """
+        import optuna
+
+        for frozen in self.trials((optuna.trial.TrialState.WAITING,)):
+            if keyed and trial_key(frozen) is None:
+                continue
+            claim = self._claim(self._id(frozen))
+            if claim is not None:
+                return claim
+        return None
+
+    def claim_new(self) -> Claim:
+        """A new trial, claimed by this runner, for the sampler to fill (TPE)."""
+        import optuna
+
+        number_free = optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING)
+        trial_id = self.storage.create_new_trial(self.study_id, template_trial=number_free)
+        claim = self._claim(trial_id)
+        if claim is None:  # another runner took it between its creation and our claim: ask again
+            return self.claim_new()
+        return claim
+
+    def _id(self, trial: optuna.trial.FrozenTrial) -> int:
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
+
+    def _claim(self, trial_id: int) -> Claim | None:
+        import optuna
+
+        # The heartbeat first: a runner killed right after the claim leaves a trial that goes stale.
+        self.storage.record_heartbeat(trial_id)
+        try:
+            if not self.storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.RUNNING):
+                return None
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return None
+        self.storage.set_trial_user_attr(trial_id, RUNNER_ATTR, self.runner)
+        self.storage.set_trial_user_attr(trial_id, PROCESS_ATTR, local_process())
+        return Claim(optuna.trial.Trial(self.study, trial_id), trial_id)
+
+    def twin_of(self, claim: Claim, key: str) -> optuna.trial.FrozenTrial | None:
+        """A live trial of the same configuration numbered before ``claim``'s: the configuration's owner."""
+        for other in self.trials(_live_states()):
+            if other.number < claim.number and trial_key(other) == key:
+                return other
+        return None
+
+    def counted_before(self, claim: Claim) -> int:
+        """Live trials numbered before ``claim``'s (TPE's ``n_trials`` counts these)."""
+        return sum(1 for t in self.trials(_live_states())
+                   if t.number < claim.number and SUPERSEDED_ATTR not in t.user_attrs)
+
+    def counted(self) -> int:
+        return sum(1 for t in self.trials(_live_states()) if SUPERSEDED_ATTR not in t.user_attrs)
+
+    def supersede(self, claim: Claim, by: int | None) -> None:
+        """Drop a claim that another trial makes redundant (PRUNED, never fitted)."""
+        import optuna
+
+        self.storage.set_trial_user_attr(claim.trial_id, SUPERSEDED_ATTR, by)
+        self.study.tell(claim.trial, state=optuna.trial.TrialState.PRUNED)
+
+    # ------------------------------------------------------------------ runners that died
+
+    def reap(self) -> int:
+        """Fail the stale trials of runners that died, and queue them again; returns how many.
+
+        Stale: a heartbeat older than the grace period (Optuna's ``fail_stale_trials``,
+        whose retry callback queues a new WAITING trial); a runner on this machine whose
+        process has ended (no need to wait out the grace period); or a RUNNING trial that
+        never had a runner attribute and started more than the grace period ago (left by
+        a version of actreg without heartbeats).
+        """
+        import optuna
+
+        before = {t.number for t in self.trials((optuna.trial.TrialState.FAIL,))}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(self.study)
+        now = datetime.now()
+        for t in self.trials((optuna.trial.TrialState.RUNNING,)):
+            if _gone(t.user_attrs.get(PROCESS_ATTR)):
+                self.release(self._id(t), f"interrupted: its runner {t.user_attrs.get(RUNNER_ATTR)} has ended")
+            elif RUNNER_ATTR not in t.user_attrs and t.datetime_start is not None \
+                    and (now - t.datetime_start).total_seconds() > self.grace:
+                self.release(self._id(t), "interrupted: left running by a runner without heartbeats")
+        after = {t.number for t in self.trials((optuna.trial.TrialState.FAIL,))}
+        return len(after - before)
+
+    def release(self, trial_id: int, reason: str) -> bool:
+        """Fail a claimed trial that will not be finished (Ctrl-C, a lost runner) and queue it again.
+
+        Returns False if another process finished it first.
+        """
+        import optuna
+
+        try:
+            self.storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, reason)
+            if not self.storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL):
+                return False
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return False
+        retry = self.storage.get_heartbeat_stale_trial_callback()
+        if retry is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                retry(self.study, self.storage.get_trial(trial_id))
+        return True
+
+    def running_elsewhere(self, mine: Iterable[int] = ()) -> list[optuna.trial.FrozenTrial]:
+        """RUNNING trials that other runners hold."""
+        import optuna
+
+        own = set(mine)
+        return [t for t in self.trials((optuna.trial.TrialState.RUNNING,)) if t.number not in own]
+
+
+class Heartbeat:
+    """Beats the heartbeat of every trial this runner holds, from a daemon thread.
+
+    The runner's main thread may spend minutes in one call (joblib waiting for its
+    workers, or a fit in this process); TensorFlow and joblib release the GIL meanwhile,
+    so this thread keeps beating.
+    """
+
+    def __init__(self, storage: optuna.storages.RDBStorage) -> None:
+        self.storage = storage
+        self.interval = storage.get_heartbeat_interval() or 10
+        self._ids: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="actreg-heartbeat", daemon=True)
+        self._thread.start()
+
+    def hold(self, trial_id: int) -> None:
+        with self._lock:
+            self._ids.add(trial_id)
+
+    def drop(self, trial_id: int) -> None:
+        with self._lock:
+            self._ids.discard(trial_id)
+
+    def held(self) -> list[int]:
+        with self._lock:
+            return sorted(self._ids)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            for trial_id in self.held():
+                try:
+                    self.storage.record_heartbeat(trial_id)
+                except Exception:  # noqa: BLE001 - a storage hiccup; the next beat tries again
+                    pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

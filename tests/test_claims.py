@@ -1,0 +1,229 @@
+"""Many runners, one study: real `actreg run` processes on real SQLite and PostgreSQL storages.
+
+Each test checks the invariants of the shared queue: every configuration has exactly one
+COMPLETE trial, nothing is left RUNNING or WAITING, and the numbers are those of a single
+runner.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from conftest import actreg, write_study
+
+from search import export_frame, load_spec, run_study
+from search.claims import trial_key
+from search.space import grid
+
+KEYS = ["param_norm", "param_strength", "param_placement", "seed"]
+
+
+def popen_run(path: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "search", "run", str(path), "--no-progress", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def check_queue_drained(spec) -> list[optuna.trial.FrozenTrial]:
+    """Exactly one COMPLETE trial per configuration; nothing RUNNING or WAITING. Returns the trials."""
+    study = optuna.load_study(study_name=spec.name, storage=spec.storage)
+    trials = study.get_trials()
+    S = optuna.trial.TrialState
+    complete = collections.Counter(trial_key(t) for t in trials if t.state == S.COMPLETE)
+    assert sorted(complete.values()) == [1] * len(grid(spec.space)), complete
+    assert not [t.number for t in trials if t.state in (S.RUNNING, S.WAITING)]
+    for t in trials:
+        assert t.state != S.COMPLETE or (t.datetime_complete - t.datetime_start).total_seconds() > 0
+    return trials
+
+
+def per_seed(spec) -> pd.DataFrame:
+    return export_frame(spec, per_seed=True).sort_values(KEYS).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def single_runner(tmp_path_factory):
+    """The reference numbers: the small study run by one runner in this process."""
+    folder = tmp_path_factory.mktemp("single")
+    path = write_study(folder, name="shared", seeds=3, epochs=6)
+    spec = load_spec(path).with_overrides(n_jobs=1)
+    run_study(spec, progress=False)
+    return per_seed(spec)
+
+
+@pytest.mark.parametrize("where", ["sqlite", "postgres"])
+def test_three_runners_split_one_study(where, tmp_path, single_runner, request):
+    path = write_study(tmp_path, name="shared", seeds=3, epochs=6)
+    storage = request.getfixturevalue("fresh_postgres") if where == "postgres" else None
+    args = ("--n-jobs", "1") + (("--storage", storage) if storage else ())
+    procs = [popen_run(path, *args) for _ in range(3)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+        assert "Traceback" not in err
+    spec = load_spec(path).with_overrides(storage=storage)
+    trials = check_queue_drained(spec)
+    # The work was shared: every runner stored some, and together exactly the grid.
+    runs = [int(out.strip().splitlines()[-1].split()[0]) for out, _ in outs]
+    assert sum(runs) == len(grid(spec.space)), runs
+    assert len({t.user_attrs.get("runner") for t in trials if t.state == optuna.trial.TrialState.COMPLETE}) >= 2
+    pd.testing.assert_frame_equal(per_seed(spec), single_runner, check_exact=True)
+
+
+def test_kill_9_of_runners_at_random_moments_then_one_run_completes(tmp_path):
+    path = write_study(tmp_path, name="killed", seeds=2, epochs=60, extra="heartbeat_grace = 2")
+    spec = load_spec(path)
+    rng = random.Random(7)
+    for _ in range(10):
+        proc = popen_run(path, "--n-jobs", "2")
+        time.sleep(rng.uniform(2.0, 12.0))  # from start-up to mid-fit or mid-store
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the runner and its workers
+        proc.communicate()
+    done = actreg("run", str(path), "--n-jobs", "2", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    check_queue_drained(spec)
+
+
+def worker_pids(runner: int) -> list[int]:
+    """The loky worker processes of ``runner`` (not its resource tracker)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == runner and "loky" in cmdline and "resource_tracker" not in cmdline:
+            out.append(int(entry.name))
+    return out
+
+
+def test_a_worker_killed_mid_fit_costs_a_retry_not_the_run(tmp_path):
+    path = write_study(tmp_path, name="worker", seeds=2, epochs=300)
+    spec = load_spec(path)
+    proc = popen_run(path, "--n-jobs", "2")
+    try:
+        deadline = time.monotonic() + 300
+        study = None
+        while time.monotonic() < deadline:
+            if study is None and (tmp_path / "worker.db").exists():
+                try:
+                    study = optuna.load_study(study_name="worker", storage=spec.storage)
+                except KeyError:
+                    pass
+            done = [] if study is None else study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+            if done and worker_pids(proc.pid):
+                break
+            assert proc.poll() is None, proc.communicate()[1]
+            time.sleep(0.2)
+        (victim, *_) = worker_pids(proc.pid)
+        os.kill(victim, signal.SIGKILL)  # what the out-of-memory killer does
+        out, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err
+    assert "a worker process died" in err and "retrying" in err
+    assert "Traceback" not in err
+    check_queue_drained(spec)
+
+
+def test_sigterm_releases_the_claims_and_prints_one_line(tmp_path):
+    path = write_study(tmp_path, name="term", seeds=2, epochs=400)
+    spec = load_spec(path)
+    proc = popen_run(path, "--n-jobs", "1")
+    deadline = time.monotonic() + 300
+    running = []
+    while not running and time.monotonic() < deadline:
+        time.sleep(0.3)
+        assert proc.poll() is None, proc.communicate()[1]
+        try:
+            study = optuna.load_study(study_name="term", storage=spec.storage)
+            running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        except (KeyError, Exception):  # noqa: BLE001 - the database is being created
+            continue
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    assert err.strip().splitlines()[-1] == "interrupted; run the same command again to resume"
+    assert "Traceback" not in err
+    trials = optuna.load_study(study_name="term", storage=spec.storage).get_trials()
+    released = [t for t in trials if t.number == running[0].number][0]
+    assert released.state == optuna.trial.TrialState.FAIL
+    assert released.user_attrs["fail_reason"].startswith("interrupted")
+    # Queued again at once: the retry waits with the same parameters.
+    waiting = [t for t in trials if t.state == optuna.trial.TrialState.WAITING and t.params == released.params]
+    assert len(waiting) == 1
+
+
+def queue_on(tmp_path: Path, grace: int = 2):
+    from search.claims import StudyQueue
+    from search.storage import open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path}/q.db", create=True, grace=grace)
+    study = optuna.create_study(study_name="q", storage=storage, load_if_exists=True)
+    return StudyQueue(study, storage, grace)
+
+
+def dists():
+    C = optuna.distributions.CategoricalDistribution
+    return lambda c: {"norm": C(["none", "l1"]), **({} if c.is_baseline else
+                                                     {"strength": C([0.1]), "placement": C(["pre"])})}
+
+
+def test_a_configuration_queued_twice_is_fitted_once(tmp_path):
+    from search.claims import SUPERSEDED_ATTR, config_key
+    from search.space import Configuration
+
+    a, b = queue_on(tmp_path), queue_on(tmp_path)
+    config = Configuration("l1", 0.1, "pre")
+    assert a.enqueue_missing([config], dists()) == 1
+    # A second runner that read the trials before the first one queued them queues again.
+    b.study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING, params=config.params,
+                                                distributions=dists()(config)))
+    first, second = a.claim_waiting(), b.claim_waiting()
+    assert (first.number, second.number) == (0, 1)
+    assert a.twin_of(first, config_key(config)) is None  # the lowest number owns the configuration
+    twin = b.twin_of(second, config_key(config))
+    assert twin.number == 0
+    b.supersede(second, twin.number)
+    trials = a.trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.PRUNED]
+    assert trials[1].user_attrs[SUPERSEDED_ATTR] == 0
+    assert a.claim_waiting() is None and b.claim_waiting() is None
+
+
+def test_a_live_claim_is_kept_and_a_silent_one_is_taken_over(tmp_path):
+    """The heartbeat path, as between machines (the process check cannot see the other runner)."""
+    from search.claims import PROCESS_ATTR, Heartbeat
+    from search.space import Configuration
+
+    live, silent, other = queue_on(tmp_path), queue_on(tmp_path), queue_on(tmp_path)
+    live.enqueue_missing([Configuration("none"), Configuration("l1", 0.1, "pre")], dists())
+    beating = Heartbeat(live.storage)
+    held = live.claim_waiting()
+    beating.hold(held.trial_id)
+    lost = silent.claim_waiting()  # its runner "vanishes": no more beats
+    for claim in (held, lost):
+        other.storage.set_trial_user_attr(claim.trial_id, PROCESS_ATTR, "another-machine/1/1/1")
+    time.sleep(3.5)  # past the grace period of 2 s
+    assert other.reap() == 1
+    states = {t.number: t.state for t in other.trials()}
+    assert states[held.number] == optuna.trial.TrialState.RUNNING  # a live runner's claim is never failed
+    assert states[lost.number] == optuna.trial.TrialState.FAIL
+    retry = other.claim_waiting()
+    assert retry is not None and retry.trial.params == lost.trial.params
+    beating.close()
