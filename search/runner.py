@@ -15,9 +15,12 @@ it. A worker process that dies costs its chunks a retry (see :func:`search.paral
 
 from __future__ import annotations
 
+import queue
 import sys
+import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, TextIO
 
 from search import runtime
@@ -150,6 +153,7 @@ class _Runner:
         self.threads = runtime.threads_per_worker(self.n_jobs)
         self.chunks = chunk_seeds(spec.seeds, spec.chunk_size)
         self.heartbeat = Heartbeat(queue.storage)
+        self.writer = _Writer()
         self.completed = self.diverged = self.failed = self.fits = 0
         self.stopped: str | None = None
         self.skipped = skipped
@@ -163,11 +167,15 @@ class _Runner:
     def drain(self) -> None:
         poll = max(1.0, min(5.0, self.spec.heartbeat_grace / 4))
         while self.stopped is None:
+            self.writer.check()
             self.queue.reap()
             batch = self._claim_batch()
             if batch:
                 self._fit(batch)
                 continue
+            self.writer.flush()  # what this runner still holds is being stored, not run elsewhere
+            if self.stopped is not None:
+                return
             others = self.queue.running_elsewhere(self.heartbeat.held())
             if not others:
                 return
@@ -262,20 +270,26 @@ class _Runner:
                 self._finish(*batch[ci], parts.pop(ci))
 
     def _finish(self, claim: Claim, config: Configuration, parts: dict[int, list | FitFailure]) -> None:
+        """Aggregate a configuration's chunks; the writer thread stores it while the next ones are fitted."""
+        failures = [o for o in parts.values() if isinstance(o, FitFailure)]
+        if failures:
+            self.writer.submit(partial(self._fail, claim, config, failures[0]))
+            return
+        spec = self.spec
+        results = [r for _, rs in sorted(parts.items()) for r in rs]
+        record = trial_record(results, spec.train.epochs, spec.train.record_step, spec.metrics, spec.maximize)
+        self.writer.submit(partial(self._store, claim, config, record))
+
+    def _store(self, claim: Claim, config: Configuration, record) -> None:
+        """Finish ``claim``'s trial COMPLETE with ``record`` (in the writer thread)."""
         import optuna
 
-        failures = [o for o in parts.values() if isinstance(o, FitFailure)]
+        storage = self.queue.storage
         try:
-            if failures:
-                self._fail(claim, config, failures[0])
-                return
-            spec = self.spec
-            results = [r for _, rs in sorted(parts.items()) for r in rs]
-            record = trial_record(results, spec.train.epochs, spec.train.record_step, spec.metrics, spec.maximize)
             for name, value in record.user_attrs.items():
-                claim.trial.set_user_attr(name, value)
+                storage.set_trial_user_attr(claim.trial_id, name, value)
             for step, value in record.intermediate_values.items():
-                claim.trial.report(value, step)
+                storage.set_trial_intermediate_value(claim.trial_id, step, value)
             self.queue.study.tell(claim.trial, record.value)
         except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
             if isinstance(exc, ValueError) and "Cannot tell" not in str(exc):
@@ -297,12 +311,19 @@ class _Runner:
         self._refresh_bar()
 
     def _fail(self, claim: Claim, config: Configuration, failure: FitFailure) -> None:
+        """Finish ``claim``'s trial FAIL with the reason (in the writer thread); past the budget, stop the run."""
         import optuna
 
-        claim.trial.set_user_attr(FAIL_REASON_ATTR, failure.reason)
-        if failure.details:
-            claim.trial.set_user_attr(FAIL_DETAILS_ATTR, failure.details[-MAX_DETAILS:])
-        self.queue.study.tell(claim.trial, state=optuna.trial.TrialState.FAIL)
+        try:
+            self.queue.storage.set_trial_user_attr(claim.trial_id, FAIL_REASON_ATTR, failure.reason)
+            if failure.details:
+                self.queue.storage.set_trial_user_attr(claim.trial_id, FAIL_DETAILS_ATTR,
+                                                       failure.details[-MAX_DETAILS:])
+            self.queue.study.tell(claim.trial, state=optuna.trial.TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # failed as stale meanwhile: the same outcome
+        finally:
+            self.heartbeat.drop(claim.trial_id)
         self.failed += 1
         self.say(f"{config.label}: failed: {failure.reason}")
         if self.failed > self.spec.max_failures:
@@ -316,11 +337,58 @@ class _Runner:
         self.bar.refresh()
 
     def close(self) -> None:
-        """Release what is still held (an interruption): failed as interrupted and queued again."""
-        for trial_id in self.heartbeat.held():
-            self.queue.release(trial_id, "interrupted: the runner was stopped (Ctrl-C or SIGTERM)")
-        self.heartbeat.close()
-        self.bar.close()
+        """Store what is finished; release what is still held (an interruption): failed as interrupted and queued again."""
+        try:
+            self.writer.close()
+        finally:
+            for trial_id in self.heartbeat.held():
+                self.queue.release(trial_id, "interrupted: the runner was stopped (Ctrl-C or SIGTERM)")
+            self.heartbeat.close()
+            self.bar.close()
+
+
+class _Writer:
+    """Runs storage writes in order on a background thread, so that they overlap the next fits.
+
+    A finished configuration is about a hundred small writes; the runner meanwhile claims
+    and fits the next ones. An error in a write is raised again in the runner's thread by
+    :meth:`check` (or :meth:`close`).
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue = queue.Queue()
+        self._errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._work, name="actreg-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, job) -> None:
+        self._jobs.put(job)
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                if job is None:
+                    return
+                if not self._errors:
+                    job()
+            except BaseException as exc:  # noqa: BLE001 - handed to the runner's thread
+                self._errors.append(exc)
+            finally:
+                self._jobs.task_done()
+
+    def check(self) -> None:
+        if self._errors:
+            raise self._errors[0]
+
+    def flush(self) -> None:
+        self._jobs.join()
+        self.check()
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join()
+        self.check()
 
 
 def _check_or_record_spec(study: optuna.Study, spec: StudySpec) -> None:

@@ -16,7 +16,11 @@ asks three things of it:
   Python's sqlite3 driver starts a transaction only at the first write, so two
   processes could both read "waiting" and both claim the trial. SQLite connections
   opened here therefore begin every transaction with ``BEGIN IMMEDIATE``, which takes
-  the database's write lock before the read;
+  the database's write lock before the read. They also use SQLite's write-ahead log
+  with ``synchronous = NORMAL``: a finished trial is about 120 small writes, which cost
+  2.5 s with a flush to disk after each and 0.3 s without (measured on this project's
+  2-core machine); the database stays consistent after a crash, and a power cut may lose
+  the last trials, which the next run fits again;
 * no crash when several processes create the schema of a new database at once: that
   race (a duplicate ``alembic_version`` row, a duplicate PostgreSQL type) is retried.
 """
@@ -184,7 +188,8 @@ def _check_sqlite_file(url: str, path: str, create: bool) -> None:
         page_size = int.from_bytes(header[16:18], "big")
         page_size = 65536 if page_size == 1 else page_size
         pages = int.from_bytes(header[28:32], "big")
-        if page_size and pages and page_size * pages > size:
+        valid = header[92:96] == header[24:28]  # SQLite trusts the in-header size only then
+        if valid and page_size and pages and page_size * pages > size:
             raise StorageError(f"{shown}: {path} is truncated ({size} of {page_size * pages} bytes); "
                                "restore it from a copy or give another --storage")
 
@@ -193,7 +198,15 @@ _IMMEDIATE: weakref.WeakSet = weakref.WeakSet()  # engines whose transactions be
 
 
 def _begin_immediate(engine) -> None:
-    """Make every transaction of the SQLite ``engine`` start with ``BEGIN IMMEDIATE`` (see the module)."""
+    """Make every transaction of the SQLite ``engine`` start with ``BEGIN IMMEDIATE``, in WAL mode (see the module)."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, record) -> None:
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+    engine.dispose()  # the connections opened while the schema was made lack the pragmas
     if not _LISTENING:
         from sqlalchemy import event
         from sqlalchemy.engine import Engine

@@ -79,6 +79,22 @@ def test_three_runners_split_one_study(where, tmp_path, single_runner, request):
     pd.testing.assert_frame_equal(per_seed(spec), single_runner, check_exact=True)
 
 
+def test_three_runners_share_the_n_trials_of_a_tpe_study(tmp_path):
+    path = write_study(tmp_path, name="tpe", seeds=2, epochs=4, extra='sampler = "tpe"\nn_trials = 7')
+    path.write_text(path.read_text().replace("strength = [1e-3, 1e-1]",
+                                             "strength = { low = 1e-4, high = 1e-1, log = true }"))
+    procs = [popen_run(path, "--n-jobs", "1") for _ in range(3)]
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+    trials = optuna.load_study(study_name="tpe", storage=load_spec(path).storage).get_trials()
+    S = optuna.trial.TrialState
+    counted = [t for t in trials if t.state == S.COMPLETE]
+    assert len(counted) == 7  # n_trials across runners, not per runner
+    assert all(t.state in (S.COMPLETE, S.PRUNED) for t in trials)
+    assert all("superseded_by" in t.user_attrs for t in trials if t.state == S.PRUNED)
+
+
 def test_kill_9_of_runners_at_random_moments_then_one_run_completes(tmp_path):
     path = write_study(tmp_path, name="killed", seeds=2, epochs=60, extra="heartbeat_grace = 2")
     spec = load_spec(path)
