@@ -130,8 +130,13 @@ class StudyQueue:
         self.runner = runner_id()
 
     def trials(self, states: Sequence | None = None) -> list[optuna.trial.FrozenTrial]:
-        return self.storage.get_all_trials(self.study_id, deepcopy=False,
-                                           states=tuple(states) if states is not None else None)
+        """The study's trials in ``states``, read through the study's cache.
+
+        Optuna's cache keeps finished trials and reads unfinished and new ones again on
+        every call: claims see fresh states, and the large attributes of complete trials
+        are read once (listing them all cost 0.1 s per call on the seed-circles grid).
+        """
+        return self.study.get_trials(deepcopy=False, states=tuple(states) if states is not None else None)
 
     # ------------------------------------------------------------------ the queue
 
@@ -178,6 +183,9 @@ class StudyQueue:
 
         number_free = optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING)
         trial_id = self.storage.create_new_trial(self.study_id, template_trial=number_free)
+        # The study's cache learns of a trial only when it lists it, and the sampler's
+        # suggestions are written through that cache.
+        self.trials((optuna.trial.TrialState.WAITING,))
         claim = self._claim(trial_id)
         if claim is None:  # another runner took it between its creation and our claim: ask again
             return self.claim_new()

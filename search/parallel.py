@@ -165,6 +165,101 @@ def run_tasks(tasks: Sequence[FitTask], n_jobs: int, backend: str = "loky", retr
                 on_retry(f"{why}; retrying {len(pending)} unfinished chunk(s), retry {deaths} of {retries}")
 
 
+class FitPool:
+    """Fits tasks on ``n_jobs`` worker processes as they are submitted; a runner keeps it fed.
+
+    ``submit`` returns at once; ``wait`` blocks until at least one task finished and
+    returns ``(key, results or FitFailure)`` for each that did. With ``n_jobs == 1`` the
+    tasks run in this process, at ``wait``. With the default loky backend the pool is a
+    loky executor, so a new task starts the moment a worker is free (no batch waits for
+    its slowest member). Another joblib backend (e.g. "dask") runs what was submitted
+    as one batch through :func:`run_tasks` at each ``wait``.
+
+    A worker process that dies (killed, or by the out-of-memory killer) breaks loky's
+    pool: every task then in flight is submitted again to a new pool, each at most
+    ``retries`` times, after which it comes back as a :class:`FitFailure`. ``on_retry``
+    hears a one-line message for each such restart.
+    """
+
+    def __init__(self, n_jobs: int, backend: str = "loky", retries: int = 2,
+                 on_retry: Callable[[str], None] | None = None) -> None:
+        self.n_jobs, self.backend, self.retries, self.on_retry = n_jobs, backend, retries, on_retry
+        self.local = n_jobs == 1 and backend in ("loky", "sequential")
+        self._queued: list[tuple[Any, FitTask]] = []  # not yet running: in-process or batch backends
+        self._futures: dict[Any, tuple[Any, FitTask]] = {}  # future -> (key, task)
+        self._attempts: dict[Any, int] = {}
+        self._executor = None
+
+    def __len__(self) -> int:
+        return len(self._queued) + len(self._futures)
+
+    def submit(self, key: Any, task: FitTask) -> None:
+        if self.local or self.backend != "loky":
+            self._queued.append((key, task))
+        else:
+            self._futures[self._pool().submit(_indexed, 0, task)] = (key, task)
+
+    def wait(self) -> list[tuple[Any, list | FitFailure]]:
+        if self._queued:
+            batch, self._queued = self._queued, []
+            if self.local:  # one task now; the runner may claim more while the rest wait
+                (key, task), rest = batch[0], batch[1:]
+                self._queued = rest
+                return [(key, _indexed(0, task)[1])]
+            outcomes = run_tasks([t for _, t in batch], self.n_jobs, self.backend, self.retries, self.on_retry)
+            return [(batch[i][0], outcome) for i, outcome in outcomes]
+        if not self._futures:
+            return []
+        from concurrent.futures import FIRST_COMPLETED
+        from concurrent.futures import wait as wait_futures
+
+        done, _ = wait_futures(list(self._futures), return_when=FIRST_COMPLETED)
+        out, died = [], []
+        for future in done:
+            key, task = self._futures.pop(future)
+            try:
+                out.append((key, future.result()[1]))
+            except _worker_died_errors() as exc:
+                died.append((key, task, exc))
+        if died:
+            out += self._resubmit(died)
+        return out
+
+    def _resubmit(self, died: list) -> list[tuple[Any, FitFailure]]:
+        """After a worker died: every task of the broken pool again, within its retries."""
+        for future in list(self._futures):  # the rest of the broken pool fails the same way
+            died.append((*self._futures.pop(future), None))
+        self._executor = None
+        why = f"a worker process died ({_first_line(next(e for *_, e in died if e is not None))})"
+        failed, again = [], []
+        for key, task, _ in died:
+            self._attempts[key] = self._attempts.get(key, 0) + 1
+            if self._attempts[key] > self.retries:
+                failed.append((key, FitFailure(f"{why}; gave up after {self.retries} retries "
+                                               "(out of memory? try a smaller chunk_size or fewer n_jobs)")))
+            else:
+                again.append((key, task))
+        if again and self.on_retry is not None:
+            self.on_retry(f"{why}; retrying {len(again)} unfinished chunk(s)")
+        for key, task in again:
+            self.submit(key, task)
+        return failed
+
+    def _pool(self):
+        if self._executor is None:
+            from joblib.externals.loky import get_reusable_executor
+
+            self._executor = get_reusable_executor(max_workers=self.n_jobs, reuse=True)
+        return self._executor
+
+    def close(self) -> None:
+        """Cancel what has not started; what runs is abandoned to the reusable pool."""
+        for future in self._futures:
+            future.cancel()
+        self._futures.clear()
+        self._queued.clear()
+
+
 def _worker_died_errors() -> tuple[type[BaseException], ...]:
     from concurrent.futures.process import BrokenProcessPool
 
