@@ -169,7 +169,10 @@ class StudyQueue:
         """
         import optuna
 
-        for frozen in self.trials((optuna.trial.TrialState.WAITING,)):
+        # Read past the study's cache: on PostgreSQL a trial queued by another runner can commit
+        # after a later-numbered one finished, and the cache never reads below a finished trial.
+        waiting = self.storage.get_all_trials(self.study_id, deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+        for frozen in waiting:
             if keyed and trial_key(frozen) is None:
                 continue
             claim = self._claim(self._id(frozen))

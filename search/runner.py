@@ -144,7 +144,7 @@ def _complete_count(queue: StudyQueue) -> int:
 
 
 class _Runner:
-    """One runner's loop: claim a batch, fit it, finish its trials; until nothing is left."""
+    """One runner's loop: claim configurations as workers free up, fit them, store them; until none is left."""
 
     def __init__(self, spec: StudySpec, queue: StudyQueue, backend: str, bar: Any, stream: TextIO, wait: bool,
                  skipped: int) -> None:
@@ -285,7 +285,13 @@ class _Runner:
         """Aggregate a configuration's chunks; the writer thread stores it while the next ones are fitted."""
         failures = [o for o in parts.values() if isinstance(o, FitFailure)]
         if failures:
-            self.writer.submit(partial(self._fail, claim, config, failures[0]))
+            # Counted here, not in the writer: the budget must stop the next claim.
+            self.failed += 1
+            self.say(f"{config.label}: failed: {failures[0].reason}")
+            if self.failed > self.spec.max_failures:
+                self.stopped = (f"{self.failed} configurations failed in this run, more than max_failures = "
+                                f"{self.spec.max_failures}; stopped. The last: {failures[0].reason}")
+            self.writer.submit(partial(self._fail, claim, failures[0]))
             return
         spec = self.spec
         results = [r for _, rs in sorted(parts.items()) for r in rs]
@@ -322,8 +328,8 @@ class _Runner:
         self.bar.set_postfix_str(f"{config.label}: " + (f"{record.value:.3f}" if record.status == OK else "diverged"))
         self._refresh_bar()
 
-    def _fail(self, claim: Claim, config: Configuration, failure: FitFailure) -> None:
-        """Finish ``claim``'s trial FAIL with the reason (in the writer thread); past the budget, stop the run."""
+    def _fail(self, claim: Claim, failure: FitFailure) -> None:
+        """Finish ``claim``'s trial FAIL with the reason (in the writer thread)."""
         import optuna
 
         try:
@@ -336,11 +342,6 @@ class _Runner:
             pass  # failed as stale meanwhile: the same outcome
         finally:
             self.heartbeat.drop(claim.trial_id)
-        self.failed += 1
-        self.say(f"{config.label}: failed: {failure.reason}")
-        if self.failed > self.spec.max_failures:
-            self.stopped = (f"{self.failed} configurations failed in this run, more than max_failures = "
-                            f"{self.spec.max_failures}; stopped. The last: {failure.reason}")
 
     def _refresh_bar(self) -> None:
         """Count what other runners stored too, so that the bar shows the study's progress."""
