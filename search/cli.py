@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from search.spec import SpecError, StudySpec, load_spec
@@ -100,13 +101,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
         return _COMMANDS[args.command](args)
     except SpecError as exc:
         return _error(str(exc))
     except KeyboardInterrupt as exc:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut this message short
+        if main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut this message short
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 143 if isinstance(exc, _Terminated) else 130
     except Exception as exc:
@@ -118,7 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _error(describe_error(exc, _STORAGE[0] if _STORAGE else ""))
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _error(message: str) -> int:
