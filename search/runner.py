@@ -125,9 +125,10 @@ def _fill_queue(study: optuna.Study, queue: StudyQueue, spec: StudySpec, created
     Runners that start together would each queue the whole grid (the duplicates are
     harmless, see :mod:`search.claims`, but clutter the dashboard), so on a new study
     the runner that created it queues the grid and the others wait for it, up to the
-    grace period (its creator may have died).
+    grace period (its creator may have died). A study stored by an earlier version has
+    trials but not the mark: it is queued at once.
     """
-    if not created and QUEUED_ATTR not in study.user_attrs:
+    if not created and QUEUED_ATTR not in study.user_attrs and not queue.trials():  # new, being queued
         deadline = time.monotonic() + spec.heartbeat_grace
         while time.monotonic() < deadline and QUEUED_ATTR not in study.user_attrs:
             time.sleep(0.2)

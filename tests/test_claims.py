@@ -228,7 +228,7 @@ def test_a_live_claim_is_kept_and_a_silent_one_is_taken_over(tmp_path):
     from search.claims import PROCESS_ATTR, Heartbeat
     from search.space import Configuration
 
-    live, silent, other = queue_on(tmp_path), queue_on(tmp_path), queue_on(tmp_path)
+    live, silent, other = (queue_on(tmp_path, grace=4) for _ in range(3))  # beats every second
     live.enqueue_missing([Configuration("none"), Configuration("l1", 0.1, "pre")], dists())
     beating = Heartbeat(live.storage)
     held = live.claim_waiting()
@@ -236,7 +236,7 @@ def test_a_live_claim_is_kept_and_a_silent_one_is_taken_over(tmp_path):
     lost = silent.claim_waiting()  # its runner "vanishes": no more beats
     for claim in (held, lost):
         other.storage.set_trial_user_attr(claim.trial_id, PROCESS_ATTR, "another-machine/1/1/1")
-    time.sleep(3.5)  # past the grace period of 2 s
+    time.sleep(5.5)  # past the grace period of 4 s
     assert other.reap() == 1
     states = {t.number: t.state for t in other.trials()}
     assert states[held.number] == optuna.trial.TrialState.RUNNING  # a live runner's claim is never failed
