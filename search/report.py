@@ -80,8 +80,8 @@ def _write_all(spec, study, trials, summary, comparison, folder: Path, fmt: str)
     m = spec.objective
     label = METRIC_LABELS[m]
     write_csv(summary, out("summary.csv"))
-    Path(out("summary.md")).write_text(summary_markdown(summary, m) + "\n")
-    Path(out("summary.tex")).write_text(summary_latex(summary, spec.name, m))
+    Path(out("summary.md")).write_text(summary_markdown(summary, m, comparison) + "\n")
+    Path(out("summary.tex")).write_text(summary_latex(summary, spec.name, m, comparison))
     write_csv(comparison, out("stats.csv"))
     refs = reference_table(spec, trials)
     if refs is not None:
@@ -121,22 +121,44 @@ def _present(v) -> bool:
     return v is not None and not (isinstance(v, float) and math.isnan(v))
 
 
-def best_per_norm(summary: pd.DataFrame, metric: str = "accuracy") -> set[int]:
-    """Row positions of the best configuration (best mean test ``metric``) of each regularizing norm."""
+ALPHA = 0.05  # the significance level of the † mark (Holm-corrected paired t-test)
+
+
+def marks(summary: pd.DataFrame, comparison: pd.DataFrame | None = None, metric: str = "accuracy") -> dict[int, str]:
+    """Row position -> its marks: "★" for the best configuration, "†" for a significant difference.
+
+    ★ goes to the single finite configuration with rank 1, and to none when several share
+    the best mean (a tie has no winner). † marks each configuration whose paired
+    difference from the baseline is significant after Holm's correction (t-test, p < ALPHA).
+    """
     frame = summary.reset_index(drop=True)
-    finite = frame[(frame["param_norm"] != "none") & (frame["status"] == "ok")]
-    return set(int(i) for i in finite.groupby("param_norm")[f"rank_test_{metric}"].idxmin())
+    out: dict[int, str] = {}
+    best = frame[(frame["status"] == "ok") & (frame[f"rank_test_{metric}"] == 1)]
+    if len(best) == 1:
+        out[int(best.index[0])] = "★"
+    if comparison is not None and not comparison.empty:
+        significant = {_label(r) for _, r in comparison.iterrows() if _present(r["t_pvalue_holm"])
+                       and r["t_pvalue_holm"] < ALPHA}
+        for i, r in frame.iterrows():
+            if _label(r) in significant:
+                out[int(i)] = out.get(int(i), "") + "†"
+    return out
 
 
-def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy") -> str:
+def _legend(metric: str) -> str:
+    return (f"★ the best mean test {METRIC_LABELS[metric]} (no mark when several configurations share it). "
+            f"† paired difference from the baseline significant after Holm's correction (t-test, p < {ALPHA}).")
+
+
+def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy", comparison: pd.DataFrame | None = None) -> str:
     m, label = metric, METRIC_LABELS[metric]
     frame = summary.reset_index(drop=True)
-    marked = best_per_norm(frame, m)
+    marked = marks(frame, comparison, m)
     lines = [f"| rank | configuration | seeds | test {label} (mean ± std) | 95% CI | train {label} | zero fraction |",
              "|---:|---|---:|---|---|---|---:|"]
     for i in frame.sort_values([f"rank_test_{m}"]).index:
         r = frame.loc[i]
-        name = _label(r) + (" ★" if i in marked else "")
+        name = _label(r) + (f" {marked[i]}" if i in marked else "")
         if r["status"] != "ok":
             lines.append(f"| {r[f'rank_test_{m}']} | {name} | {r['n_seeds']} | diverged on {r['n_diverged']} seeds "
                          f"| – | – | – |")
@@ -146,41 +168,53 @@ def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy") -> str:
             f" | [{_f(r[f'ci95_low_test_{m}'])}, {_f(r[f'ci95_high_test_{m}'])}]"
             f" | {_pm(r[f'mean_train_{m}'], r[f'std_train_{m}'])} | {_f(r['mean_zero_fraction'])} |")
     lines.append("")
-    lines.append("★ best configuration of its norm. std: sample standard deviation over seeds (ddof = 1); "
+    lines.append(_legend(m) + " std: sample standard deviation over seeds (ddof = 1); "
                  "CI: 95% Student-t interval of the mean. Diverged: the loss became NaN or infinite on some seeds; "
                  "such a configuration has no mean, ranks last and is left out of the statistics.")
     return "\n".join(lines)
 
 
-def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy") -> str:
+def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
+                  comparison: pd.DataFrame | None = None) -> str:
     m = metric
     label = {"accuracy": "accuracy", "r2": "$R^2$", "mae": "MAE"}[m]
     frame = summary.reset_index(drop=True)
-    marked = best_per_norm(frame, m)
+    marked = marks(frame, comparison, m)
+    tex_marks = {"★": "$^{\\star}$", "†": "$^{\\dagger}$"}
     rows = []
     for i in frame.sort_values([f"rank_test_{m}"]).index:
         r = frame.loc[i]
+        config = _tex(_label(r)) + "".join(tex_marks[c] for c in marked.get(i, ""))
         if r["status"] != "ok":
-            rows.append(f"{_tex(_label(r))} & {r['n_seeds']} & \\multicolumn{{3}}{{c}}{{diverged on "
+            rows.append(f"{config} & {r['n_seeds']} & \\multicolumn{{3}}{{c}}{{diverged on "
                         f"{r['n_diverged']} seeds}} \\\\")
             continue
-        cells = [_tex(_label(r)), str(r["n_seeds"]),
+        cells = [config, str(r["n_seeds"]),
                  f"${_f(r[f'mean_test_{m}'])} \\pm {_f(r[f'std_test_{m}'])}$",
                  f"[{_f(r[f'ci95_low_test_{m}'])}, {_f(r[f'ci95_high_test_{m}'])}]",
                  f"${_f(r[f'mean_train_{m}'])} \\pm {_f(r[f'std_train_{m}'])}$"]
-        if i in marked:
-            cells = [f"\\textbf{{{c}}}" for c in cells]
+        if "★" in marked.get(i, ""):
+            cells = [f"{{\\bfseries\\boldmath {c}}}" for c in cells]  # \\boldmath: the numbers in math too
         rows.append(" & ".join(cells) + r" \\")
     body = "\n".join(rows)
+    legend = (f"$^\\star$ the best mean test {label}, in bold (no mark when several configurations share it); "
+              f"$^\\dagger$ paired difference from the baseline significant after Holm's correction "
+              f"(t-test, $p < {ALPHA}$).")
     return (
-        "% Requires \\usepackage{booktabs}. Bold: best configuration of its norm.\n"
+        "% Requires \\usepackage{booktabs}.\n"
         "\\begin{table}[t]\n\\centering\n"
         f"\\caption{{Test {label} over seeds, study \\texttt{{{_tex(name)}}}: mean $\\pm$ sample std; "
-        "95\\% Student-t interval of the mean.}\n"
+        f"95\\% Student-t interval of the mean. {legend}}}\n"
+        f"\\label{{tab:{_tex_label(name)}}}\n"
         "\\begin{tabular}{lrccc}\n\\toprule\n"
         f"Configuration & Seeds & Test {label} & 95\\% CI & Train {label} \\\\\n\\midrule\n"
         f"{body}\n\\bottomrule\n\\end{{tabular}}\n\\end{{table}}\n"
     )
+
+
+def _tex_label(name: str) -> str:
+    """``name`` as a LaTeX \\label key (letters, digits, - and : only)."""
+    return "".join(c if c.isalnum() or c in "-:" else "-" for c in name)
 
 
 def stats_markdown(comparison: pd.DataFrame, metric: str = "accuracy") -> str:
@@ -267,7 +301,7 @@ def report_markdown(spec: StudySpec, study, summary, comparison, refs, figs, fil
         "",
         f"## Test {METRIC_LABELS[m]}",
         "",
-        summary_markdown(summary, m),
+        summary_markdown(summary, m, comparison),
         "",
         "## Against the baseline",
         "",

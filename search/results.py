@@ -6,7 +6,10 @@ Conventions (also in the README):
 * ``ci95_*`` is the two-sided 95% Student-t interval of the mean over seeds:
   mean +- t(0.975, n - 1) * std / sqrt(n).
 * ``rank_test_<metric>`` is 1 for the best mean (highest accuracy or R2, lowest MAE);
-  ties share the best rank.
+  ties share the best rank. Accuracies are exact fractions of the rows (correct / rows,
+  from the trainer's float32 counts), and mean accuracies come from the integer total of
+  correct predictions, so configurations with equal totals have equal means and share
+  their rank, instead of being ordered by float rounding.
 * A configuration on which some seed's loss became NaN or infinite has ``status``
   ``"diverged"``: it is stored (with the seeds that diverged and the epoch at which each
   did), but it has no mean, std or interval, is ranked after every finite configuration
@@ -75,12 +78,14 @@ def record_epochs(epochs: int, step: int) -> list[int]:
 
 
 def trial_record(results: Sequence[SeedResult], epochs: int, record_step: int,
-                 metrics: Sequence[str] = ("accuracy",), maximize: bool = True) -> TrialRecord:
+                 metrics: Sequence[str] = ("accuracy",), maximize: bool = True,
+                 rows: tuple[int, int] | None = None) -> TrialRecord:
     """Aggregate the per-seed results of one configuration (seeds in the given order).
 
     ``metrics[0]`` is the objective: the trial value is its mean on the test set, or the
     worst possible value if a seed diverged (see the module). Non-finite numbers are
-    stored as ``None`` (JSON has no NaN).
+    stored as ``None`` (JSON has no NaN). ``rows`` (training rows, test rows) makes
+    accuracies exact fractions of them (see the module).
     """
     objective = metrics[0]
     diverged = [(r.seed, e) for r in results if (e := diverged_at(r)) is not None]
@@ -99,13 +104,19 @@ def trial_record(results: Sequence[SeedResult], epochs: int, record_step: int,
     for name in (*metrics, "loss"):
         attrs[f"test_{name}"] = _floats([r.test[name] for r in results])
         attrs[f"train_{name}"] = _floats([r.train[name] for r in results])
+    if rows is not None and "accuracy" in metrics:
+        attrs["n_train"], attrs["n_test"] = rows
+        for split, n in (("train", rows[0]), ("test", rows[1])):
+            attrs[f"{split}_accuracy"] = [None if v is None else round(v * n) / n for v in attrs[f"{split}_accuracy"]]
+    attrs["fit_time"] = [float(r.fit_seconds) for r in results]
     test = np.asarray(attrs[f"test_{objective}"], dtype=np.float64)
     train = np.asarray(attrs[f"train_{objective}"], dtype=np.float64)
+    test_mean, train_mean = _mean_of(attrs, "test", objective), _mean_of(attrs, "train", objective)
     attrs.update({
         "mean_activation": [_floats(r.mean_activation) for r in results],  # per seed, per regularized layer
         "zero_fraction": [_floats(r.zero_fraction) for r in results],
         f"std_test_{objective}": _finite(_std(test)),
-        f"mean_train_{objective}": _finite(float(train.mean())),
+        f"mean_train_{objective}": _finite(train_mean),
         f"std_train_{objective}": _finite(_std(train)),
         "curves": curves,
     })
@@ -113,7 +124,16 @@ def trial_record(results: Sequence[SeedResult], epochs: int, record_step: int,
                     if v is not None}
     if diverged:
         return TrialRecord(-math.inf if maximize else math.inf, attrs, intermediate, DIVERGED)
-    return TrialRecord(float(test.mean()), attrs, intermediate)
+    return TrialRecord(test_mean, attrs, intermediate)
+
+
+def _mean_of(attrs: dict[str, Any], split: str, metric: str) -> float:
+    """Mean over seeds of ``<split>_<metric>``; for accuracy with known row counts, from the integer total."""
+    values = np.asarray(attrs[f"{split}_{metric}"], dtype=np.float64)
+    n = attrs.get(f"n_{split}")
+    if metric == "accuracy" and n:
+        return float(np.rint(values * n).sum() / (n * len(values)))
+    return float(values.mean())
 
 
 def trial_metrics(trial: optuna.trial.FrozenTrial) -> list[str]:
@@ -144,10 +164,12 @@ def summary_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Seque
             test_mean = train_mean = math.nan
             low, high = math.nan, math.nan
         else:
-            test_mean, train_mean = float(test.mean()), float(train.mean())
+            test_mean, train_mean = _mean_of(a, "test", m), _mean_of(a, "train", m)
             low, high = ci95(test)
         row: dict[str, Any] = {f"param_{p}": trial.params.get(p) for p in param_names}
         row.update({
+            "configuration": configuration_of(trial).label,
+            "trial_number": trial.number,
             "n_seeds": n,
             "status": status,
             "n_diverged": int(a.get("n_diverged", 0)),
@@ -167,9 +189,12 @@ def summary_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Seque
                             f"std_test_{other}": _std(values) if ok else math.nan,
                             f"mean_train_{other}": float(np.mean(np.asarray(a[f"train_{other}"], dtype=np.float64)))
                             if ok else math.nan})
+        fit_time = np.asarray(a.get("fit_time", [math.nan] * n), dtype=np.float64)
         row.update({
             "mean_activation": _layer_mean(a["mean_activation"]),
             "mean_zero_fraction": _layer_mean(a["zero_fraction"]),
+            "mean_fit_time": float(fit_time.mean()),
+            "std_fit_time": _std(fit_time),
         })
         for k, v in enumerate(test):
             row[f"split{k}_test_{m}"] = float(v)
@@ -191,6 +216,7 @@ def per_seed_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Sequ
     for trial in complete_trials(trials):
         a = trial.user_attrs
         params = {f"param_{p}": trial.params.get(p) for p in param_names}
+        params.update(configuration=configuration_of(trial).label, trial_number=trial.number)
         names = [*trial_metrics(trial), "loss"]
         for k, seed in enumerate(a["seeds"]):
             row = {**params, "seed": seed, "split": k}
@@ -199,6 +225,7 @@ def per_seed_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Sequ
                 row[f"train_{name}"] = a[f"train_{name}"][k]
             row["mean_activation"] = _mean(a["mean_activation"][k])
             row["zero_fraction"] = _mean(a["zero_fraction"][k])
+            row["fit_time"] = a["fit_time"][k] if "fit_time" in a else math.nan
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -224,6 +251,7 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     try:
         with os.fdopen(fd, "w", newline="") as f:
             frame.to_csv(f, index=False)
+        os.chmod(tmp, 0o644)  # as any other file written here (mkstemp makes it private)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

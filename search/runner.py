@@ -82,17 +82,19 @@ def run_study(spec: StudySpec, *, backend: str = "loky", progress: bool | None =
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.perf_counter()
-    check_study(spec)  # bad data or a model that cannot take it: an error before anything is written
+    data = check_study(spec)  # bad data or a model that cannot take it: an error before anything is written
     stream = stream or sys.stderr
     storage = open_storage(spec.storage, create=True, grace=spec.heartbeat_grace)
     study, created = _create_or_load(spec, storage)
     _check_or_record_spec(study, spec)
+    _name_the_metric(study, spec)
     queue = StudyQueue(study, storage, spec.heartbeat_grace)
     queue.reap()
     skipped = _complete_count(queue)
     if spec.sampler == "grid":
         _fill_queue(study, queue, spec, created)
-    run = _Runner(spec, queue, backend, _progress(spec, progress, stream), stream, wait, skipped)
+    run = _Runner(spec, queue, backend, _progress(spec, progress, stream), stream, wait, skipped,
+                  (len(data.x_train), len(data.x_test)))
     try:
         run.drain()
     finally:
@@ -148,8 +150,9 @@ class _Runner:
     """One runner's loop: claim configurations as workers free up, fit them, store them; until none is left."""
 
     def __init__(self, spec: StudySpec, queue: StudyQueue, backend: str, bar: Any, stream: TextIO, wait: bool,
-                 skipped: int) -> None:
+                 skipped: int, rows: tuple[int, int]) -> None:
         self.spec, self.queue, self.backend, self.bar, self.stream, self.wait = spec, queue, backend, bar, stream, wait
+        self.rows = rows  # training and test rows: accuracies are exact fractions of them
         self.n_jobs = runtime.resolve_n_jobs(spec.n_jobs)
         self.threads = runtime.threads_per_worker(self.n_jobs)
         self.chunks = chunk_seeds(spec.seeds, spec.chunk_size)
@@ -296,7 +299,8 @@ class _Runner:
             return
         spec = self.spec
         results = [r for _, rs in sorted(parts.items()) for r in rs]
-        record = trial_record(results, spec.train.epochs, spec.train.record_step, spec.metrics, spec.maximize)
+        record = trial_record(results, spec.train.epochs, spec.train.record_step, spec.metrics, spec.maximize,
+                              self.rows)
         self.writer.submit(partial(self._store, claim, config, record))
 
     def _store(self, claim: Claim, config: Configuration, record) -> None:
@@ -403,6 +407,19 @@ class _Writer:
         self._jobs.put(None)
         self._thread.join()
         self.check()
+
+
+def _name_the_metric(study: optuna.Study, spec: StudySpec) -> None:
+    """Name the trial value in optuna-dashboard ("mean test accuracy"), instead of "Objective 0"."""
+    import warnings
+
+    import optuna
+
+    name = f"mean test {METRIC_LABELS[spec.objective]}"
+    if study.metric_names != [name]:
+        with warnings.catch_warnings():  # set_metric_names is "experimental" in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([name])
 
 
 def _check_or_record_spec(study: optuna.Study, spec: StudySpec) -> None:

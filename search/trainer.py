@@ -71,6 +71,7 @@ class SeedResult:
     zero_fraction: tuple[float, ...]
     history: dict[str, np.ndarray]
     weights: tuple[np.ndarray, ...] | None = None
+    fit_seconds: float = 0.0  # wall time of the chunk's fit (compilation excluded) per seed of the chunk
 
     @property
     def test_accuracy(self) -> float:

@@ -47,6 +47,9 @@ def test_dashboard_serves_the_study_and_stops_cleanly(tmp_path):
         detail = get_json(f"{base}/api/studies/{study['study_id']}")
         trials = detail["trials"]
         assert len(trials) == 9
+        assert detail["objective_names"] == ["mean test accuracy"]  # not "Objective 0"
+        for t in trials:  # each trial ran from its claim to its result: the timeline is real
+            assert t["state"] == "Complete" and t["datetime_complete"] > t["datetime_start"]
         attrs = {a["key"]: a["value"] for a in trials[0]["user_attrs"]}
         assert {"test_accuracy", "train_accuracy", "std_test_accuracy", "mean_activation"} <= set(attrs)
         assert [v["step"] for v in trials[0]["intermediate_values"]] == [1, 2, 3, 4]

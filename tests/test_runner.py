@@ -87,9 +87,10 @@ def test_export_csv_columns(small_study, tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == N_CONFIGS
     assert list(rows[0]) == [
-        "param_norm", "param_strength", "param_placement", "n_seeds", "status", "n_diverged", "mean_test_accuracy", "std_test_accuracy",
+        "param_norm", "param_strength", "param_placement", "configuration", "trial_number", "n_seeds", "status",
+        "n_diverged", "mean_test_accuracy", "std_test_accuracy",
         "ci95_low_test_accuracy", "ci95_high_test_accuracy", "rank_test_accuracy", "mean_train_accuracy",
-        "std_train_accuracy", "mean_activation", "mean_zero_fraction",
+        "std_train_accuracy", "mean_activation", "mean_zero_fraction", "mean_fit_time", "std_fit_time",
         "split0_test_accuracy", "split1_test_accuracy", "split2_test_accuracy",
     ]
     for row in rows:

@@ -68,7 +68,7 @@ def test_regression_with_a_users_builder_in_worker_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr
     with open(out) as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0])[3:16] == [
+    assert list(rows[0])[5:18] == [
         "n_seeds", "status", "n_diverged", "mean_test_mae", "std_test_mae", "ci95_low_test_mae",
         "ci95_high_test_mae", "rank_test_mae", "mean_train_mae", "std_train_mae", "mean_test_r2", "std_test_r2",
         "mean_train_r2"]

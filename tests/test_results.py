@@ -1,0 +1,74 @@
+"""Aggregation over seeds: exact accuracies, ranks and ties, and the marks that the tables put on them."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+from test_failures import seed_result
+
+from search.report import marks, summary_latex, summary_markdown
+from search.results import summary_frame, trial_record
+
+N_TEST = 70
+
+
+def trial(number: int, params: dict, correct: list[int]) -> optuna.trial.FrozenTrial:
+    """A complete trial whose seeds got ``correct`` of 70 test rows right, as float32 accuracies like the trainer's."""
+    results = [seed_result(k, [1.0, 0.5], float(np.float32(c) / np.float32(N_TEST))) for k, c in enumerate(correct)]
+    record = trial_record(results, 2, 1, rows=(30, N_TEST))
+    C = optuna.distributions.CategoricalDistribution
+    dists = {"norm": C(["none", "l1"])}
+    if params["norm"] != "none":
+        dists.update(strength=C([1e-4, 1e-3, 1e-2]), placement=C(["pre", "post"]))
+    t = optuna.trial.create_trial(params=params, distributions=dists, value=record.value, user_attrs=record.user_attrs)
+    t.number = number
+    return t
+
+
+def test_equal_totals_share_the_rank_and_no_configuration_is_marked_best():
+    trials = [
+        trial(0, {"norm": "none"}, [50, 50, 51, 50]),  # 201 of 280
+        trial(1, {"norm": "l1", "strength": 1e-4, "placement": "pre"}, [52, 51, 52, 52]),  # 207
+        trial(2, {"norm": "l1", "strength": 1e-3, "placement": "pre"}, [51, 52, 52, 52]),  # 207, other seeds
+        trial(3, {"norm": "l1", "strength": 1e-2, "placement": "pre"}, [51, 52, 52, 52]),  # 207, the same seeds
+    ]
+    frame = summary_frame(trials, ["norm", "strength", "placement"]).set_index("trial_number")
+    assert frame.loc[1, "mean_test_accuracy"] == frame.loc[2, "mean_test_accuracy"] == 207 / 280
+    assert list(frame["rank_test_accuracy"]) == [4, 1, 1, 1]
+    assert trials[1].user_attrs["test_accuracy"][0] == 52 / 70  # no float32 noise (0.742857158...)
+    assert trials[1].value == 207 / 280
+    summary = frame.reset_index()
+    assert marks(summary) == {}
+    md = summary_markdown(summary)
+    assert "★" not in md.split("\n\n")[0]  # only the legend explains the mark
+    tex = summary_latex(summary, "ties")
+    assert "\\bfseries" not in tex and "\\label{tab:ties}" in tex and "$^\\star$ the best" in tex
+
+
+def test_a_single_best_is_marked_and_significance_has_its_own_mark():
+    trials = [
+        trial(0, {"norm": "none"}, [50, 50, 51, 50, 50, 49]),
+        trial(1, {"norm": "l1", "strength": 1e-4, "placement": "pre"}, [55, 56, 57, 56, 55, 57]),
+        trial(2, {"norm": "l1", "strength": 1e-3, "placement": "pre"}, [51, 50, 52, 50, 51, 51]),
+    ]
+    from search.stats import baseline_comparison
+
+    summary = summary_frame(trials, ["norm", "strength", "placement"])
+    comparison = baseline_comparison(trials, ["norm", "strength", "placement"])
+    best = int(summary.index[summary["trial_number"] == 1][0])
+    assert marks(summary, comparison)[best] == "★†"
+    tex = summary_latex(summary, "one best", comparison=comparison)
+    assert "{\\bfseries\\boldmath $0.800 \\pm" in tex and "$^{\\star}$$^{\\dagger}$" in tex
+    assert "\\label{tab:one-best}" in tex
+
+
+@pytest.mark.parametrize("values", [[0.5, 0.5], [0.4, 0.6]])
+def test_r2_means_are_plain_means(values):
+    results = [seed_result(k, [1.0, 0.5]) for k in range(2)]
+    for r, v in zip(results, values):
+        r.test["r2"] = r.train["r2"] = v
+        r.history["r2"] = r.history["test_r2"] = np.full(2, v, np.float32)
+    record = trial_record(results, 2, 1, metrics=("r2",), rows=(30, N_TEST))
+    assert record.value == pytest.approx(0.5)
+    assert "n_test" not in record.user_attrs  # row counts make accuracies exact; R² has none
