@@ -82,6 +82,7 @@ def _write_all(spec, study, trials, summary, comparison, folder: Path, fmt: str)
     write_csv(summary, out("summary.csv"))
     Path(out("summary.md")).write_text(summary_markdown(summary, m, comparison) + "\n")
     Path(out("summary.tex")).write_text(summary_latex(summary, spec.name, m, comparison))
+    Path(out("summary-narrow.tex")).write_text(summary_latex(summary, spec.name, m, comparison, narrow=True))
     write_csv(comparison, out("stats.csv"))
     refs = reference_table(spec, trials)
     if refs is not None:
@@ -175,41 +176,81 @@ def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy", comparison
 
 
 def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
-                  comparison: pd.DataFrame | None = None) -> str:
+                  comparison: pd.DataFrame | None = None, narrow: bool = False) -> str:
+    """The summary as a LaTeX table (booktabs alone: no siunitx), sorted by rank.
+
+    The default is a ``table*``, the text's full width in one- and two-column templates,
+    with the paired difference from the baseline (Δ and its 95% interval) and its
+    Holm-corrected p-value when ``comparison`` is given. ``narrow`` gives a ``table``
+    that fits one column of a two-column template: test mean ± std, Δ and p only.
+    """
     m = metric
     label = {"accuracy": "accuracy", "r2": "$R^2$", "mae": "MAE"}[m]
     frame = summary.reset_index(drop=True)
     marked = marks(frame, comparison, m)
-    tex_marks = {"★": "$^{\\star}$", "†": "$^{\\dagger}$"}
+    diffs = {} if comparison is None else {_label(r): r for _, r in comparison.iterrows()}
+    tex_marks = {"★": r"$^{\star}$", "†": r"$^{\dagger}$"}
+    uneven = frame["n_seeds"].nunique() > 1  # a seeds column only when configurations differ
     rows = []
     for i in frame.sort_values([f"rank_test_{m}"]).index:
         r = frame.loc[i]
         config = _tex(_label(r)) + "".join(tex_marks[c] for c in marked.get(i, ""))
+        d = diffs.get(_label(r))
+        delta = "--" if d is None else f"${_signed(d['mean_diff'])}$"
+        delta_ci = "" if d is None else f" [${_signed(d['ci95_low_diff'])}$, ${_signed(d['ci95_high_diff'])}$]"
+        p = "--" if d is None else _tex_p(d["t_pvalue_holm"])
+        test = rf"${_f(r[f'mean_test_{m}'])} \pm {_f(r[f'std_test_{m}'])}$"
         if r["status"] != "ok":
-            rows.append(f"{config} & {r['n_seeds']} & \\multicolumn{{3}}{{c}}{{diverged on "
-                        f"{r['n_diverged']} seeds}} \\\\")
+            span = 3 if narrow else (3 if diffs else 1) + 2 + uneven
+            rows.append(rf"{config} & \multicolumn{{{span}}}{{l}}{{diverged on {r['n_diverged']} of "
+                        f"{r['n_seeds']} seeds}} \\\\")
             continue
-        cells = [config, str(r["n_seeds"]),
-                 f"${_f(r[f'mean_test_{m}'])} \\pm {_f(r[f'std_test_{m}'])}$",
-                 f"[{_f(r[f'ci95_low_test_{m}'])}, {_f(r[f'ci95_high_test_{m}'])}]",
-                 f"${_f(r[f'mean_train_{m}'])} \\pm {_f(r[f'std_train_{m}'])}$"]
-        if "★" in marked.get(i, ""):
-            cells = [f"{{\\bfseries\\boldmath {c}}}" for c in cells]  # \\boldmath: the numbers in math too
+        if narrow:
+            cells = [config, test, delta, p]
+        else:
+            cells = [config, *([str(r["n_seeds"])] if uneven else []), test,
+                     f"[{_f(r[f'ci95_low_test_{m}'])}, {_f(r[f'ci95_high_test_{m}'])}]",
+                     f"${_f(r[f'mean_train_{m}'])}$"] + ([delta + delta_ci, p] if diffs else [])
+        if "★" in marked.get(i, ""):  # the configuration and its test result in bold; \boldmath: the math too
+            bold = 2 if narrow else 2 + uneven
+            cells = [rf"{{\bfseries\boldmath {c}}}" if k < bold else c for k, c in enumerate(cells)]
         rows.append(" & ".join(cells) + r" \\")
-    body = "\n".join(rows)
-    legend = (f"$^\\star$ the best mean test {label}, in bold (no mark when several configurations share it); "
-              f"$^\\dagger$ paired difference from the baseline significant after Holm's correction "
+    if narrow:
+        columns, header = "lccr", rf"Configuration & Test {label} & $\Delta$ & $p_{{\mathrm{{Holm}}}}$"
+    else:
+        columns = "l" + "r" * uneven + "ccc" + ("cr" if diffs else "")
+        header = rf"Configuration{' & Seeds' * uneven} & Test {label} & 95\% CI & Train" + (
+            r" & $\Delta$ [95\% CI] & $p_{\mathrm{Holm}}$" if diffs else "")
+    legend = (rf"$^\star$ the best mean test {label}, its result in bold (no mark when several configurations share it); "
+              rf"$^\dagger$ paired difference from the baseline significant after Holm's correction "
               f"(t-test, $p < {ALPHA}$).")
+    n_seeds = "" if uneven else f" {int(frame['n_seeds'].iloc[0])}"
+    what = (rf"mean $\pm$ sample std over{n_seeds} seeds" if narrow else
+            rf"mean $\pm$ sample std over{n_seeds} seeds; 95\% Student-t interval of the mean; train: on the "
+            "training rows")
+    if diffs:
+        what += r"; $\Delta$: paired difference from the baseline, seed by seed; $p$: paired t-test, Holm-corrected"
+    env = "table" if narrow else "table*"
+    body = "\n".join(rows)
     return (
         "% Requires \\usepackage{booktabs}.\n"
-        "\\begin{table}[t]\n\\centering\n"
-        f"\\caption{{Test {label} over seeds, study \\texttt{{{_tex(name)}}}: mean $\\pm$ sample std; "
-        f"95\\% Student-t interval of the mean. {legend}}}\n"
-        f"\\label{{tab:{_tex_label(name)}}}\n"
-        "\\begin{tabular}{lrccc}\n\\toprule\n"
-        f"Configuration & Seeds & Test {label} & 95\\% CI & Train {label} \\\\\n\\midrule\n"
-        f"{body}\n\\bottomrule\n\\end{{tabular}}\n\\end{{table}}\n"
+        f"\\begin{{{env}}}[t]\n\\centering\n" + ("\\small\n" if narrow else "\\footnotesize\n")
+        + "\\setlength{\\tabcolsep}{3pt}\n"
+        + f"\\caption{{Test {label}, study \\texttt{{{_tex(name)}}}: {what}. {legend}}}\n"
+        f"\\label{{tab:{_tex_label(name)}{'-narrow' if narrow else ''}}}\n"
+        f"\\begin{{tabular}}{{{columns}}}\n\\toprule\n{header} \\\\\n\\midrule\n"
+        f"{body}\n\\bottomrule\n\\end{{tabular}}\n\\end{{{env}}}\n"
     )
+
+
+def _signed(v) -> str:
+    return "--" if not _present(v) else f"{float(v):+.3f}"
+
+
+def _tex_p(v) -> str:
+    if not _present(v):
+        return "--"
+    return f"${v:.2g}$" if v >= 0.001 else "$<0.001$"
 
 
 def _tex_label(name: str) -> str:
