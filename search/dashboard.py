@@ -10,6 +10,7 @@ from socketserver import ThreadingMixIn
 from typing import TextIO
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from search.report import ARTIFACTS_ATTR, study_folder
 from search.spec import StudySpec
 from search.storage import load_study, open_storage, redact
 
@@ -35,7 +36,9 @@ def serve(spec: StudySpec, *, host: str = "127.0.0.1", port: int = 8080, stream:
     storage = open_storage(spec.storage, create=False)
     study = load_study(spec, storage)
     store = None
-    artifacts = study.user_attrs.get("actreg_artifacts")
+    artifacts = study.user_attrs.get(ARTIFACTS_ATTR)
+    if artifacts:  # relative to the study file (absolute in studies reported by earlier versions)
+        artifacts = os.path.join(study_folder(spec), artifacts)
     if artifacts and os.path.isdir(artifacts):
         import optuna
 

@@ -54,7 +54,7 @@ def write_report(spec: StudySpec, out: str | os.PathLike[str] | None = None, fmt
     if summary.empty:
         raise ValueError(f"study {spec.name!r} has no completed configuration yet")
     comparison = baseline_comparison(trials, names, spec.objective)
-    folder = Path(out) if out is not None else Path("reports") / spec.name
+    folder = Path(out) if out is not None else default_folder(spec)
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".report-", dir=folder))
     try:
@@ -68,6 +68,20 @@ def write_report(spec: StudySpec, out: str | os.PathLike[str] | None = None, fmt
     if attach:
         _attach(study, folder, [f for f in files if f.suffix == f".{fmt}"], summary, spec)
     return Report(folder, tuple(files))
+
+
+def default_folder(spec: StudySpec) -> Path:
+    """``reports/<name>`` of the study's project: beside its ``studies/`` folder, else beside the study file."""
+    if spec.path is None:
+        return Path("reports") / spec.name
+    here = Path(spec.path).resolve().parent
+    project = here.parent if here.name == "studies" else here
+    return project / "reports" / spec.name
+
+
+def study_folder(spec: StudySpec) -> Path:
+    """Where paths stored in the study are relative to: the study file's folder (else the working folder)."""
+    return Path(spec.path).resolve().parent if spec.path is not None else Path.cwd()
 
 
 def _write_all(spec, study, trials, summary, comparison, folder: Path, fmt: str) -> list[str]:
@@ -455,6 +469,8 @@ def _attach(study: optuna.Study, folder: Path, paths: Sequence[Path], summary, s
     store_dir = (folder / "artifacts").resolve()
     store_dir.mkdir(exist_ok=True)
     store = optuna.artifacts.FileSystemArtifactStore(str(store_dir))
+    # Stored relative to the study file, so that the study names no folder of this machine.
+    shown = Path(os.path.relpath(folder.resolve(), study_folder(spec)))
     digests = dict(study.user_attrs.get("actreg_artifact_digests", {}))
     for path in paths:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -463,6 +479,6 @@ def _attach(study: optuna.Study, folder: Path, paths: Sequence[Path], summary, s
         optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study)
         digests[path.name] = digest
     study.set_user_attr("actreg_artifact_digests", digests)
-    study.set_user_attr(ARTIFACTS_ATTR, str(store_dir))
-    save_note(study, f"# {spec.name}\n\nWritten by `actreg report` into `{folder}`.\n\n"
+    study.set_user_attr(ARTIFACTS_ATTR, str(shown / "artifacts"))
+    save_note(study, f"# {spec.name}\n\nWritten by `actreg report` into `{shown}` (beside the study file).\n\n"
               + summary_markdown(summary, spec.objective))

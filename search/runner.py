@@ -167,6 +167,15 @@ class _Runner:
         total = spec.n_trials if spec.sampler == "tpe" else len(grid(spec.space))
         self.bar.reset(total=max(0, total - skipped) * len(spec.seeds))
         self._waiting_for: tuple[int, ...] = ()
+        # Until the first chunk returns, the workers start and compile (seconds): say so, and keep
+        # the clock moving between chunks.
+        self.bar.set_postfix_str("starting workers, compiling")
+        self._ticking = threading.Event()
+        threading.Thread(target=self._tick, name="actreg-progress", daemon=True).start()
+
+    def _tick(self) -> None:
+        while not self._ticking.wait(1.0):
+            self.bar.refresh()
 
     def say(self, message: str) -> None:
         self.bar.write(message, file=self.stream)
@@ -216,6 +225,8 @@ class _Runner:
         if not isinstance(outcome, FitFailure):
             self.fits += len(outcome)
             self.bar.update(len(outcome))
+            if self.bar.postfix and "compiling" in self.bar.postfix:
+                self.bar.set_postfix_str("fitting")
         if len(parts) == len(self.chunks):
             del active[number]
             self._finish(claim, config, parts)
@@ -362,6 +373,7 @@ class _Runner:
             for trial_id in self.heartbeat.held():
                 self.queue.release(trial_id, "interrupted: the runner was stopped (Ctrl-C or SIGTERM)")
             self.heartbeat.close()
+            self._ticking.set()
             self.bar.close()
 
 

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+import os
+
 import re
 import subprocess
 import sys
@@ -9,7 +12,7 @@ import pytest
 from conftest import write_study
 
 from search import load_spec, run_study
-from search.report import summary_latex, summary_markdown, write_report
+from search.report import default_folder, summary_latex, summary_markdown, write_report
 from search.storage import load_study
 
 MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF", "svg": b"<?xml"}
@@ -72,7 +75,20 @@ def test_report_attaches_figures_and_a_note_to_the_study(small_run, tmp_path):
     assert len(optuna.artifacts.get_all_artifact_meta(study)) == len(metas)
     from optuna_dashboard import get_note
 
-    assert "rank" in get_note(study)
+    note = get_note(study)
+    assert "rank" in note
+    # Nothing absolute of this machine is stored: the artifacts and the note name the folder relative to the study.
+    assert not os.path.isabs(study.user_attrs["actreg_artifacts"])
+    assert str(tmp_path) not in note and str(tmp_path) not in json.dumps(study.user_attrs)
+
+
+def test_report_defaults_to_the_projects_reports_folder(tmp_path):
+    studies = tmp_path / "project" / "studies"
+    studies.mkdir(parents=True)
+    spec = load_spec(write_study(studies, name="where"))
+    assert default_folder(spec) == tmp_path / "project" / "reports" / "where"
+    elsewhere = load_spec(write_study(tmp_path, name="where"))
+    assert default_folder(elsewhere) == tmp_path / "reports" / "where"
 
 
 def test_report_cli_on_a_study_never_run(tmp_path):

@@ -114,3 +114,15 @@ def test_export_of_a_study_never_run_fails_cleanly(small_study, tmp_path):
     assert proc.stderr.strip().splitlines() == [
         f"error: {small_study}: name: no database at {tmp_path / 'small.db'}; run `actreg run {small_study}` first"]
     assert not (tmp_path / "small.db").exists() and not (tmp_path / "x.csv").exists()
+
+
+def test_progress_says_compiling_and_counts_fits(tmp_path):
+    import io
+
+    path = write_study(tmp_path, name="progress", seeds=2, epochs=2)
+    stream = io.StringIO()
+    run_study(load_spec(path).with_overrides(n_jobs=1), progress=True, stream=stream)
+    text = stream.getvalue()
+    assert "starting workers, compiling" in text
+    assert "18/18" in text  # 9 configurations x 2 seeds, counted as each chunk returns
+
