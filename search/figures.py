@@ -23,13 +23,37 @@ NORM_ORDER = ("l1", "l2", "l1_l2")
 
 
 class Heatmap(NamedTuple):
-    """One panel per placement: ``values[placement]`` is a norm x strength table."""
+    """One panel per placement: ``values[placement]`` is a norm x strength table.
+
+    ``limits`` is the colour scale: outliers beyond it (a configuration that collapsed to
+    chance) take the end colour, so they do not flatten the range where the other cells
+    differ; their annotation still gives the value. ``center`` (0 for differences) asks for
+    a diverging scale symmetric about it.
+    """
 
     placements: tuple[str, ...]
     values: dict[str, pd.DataFrame]
     labels: dict[str, pd.DataFrame]  # cell annotations, same shape as values
     baseline: float | None  # the baseline's value, drawn as a reference line on the colour bar
     title: str
+    limits: tuple[float, float] = (0.0, 1.0)
+    center: float | None = None
+
+
+def robust_limits(values: Sequence[float], center: float | None = None) -> tuple[float, float]:
+    """A colour scale that ignores outliers: Tukey's fences (1.5 interquartile ranges past the
+    quartiles), clipped to the data; symmetric about ``center`` when it is given."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=np.float64)
+    if v.size == 0:
+        return (-1e-3, 1e-3) if center is not None else (0.0, 1.0)
+    if center is not None:
+        d = np.abs(v - center)
+        q1, q3 = np.quantile(d, [0.25, 0.75])
+        half = float(min(d.max(), q3 + 1.5 * (q3 - q1))) or float(d.max()) or 1e-3
+        return center - half, center + half
+    q1, q3 = np.quantile(v, [0.25, 0.75])
+    low, high = float(max(v.min(), q1 - 1.5 * (q3 - q1))), float(min(v.max(), q3 + 1.5 * (q3 - q1)))
+    return (low - 1e-3, high + 1e-3) if low == high else (low, high)
 
 
 class Curve(NamedTuple):
@@ -83,7 +107,35 @@ def heatmap_data(summary: pd.DataFrame, value: str, label: str | None = None, ti
             labels[placement] = text.where(mean.notna(), "")
         else:
             labels[placement] = mean.map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
-    return Heatmap(placements, values, labels, baseline, title)
+    cells = [x for f in values.values() for x in f.to_numpy(dtype=float).ravel()]
+    return Heatmap(placements, values, labels, baseline, title,
+                   robust_limits(cells + ([baseline] if baseline is not None else [])))
+
+
+def delta_heatmap_data(summary: pd.DataFrame, comparison: pd.DataFrame, title: str = "",
+                       alpha: float = 0.05) -> Heatmap:
+    """Panels of the paired difference from the baseline (``mean_diff`` of ``comparison``),
+    on a diverging scale centred at 0; a cell whose difference is significant after Holm's
+    correction (t-test, p < ``alpha``) is annotated with a dagger."""
+    import pandas as pd
+
+    keys = [c for c in ("param_norm", "param_strength", "param_placement") if c in comparison.columns]
+    merged = summary.merge(comparison[keys + ["mean_diff", "t_pvalue_holm"]], on=keys, how="left")
+    base = merged["param_norm"] == "none"
+    merged.loc[base, "mean_diff"] = 0.0
+    merged["delta_label"] = [
+        "" if pd.isna(d) else f"{d:+.3f}" + ("†" if not pd.isna(p) and p < alpha else "")
+        for d, p in zip(merged["mean_diff"], merged["t_pvalue_holm"])]
+    data = heatmap_data(merged, "mean_diff", None, title)
+    labels = {}
+    for placement in data.placements:
+        part = merged[(merged["param_norm"] != "none") & (merged["param_placement"] == placement)]
+        table = part.pivot_table(index="param_norm", columns="param_strength", values="delta_label", aggfunc="first")
+        labels[placement] = table.reindex(index=data.values[placement].index,
+                                          columns=data.values[placement].columns).astype(object).fillna("")
+    cells = [x for f in data.values.values() for x in f.to_numpy(dtype=float).ravel()]
+    # No baseline line: the centre of the scale is the baseline.
+    return data._replace(labels=labels, baseline=None, limits=robust_limits(cells, center=0.0), center=0.0)
 
 
 def selected_curves(trials: Sequence[optuna.trial.FrozenTrial], metric: str = "accuracy") -> list[Curve]:
@@ -160,6 +212,9 @@ def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
+    # Publication quality: 300 dpi raster files, and TrueType (Type 42) fonts in PDF and PostScript,
+    # which publishers accept (matplotlib's default Type 3 fonts are rejected by some).
+    matplotlib.rcParams.update({"savefig.dpi": 300, "pdf.fonttype": 42, "ps.fonttype": 42})
     import matplotlib.pyplot as plt
 
     return plt
@@ -171,19 +226,14 @@ def draw_heatmap(data: Heatmap, path: str, cmap: str = "viridis", fmt_bar: str =
     plt = _pyplot()
     n = max(1, len(data.placements))
     frames = [data.values[p] for p in data.placements]
-    finite = np.concatenate([f.to_numpy(dtype=float).ravel() for f in frames]) if frames else np.array([])
-    finite = finite[np.isfinite(finite)]
-    if data.baseline is not None:
-        finite = np.append(finite, data.baseline)
-    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    if vmin == vmax:
-        vmin, vmax = vmin - 1e-3, vmax + 1e-3
+    vmin, vmax = data.limits
     n_cols = max((f.shape[1] for f in frames), default=1)
     fig, axes = plt.subplots(1, n, figsize=(1.3 * n_cols * n + 2.5, 3.2), squeeze=False)
     for ax, placement in zip(axes[0], data.placements):
         values = data.values[placement]
         sns.heatmap(values, ax=ax, annot=data.labels[placement].to_numpy(), fmt="", cmap=cmap, vmin=vmin, vmax=vmax,
-                    cbar=placement == data.placements[-1], annot_kws={"fontsize": 7}, linewidths=0.5)
+                    center=data.center, cbar=placement == data.placements[-1], annot_kws={"fontsize": 7},
+                    linewidths=0.5)
         ax.set_title(f"placement: {placement}")
         ax.set_xlabel("strength (log scale)")
         ax.set_ylabel("norm")
@@ -247,9 +297,9 @@ def draw_distribution(frame: pd.DataFrame, path: str, references: dict[str, floa
         if label in order:
             y = order.index(label)
             ax.plot([value], [y], marker="D", color="red", markersize=7, linestyle="none")
-    if references:
+    if references:  # outside the axes: a legend must not cover the points it explains
         ax.plot([], [], marker="D", color="red", linestyle="none", label="published single run")
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.set_xlabel(f"test {METRIC_LABELS.get(metric, metric)} (one dot per seed)")
     ax.set_ylabel("")
     ax.grid(axis="x", alpha=0.3)
@@ -265,9 +315,9 @@ def draw_sparsity(frame: pd.DataFrame, reference: dict[str, float], path: str) -
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, col, name in ((axes[0], "mean_activation", "mean activation"),
                           (axes[1], "mean_zero_fraction", "fraction of exact zeros")):
-        if not frame.empty:
-            sns.lineplot(data=frame, x="param_strength", y=col, hue="param_norm", style="param_placement",
-                         markers=True, ax=ax)
+        if not frame.empty:  # legend titles in words, not column names
+            named = frame.rename(columns={"param_norm": "norm", "param_placement": "placement"})
+            sns.lineplot(data=named, x="param_strength", y=col, hue="norm", style="placement", markers=True, ax=ax)
         if col in reference:
             ax.axhline(reference[col], color="grey", linestyle="--", label="baseline")
         ax.set_xscale("log")

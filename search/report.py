@@ -103,7 +103,13 @@ def _write_all(spec, study, trials, summary, comparison, folder: Path, fmt: str)
         write_csv(refs, out("references.csv"))
 
     figs: list[tuple[str, str]] = []
-    if (summary["param_norm"] != "none").any():
+    regularized = summary[summary["param_norm"] != "none"]
+    if regularized["param_strength"].nunique() > 1:  # one strength makes 1 x 1 panels: the tables say it better
+        if not comparison.empty:
+            title = f"test {label}: difference from the baseline (paired, mean over seeds); † Holm p < {ALPHA}"
+            figures.draw_heatmap(figures.delta_heatmap_data(summary, comparison, title), out(f"heatmap_delta_{m}.{fmt}"),
+                                 cmap="RdBu" if spec.maximize else "RdBu_r", fmt_bar="{:+.3f}")
+            figs.append((f"heatmap_delta_{m}.{fmt}", title))
         for name, value, annotate, title in (
             (f"heatmap_test_{m}", f"mean_test_{m}", "mean_std", f"test {label}, mean±std over seeds"),
             (f"heatmap_std_test_{m}", f"std_test_{m}", None, f"std of test {label} over seeds"),
@@ -112,6 +118,7 @@ def _write_all(spec, study, trials, summary, comparison, folder: Path, fmt: str)
             figures.draw_heatmap(figures.heatmap_data(summary, value, annotate, title), out(f"{name}.{fmt}"),
                                  cmap="viridis_r" if value == f"mean_test_{m}" and not spec.maximize else "viridis")
             figs.append((f"{name}.{fmt}", title))
+    if len(regularized):
         sparsity, reference = figures.sparsity_data(summary)
         figures.draw_sparsity(sparsity, reference, out(f"sparsity.{fmt}"))
         figs.append((f"sparsity.{fmt}", "sparsity of the regularized layers against strength"))

@@ -88,3 +88,42 @@ def test_seed_distribution_is_long_and_ordered_best_first():
     frame = seed_distribution(TRIALS)
     assert len(frame) == 8
     assert list(dict.fromkeys(frame["configuration"])) == ["l1(0.01) pre", "none", "l1(0.001) pre", "l1(0.01) post"]
+
+
+def test_a_collapsed_configuration_does_not_set_the_colour_scale():
+    from search.figures import robust_limits
+
+    values = [0.77, 0.75, 0.76, 0.78, 0.79, 0.74, 0.45]  # one configuration collapsed to chance
+    low, high = robust_limits(values)
+    assert 0.45 < low <= 0.74 and high == 0.79
+    low, high = robust_limits([0.02, -0.01, 0.01, 0.0, -0.33], center=0.0)
+    assert high == -low and 0.02 <= high < 0.33
+
+
+def test_the_delta_heatmap_shows_paired_differences_on_a_scale_centred_at_zero():
+    from search.figures import delta_heatmap_data
+
+    comparison = pd.DataFrame({
+        "param_norm": ["l1", "l1", "l2"], "param_strength": [1e-4, 1e-2, 1e-4],
+        "param_placement": ["pre", "pre", "post"], "mean_diff": [-0.02, 0.02, -0.01],
+        "t_pvalue_holm": [0.5, 0.01, float("nan")]})
+    h = delta_heatmap_data(SUMMARY, comparison)
+    assert h.center == 0.0 and h.limits[0] == -h.limits[1] and h.baseline is None
+    assert h.values["pre"].loc["l1", 1e-4] == -0.02 and h.values["pre"].loc["l1", 1e-2] == 0.02
+    assert h.labels["pre"].loc["l1", 1e-2] == "+0.020†"  # significant after Holm
+    assert h.labels["pre"].loc["l1", 1e-4] == "-0.020"
+    assert h.values["post"].loc["l2", 1e-4] == -0.01
+
+
+def test_figures_are_300_dpi_and_pdf_fonts_are_truetype(tmp_path):
+    from PIL import Image
+
+    from search.figures import draw_heatmap
+
+    data = heatmap_data(SUMMARY, "mean_test_accuracy", "mean_std", "title")
+    draw_heatmap(data, str(tmp_path / "h.png"))
+    assert [round(d) for d in Image.open(tmp_path / "h.png").info["dpi"]] == [300, 300]
+    draw_heatmap(data, str(tmp_path / "h.pdf"))
+    pdf = (tmp_path / "h.pdf").read_bytes()
+    # Type 42: TrueType outlines, embedded as /TrueType or, for Unicode text, as /CIDFontType2.
+    assert (b"/TrueType" in pdf or b"/CIDFontType2" in pdf) and b"/Type3" not in pdf

@@ -34,7 +34,8 @@ def test_report_renders_every_file(small_run, tmp_path, fmt):
     spec, _ = small_run
     report = write_report(spec, tmp_path / "out", fmt=fmt, attach=False)
     names = sorted(p.name for p in report.files)
-    figures = [f"{n}.{fmt}" for n in ("curves", "heatmap_std_test_accuracy", "heatmap_test_accuracy",
+    figures = [f"{n}.{fmt}" for n in ("curves", "heatmap_delta_accuracy", "heatmap_std_test_accuracy",
+                                       "heatmap_test_accuracy",
                                        "heatmap_zero_fraction", "seeds", "sparsity")]
     assert names == sorted(figures + ["references.csv", "report.md", "stats.csv", "summary.csv", "summary.md",
                                       "summary.tex", "summary-narrow.tex"])
@@ -69,7 +70,8 @@ def test_report_attaches_figures_and_a_note_to_the_study(small_run, tmp_path):
     study = load_study(spec)
     metas = optuna.artifacts.get_all_artifact_meta(study)
     assert sorted(m.filename for m in metas) == sorted(
-        f"{n}.png" for n in ("curves", "heatmap_std_test_accuracy", "heatmap_test_accuracy", "heatmap_zero_fraction",
+        f"{n}.png" for n in ("curves", "heatmap_delta_accuracy", "heatmap_std_test_accuracy", "heatmap_test_accuracy",
+                             "heatmap_zero_fraction",
                              "seeds", "sparsity"))
     write_report(spec, tmp_path / "att", attach=True)  # unchanged figures are not uploaded twice
     assert len(optuna.artifacts.get_all_artifact_meta(study)) == len(metas)
