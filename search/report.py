@@ -265,7 +265,10 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
 
 
 def _signed(v) -> str:
-    return "--" if not _present(v) else f"{float(v):+.3f}"
+    if not _present(v):
+        return "--"
+    text = f"{float(v):+.3f}"
+    return text[1:] if float(text) == 0 else text  # no "-0.000"
 
 
 def _tex_p(v) -> str:

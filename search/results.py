@@ -122,8 +122,13 @@ def trial_record(results: Sequence[SeedResult], epochs: int, record_step: int,
     })
     intermediate = {int(e): float(v) for e, v in zip(curves["epoch"], curves[f"mean_test_{objective}"])
                     if v is not None}
+    # "summary": what optuna-dashboard's attribute table shows at a glance.
     if diverged:
+        attrs["summary"] = f"diverged on {len(diverged)} of {len(results)} seeds"
         return TrialRecord(-math.inf if maximize else math.inf, attrs, intermediate, DIVERGED)
+    low, high = ci95(test)
+    attrs["summary"] = (f"test {objective} {test_mean:.3f} ± {_std(test):.3f} (95% CI {low:.3f}–{high:.3f}), "
+                        f"train {train_mean:.3f}, {len(results)} seeds")
     return TrialRecord(test_mean, attrs, intermediate)
 
 

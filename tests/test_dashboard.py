@@ -52,6 +52,7 @@ def test_dashboard_serves_the_study_and_stops_cleanly(tmp_path):
             assert t["state"] == "Complete" and t["datetime_complete"] > t["datetime_start"]
         attrs = {a["key"]: a["value"] for a in trials[0]["user_attrs"]}
         assert {"test_accuracy", "train_accuracy", "std_test_accuracy", "mean_activation"} <= set(attrs)
+        assert attrs["summary"].startswith("test accuracy ") and "95% CI" in attrs["summary"]  # at a glance
         assert [v["step"] for v in trials[0]["intermediate_values"]] == [1, 2, 3, 4]
         assert len(json.loads(attrs["test_accuracy"])) == 2  # one per seed
         with urllib.request.urlopen(f"{base}/dashboard/studies/{study['study_id']}", timeout=10) as r:
