@@ -56,6 +56,10 @@ def small_study(tmp_path: Path) -> Path:
     return write_study(tmp_path)
 
 
+# Columns of the per-seed export that say how a run went, not what it computed.
+RUN_COLUMNS = ["fit_time", "trial_number"]
+
+
 def actreg(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
     """Run the real command line in a new process."""
     return subprocess.run([sys.executable, "-m", "search", *args], capture_output=True, text=True, timeout=timeout,

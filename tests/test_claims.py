@@ -19,7 +19,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from conftest import actreg, write_study
+from conftest import RUN_COLUMNS, actreg, write_study
 
 from search import export_frame, load_spec, run_study
 from search.claims import trial_key
@@ -47,7 +47,8 @@ def check_queue_drained(spec) -> list[optuna.trial.FrozenTrial]:
 
 
 def per_seed(spec) -> pd.DataFrame:
-    return export_frame(spec, per_seed=True).sort_values(KEYS).reset_index(drop=True)
+    frame = export_frame(spec, per_seed=True).drop(columns=RUN_COLUMNS)
+    return frame.sort_values(KEYS).reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")

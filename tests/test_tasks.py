@@ -85,7 +85,8 @@ def test_regression_with_a_users_builder_in_worker_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "## Test MAE" in text and "lower is better" in text and "built by `my_nets:mlp`" in text
-    assert (tmp_path / "rep" / "heatmap_test_mae.png").stat().st_size > 5000
+    assert (tmp_path / "rep" / "sparsity.png").stat().st_size > 5000
+    assert not (tmp_path / "rep" / "heatmap_test_mae.png").exists()  # one strength: no 1 x 1 heatmaps
 
 
 def test_a_broken_builder_is_one_line_and_writes_nothing(tmp_path):
