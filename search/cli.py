@@ -66,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         "sparsity plots, paired statistics against the baseline and a one-page report.md; attach the "
         "figures and a summary note to the study for optuna-dashboard."))
     report.add_argument("study", metavar="STUDY.toml")
-    report.add_argument("--out", metavar="DIR", help="output folder (default: reports/<study name> beside the study's studies/ folder, "
-                                                     "else beside the study file)")
+    report.add_argument("--out", metavar="DIR", help=(
+        "output folder (default: reports/<study name> beside the study's studies/ folder, else beside the study file)"))
     report.add_argument("--format", default="png", choices=["png", "pdf", "svg"], help="figure format (default png)")
     report.add_argument("--no-attach", action="store_true", help="do not attach figures and note to the study")
     report.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: as for run)")
@@ -202,7 +202,8 @@ def _check_output_file(path: str, key: str) -> None:
     import os
 
     if os.path.isdir(path):
-        raise SpecError("command line", key, f"{path} is a folder; give a file name such as {path.rstrip('/')}/summary.csv")
+        raise SpecError("command line", key,
+                        f"{path} is a folder; give a file name such as {path.rstrip('/')}/summary.csv")
     _check_output_folder(os.path.dirname(os.path.abspath(path)), key)
 
 

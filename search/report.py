@@ -107,8 +107,9 @@ def _write_all(spec, study, trials, summary, comparison, folder: Path, fmt: str)
     if regularized["param_strength"].nunique() > 1:  # one strength makes 1 x 1 panels: the tables say it better
         if not comparison.empty:
             title = f"test {label}: difference from the baseline (paired, mean over seeds); † Holm p < {ALPHA}"
-            figures.draw_heatmap(figures.delta_heatmap_data(summary, comparison, title), out(f"heatmap_delta_{m}.{fmt}"),
-                                 cmap="RdBu" if spec.maximize else "RdBu_r", fmt_bar="{:+.3f}")
+            delta = figures.delta_heatmap_data(summary, comparison, title)
+            figures.draw_heatmap(delta, out(f"heatmap_delta_{m}.{fmt}"), cmap="RdBu" if spec.maximize else "RdBu_r",
+                                 fmt_bar="{:+.3f}")
             figs.append((f"heatmap_delta_{m}.{fmt}", title))
         for name, value, annotate, title in (
             (f"heatmap_test_{m}", f"mean_test_{m}", "mean_std", f"test {label}, mean±std over seeds"),
@@ -242,8 +243,8 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
         columns = "l" + "r" * uneven + "ccc" + ("cr" if diffs else "")
         header = rf"Configuration{' & Seeds' * uneven} & Test {label} & 95\% CI & Train" + (
             r" & $\Delta$ [95\% CI] & $p_{\mathrm{Holm}}$" if diffs else "")
-    legend = (rf"$^\star$ the best mean test {label}, its result in bold (no mark when several configurations share it); "
-              rf"$^\dagger$ paired difference from the baseline significant after Holm's correction "
+    legend = (rf"$^\star$ the best mean test {label}, its result in bold (no mark when several configurations "
+              rf"share it); $^\dagger$ paired difference from the baseline significant after Holm's correction "
               f"(t-test, $p < {ALPHA}$).")
     n_seeds = "" if uneven else f" {int(frame['n_seeds'].iloc[0])}"
     what = (rf"mean $\pm$ sample std over{n_seeds} seeds" if narrow else

@@ -366,7 +366,7 @@ class _Runner:
         self.bar.refresh()
 
     def close(self) -> None:
-        """Store what is finished; release what is still held (an interruption): failed as interrupted and queued again."""
+        """Store what is finished; what is still held (an interruption) is failed as interrupted and queued again."""
         try:
             self.writer.close()
         finally:

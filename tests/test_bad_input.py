@@ -97,7 +97,8 @@ S = str  # readability of the table below
 CASES: list[tuple[str, bool, bool, Callable[[Path, Path], list[str]]]] = [
     # study files
     ("study-missing", False, False, lambda t, s: ["run", S(t / "nope.toml")]),
-    ("study-binary", False, False, lambda t, s: (t / "b.toml").write_bytes(bytes(range(256))) and ["run", S(t / "b.toml")]),
+    ("study-binary", False, False,
+     lambda t, s: (t / "b.toml").write_bytes(bytes(range(256))) and ["run", S(t / "b.toml")]),
     ("study-latin-1", False, False,
      lambda t, s: (t / "l.toml").write_bytes('name = "caf\xe9"\n'.encode("latin-1")) and ["run", S(t / "l.toml")]),
     ("study-folder", False, False, lambda t, s: (t / "d.toml").mkdir() or ["run", S(t / "d.toml")]),
