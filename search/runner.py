@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from search import runtime
 from search.checks import check_study
-from search.claims import FAIL_REASON_ATTR, KEY_ATTR, LABEL_ATTR, Claim, Heartbeat, StudyQueue, config_key, trial_key
+from search.claims import (FAIL_REASON_ATTR, KEY_ATTR, LABEL_ATTR, PROCESS_ATTR, RUNNER_ATTR, Claim, Heartbeat,
+                           StudyQueue, config_key, trial_key)
 from search.parallel import FitFailure, FitPool, FitTask, chunk_seeds
 from search.results import DIVERGED, OK, summary_frame, trial_record
 from search.space import Configuration, distributions, grid, iter_param_names, suggest
@@ -287,7 +288,7 @@ class _Runner:
                 return claim, config
             # The sampler proposed a configuration already measured: same seeds, same numbers.
             for name, value in twin.user_attrs.items():
-                if name not in (KEY_ATTR, LABEL_ATTR, "runner"):
+                if name not in (KEY_ATTR, LABEL_ATTR, RUNNER_ATTR, PROCESS_ATTR):  # the claim's own, not the twin's
                     claim.trial.set_user_attr(name, value)
             claim.trial.set_user_attr("duplicate_of", twin.number)
             self.queue.study.tell(claim.trial, twin.value)
