@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from search.results import configuration_of, finite_trials
+from search.results import configuration_of, finite_trials, trial_curves
 from search.spec import METRIC_LABELS, MINIMIZED
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ def selected_curves(trials: Sequence[optuna.trial.FrozenTrial], metric: str = "a
 
 
 def _curve(t: optuna.trial.FrozenTrial, metric: str) -> Curve:
-    c = t.user_attrs["curves"]
+    c = trial_curves(t)
     arr = lambda key: np.asarray(c[key], dtype=np.float64)  # noqa: E731
     return Curve(configuration_of(t).label, metric, arr("epoch"), arr(f"mean_{metric}"), arr(f"std_{metric}"),
                  arr(f"mean_test_{metric}"), arr(f"std_test_{metric}"))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from search import figures
-from search.results import complete_trials, configuration_of, summary_frame, write_csv
+from search.results import complete_trials, configuration_of, curves_frame, summary_frame, write_csv
 from search.space import Configuration, iter_param_names
 from search.spec import METRIC_LABELS, MINIMIZED, DataSpec, ModelSpec, StudySpec
 from search.stats import MIN_SEEDS, baseline_comparison
@@ -66,7 +66,7 @@ def write_report(spec: StudySpec, out: str | os.PathLike[str] | None = None, fmt
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if attach:
-        _attach(study, folder, [f for f in files if f.suffix == f".{fmt}"], summary, spec)
+        _attach(study, folder, [f for f in files if f.suffix == f".{fmt}" or f.name == "curves.csv"], summary, spec)
     return Report(folder, tuple(files))
 
 
@@ -98,6 +98,7 @@ def _write_all(spec, study, trials, summary, comparison, folder: Path, fmt: str)
     Path(out("summary.tex")).write_text(summary_latex(summary, spec.name, m, comparison))
     Path(out("summary-narrow.tex")).write_text(summary_latex(summary, spec.name, m, comparison, narrow=True))
     write_csv(comparison, out("stats.csv"))
+    write_csv(curves_frame(trials), out("curves.csv"))
     refs = reference_table(spec, trials)
     if refs is not None:
         write_csv(refs, out("references.csv"))
@@ -473,7 +474,8 @@ def _tex(text: str) -> str:
 
 
 def _attach(study: optuna.Study, folder: Path, paths: Sequence[Path], summary, spec: StudySpec) -> None:
-    """Figures as study artifacts (uploaded again only when changed) and the summary as the note."""
+    """Figures and the learning curves' table as study artifacts (uploaded again only when
+    changed), and the summary as the study's note."""
     import optuna
     from optuna_dashboard import save_note
 
@@ -493,3 +495,4 @@ def _attach(study: optuna.Study, folder: Path, paths: Sequence[Path], summary, s
     study.set_user_attr(ARTIFACTS_ATTR, str(shown / "artifacts"))
     save_note(study, f"# {spec.name}\n\nWritten by `actreg report` into `{shown}` (beside the study file).\n\n"
               + summary_markdown(summary, spec.objective))
+

@@ -41,6 +41,11 @@ if TYPE_CHECKING:
 
 SCHEMA = 3  # version of the user attributes written to each trial (1: accuracy only; 2: no status)
 OK, DIVERGED = "ok", "diverged"
+# The learning curves (mean and std of every metric at every recorded epoch) are a trial
+# *system* attribute: optuna-dashboard shows user attributes in one table row each, and a
+# curves row was thousands of pixels wide. The dashboard plots the objective's curve from
+# the intermediate values; ``actreg report`` attaches the full curves as an artifact.
+CURVES_ATTR = "actreg:curves"
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class TrialRecord:
     user_attrs: dict[str, Any]
     intermediate_values: dict[int, float] = field(default_factory=dict)
     status: str = OK
+    system_attrs: dict[str, Any] = field(default_factory=dict)
 
 
 def diverged_at(result: SeedResult) -> int | None:
@@ -118,18 +124,39 @@ def trial_record(results: Sequence[SeedResult], epochs: int, record_step: int,
         f"std_test_{objective}": _finite(_std(test)),
         f"mean_train_{objective}": _finite(train_mean),
         f"std_train_{objective}": _finite(_std(train)),
-        "curves": curves,
     })
+    system = {CURVES_ATTR: curves}
     intermediate = {int(e): float(v) for e, v in zip(curves["epoch"], curves[f"mean_test_{objective}"])
                     if v is not None}
     # "summary": what optuna-dashboard's attribute table shows at a glance.
     if diverged:
         attrs["summary"] = f"diverged on {len(diverged)} of {len(results)} seeds"
-        return TrialRecord(-math.inf if maximize else math.inf, attrs, intermediate, DIVERGED)
+        return TrialRecord(-math.inf if maximize else math.inf, attrs, intermediate, DIVERGED, system)
     low, high = ci95(test)
     attrs["summary"] = (f"test {objective} {test_mean:.3f} ± {_std(test):.3f} (95% CI {low:.3f}–{high:.3f}), "
                         f"train {train_mean:.3f}, {len(results)} seeds")
-    return TrialRecord(test_mean, attrs, intermediate)
+    return TrialRecord(test_mean, attrs, intermediate, OK, system)
+
+
+def trial_curves(trial: optuna.trial.FrozenTrial) -> dict[str, list]:
+    """The learning curves a trial stored: ``epoch`` and ``mean_``/``std_`` of each history key
+    (in a user attribute in studies run by earlier versions)."""
+    return trial.system_attrs.get(CURVES_ATTR) or trial.user_attrs["curves"]
+
+
+def curves_frame(trials: Sequence[optuna.trial.FrozenTrial]) -> pd.DataFrame:
+    """Long table of every complete trial's learning curves: ``configuration``, ``trial_number``,
+    ``epoch``, then ``mean_``/``std_`` of each history key (e.g. ``mean_test_accuracy``)."""
+    import pandas as pd
+
+    frames = [pd.DataFrame(trial_curves(t)).assign(configuration=configuration_of(t).label,
+                                                     trial_number=t.number)
+              for t in complete_trials(trials)]
+    if not frames:
+        return pd.DataFrame(columns=["configuration", "trial_number", "epoch"])
+    frame = pd.concat(frames, ignore_index=True)
+    first = ["configuration", "trial_number", "epoch"]
+    return frame[first + [c for c in frame.columns if c not in first]]
 
 
 def _mean_of(attrs: dict[str, Any], split: str, metric: str) -> float:

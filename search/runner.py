@@ -28,7 +28,7 @@ from search.checks import check_study
 from search.claims import (FAIL_REASON_ATTR, KEY_ATTR, LABEL_ATTR, PROCESS_ATTR, RUNNER_ATTR, Claim, Heartbeat,
                            StudyQueue, config_key, trial_key)
 from search.parallel import FitFailure, FitPool, FitTask, chunk_seeds
-from search.results import DIVERGED, OK, summary_frame, trial_record
+from search.results import CURVES_ATTR, DIVERGED, OK, summary_frame, trial_record
 from search.space import Configuration, distributions, grid, iter_param_names, suggest
 from search.spec import METRIC_LABELS, SpecError, StudySpec
 from search.storage import SPEC_ATTR, fingerprint_diff, open_storage, redact, spec_fingerprint
@@ -290,6 +290,8 @@ class _Runner:
             for name, value in twin.user_attrs.items():
                 if name not in (KEY_ATTR, LABEL_ATTR, RUNNER_ATTR, PROCESS_ATTR):  # the claim's own, not the twin's
                     claim.trial.set_user_attr(name, value)
+            if CURVES_ATTR in twin.system_attrs:
+                self.queue.storage.set_trial_system_attr(claim.trial_id, CURVES_ATTR, twin.system_attrs[CURVES_ATTR])
             claim.trial.set_user_attr("duplicate_of", twin.number)
             self.queue.study.tell(claim.trial, twin.value)
             self.heartbeat.drop(claim.trial_id)
@@ -323,6 +325,8 @@ class _Runner:
         try:
             for name, value in record.user_attrs.items():
                 storage.set_trial_user_attr(claim.trial_id, name, value)
+            for name, value in record.system_attrs.items():
+                storage.set_trial_system_attr(claim.trial_id, name, value)
             for step, value in record.intermediate_values.items():
                 storage.set_trial_intermediate_value(claim.trial_id, step, value)
             self.queue.study.tell(claim.trial, record.value)

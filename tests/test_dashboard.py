@@ -13,6 +13,7 @@ import urllib.request
 from conftest import write_study
 
 from search import load_spec, run_study
+from search.report import write_report
 
 
 def free_port() -> int:
@@ -28,7 +29,9 @@ def get_json(url: str):
 
 def test_dashboard_serves_the_study_and_stops_cleanly(tmp_path):
     path = write_study(tmp_path, name="dash", seeds=2, epochs=4)
-    run_study(load_spec(path).with_overrides(n_jobs=1), progress=False)
+    spec = load_spec(path).with_overrides(n_jobs=1)
+    run_study(spec, progress=False)
+    write_report(spec)  # attaches the figures to the study and each trial's curves to the trial
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "search", "dashboard", str(path), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -55,6 +58,16 @@ def test_dashboard_serves_the_study_and_stops_cleanly(tmp_path):
         assert attrs["summary"].startswith("test accuracy ") and "95% CI" in attrs["summary"]  # at a glance
         assert [v["step"] for v in trials[0]["intermediate_values"]] == [1, 2, 3, 4]
         assert len(json.loads(attrs["test_accuracy"])) == 2  # one per seed
+        # The learning curves are a study artifact, not a user attribute as wide as a page.
+        assert "curves" not in attrs and max(len(str(v)) for v in attrs.values()) < 200
+        artifacts = {a["filename"]: a["artifact_id"] for a in detail["artifacts"]}
+        assert {"curves.csv", "curves.png", "seeds.png"} <= set(artifacts)
+        with urllib.request.urlopen(f"{base}/artifacts/{study['study_id']}/{artifacts['curves.csv']}",
+                                    timeout=10) as r:
+            lines = r.read().decode().splitlines()
+        header = lines[0].split(",")
+        assert header[:3] == ["configuration", "trial_number", "epoch"] and "mean_accuracy" in header
+        assert "mean_test_loss" in header and len(lines) == 1 + 9 * 4  # 9 configurations x 4 epochs
         with urllib.request.urlopen(f"{base}/dashboard/studies/{study['study_id']}", timeout=10) as r:
             assert r.status == 200
     finally:

@@ -9,6 +9,7 @@ import pytest
 
 from search.figures import (heatmap_data, reference_position, seed_distribution, selected_curves, sparsity_data,
                             strength_bins)
+from search.results import CURVES_ATTR
 
 
 def summary(rows):
@@ -66,7 +67,8 @@ def trial(params, acc, curve_test):
         params=params,
         distributions={k: optuna.distributions.CategoricalDistribution([v]) for k, v in params.items()},
         value=float(np.mean(acc)),
-        user_attrs={"seeds": [0, 1], "test_accuracy": acc, "train_accuracy": acc, "curves": curves},
+        user_attrs={"seeds": [0, 1], "test_accuracy": acc, "train_accuracy": acc},
+        system_attrs={CURVES_ATTR: curves},
     )
 
 

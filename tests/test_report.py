@@ -36,7 +36,8 @@ def test_report_renders_every_file(small_run, tmp_path, fmt):
     figures = [f"{n}.{fmt}" for n in ("curves", "heatmap_delta_accuracy", "heatmap_std_test_accuracy",
                                        "heatmap_test_accuracy",
                                        "heatmap_zero_fraction", "seeds", "sparsity")]
-    assert names == sorted(figures + ["references.csv", "report.md", "stats.csv", "summary.csv", "summary.md",
+    assert names == sorted(figures + ["curves.csv", "references.csv", "report.md", "stats.csv", "summary.csv",
+                                      "summary.md",
                                       "summary.tex", "summary-narrow.tex"])
     for name in figures:
         data = (tmp_path / "out" / name).read_bytes()
@@ -68,10 +69,9 @@ def test_report_attaches_figures_and_a_note_to_the_study(small_run, tmp_path):
     write_report(spec, tmp_path / "att", attach=True)
     study = load_study(spec)
     metas = optuna.artifacts.get_all_artifact_meta(study)
-    assert sorted(m.filename for m in metas) == sorted(
-        f"{n}.png" for n in ("curves", "heatmap_delta_accuracy", "heatmap_std_test_accuracy", "heatmap_test_accuracy",
-                             "heatmap_zero_fraction",
-                             "seeds", "sparsity"))
+    figures = ("curves", "heatmap_delta_accuracy", "heatmap_std_test_accuracy", "heatmap_test_accuracy",
+               "heatmap_zero_fraction", "seeds", "sparsity")
+    assert sorted(m.filename for m in metas) == sorted([f"{n}.png" for n in figures] + ["curves.csv"])
     write_report(spec, tmp_path / "att", attach=True)  # unchanged figures are not uploaded twice
     assert len(optuna.artifacts.get_all_artifact_meta(study)) == len(metas)
     from optuna_dashboard import get_note
