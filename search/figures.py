@@ -205,7 +205,33 @@ def reference_position(value: float, seed_values: Sequence[float], decimals: int
     return {"percentile": percentile, "z": float(z), "below": below, "equal": equal, "words": words}
 
 
+LEGEND_CORNERS = ("upper right", "upper left", "lower right", "lower left")
+
+
+def legend_location(size: tuple[float, float], avoid: np.ndarray, margin: float = 0.03) -> str | None:
+    """The first corner of the axes (in ``LEGEND_CORNERS`` order) where a legend covers none of
+    the ``avoid`` points; ``None`` when every corner would cover one (the legend then goes
+    outside the axes).
+
+    Positions are fractions of the axes (0..1, y upwards): ``size`` is the legend's (width,
+    height), ``avoid`` an array of (x, y). ``margin`` widens the legend's box by a marker's
+    size and the gap matplotlib leaves at the border.
+    """
+    w, h = size[0] + 2 * margin, size[1] + 2 * margin
+    p = np.asarray(avoid, dtype=np.float64).reshape(-1, 2)
+    for corner in LEGEND_CORNERS:
+        x0 = 1.0 - w if corner.endswith("right") else 0.0
+        y0 = 1.0 - h if corner.startswith("upper") else 0.0
+        if not ((p[:, 0] >= x0) & (p[:, 0] <= x0 + w) & (p[:, 1] >= y0) & (p[:, 1] <= y0 + h)).any():
+            return corner
+    return None
+
+
 # ----------------------------------------------------------------------------- drawing
+#
+# ``plot_*`` draw into the Axes they are given (as scikit-learn's Display objects do), so a
+# user can compose them into a figure of their own; ``draw_*`` make the report's figure
+# around them and save it.
 
 
 def _pyplot():
@@ -220,16 +246,51 @@ def _pyplot():
     return plt
 
 
-def draw_heatmap(data: Heatmap, path: str, cmap: str = "viridis", fmt_bar: str = "{:.3f}") -> None:
+def _save(fig, path: str) -> None:
+    fig.savefig(path)
+    _pyplot().close(fig)
+
+
+def axes_fractions(ax, points: np.ndarray) -> np.ndarray:
+    """Data coordinates (x, y) of ``ax`` as fractions of the axes (0..1, y upwards, whatever the scales)."""
+    if len(points) == 0:
+        return np.zeros((0, 2))
+    ax.get_xlim(), ax.get_ylim()  # applies pending autoscaling: transData is stale until the limits are read
+    return ax.transAxes.inverted().transform(ax.transData.transform(np.asarray(points, dtype=np.float64)))
+
+
+def _line_points(ax, steps: int = 20) -> np.ndarray:
+    """Points along every line of ``ax`` (markers and the segments between them), in axes fractions."""
+    out = []
+    ax.get_xlim(), ax.get_ylim()  # see axes_fractions
+    for line in ax.get_lines():  # each in its own coordinates: axhline's x are axes fractions already
+        xy = ax.transAxes.inverted().transform(line.get_transform().transform(np.asarray(line.get_xydata(), float)))
+        xy = xy[np.isfinite(xy).all(axis=1)]
+        if len(xy) == 1:
+            out.append(xy)
+        for a, b in zip(xy[:-1], xy[1:]):
+            out.append(a + np.linspace(0.0, 1.0, steps)[:, None] * (b - a))
+    return np.concatenate(out) if out else np.zeros((0, 2))
+
+
+def place_legend(ax, avoid: np.ndarray, **kwargs):
+    """Draw ``ax``'s legend in the corner that ``legend_location`` picks (``avoid`` in axes
+    fractions), or outside the axes, right of them, when no corner is free."""
+    legend = ax.legend(loc="upper right", **kwargs)
+    renderer = ax.figure.canvas.get_renderer()
+    box, frame = legend.get_window_extent(renderer), ax.get_window_extent(renderer)
+    loc = legend_location((box.width / frame.width, box.height / frame.height), avoid)
+    if loc is None:
+        return ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), **kwargs)
+    return ax.legend(loc=loc, **kwargs)
+
+
+def plot_heatmap(data: Heatmap, axes: Sequence, cmap: str = "viridis", fmt_bar: str = "{:.3f}") -> None:
+    """One panel per placement into ``axes`` (as many as ``data.placements``); the colour bar beside the last."""
     import seaborn as sns
 
-    plt = _pyplot()
-    n = max(1, len(data.placements))
-    frames = [data.values[p] for p in data.placements]
     vmin, vmax = data.limits
-    n_cols = max((f.shape[1] for f in frames), default=1)
-    fig, axes = plt.subplots(1, n, figsize=(1.3 * n_cols * n + 2.5, 3.2), squeeze=False)
-    for ax, placement in zip(axes[0], data.placements):
+    for ax, placement in zip(axes, data.placements):
         values = data.values[placement]
         sns.heatmap(values, ax=ax, annot=data.labels[placement].to_numpy(), fmt="", cmap=cmap, vmin=vmin, vmax=vmax,
                     center=data.center, cbar=placement == data.placements[-1], annot_kws={"fontsize": 7},
@@ -240,14 +301,36 @@ def draw_heatmap(data: Heatmap, path: str, cmap: str = "viridis", fmt_bar: str =
         ax.set_xticklabels([f"{float(c):.0e}" for c in values.columns], rotation=0)
         ax.set_yticklabels(list(values.index), rotation=0)
     if data.baseline is not None and data.placements:
-        bar = axes[0][-1].collections[0].colorbar
+        bar = axes[len(data.placements) - 1].collections[0].colorbar
         bar.ax.axhline(data.baseline, color="red", linewidth=2)
         bar.ax.text(1.6, data.baseline, "baseline " + fmt_bar.format(data.baseline), color="red", va="center",
                     fontsize=7, transform=bar.ax.get_yaxis_transform())
+
+
+def draw_heatmap(data: Heatmap, path: str, cmap: str = "viridis", fmt_bar: str = "{:.3f}") -> None:
+    plt = _pyplot()
+    n = max(1, len(data.placements))
+    n_cols = max((data.values[p].shape[1] for p in data.placements), default=1)
+    fig, axes = plt.subplots(1, n, figsize=(1.3 * n_cols * n + 2.5, 3.2), squeeze=False)
+    plot_heatmap(data, list(axes[0]), cmap, fmt_bar)
     fig.suptitle(data.title)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)
+
+
+def plot_curve(curve: Curve, ax, baseline: Curve | None = None) -> None:
+    """Train and test mean ±1 std of one configuration into ``ax``; the baseline's test mean dashed."""
+    for mean, std, name, colour in ((curve.train_mean, curve.train_std, "train", "tab:blue"),
+                                    (curve.test_mean, curve.test_std, "test", "tab:orange")):
+        ax.plot(curve.epoch, mean, color=colour, label=f"{name} (mean)")
+        ax.fill_between(curve.epoch, mean - np.nan_to_num(std), mean + np.nan_to_num(std), color=colour, alpha=0.25,
+                        linewidth=0, label=f"{name} ±1 std")
+    if baseline is not None and baseline is not curve:
+        ax.plot(baseline.epoch, baseline.test_mean, color="grey", linestyle="--", linewidth=1, label="baseline test")
+    ax.set_title(curve.label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(METRIC_LABELS.get(curve.metric, curve.metric))
+    ax.grid(alpha=0.3)
 
 
 def draw_curves(curves: Sequence[Curve], path: str) -> None:
@@ -258,73 +341,87 @@ def draw_curves(curves: Sequence[Curve], path: str) -> None:
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False, sharey=True)
     base = curves[0] if curves and curves[0].label == "none" else None
     for ax, c in zip(axes.ravel(), curves):
-        for mean, std, name, colour in ((c.train_mean, c.train_std, "train", "tab:blue"),
-                                        (c.test_mean, c.test_std, "test", "tab:orange")):
-            ax.plot(c.epoch, mean, color=colour, label=f"{name} (mean)")
-            ax.fill_between(c.epoch, mean - np.nan_to_num(std), mean + np.nan_to_num(std), color=colour, alpha=0.25,
-                            linewidth=0, label=f"{name} ±1 std")
-        if base is not None and c is not base:
-            ax.plot(base.epoch, base.test_mean, color="grey", linestyle="--", linewidth=1, label="baseline test")
-        ax.set_title(c.label)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(METRIC_LABELS.get(c.metric, c.metric))
-        ax.grid(alpha=0.3)
+        plot_curve(c, ax, base)
     for ax in axes.ravel()[n:]:
         ax.axis("off")
     handles, labels = axes.ravel()[min(1, n - 1) if n else 0].get_legend_handles_labels()
+    # Below the panels: one legend for all, covering none of them.
     fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)
 
 
-def draw_distribution(frame: pd.DataFrame, path: str, references: dict[str, float] | None = None) -> None:
+def plot_distribution(frame: pd.DataFrame, ax, references: dict[str, float] | None = None) -> None:
+    """Every seed's value per configuration (box and dots) into ``ax``; published single runs as red diamonds.
+
+    The legend goes into a corner where it covers no point, else outside the axes: never over
+    a diamond, the point it explains.
+    """
     import seaborn as sns
 
-    plt = _pyplot()
     column = next(c for c in frame.columns if c.startswith("test_"))
     metric = column[len("test_"):]
     order = list(dict.fromkeys(frame["configuration"]))
-    fig, ax = plt.subplots(figsize=(7, 1.0 + 0.32 * len(order)))
     sns.boxplot(data=frame, y="configuration", x=column, order=order, ax=ax, color="lightgrey",
                 fliersize=0, width=0.6)
     # Deterministic jitter (seaborn's stripplot draws it from the global RNG), so the same
     # study always renders the same file.
     rows = frame["configuration"].map({c: i for i, c in enumerate(order)}).to_numpy(dtype=float)
     jitter = ((frame["seed"].to_numpy(dtype=float) * 0.6180339887) % 1.0 - 0.5) * 0.4
-    ax.scatter(frame[column], rows + jitter, s=9, color="tab:blue", alpha=0.7, zorder=3)
-    for label, value in (references or {}).items():
-        if label in order:
-            y = order.index(label)
-            ax.plot([value], [y], marker="D", color="red", markersize=7, linestyle="none")
-    if references:  # outside the axes: a legend must not cover the points it explains
-        ax.plot([], [], marker="D", color="red", linestyle="none", label="published single run")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    dots = np.column_stack([frame[column].to_numpy(dtype=float), rows + jitter])
+    ax.scatter(dots[:, 0], dots[:, 1], s=9, color="tab:blue", alpha=0.7, zorder=3)
+    marked = np.array([(value, order.index(label)) for label, value in (references or {}).items() if label in order],
+                      dtype=np.float64).reshape(-1, 2)
+    if len(marked):
+        ax.plot(marked[:, 0], marked[:, 1], marker="D", color="red", markersize=7, linestyle="none",
+                label="published single run")
     ax.set_xlabel(f"test {METRIC_LABELS.get(metric, metric)} (one dot per seed)")
     ax.set_ylabel("")
     ax.grid(axis="x", alpha=0.3)
+    if len(marked):
+        place_legend(ax, axes_fractions(ax, np.concatenate([marked, dots])), fontsize=8)
+
+
+def draw_distribution(frame: pd.DataFrame, path: str, references: dict[str, float] | None = None) -> None:
+    plt = _pyplot()
+    n = frame["configuration"].nunique()
+    fig, ax = plt.subplots(figsize=(7, 1.0 + 0.32 * n))
+    fig.tight_layout()  # the final axes size first: the legend is placed in it
+    plot_distribution(frame, ax, references)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)
 
 
-def draw_sparsity(frame: pd.DataFrame, reference: dict[str, float], path: str) -> None:
+SPARSITY_PANELS = (("mean_activation", "mean activation"), ("mean_zero_fraction", "fraction of exact zeros"))
+
+
+def plot_sparsity(frame: pd.DataFrame, reference: dict[str, float], axes: Sequence) -> None:
+    """Mean activation and zero fraction against strength into two ``axes``; the baseline dashed.
+
+    Each legend goes into a corner that no line crosses, else outside the axes.
+    """
     import seaborn as sns
 
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, col, name in ((axes[0], "mean_activation", "mean activation"),
-                          (axes[1], "mean_zero_fraction", "fraction of exact zeros")):
-        if not frame.empty:  # legend titles in words, not column names
-            named = frame.rename(columns={"param_norm": "norm", "param_placement": "placement"})
-            sns.lineplot(data=named, x="param_strength", y=col, hue="norm", style="placement", markers=True, ax=ax)
+    named = frame.rename(columns={"param_norm": "norm", "param_placement": "placement"})  # legend titles in words
+    for ax, (col, name) in zip(axes, SPARSITY_PANELS):
+        if not frame.empty:
+            sns.lineplot(data=named, x="param_strength", y=col, hue="norm", style="placement", markers=True, ax=ax,
+                         legend=ax is axes[-1])
         if col in reference:
             ax.axhline(reference[col], color="grey", linestyle="--", label="baseline")
         ax.set_xscale("log")
         ax.set_xlabel("strength (log scale)")
         ax.set_ylabel(name + " (test inputs)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            place_legend(ax, _line_points(ax), fontsize=7)
+
+
+def draw_sparsity(frame: pd.DataFrame, reference: dict[str, float], path: str) -> None:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    plot_sparsity(frame, reference, list(axes))
+    fig.tight_layout()
+    _save(fig, path)

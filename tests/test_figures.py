@@ -129,3 +129,64 @@ def test_figures_are_300_dpi_and_pdf_fonts_are_truetype(tmp_path):
     pdf = (tmp_path / "h.pdf").read_bytes()
     # Type 42: TrueType outlines, embedded as /TrueType or, for Unicode text, as /CIDFontType2.
     assert (b"/TrueType" in pdf or b"/CIDFontType2" in pdf) and b"/Type3" not in pdf
+
+
+@pytest.mark.parametrize("avoid, corner", [
+    ([], "upper right"),  # nothing to cover: the first corner
+    ([[0.95, 0.95]], "upper left"),
+    ([[0.95, 0.95], [0.05, 0.95]], "lower right"),
+    ([[0.95, 0.95], [0.05, 0.95], [0.9, 0.1]], "lower left"),
+    ([[0.95, 0.95], [0.05, 0.95], [0.95, 0.05], [0.05, 0.05]], None),  # every corner taken: outside
+    ([[0.5, 0.5]], "upper right"),  # the centre is in no corner of a small legend
+    ([[0.66, 0.76]], "upper left"),  # inside the margin (0.03) around a 0.3 x 0.2 legend
+    ([[0.62, 0.72]], "upper right"),  # outside it
+])
+def test_legend_location_avoids_marked_points(avoid, corner):
+    from search.figures import legend_location
+
+    assert legend_location((0.3, 0.2), np.array(avoid)) == corner
+
+
+def _legend_box(ax):
+    ax.figure.canvas.draw()  # final limits and layout: what the saved file shows
+    return ax.get_legend().get_window_extent(ax.figure.canvas.get_renderer())
+
+
+def test_the_seeds_legend_never_covers_a_published_point():
+    from search.figures import _pyplot, plot_distribution
+
+    plt = _pyplot()
+    # The published points sit at the right end of the top rows: where a legend goes by default.
+    frame = pd.DataFrame({"configuration": np.repeat(["a", "b", "c", "d"], 10), "seed": np.tile(np.arange(10), 4),
+                          "test_accuracy": np.linspace(0.70, 0.80, 40)})
+    for references in ({"a": 0.85, "b": 0.84}, {"a": 0.85, "d": 0.85, "b": 0.60, "c": 0.60}):
+        fig, ax = plt.subplots(figsize=(7, 2.3))
+        plot_distribution(frame, ax, references)
+        box = _legend_box(ax)
+        marks = [line for line in ax.get_lines() if line.get_label() == "published single run"][0]
+        dots = ax.collections[-1].get_offsets()
+        for x, y in ax.transData.transform(np.concatenate([marks.get_xydata(), dots])):
+            assert not box.contains(x, y)
+        plt.close(fig)
+
+
+def test_sparsity_legends_cross_no_line():
+    from search.figures import _line_points, _pyplot, plot_sparsity
+
+    plt = _pyplot()
+    frame = pd.DataFrame({"param_norm": ["l1"] * 3 + ["l2"] * 3, "param_placement": ["pre"] * 6,
+                          "param_strength": [1e-4, 1e-3, 1e-2] * 2,
+                          "mean_activation": [0.9, 0.5, 0.1, 0.9, 0.8, 0.7],
+                          "mean_zero_fraction": [0.1, 0.5, 0.9, 0.1, 0.2, 0.3]})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    plot_sparsity(frame, {"mean_activation": 0.95, "mean_zero_fraction": 0.05}, list(axes))
+    for ax, baseline in zip(axes, (0.95, 0.05)):
+        box = _legend_box(ax)
+        for x, y in ax.transAxes.transform(_line_points(ax)):
+            assert not box.contains(x, y)
+        # The baseline spans the whole width: no legend may sit at its height.
+        y = ax.transData.transform([[1e-3, baseline]])[0, 1]
+        assert not box.y0 <= y <= box.y1
+        assert [t.get_text() for t in ax.get_legend().get_texts()][-1] == "baseline"
+    assert [t.get_text() for t in axes[1].get_legend().get_texts()][:2] == ["norm", "l1"]  # titles in words
+    plt.close(fig)
