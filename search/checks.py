@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from search.data import DataError, Dataset, check_targets, make_dataset
+from search.layers import LAYERS
 from search.spec import LayerSpec, SpecError, StudySpec
 
 
@@ -45,32 +46,10 @@ def output_shape(layers: Sequence[LayerSpec], input_shape: tuple[int, ...], src:
     """
     shape = tuple(int(d) for d in input_shape)
     for i, layer in enumerate(layers):
-        key = f"model.layers[{i}]"
-        if layer.type in ("conv2d", "maxpool2d") and len(shape) != 3:
-            raise SpecError(src, key, f"{layer.type} needs image inputs (height, width, channels), but gets "
-                                      f"shape {shape}; with digits use data.view = \"image\"")
-        if layer.type == "lstm" and len(shape) != 2:
-            raise SpecError(src, key, f"lstm needs sequence inputs (steps, features), but gets shape {shape}; "
-                                      "with digits use data.view = \"sequence\"")
-        if layer.type == "dense":
-            shape = (*shape[:-1], layer.units)
-        elif layer.type in ("conv2d", "maxpool2d"):
-            window = layer.kernel_size if layer.type == "conv2d" else layer.pool_size
-            strides = layer.strides or ((1, 1) if layer.type == "conv2d" else layer.pool_size)
-            size = []
-            for d, k, st in zip(shape[:2], window, strides):
-                n = -(-d // st) if layer.padding == "same" else (d - k) // st + 1 if d >= k else 0
-                if n <= 0:
-                    raise SpecError(src, key, f"a window of {window} does not fit inputs of shape {shape}")
-                size.append(n)
-            shape = (*size, layer.filters if layer.type == "conv2d" else shape[2])
-        elif layer.type == "flatten":
-            n = 1
-            for d in shape:
-                n *= d
-            shape = (n,)
-        elif layer.type == "lstm":
-            shape = (shape[0], layer.units) if layer.return_sequences else (layer.units,)
+        try:
+            shape = LAYERS[layer.type].shape(layer, shape)
+        except ValueError as exc:
+            raise SpecError(src, f"model.layers[{i}]", str(exc)) from None
     if len(shape) != 1:
         raise SpecError(src, f"model.layers[{len(layers) - 1}]",
                         f"the model's output has shape {shape}; add a flatten layer or return_sequences = false")

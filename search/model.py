@@ -22,7 +22,8 @@ import tensorflow as tf
 from keras import ops
 
 from search.space import Configuration
-from search.spec import ACTIVATED, LOSSES, ModelSpec
+from search.layers import LAYERS
+from search.spec import LOSSES, ModelSpec
 
 
 @keras.saving.register_keras_serializable(package="actreg")
@@ -164,30 +165,13 @@ def _from_layers(spec: ModelSpec, shape: tuple[int, ...], regularizer: ActivityP
     h = inputs
     probes = []
     for i, layer in enumerate(spec.layers):
+        kind = LAYERS[layer.type]
         name = f"{layer.type}_{i}"
         reg = regularizer if layer.regularize else None
-        # Only layers with an activation have a "pre"; the others (and an lstm, whose "pre" the
-        # spec refuses) carry the regularizer on their output under either placement.
-        pre = reg is not None and placement == "pre" and layer.type in ACTIVATED
-        activation = None if pre else layer.activation
-        if layer.type == "dense":
-            h = L.Dense(layer.units, activation=activation, activity_regularizer=reg, name=name)(h)
-        elif layer.type == "conv2d":
-            h = L.Conv2D(layer.filters, layer.kernel_size, strides=layer.strides or (1, 1),
-                         padding=layer.padding or "valid", activation=activation, activity_regularizer=reg,
-                         name=name)(h)
-        elif layer.type == "lstm":
-            h = L.LSTM(layer.units, return_sequences=bool(layer.return_sequences), activity_regularizer=reg,
-                       name=name)(h)
-        elif layer.type == "maxpool2d":
-            h = L.MaxPooling2D(layer.pool_size, strides=layer.strides, padding=layer.padding or "valid",
-                               activity_regularizer=reg, name=name)(h)
-        elif layer.type == "flatten":
-            h = L.Flatten(activity_regularizer=reg, name=name)(h)
-        elif layer.type == "dropout":
-            h = L.Dropout(layer.rate, activity_regularizer=reg, name=name)(h)
-        else:  # the spec is validated; this guards against a new type not handled here
-            raise ValueError(f"unknown layer type {layer.type!r}")
+        # Only layers with an activation have a "pre"; the others (and a recurrent layer, whose
+        # "pre" the spec refuses) carry the regularizer on their output under either placement.
+        pre = reg is not None and placement == "pre" and kind.activated
+        h = kind.build(layer, None if pre else layer.activation, reg, name)(h)
         if pre:
             h = L.Activation(layer.activation, name=f"{name}_act")(h)
         if layer.regularize:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from search import figures
+from search.layers import LAYERS
 from search.results import complete_trials, configuration_of, curves_frame, summary_frame, write_csv
 from search.space import Configuration, iter_param_names
 from search.spec import METRIC_LABELS, MINIMIZED, DataSpec, ModelSpec, StudySpec
@@ -436,18 +437,7 @@ def describe_model(model: ModelSpec) -> str:
         return f"built by `{model.builder}`"
     parts = []
     for layer in model.layers:
-        if layer.type == "dense":
-            args = f"{layer.units}, {layer.activation}"
-        elif layer.type == "lstm":
-            args = f"{layer.units}{', sequences' if layer.return_sequences else ''}"
-        elif layer.type == "conv2d":
-            args = f"{layer.filters}, {layer.kernel_size[0]}x{layer.kernel_size[1]}, {layer.activation}"
-        elif layer.type == "maxpool2d":
-            args = f"{layer.pool_size[0]}x{layer.pool_size[1]}"
-        elif layer.type == "dropout":
-            args = f"{layer.rate}"
-        else:
-            args = ""
+        args = LAYERS[layer.type].describe(layer)
         parts.append(f"{layer.type}({args}{', regularized' if layer.regularize else ''})")
     return ", ".join(parts)
 

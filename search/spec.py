@@ -11,10 +11,13 @@ from __future__ import annotations
 import math
 import os
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from search.layers import LAYERS
+from search.validation import SpecError, check, choice, choices, get, is_int, is_number, known
 
 NORMS = ("none", "l1", "l2", "l1_l2")
 PLACEMENTS = ("pre", "post")
@@ -23,28 +26,14 @@ SAMPLERS = ("grid", "tpe")
 DATA_SOURCES = ("circles", "moons", "digits", "diabetes", "sequence", "csv", "npz")
 GENERATED = ("circles", "moons", "sequence")  # sources with n_samples, random_state
 DIGITS_VIEWS = ("flat", "image", "sequence")
-LAYER_TYPES = ("dense", "conv2d", "maxpool2d", "flatten", "dropout", "lstm")
-ACTIVATED = ("dense", "conv2d")  # layers with an activation: "pre" and "post" differ only here
-PADDINGS = ("valid", "same")
+LAYER_TYPES = tuple(LAYERS)
 # The loss decides the task; the task decides the output layer and the metrics.
 LOSSES = {"binary_crossentropy": "binary", "sparse_categorical_crossentropy": "multiclass", "mse": "regression"}
 TASK_METRICS = {"binary": ("accuracy",), "multiclass": ("accuracy",), "regression": ("r2", "mae")}
 MINIMIZED = ("mae",)  # every other metric is maximized
 METRIC_LABELS = {"accuracy": "accuracy", "r2": "R²", "mae": "MAE"}
 OPTIMIZERS = ("adam",)
-# Validated without importing Keras so that the CLI rejects a bad file in milliseconds.
-ACTIVATIONS = (
-    "linear", "relu", "relu6", "sigmoid", "hard_sigmoid", "tanh", "softplus", "softsign",
-    "elu", "selu", "gelu", "silu", "swish", "leaky_relu", "mish", "exponential", "softmax",
-)
 
-
-class SpecError(ValueError):
-    """A study file or option is invalid; ``str()`` is the one-line message for users."""
-
-    def __init__(self, source: str, key: str, problem: str) -> None:
-        self.source, self.key, self.problem = source, key, problem
-        super().__init__(f"{source}: {key}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -212,7 +201,7 @@ class StudySpec:
         if seeds is not None:
             spec = replace(spec, seeds=_seeds(seeds, src, "--seeds"))
         if epochs is not None:
-            _check(isinstance(epochs, int) and epochs > 0, src, "--epochs", "must be a positive integer")
+            check(isinstance(epochs, int) and epochs > 0, src, "--epochs", "must be a positive integer")
             spec = replace(spec, train=replace(spec.train, epochs=epochs))
         return spec
 
@@ -244,36 +233,36 @@ def load_spec(path: str | os.PathLike[str]) -> StudySpec:
 def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_storage: str | None = None) -> StudySpec:
     """Validate a parsed study document (a dict as ``tomllib`` returns it)."""
     s = source
-    _known(doc, s, "", {
+    known(doc, s, "", {
         "name", "storage", "seeds", "n_jobs", "penalty", "sampler", "n_trials", "sampler_seed",
         "chunk_size", "data", "model", "train", "space", "reference", "metric",
         "heartbeat_grace", "max_failures", "worker_retries",
     })
-    name = _get(doc, s, "name", str, required=True)
-    _check(name.strip() != "" and len(name) <= 200, s, "name", "must be a non-empty string of at most 200 characters")
+    name = get(doc, s, "name", str, required=True)
+    check(name.strip() != "" and len(name) <= 200, s, "name", "must be a non-empty string of at most 200 characters")
     storage = doc.get("storage")
     storage = _storage(storage, s, "storage") if storage is not None else (default_storage or f"sqlite:///{name}.db")
     seeds = _seeds(doc.get("seeds", 30), s, "seeds")
     n_jobs = doc.get("n_jobs")
     n_jobs = _n_jobs(n_jobs, s, "n_jobs") if n_jobs is not None else None
-    penalty = _choice(doc.get("penalty", "mean"), s, "penalty", PENALTIES)
-    sampler = _choice(doc.get("sampler", "grid"), s, "sampler", SAMPLERS)
+    penalty = choice(doc.get("penalty", "mean"), s, "penalty", PENALTIES)
+    sampler = choice(doc.get("sampler", "grid"), s, "sampler", SAMPLERS)
     n_trials = doc.get("n_trials")
     if n_trials is not None:
-        _check(_is_int(n_trials) and n_trials > 0, s, "n_trials", "must be a positive integer")
+        check(is_int(n_trials) and n_trials > 0, s, "n_trials", "must be a positive integer")
     if sampler == "tpe":
-        _check(n_trials is not None, s, "n_trials", 'is required when sampler = "tpe"')
-    sampler_seed = _get(doc, s, "sampler_seed", int, default=0)
+        check(n_trials is not None, s, "n_trials", 'is required when sampler = "tpe"')
+    sampler_seed = get(doc, s, "sampler_seed", int, default=0)
     chunk_size = doc.get("chunk_size")
     if chunk_size is not None:
-        _check(_is_int(chunk_size) and chunk_size > 0, s, "chunk_size", "must be a positive integer")
+        check(is_int(chunk_size) and chunk_size > 0, s, "chunk_size", "must be a positive integer")
 
-    heartbeat_grace = _get(doc, s, "heartbeat_grace", int, default=60)
-    _check(2 <= heartbeat_grace <= 86_400, s, "heartbeat_grace", "must be a number of seconds between 2 and 86400")
-    max_failures = _get(doc, s, "max_failures", int, default=3)
-    _check(max_failures >= 0, s, "max_failures", "must be a non-negative integer")
-    worker_retries = _get(doc, s, "worker_retries", int, default=2)
-    _check(worker_retries >= 0, s, "worker_retries", "must be a non-negative integer")
+    heartbeat_grace = get(doc, s, "heartbeat_grace", int, default=60)
+    check(2 <= heartbeat_grace <= 86_400, s, "heartbeat_grace", "must be a number of seconds between 2 and 86400")
+    max_failures = get(doc, s, "max_failures", int, default=3)
+    check(max_failures >= 0, s, "max_failures", "must be a non-negative integer")
+    worker_retries = get(doc, s, "worker_retries", int, default=2)
+    check(worker_retries >= 0, s, "worker_retries", "must be a non-negative integer")
 
     base = Path(source).resolve().parent if not source.startswith("<") else Path.cwd()
     model = _model(_table(doc, s, "model", required=True), s, base)
@@ -282,21 +271,21 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
     space = _space(_table(doc, s, "space", required=True), s, sampler)
     metric = doc.get("metric")
     if metric is not None:
-        metric = _choice(metric, s, "metric", TASK_METRICS[model.task])
+        metric = choice(metric, s, "metric", TASK_METRICS[model.task])
         metric = None if metric == TASK_METRICS[model.task][0] else metric  # one spelling of the default
     if any(n != "none" for n in space.norm) and model.builder is None:
-        _check(any(layer.regularize for layer in model.layers), s, "model.layers",
+        check(any(layer.regularize for layer in model.layers), s, "model.layers",
                "no layer has regularize = true, but space.norm asks for regularization")
     if "pre" in space.placement and any(n != "none" for n in space.norm):
         for i, layer in enumerate(model.layers):
-            _check(not (layer.type == "lstm" and layer.regularize), s, "space.placement",
-                   f'"pre" does not apply to model.layers[{i}] (lstm): its activations are internal, '
-                   'so its regularizer can only see the output; use placement = ["post"]')
+            check(not (LAYERS[layer.type].internal_activation and layer.regularize), s, "space.placement",
+                  f'"pre" does not apply to model.layers[{i}] ({layer.type}): its activations are internal, '
+                  'so its regularizer can only see the output; use placement = ["post"]')
     if space.l1_ratio is not None:
-        _check("l1_l2" in space.norm, s, "space.l1_ratio", 'only applies to norm "l1_l2", which space.norm lacks')
+        check("l1_l2" in space.norm, s, "space.l1_ratio", 'only applies to norm "l1_l2", which space.norm lacks')
     references = _references(doc.get("reference", []), s)
     if references:
-        _check(model.task != "regression", s, "reference", "published references hold accuracies; "
+        check(model.task != "regression", s, "reference", "published references hold accuracies; "
                "this is a regression study")
     return StudySpec(
         name=name, storage=storage, seeds=seeds, data=data, model=model, train=train, space=space,
@@ -310,10 +299,10 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
 
 
 def _data(t: Mapping[str, Any], s: str, task: str, base: Path) -> DataSpec:
-    source = _choice(t.get("source", "circles"), s, "data.source", DATA_SOURCES)
+    source = choice(t.get("source", "circles"), s, "data.source", DATA_SOURCES)
     natural = {"binary": ("circles", "moons", "sequence"), "multiclass": ("digits",), "regression": ("diabetes",)}
     if source not in ("csv", "npz"):
-        _check(source in natural[task], s, "data.source",
+        check(source in natural[task], s, "data.source",
                f"{source!r} is a {_task_of_source(source)} dataset, but model.loss makes this a {task} study")
     split_keys = {"n_train", "test_size", "split_seed", "standardize"}
     own = {
@@ -331,61 +320,61 @@ def _data(t: Mapping[str, Any], s: str, task: str, base: Path) -> DataSpec:
         if k in every and k not in allowed:
             why = " (an npz file holds its own train and test arrays)" if source == "npz" else ""
             raise SpecError(s, f"data.{k}", f'does not apply to source = "{source}"{why}')
-    _known(t, s, "data", allowed)
+    known(t, s, "data", allowed)
     fields: dict[str, Any] = {"source": source}
     for key in ("n_samples", "noise", "random_state", "n_train", "factor"):
         fields[key] = None
     rows = None  # rows in the dataset, where known without reading it
     if source in GENERATED:
-        rows = fields["n_samples"] = _get(t, s, "data.n_samples", int, default=100 if source != "sequence" else 1000)
-        _check(rows >= 4, s, "data.n_samples", "must be at least 4")
-        fields["random_state"] = _get(t, s, "data.random_state", int, default=1)
+        rows = fields["n_samples"] = get(t, s, "data.n_samples", int, default=100 if source != "sequence" else 1000)
+        check(rows >= 4, s, "data.n_samples", "must be at least 4")
+        fields["random_state"] = get(t, s, "data.random_state", int, default=1)
     if source in ("circles", "moons"):
-        fields["noise"] = _get(t, s, "data.noise", float, default=0.1)
-        _check(fields["noise"] >= 0, s, "data.noise", "must be >= 0")
+        fields["noise"] = get(t, s, "data.noise", float, default=0.1)
+        check(fields["noise"] >= 0, s, "data.noise", "must be >= 0")
     if source == "circles":
-        fields["factor"] = _get(t, s, "data.factor", float, default=0.8)
-        _check(0 < fields["factor"] < 1, s, "data.factor", "must be between 0 and 1 (exclusive)")
+        fields["factor"] = get(t, s, "data.factor", float, default=0.8)
+        check(0 < fields["factor"] < 1, s, "data.factor", "must be between 0 and 1 (exclusive)")
     if source == "sequence":
-        fields["steps"] = _get(t, s, "data.steps", int, default=20)
-        _check(fields["steps"] >= 2, s, "data.steps", "must be at least 2")
+        fields["steps"] = get(t, s, "data.steps", int, default=20)
+        check(fields["steps"] >= 2, s, "data.steps", "must be at least 2")
     if source == "digits":
-        fields["view"] = _choice(t.get("view", "flat"), s, "data.view", DIGITS_VIEWS)
+        fields["view"] = choice(t.get("view", "flat"), s, "data.view", DIGITS_VIEWS)
         rows = 1797
     if source == "diabetes":
         rows = 442
     if source in ("csv", "npz"):
-        raw = _get(t, s, "data.path", str, required=True)
+        raw = get(t, s, "data.path", str, required=True)
         path = Path(raw) if Path(raw).is_absolute() else base / raw
-        _check(path.is_file(), s, "data.path", f"no such file: {path}")
+        check(path.is_file(), s, "data.path", f"no such file: {path}")
         fields["path"] = str(path.resolve())
     if source == "csv":
-        fields["target"] = _get(t, s, "data.target", str, required=True)
+        fields["target"] = get(t, s, "data.target", str, required=True)
         if "features" in t:
             features = t["features"]
-            _check(isinstance(features, list) and features and all(isinstance(f, str) for f in features),
+            check(isinstance(features, list) and features and all(isinstance(f, str) for f in features),
                    s, "data.features", "must be a non-empty list of column names")
-            _check(len(set(features)) == len(features), s, "data.features", "has duplicate columns")
-            _check(fields["target"] not in features, s, "data.features", "must not contain the target column")
+            check(len(set(features)) == len(features), s, "data.features", "has duplicate columns")
+            check(fields["target"] not in features, s, "data.features", "must not contain the target column")
             fields["features"] = tuple(features)
     # Split: the first n_train rows, or a seeded random split of test_size.
     if source != "npz":
-        _check(not ("n_train" in t and "test_size" in t), s, "data", "give n_train or test_size, not both")
+        check(not ("n_train" in t and "test_size" in t), s, "data", "give n_train or test_size, not both")
         if "test_size" in t or ("n_train" not in t and source not in ("circles", "moons")):
-            size = _get(t, s, "data.test_size", float, default=0.25)
-            _check(0 < size < 1, s, "data.test_size", "must be between 0 and 1 (exclusive)")
+            size = get(t, s, "data.test_size", float, default=0.25)
+            check(0 < size < 1, s, "data.test_size", "must be between 0 and 1 (exclusive)")
             fields["test_size"] = size
-            fields["split_seed"] = _get(t, s, "data.split_seed", int, default=0)
+            fields["split_seed"] = get(t, s, "data.split_seed", int, default=0)
             fields["stratify"] = task != "regression"
         else:
-            _check("split_seed" not in t, s, "data.split_seed", "only applies with test_size")
+            check("split_seed" not in t, s, "data.split_seed", "only applies with test_size")
             default = min(30, rows // 2) if rows else None
-            n_train = _get(t, s, "data.n_train", int, required=default is None, default=default)
-            _check(n_train > 0, s, "data.n_train", "must be a positive integer")
+            n_train = get(t, s, "data.n_train", int, required=default is None, default=default)
+            check(n_train > 0, s, "data.n_train", "must be a positive integer")
             if rows is not None:
-                _check(n_train < rows, s, "data.n_train", f"must be between 1 and the number of rows - 1 ({rows - 1})")
+                check(n_train < rows, s, "data.n_train", f"must be between 1 and the number of rows - 1 ({rows - 1})")
             fields["n_train"] = n_train
-    if _get(t, s, "data.standardize", bool, default=False):
+    if get(t, s, "data.standardize", bool, default=False):
         fields["standardize"] = True
     return DataSpec(**fields)
 
@@ -395,130 +384,87 @@ def _task_of_source(source: str) -> str:
 
 
 def _references(raw: Any, s: str) -> tuple[Reference, ...]:
-    _check(isinstance(raw, list), s, "reference", "must be an array of tables ([[reference]])")
+    check(isinstance(raw, list), s, "reference", "must be an array of tables ([[reference]])")
     out = []
     for i, t in enumerate(raw):
         key = f"reference[{i}]"
-        _check(isinstance(t, dict), s, key, "must be a table")
-        _known(t, s, key, {"norm", "strength", "placement", "l1_ratio", "train_accuracy", "test_accuracy", "source"})
-        norm = _choice(t.get("norm"), s, f"{key}.norm", NORMS)
-        test = _get(t, s, f"{key}.test_accuracy", float, required=True)
-        train = _get(t, s, f"{key}.train_accuracy", float)
+        check(isinstance(t, dict), s, key, "must be a table")
+        known(t, s, key, {"norm", "strength", "placement", "l1_ratio", "train_accuracy", "test_accuracy", "source"})
+        norm = choice(t.get("norm"), s, f"{key}.norm", NORMS)
+        test = get(t, s, f"{key}.test_accuracy", float, required=True)
+        train = get(t, s, f"{key}.train_accuracy", float)
         for name, v in (("test_accuracy", test), ("train_accuracy", train)):
-            _check(v is None or 0 <= v <= 1, s, f"{key}.{name}", "must be between 0 and 1")
-        strength = _get(t, s, f"{key}.strength", float)
+            check(v is None or 0 <= v <= 1, s, f"{key}.{name}", "must be between 0 and 1")
+        strength = get(t, s, f"{key}.strength", float)
         placement = t.get("placement")
         if placement is not None:
-            placement = _choice(placement, s, f"{key}.placement", PLACEMENTS)
+            placement = choice(placement, s, f"{key}.placement", PLACEMENTS)
         if norm == "none":
-            _check(strength is None and placement is None, s, key, 'norm "none" takes no strength or placement')
+            check(strength is None and placement is None, s, key, 'norm "none" takes no strength or placement')
         else:
-            _check(strength is not None and placement is not None, s, key, "needs strength and placement")
-        out.append(Reference(norm, train, test, strength, placement, _get(t, s, f"{key}.l1_ratio", float),
-                             _get(t, s, f"{key}.source", str, default="")))
+            check(strength is not None and placement is not None, s, key, "needs strength and placement")
+        out.append(Reference(norm, train, test, strength, placement, get(t, s, f"{key}.l1_ratio", float),
+                             get(t, s, f"{key}.source", str, default="")))
     return tuple(out)
 
 
 def _model(t: Mapping[str, Any], s: str, base: Path) -> ModelSpec:
-    _known(t, s, "model", {"layers", "loss", "builder"})
-    loss = _choice(t.get("loss", "binary_crossentropy"), s, "model.loss", tuple(LOSSES))
+    known(t, s, "model", {"layers", "loss", "builder"})
+    loss = choice(t.get("loss", "binary_crossentropy"), s, "model.loss", tuple(LOSSES))
     if "builder" in t:
-        _check("layers" not in t, s, "model", "give layers or builder, not both")
-        builder = _get(t, s, "model.builder", str, required=True)
+        check("layers" not in t, s, "model", "give layers or builder, not both")
+        builder = get(t, s, "model.builder", str, required=True)
         module, _, func = builder.partition(":")
-        _check(bool(module) and func.isidentifier() and all(p.isidentifier() for p in module.split(".")),
+        check(bool(module) and func.isidentifier() and all(p.isidentifier() for p in module.split(".")),
                s, "model.builder", f'must be "package.module:function" (got {builder!r})')
         return ModelSpec((), loss, builder, str(base))
     raw = t.get("layers")
-    _check(isinstance(raw, list) and len(raw) > 0, s, "model.layers",
+    check(isinstance(raw, list) and len(raw) > 0, s, "model.layers",
            "must be a non-empty list of layer tables (or give model.builder)")
     layers = tuple(_layer(item, s, f"model.layers[{i}]") for i, item in enumerate(raw))
     last, key = layers[-1], f"model.layers[{len(layers) - 1}]"
-    _check(last.type == "dense", s, key, "the last layer must be dense (the model's output)")
+    check(last.type == "dense", s, key, "the last layer must be dense (the model's output)")
     task = LOSSES[loss]
     if task == "binary":
-        _check(last.units == 1 and last.activation == "sigmoid", s, key,
+        check(last.units == 1 and last.activation == "sigmoid", s, key,
                'binary_crossentropy needs a last layer with units = 1 and activation = "sigmoid"')
     elif task == "multiclass":
-        _check(last.activation == "softmax", s, key,
+        check(last.activation == "softmax", s, key,
                'sparse_categorical_crossentropy needs a last layer with activation = "softmax" and one unit per class')
     else:
-        _check(last.units == 1 and last.activation == "linear", s, key,
+        check(last.units == 1 and last.activation == "linear", s, key,
                'mse needs a last layer with units = 1 and activation = "linear"')
     return ModelSpec(layers, loss)
 
 
-_LAYER_KEYS = {
-    "dense": {"units", "activation", "regularize"},
-    "conv2d": {"filters", "kernel_size", "strides", "padding", "activation", "regularize"},
-    "maxpool2d": {"pool_size", "strides", "padding", "regularize"},
-    "flatten": {"regularize"},
-    "dropout": {"rate", "regularize"},
-    "lstm": {"units", "return_sequences", "regularize"},
-}
-
-
 def _layer(item: Any, s: str, key: str) -> LayerSpec:
-    _check(isinstance(item, dict), s, key, "must be a table such as { type = \"dense\", units = 8 }")
-    kind = _choice(item.get("type", "dense"), s, f"{key}.type", LAYER_TYPES)
-    _known(item, s, key, {"type"} | _LAYER_KEYS[kind])
-    f: dict[str, Any] = {"type": kind}
-    if kind in ("dense", "lstm"):
-        f["units"] = _get(item, s, f"{key}.units", int, required=True)
-        _check(f["units"] > 0, s, f"{key}.units", "must be a positive integer")
-    if kind in ("dense", "conv2d"):
-        f["activation"] = _choice(item.get("activation", "linear"), s, f"{key}.activation", ACTIVATIONS)
-    if kind == "lstm":
-        f["activation"] = "tanh"
-        f["return_sequences"] = _get(item, s, f"{key}.return_sequences", bool, default=False)
-    f["regularize"] = _get(item, s, f"{key}.regularize", bool, default=False)
-    if kind == "conv2d":
-        f["filters"] = _get(item, s, f"{key}.filters", int, required=True)
-        _check(f["filters"] > 0, s, f"{key}.filters", "must be a positive integer")
-        _check("kernel_size" in item, s, f"{key}.kernel_size", "is required")
-        f["kernel_size"] = _pair(item["kernel_size"], s, f"{key}.kernel_size")
-    if kind == "maxpool2d":
-        f["pool_size"] = _pair(item.get("pool_size", 2), s, f"{key}.pool_size")
-    if kind in ("conv2d", "maxpool2d"):
-        if "strides" in item:
-            f["strides"] = _pair(item["strides"], s, f"{key}.strides")
-        if "padding" in item:
-            f["padding"] = _choice(item["padding"], s, f"{key}.padding", PADDINGS)
-    if kind == "dropout":
-        f["rate"] = _get(item, s, f"{key}.rate", float, required=True)
-        _check(0 <= f["rate"] < 1, s, f"{key}.rate", "must be in [0, 1)")
-    return LayerSpec(**f)
-
-
-def _pair(value: Any, s: str, key: str) -> tuple[int, int]:
-    """An int or a two-int list, as Keras takes kernel sizes, strides and pool sizes."""
-    if _is_int(value):
-        value = [value, value]
-    _check(isinstance(value, list) and len(value) == 2 and all(_is_int(v) and v > 0 for v in value), s, key,
-           "must be a positive integer or a list of two positive integers")
-    return (value[0], value[1])
+    check(isinstance(item, dict), s, key, "must be a table such as { type = \"dense\", units = 8 }")
+    kind = choice(item.get("type", "dense"), s, f"{key}.type", LAYER_TYPES)
+    known(item, s, key, {"type", "regularize"} | LAYERS[kind].keys)
+    return LayerSpec(type=kind, regularize=get(item, s, f"{key}.regularize", bool, default=False),
+                     **LAYERS[kind].parse(item, s, key))
 
 
 def _train(t: Mapping[str, Any], s: str) -> TrainSpec:
-    _known(t, s, "train", {"epochs", "batch_size", "learning_rate", "optimizer", "shuffle", "record_every"})
+    known(t, s, "train", {"epochs", "batch_size", "learning_rate", "optimizer", "shuffle", "record_every"})
     d = TrainSpec()
-    epochs = _get(t, s, "train.epochs", int, default=d.epochs)
-    _check(epochs > 0, s, "train.epochs", "must be a positive integer")
-    batch_size = _get(t, s, "train.batch_size", int, default=d.batch_size)
-    _check(batch_size > 0, s, "train.batch_size", "must be a positive integer")
-    lr = _get(t, s, "train.learning_rate", float, default=d.learning_rate)
-    _check(lr > 0 and math.isfinite(lr), s, "train.learning_rate", "must be a positive number")
-    optimizer = _choice(t.get("optimizer", d.optimizer), s, "train.optimizer", OPTIMIZERS)
-    shuffle = _get(t, s, "train.shuffle", bool, default=d.shuffle)
-    record_every = _get(t, s, "train.record_every", int, default=0)
-    _check(record_every >= 0, s, "train.record_every", "must be a non-negative integer")
+    epochs = get(t, s, "train.epochs", int, default=d.epochs)
+    check(epochs > 0, s, "train.epochs", "must be a positive integer")
+    batch_size = get(t, s, "train.batch_size", int, default=d.batch_size)
+    check(batch_size > 0, s, "train.batch_size", "must be a positive integer")
+    lr = get(t, s, "train.learning_rate", float, default=d.learning_rate)
+    check(lr > 0 and math.isfinite(lr), s, "train.learning_rate", "must be a positive number")
+    optimizer = choice(t.get("optimizer", d.optimizer), s, "train.optimizer", OPTIMIZERS)
+    shuffle = get(t, s, "train.shuffle", bool, default=d.shuffle)
+    record_every = get(t, s, "train.record_every", int, default=0)
+    check(record_every >= 0, s, "train.record_every", "must be a non-negative integer")
     return TrainSpec(epochs, batch_size, lr, optimizer, shuffle, record_every)
 
 
 def _space(t: Mapping[str, Any], s: str, sampler: str) -> SpaceSpec:
-    _known(t, s, "space", {"norm", "strength", "placement", "l1_ratio"})
-    norm = _choices(t.get("norm", list(NORMS)), s, "space.norm", NORMS)
-    placement = _choices(t.get("placement", list(PLACEMENTS)), s, "space.placement", PLACEMENTS)
+    known(t, s, "space", {"norm", "strength", "placement", "l1_ratio"})
+    norm = choices(t.get("norm", list(NORMS)), s, "space.norm", NORMS)
+    placement = choices(t.get("placement", list(PLACEMENTS)), s, "space.placement", PLACEMENTS)
     needs_strength = any(n != "none" for n in norm)
     strength = _values_or_range(t, s, "strength", sampler, required=needs_strength,
                                 valid=lambda v: v > 0, what="must be > 0", default=(1e-4,))
@@ -536,28 +482,28 @@ def _values_or_range(
     key = f"space.{name}"
     raw = t.get(name)
     if raw is None:
-        _check(not required or default, s, key, "is required")
+        check(not required or default, s, key, "is required")
         return default
     if isinstance(raw, dict):
-        _check(sampler == "tpe", s, key, 'a { low, high } range needs sampler = "tpe"; the grid needs a list')
-        _known(raw, s, key, {"low", "high", "log"})
-        low = _get(raw, s, f"{key}.low", float, required=True)
-        high = _get(raw, s, f"{key}.high", float, required=True)
-        log = _get(raw, s, f"{key}.log", bool, default=False)
-        _check(valid(low), s, f"{key}.low", what)
-        _check(valid(high), s, f"{key}.high", what)
-        _check(low < high, s, key, "low must be smaller than high")
-        _check(not log or low > 0, s, f"{key}.low", "must be > 0 when log = true")
+        check(sampler == "tpe", s, key, 'a { low, high } range needs sampler = "tpe"; the grid needs a list')
+        known(raw, s, key, {"low", "high", "log"})
+        low = get(raw, s, f"{key}.low", float, required=True)
+        high = get(raw, s, f"{key}.high", float, required=True)
+        log = get(raw, s, f"{key}.log", bool, default=False)
+        check(valid(low), s, f"{key}.low", what)
+        check(valid(high), s, f"{key}.high", what)
+        check(low < high, s, key, "low must be smaller than high")
+        check(not log or low > 0, s, f"{key}.low", "must be > 0 when log = true")
         return FloatRange(low, high, log)
     if not isinstance(raw, list):
         raw = [raw]
-    _check(len(raw) > 0, s, key, "must not be empty")
+    check(len(raw) > 0, s, key, "must not be empty")
     values = []
     for i, v in enumerate(raw):
-        _check(_is_number(v) and math.isfinite(v), s, f"{key}[{i}]", "must be a number")
-        _check(valid(v), s, f"{key}[{i}]", what)
+        check(is_number(v) and math.isfinite(v), s, f"{key}[{i}]", "must be a number")
+        check(valid(v), s, f"{key}[{i}]", what)
         values.append(float(v))
-    _check(len(set(values)) == len(values), s, key, "has duplicate values")
+    check(len(set(values)) == len(values), s, key, "has duplicate values")
     return tuple(values)
 
 
@@ -565,83 +511,31 @@ def _values_or_range(
 
 
 def _storage(value: Any, s: str, key: str) -> str:
-    _check(isinstance(value, str) and "://" in value, s, key,
+    check(isinstance(value, str) and "://" in value, s, key,
            "must be a database URL such as sqlite:///studies/x.db or postgresql://host/db")
     return value
 
 
 def _n_jobs(value: Any, s: str, key: str) -> int:
-    _check(_is_int(value) and (value > 0 or value == -1), s, key, "must be a positive integer, or -1 for all cores")
+    check(is_int(value) and (value > 0 or value == -1), s, key, "must be a positive integer, or -1 for all cores")
     return value
 
 
 def _seeds(value: Any, s: str, key: str) -> tuple[int, ...]:
-    if _is_int(value):
-        _check(0 < value <= 100_000, s, key, "must be a positive number of seeds (at most 100000)")
+    if is_int(value):
+        check(0 < value <= 100_000, s, key, "must be a positive number of seeds (at most 100000)")
         return tuple(range(value))
-    _check(isinstance(value, list) and len(value) > 0, s, key, "must be a positive integer or a non-empty list of integers")
+    check(isinstance(value, list) and len(value) > 0, s, key, "must be a positive integer or a non-empty list of integers")
     for i, v in enumerate(value):
-        _check(_is_int(v) and 0 <= v < 2**31, s, f"{key}[{i}]", "must be an integer between 0 and 2**31 - 1")
-    _check(len(set(value)) == len(value), s, key, "has duplicate seeds")
+        check(is_int(v) and 0 <= v < 2**31, s, f"{key}[{i}]", "must be an integer between 0 and 2**31 - 1")
+    check(len(set(value)) == len(value), s, key, "has duplicate seeds")
     return tuple(value)
 
 
 def _table(doc: Mapping[str, Any], s: str, key: str, *, required: bool = False) -> Mapping[str, Any]:
     t = doc.get(key)
     if t is None:
-        _check(not required, s, key, "section is missing")
+        check(not required, s, key, "section is missing")
         return {}
-    _check(isinstance(t, dict), s, key, "must be a table ([" + key + "])")
+    check(isinstance(t, dict), s, key, "must be a table ([" + key + "])")
     return t
-
-
-def _known(t: Mapping[str, Any], s: str, prefix: str, keys: set[str]) -> None:
-    for k in t:
-        if k not in keys:
-            full = f"{prefix}.{k}" if prefix else k
-            raise SpecError(s, full, f"unknown key (expected one of: {', '.join(sorted(keys))})")
-
-
-def _get(t: Mapping[str, Any], s: str, key: str, kind: type, *, required: bool = False, default: Any = None) -> Any:
-    name = key.rsplit(".", 1)[-1]
-    if name not in t:
-        _check(not required, s, key, "is required")
-        return default
-    v = t[name]
-    if kind is float:
-        _check(_is_number(v) and math.isfinite(v), s, key, "must be a number")
-        return float(v)
-    if kind is int:
-        _check(_is_int(v), s, key, "must be an integer")
-        return v
-    _check(isinstance(v, kind), s, key, f"must be a {'boolean' if kind is bool else kind.__name__}")
-    return v
-
-
-def _choice(value: Any, s: str, key: str, allowed: Sequence[str]) -> str:
-    _check(isinstance(value, str) and value in allowed, s, key,
-           f"must be one of {', '.join(repr(a) for a in allowed)} (got {value!r})")
-    return value
-
-
-def _choices(value: Any, s: str, key: str, allowed: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [value]
-    _check(isinstance(value, list) and len(value) > 0, s, key, "must be a non-empty list")
-    for i, v in enumerate(value):
-        _choice(v, s, f"{key}[{i}]", allowed)
-    _check(len(set(value)) == len(value), s, key, "has duplicate values")
-    return tuple(value)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _check(ok: bool, s: str, key: str, problem: str) -> None:
-    if not ok:
-        raise SpecError(s, key, problem)

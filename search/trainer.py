@@ -36,9 +36,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from search.data import Dataset
+from search.layers import LAYERS
 from search.spec import TrainSpec
 
-XLA_LAYERS = ("InputLayer", "Dense", "Activation")  # models of only these compile with XLA
+# Models of only these Keras layers compile with XLA (the layer kinds say which of theirs do).
+XLA_LAYERS = ("InputLayer", "Activation", *(k.xla for k in LAYERS.values() if k.xla))
 # XLA compiles for seconds and then runs a step about 2x faster; with the compiled trainer reused
 # across a study's configurations it pays from about this many steps (epochs x batches) per fit.
 XLA_MIN_STEPS = 1000

@@ -1,0 +1,201 @@
+"""Layer kinds of ``[model] layers``: one record per kind, which every step looks up.
+
+A kind says which table keys it takes and how they are read, whether it has an activation
+(only then do the "pre" and "post" placements differ), whether the trainer may compile it
+with XLA, how its output shape follows from its input's, how Keras builds it and how a
+report names it. Adding a layer kind is adding one entry to :data:`LAYERS`, and its tests.
+
+Nothing here imports Keras until a model is built, so that the CLI rejects a bad study
+file in milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from search.validation import check, choice, get, pair, positive
+
+if TYPE_CHECKING:
+    from search.spec import LayerSpec
+
+Shape = tuple[int, ...]
+# Validated without importing Keras.
+ACTIVATIONS = (
+    "linear", "relu", "relu6", "sigmoid", "hard_sigmoid", "tanh", "softplus", "softsign",
+    "elu", "selu", "gelu", "silu", "swish", "leaky_relu", "mish", "exponential", "softmax",
+)
+PADDINGS = ("valid", "same")
+
+
+@dataclass(frozen=True)
+class LayerKind:
+    """Everything actreg knows of one layer type.
+
+    ``parse(item, source, key)`` reads the layer's own keys (``keys``) from its table into
+    :class:`~search.spec.LayerSpec` fields, raising :class:`~search.validation.SpecError`.
+    ``shape(layer, input_shape)`` is the output shape without the batch axis, or raises
+    ``ValueError`` with the problem in words. ``build(layer, activation, regularizer, name)``
+    returns the Keras layer (``activation`` is ``None`` where an ``Activation`` layer follows).
+    ``describe(layer)`` gives its arguments in words.
+    """
+
+    keys: frozenset[str]
+    parse: Callable[[Mapping[str, Any], str, str], dict[str, Any]]
+    shape: Callable[[LayerSpec, Shape], Shape]
+    build: Callable[[LayerSpec, str | None, Any, str], Any]
+    describe: Callable[[LayerSpec], str]
+    activated: bool = False  # has an activation: "pre" puts the regularizer before it
+    internal_activation: bool = False  # its activations are inside it (recurrent): "pre" is refused
+    xla: str | None = None  # the Keras class name, where the trainer may compile the layer with XLA
+
+
+def _keras_layers():
+    import keras
+
+    return keras.layers
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+def _needs(what: str, axes: tuple[str, ...]) -> Callable[[str, Shape], None]:
+    def need(kind: str, shape: Shape) -> None:
+        if len(shape) != len(axes):
+            raise ValueError(f"{kind} needs {what} inputs ({', '.join(axes)}), but gets shape {shape}; "
+                             f'with digits use data.view = "{what}"')
+    return need
+
+
+_image = _needs("image", ("height", "width", "channels"))
+_sequence = _needs("sequence", ("steps", "features"))
+
+
+def _window(shape: Shape, window: tuple[int, int], strides: tuple[int, int], padding: str | None) -> list[int]:
+    """Height and width after sliding ``window`` over ``shape`` with ``strides``, as Keras computes them."""
+    size = []
+    for d, k, st in zip(shape[:2], window, strides):
+        n = -(-d // st) if padding == "same" else (d - k) // st + 1 if d >= k else 0
+        if n <= 0:
+            raise ValueError(f"a window of {window} does not fit inputs of shape {shape}")
+        size.append(n)
+    return size
+
+
+def _flat(shape: Shape) -> Shape:
+    n = 1
+    for d in shape:
+        n *= d
+    return (n,)
+
+
+def _recurrent_shape(kind: str) -> Callable[[LayerSpec, Shape], Shape]:
+    def shape(layer: LayerSpec, s: Shape) -> Shape:
+        _sequence(kind, s)
+        return (s[0], layer.units) if layer.return_sequences else (layer.units,)
+    return shape
+
+
+def _conv_shape(layer: LayerSpec, s: Shape) -> Shape:
+    _image("conv2d", s)
+    return (*_window(s, layer.kernel_size, layer.strides or (1, 1), layer.padding), layer.filters)
+
+
+def _pool_shape(layer: LayerSpec, s: Shape) -> Shape:
+    _image("maxpool2d", s)
+    return (*_window(s, layer.pool_size, layer.strides or layer.pool_size, layer.padding), s[2])
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def _units(item: Mapping[str, Any], s: str, key: str) -> dict[str, Any]:
+    return {"units": positive(item, s, f"{key}.units", required=True)}
+
+
+def _activation(item: Mapping[str, Any], s: str, key: str) -> dict[str, Any]:
+    return {"activation": choice(item.get("activation", "linear"), s, f"{key}.activation", ACTIVATIONS)}
+
+
+def _window_options(item: Mapping[str, Any], s: str, key: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "strides" in item:
+        out["strides"] = pair(item["strides"], s, f"{key}.strides")
+    if "padding" in item:
+        out["padding"] = choice(item["padding"], s, f"{key}.padding", PADDINGS)
+    return out
+
+
+def _parse_conv(item: Mapping[str, Any], s: str, key: str) -> dict[str, Any]:
+    check("kernel_size" in item, s, f"{key}.kernel_size", "is required")
+    return {"filters": positive(item, s, f"{key}.filters", required=True),
+            "kernel_size": pair(item["kernel_size"], s, f"{key}.kernel_size"),
+            **_activation(item, s, key), **_window_options(item, s, key)}
+
+
+def _parse_recurrent(item: Mapping[str, Any], s: str, key: str) -> dict[str, Any]:
+    return {**_units(item, s, key), "activation": "tanh",
+            "return_sequences": get(item, s, f"{key}.return_sequences", bool, default=False)}
+
+
+def _parse_dropout(item: Mapping[str, Any], s: str, key: str) -> dict[str, Any]:
+    rate = get(item, s, f"{key}.rate", float, required=True)
+    check(0 <= rate < 1, s, f"{key}.rate", "must be in [0, 1)")
+    return {"rate": rate}
+
+
+def _recurrent(keras_class: str) -> LayerKind:
+    """An LSTM-like layer: units and return_sequences; regularized on its output."""
+    def build(layer: LayerSpec, activation: str | None, reg: Any, name: str) -> Any:
+        cls = getattr(_keras_layers(), keras_class)
+        return cls(layer.units, return_sequences=bool(layer.return_sequences), activity_regularizer=reg, name=name)
+
+    return LayerKind(
+        keys=frozenset({"units", "return_sequences"}), parse=_parse_recurrent,
+        shape=_recurrent_shape(keras_class.lower()), build=build,
+        describe=lambda layer: f"{layer.units}{', sequences' if layer.return_sequences else ''}",
+        internal_activation=True)
+
+
+LAYERS: dict[str, LayerKind] = {
+    "dense": LayerKind(
+        keys=frozenset({"units", "activation"}),
+        parse=lambda item, s, key: {**_units(item, s, key), **_activation(item, s, key)},
+        shape=lambda layer, s: (*s[:-1], layer.units),
+        build=lambda layer, act, reg, name: _keras_layers().Dense(
+            layer.units, activation=act, activity_regularizer=reg, name=name),
+        describe=lambda layer: f"{layer.units}, {layer.activation}",
+        activated=True, xla="Dense"),
+    "conv2d": LayerKind(
+        keys=frozenset({"filters", "kernel_size", "strides", "padding", "activation"}),
+        parse=_parse_conv,
+        shape=_conv_shape,
+        build=lambda layer, act, reg, name: _keras_layers().Conv2D(
+            layer.filters, layer.kernel_size, strides=layer.strides or (1, 1), padding=layer.padding or "valid",
+            activation=act, activity_regularizer=reg, name=name),
+        describe=lambda layer: f"{layer.filters}, {layer.kernel_size[0]}x{layer.kernel_size[1]}, {layer.activation}",
+        activated=True),
+    "maxpool2d": LayerKind(
+        keys=frozenset({"pool_size", "strides", "padding"}),
+        parse=lambda item, s, key: {"pool_size": pair(item.get("pool_size", 2), s, f"{key}.pool_size"),
+                                    **_window_options(item, s, key)},
+        shape=_pool_shape,
+        build=lambda layer, act, reg, name: _keras_layers().MaxPooling2D(
+            layer.pool_size, strides=layer.strides, padding=layer.padding or "valid", activity_regularizer=reg,
+            name=name),
+        describe=lambda layer: f"{layer.pool_size[0]}x{layer.pool_size[1]}"),
+    "flatten": LayerKind(
+        keys=frozenset(),
+        parse=lambda item, s, key: {},
+        shape=lambda layer, s: _flat(s),
+        build=lambda layer, act, reg, name: _keras_layers().Flatten(activity_regularizer=reg, name=name),
+        describe=lambda layer: ""),
+    "dropout": LayerKind(
+        keys=frozenset({"rate"}),
+        parse=_parse_dropout,
+        shape=lambda layer, s: s,
+        build=lambda layer, act, reg, name: _keras_layers().Dropout(layer.rate, activity_regularizer=reg, name=name),
+        describe=lambda layer: f"{layer.rate}"),
+    "lstm": _recurrent("LSTM"),
+}

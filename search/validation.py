@@ -1,0 +1,89 @@
+"""Checks of study-file values: each failure is a :class:`SpecError` naming file, key and problem.
+
+The helpers take the table ``t`` being read, the source ``s`` (the study file's name) and
+the dotted ``key`` of the value, so that every message is generated in one place.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+class SpecError(ValueError):
+    """A study file or option is invalid; ``str()`` is the one-line message for users."""
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        self.source, self.key, self.problem = source, key, problem
+        super().__init__(f"{source}: {key}: {problem}")
+
+
+def check(ok: bool, s: str, key: str, problem: str) -> None:
+    if not ok:
+        raise SpecError(s, key, problem)
+
+
+def known(t: Mapping[str, Any], s: str, prefix: str, keys: set[str] | frozenset[str]) -> None:
+    """Every key of ``t`` is one of ``keys``."""
+    for k in t:
+        if k not in keys:
+            full = f"{prefix}.{k}" if prefix else k
+            raise SpecError(s, full, f"unknown key (expected one of: {', '.join(sorted(keys))})")
+
+
+def get(t: Mapping[str, Any], s: str, key: str, kind: type, *, required: bool = False, default: Any = None) -> Any:
+    """The value of ``key``'s last part in ``t``, of type ``kind`` (a float may be written as an int)."""
+    name = key.rsplit(".", 1)[-1]
+    if name not in t:
+        check(not required, s, key, "is required")
+        return default
+    v = t[name]
+    if kind is float:
+        check(is_number(v) and math.isfinite(v), s, key, "must be a number")
+        return float(v)
+    if kind is int:
+        check(is_int(v), s, key, "must be an integer")
+        return v
+    check(isinstance(v, kind), s, key, f"must be a {'boolean' if kind is bool else kind.__name__}")
+    return v
+
+
+def positive(t: Mapping[str, Any], s: str, key: str, *, required: bool = False, default: int | None = None) -> int:
+    """A positive integer."""
+    v = get(t, s, key, int, required=required, default=default)
+    check(v is None or v > 0, s, key, "must be a positive integer")
+    return v
+
+
+def choice(value: Any, s: str, key: str, allowed: Sequence[str]) -> str:
+    check(isinstance(value, str) and value in allowed, s, key,
+          f"must be one of {', '.join(repr(a) for a in allowed)} (got {value!r})")
+    return value
+
+
+def choices(value: Any, s: str, key: str, allowed: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    check(isinstance(value, list) and len(value) > 0, s, key, "must be a non-empty list")
+    for i, v in enumerate(value):
+        choice(v, s, f"{key}[{i}]", allowed)
+    check(len(set(value)) == len(value), s, key, "has duplicate values")
+    return tuple(value)
+
+
+def pair(value: Any, s: str, key: str) -> tuple[int, int]:
+    """An int or a two-int list, as Keras takes kernel sizes, strides and pool sizes."""
+    if is_int(value):
+        value = [value, value]
+    check(isinstance(value, list) and len(value) == 2 and all(is_int(v) and v > 0 for v in value), s, key,
+          "must be a positive integer or a list of two positive integers")
+    return (value[0], value[1])
+
+
+def is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
