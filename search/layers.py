@@ -198,4 +198,5 @@ LAYERS: dict[str, LayerKind] = {
         build=lambda layer, act, reg, name: _keras_layers().Dropout(layer.rate, activity_regularizer=reg, name=name),
         describe=lambda layer: f"{layer.rate}"),
     "lstm": _recurrent("LSTM"),
+    "gru": _recurrent("GRU"),
 }

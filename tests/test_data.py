@@ -133,6 +133,7 @@ L = LayerSpec
      (8, 8, 1), (10,)),
     ((L("conv2d", filters=4, kernel_size=(3, 3), padding="same", strides=(2, 2)), L("flatten")), (8, 8, 1), (64,)),
     ((L("lstm", 5, return_sequences=True), L("lstm", 3), L("dense", 1)), (8, 8), (1,)),
+    ((L("gru", 5, return_sequences=True), L("flatten"), L("dense", 1)), (8, 8), (1,)),
     ((L("dense", 4), L("dropout", rate=0.1), L("dense", 2)), (64,), (2,)),
 ])
 def test_output_shape(layers, shape, expected):
@@ -142,6 +143,7 @@ def test_output_shape(layers, shape, expected):
 @pytest.mark.parametrize("layers,shape,key,problem", [
     ((L("conv2d", filters=4, kernel_size=(3, 3)), L("flatten")), (64,), "model.layers[0]", "needs image inputs"),
     ((L("lstm", 4), L("dense", 1)), (8, 8, 1), "model.layers[0]", "needs sequence inputs"),
+    ((L("dense", 4), L("gru", 4), L("dense", 1)), (8,), "model.layers[1]", "gru needs sequence inputs"),
     ((L("conv2d", filters=4, kernel_size=(9, 9)),), (8, 8, 1), "model.layers[0]", "does not fit"),
     ((L("lstm", 4, return_sequences=True), L("dense", 1)), (8, 8), "model.layers[1]", "add a flatten"),
 ])

@@ -33,6 +33,7 @@ CASES = {
         L("conv2d", filters=4, kernel_size=(3, 3), activation="relu", regularize=True),
         L("maxpool2d", pool_size=(2, 2)), L("flatten"), L("dense", 10, "softmax")), SCE)),
     "lstm": (digits("sequence"), ModelSpec((L("lstm", 8, regularize=True), L("dense", 10, "softmax")), SCE)),
+    "gru": (digits("sequence"), ModelSpec((L("gru", 8, regularize=True), L("dense", 10, "softmax")), SCE)),
     "dense-regression": (DIABETES, ModelSpec((L("dense", 16, "relu", True), L("dense", 1, "linear")), "mse")),
 }
 
@@ -42,7 +43,7 @@ def task_of(model: ModelSpec) -> tuple[str, tuple[str, ...]]:
 
 
 @pytest.mark.parametrize("case,placement", [
-    ("dense-multiclass", "pre"), ("conv2d", "pre"), ("conv2d", "post"), ("lstm", "post"),
+    ("dense-multiclass", "pre"), ("conv2d", "pre"), ("conv2d", "post"), ("lstm", "post"), ("gru", "post"),
     ("dense-regression", "post"),
 ])
 def test_one_seed_reproduces_model_fit_on_several_batches(case, placement):
@@ -68,7 +69,7 @@ def test_one_seed_reproduces_model_fit_on_several_batches(case, placement):
     np.testing.assert_allclose(r.history["test_loss"], history["val_loss"], rtol=1e-5)
 
 
-@pytest.mark.parametrize("case", ["conv2d", "lstm"])
+@pytest.mark.parametrize("case", ["conv2d", "lstm", "gru"])
 def test_replicas_of_a_chunk_match_their_single_seed_fits(case):
     data_spec, model = CASES[case]
     data = make_dataset(data_spec)

@@ -90,6 +90,10 @@ BAD = [
     ("model.layers.0", {"type": "maxpool2d", "padding": "full"}, "model.layers[0].padding", "'valid', 'same'"),
     ("model.layers.0", {"type": "flatten", "units": 3}, "model.layers[0].units", "unknown key"),
     ("model.layers.0", {"type": "lstm", "units": 4, "regularize": True}, "space.placement", '"pre" does not apply'),
+    ("model.layers.0", {"type": "gru", "units": 4, "regularize": True}, "space.placement", "(gru): its activations"),
+    ("model.layers.0", {"type": "gru", "units": 0}, "model.layers[0].units", "positive integer"),
+    ("model.layers.0", {"type": "gru", "units": 4, "activation": "relu"}, "model.layers[0].activation",
+     "unknown key"),
     ("model.layers.1", {"type": "flatten"}, "model.layers[1]", "must be dense"),
     ("model.loss", "mse", "model.layers[1]", 'units = 1 and activation = "linear"'),
 ]
