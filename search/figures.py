@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from search.results import configuration_of, finite_trials, trial_curves
-from search.spec import METRIC_LABELS, MINIMIZED
+from search.metrics import METRIC_LABELS, MINIMIZED
 
 if TYPE_CHECKING:
     import optuna

@@ -23,6 +23,7 @@ from keras import ops
 
 from search.space import Configuration
 from search.layers import LAYERS
+from search.metrics import METRICS, TASK_METRICS
 from search.spec import LOSSES, ModelSpec
 
 
@@ -131,9 +132,7 @@ class BuiltModel:
 
 def compile_model(model: keras.Model, loss: str, learning_rate: float) -> None:
     """Compile as the trainer computes: Adam, the loss, and the task's metrics."""
-    metrics: list = ["accuracy"]
-    if LOSSES[loss] == "regression":
-        metrics = [keras.metrics.R2Score(name="r2"), keras.metrics.MeanAbsoluteError(name="mae")]
+    metrics = [METRICS[m].keras() for m in TASK_METRICS[LOSSES[loss]]]
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss, metrics=metrics)
 
 

@@ -27,7 +27,7 @@ MAX_CHUNK = 32  # seeds per chunk by default; larger chunks gain little on a CPU
 class FitTask:
     """Fit one configuration on a chunk of seeds; ``threads`` sizes the worker's TensorFlow pools.
 
-    ``metrics`` are measured besides the loss (see :func:`search.trainer.metric_stats`).
+    ``metrics`` are measured besides the loss (see :mod:`search.metrics`).
     """
 
     data: DataSpec

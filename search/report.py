@@ -21,7 +21,8 @@ from search import figures
 from search.layers import LAYERS
 from search.results import complete_trials, configuration_of, curves_frame, summary_frame, write_csv
 from search.space import Configuration, iter_param_names
-from search.spec import METRIC_LABELS, MINIMIZED, DataSpec, ModelSpec, StudySpec
+from search.metrics import METRIC_LABELS, METRICS, MINIMIZED
+from search.spec import DataSpec, ModelSpec, StudySpec
 from search.stats import MIN_SEEDS, baseline_comparison
 from search.storage import load_study
 
@@ -209,7 +210,7 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
     that fits one column of a two-column template: test mean ± std, Δ and p only.
     """
     m = metric
-    label = {"accuracy": "accuracy", "r2": "$R^2$", "mae": "MAE"}[m]
+    label = METRICS[m].latex
     frame = summary.reset_index(drop=True)
     marked = marks(frame, comparison, m)
     diffs = {} if comparison is None else {_label(r): r for _, r in comparison.iterrows()}

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from search.metrics import METRICS
 from search.space import Configuration
 
 if TYPE_CHECKING:
@@ -110,10 +111,12 @@ def trial_record(results: Sequence[SeedResult], epochs: int, record_step: int,
     for name in (*metrics, "loss"):
         attrs[f"test_{name}"] = _floats([r.test[name] for r in results])
         attrs[f"train_{name}"] = _floats([r.train[name] for r in results])
-    if rows is not None and "accuracy" in metrics:
+    fractions = [name for name in metrics if METRICS[name].fraction]
+    if rows is not None and fractions:
         attrs["n_train"], attrs["n_test"] = rows
         for split, n in (("train", rows[0]), ("test", rows[1])):
-            attrs[f"{split}_accuracy"] = [None if v is None else round(v * n) / n for v in attrs[f"{split}_accuracy"]]
+            for name in fractions:
+                attrs[f"{split}_{name}"] = [None if v is None else round(v * n) / n for v in attrs[f"{split}_{name}"]]
     attrs["fit_time"] = [float(r.fit_seconds) for r in results]
     test = np.asarray(attrs[f"test_{objective}"], dtype=np.float64)
     train = np.asarray(attrs[f"train_{objective}"], dtype=np.float64)
@@ -160,10 +163,11 @@ def curves_frame(trials: Sequence[optuna.trial.FrozenTrial]) -> pd.DataFrame:
 
 
 def _mean_of(attrs: dict[str, Any], split: str, metric: str) -> float:
-    """Mean over seeds of ``<split>_<metric>``; for accuracy with known row counts, from the integer total."""
+    """Mean over seeds of ``<split>_<metric>``; for a fraction of rows (accuracy) with known row
+    counts, from the integer total."""
     values = np.asarray(attrs[f"{split}_{metric}"], dtype=np.float64)
     n = attrs.get(f"n_{split}")
-    if metric == "accuracy" and n:
+    if METRICS[metric].fraction and n:
         return float(np.rint(values * n).sum() / (n * len(values)))
     return float(values.mean())
 

@@ -30,7 +30,8 @@ from search.claims import (FAIL_REASON_ATTR, KEY_ATTR, LABEL_ATTR, PROCESS_ATTR,
 from search.parallel import FitFailure, FitPool, FitTask, chunk_seeds
 from search.results import CURVES_ATTR, DIVERGED, OK, summary_frame, trial_record
 from search.space import Configuration, distributions, grid, iter_param_names, suggest
-from search.spec import METRIC_LABELS, SpecError, StudySpec
+from search.metrics import METRIC_LABELS
+from search.spec import SpecError, StudySpec
 from search.storage import SPEC_ATTR, fingerprint_diff, open_storage, redact, spec_fingerprint
 
 if TYPE_CHECKING:

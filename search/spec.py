@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from search.layers import LAYERS
+from search.metrics import METRICS, TASK_METRICS, offered
 from search.validation import SpecError, check, choice, choices, get, is_int, is_number, known
 
 NORMS = ("none", "l1", "l2", "l1_l2")
@@ -29,9 +30,6 @@ DIGITS_VIEWS = ("flat", "image", "sequence")
 LAYER_TYPES = tuple(LAYERS)
 # The loss decides the task; the task decides the output layer and the metrics.
 LOSSES = {"binary_crossentropy": "binary", "sparse_categorical_crossentropy": "multiclass", "mse": "regression"}
-TASK_METRICS = {"binary": ("accuracy",), "multiclass": ("accuracy",), "regression": ("r2", "mae")}
-MINIMIZED = ("mae",)  # every other metric is maximized
-METRIC_LABELS = {"accuracy": "accuracy", "r2": "R²", "mae": "MAE"}
 OPTIMIZERS = ("adam",)
 
 
@@ -181,7 +179,7 @@ class StudySpec:
 
     @property
     def maximize(self) -> bool:
-        return self.objective not in MINIMIZED
+        return not METRICS[self.objective].minimize
 
     def with_overrides(
         self,
@@ -271,7 +269,7 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
     space = _space(_table(doc, s, "space", required=True), s, sampler)
     metric = doc.get("metric")
     if metric is not None:
-        metric = choice(metric, s, "metric", TASK_METRICS[model.task])
+        metric = choice(metric, s, "metric", offered(model.task))
         metric = None if metric == TASK_METRICS[model.task][0] else metric  # one spelling of the default
     if any(n != "none" for n in space.norm) and model.builder is None:
         check(any(layer.regularize for layer in model.layers), s, "model.layers",

@@ -37,6 +37,7 @@ import numpy as np
 
 from search.data import Dataset
 from search.layers import LAYERS
+from search.metrics import metric_stats, metric_values, stats_size
 from search.spec import TrainSpec
 
 # Models of only these Keras layers compile with XLA (the layer kinds say which of theirs do).
@@ -133,7 +134,7 @@ class ChunkTrainer:
 
     ``template`` is a compiled Keras model: its loss (and activity regularizers) are
     what is trained. ``task`` and ``metrics`` choose what is measured (see
-    :func:`metric_stats`). ``jit`` compiles with XLA; by default, for chunks of several
+    :func:`search.metrics.metric_stats`). ``jit`` compiles with XLA; by default, for chunks of several
     seeds of a dense model with at least :data:`XLA_MIN_STEPS` steps per fit (the choice
     depends on the spec and chunk only, so the numbers do not depend on ``n_jobs``).
 
@@ -176,7 +177,7 @@ class ChunkTrainer:
         n_rows = int(data.x_train.shape[0])
         batch = train.batch_size
         n_batches = -(-n_rows // batch)
-        n_stats = sum(3 if m == "r2" else 1 for m in metrics)
+        n_stats = stats_size(metrics)
         # XLA fuses the many small elementwise ops of a step (about 2x faster on a CPU), but its
         # rounding differs from fit's kernels: one seed alone keeps fit's graph, bit for bit.
         if jit is None:
@@ -337,45 +338,3 @@ class ChunkTrainer:
                 weights=None if trained is None else tuple(w[k] for w in trained),
             ))
         return results
-
-
-def metric_stats(task: str, metrics: Sequence[str], y, y_pred):
-    """Sums over a batch from which :func:`metric_values` computes each metric, as a vector.
-
-    ``accuracy``: correct predictions (binary: threshold 0.5, as Keras's ``BinaryAccuracy``;
-    multiclass: the arg-max, as ``SparseCategoricalAccuracy``). ``mae``: sum of absolute
-    errors. ``r2``: sum of y, of y squared and of squared errors (Keras's ``R2Score``
-    accumulates the same three).
-    """
-    from keras import ops
-
-    out = []
-    for m in metrics:
-        if m == "accuracy":
-            if task == "multiclass":
-                pred = ops.cast(ops.argmax(y_pred, axis=-1), y.dtype)
-                matches = ops.equal(ops.reshape(y, (-1,)), pred)
-            else:
-                matches = ops.equal(y, ops.cast(ops.greater(y_pred, 0.5), y.dtype))
-            out.append(ops.sum(ops.cast(matches, "float32")))
-        elif m == "mae":
-            out.append(ops.sum(ops.absolute(y - y_pred)))
-        elif m == "r2":
-            out += [ops.sum(y), ops.sum(ops.square(y)), ops.sum(ops.square(y - y_pred))]
-        else:
-            raise ValueError(f"unknown metric {m!r}")
-    return ops.stack(out)
-
-
-def metric_values(metrics: Sequence[str], stats, n) -> list:
-    """Each metric from the summed :func:`metric_stats` of ``n`` rows; ``stats`` has the seed axis first."""
-    out, i = [], 0
-    for m in metrics:
-        if m == "r2":
-            total, squares, errors = stats[:, i], stats[:, i + 1], stats[:, i + 2]
-            out.append(1.0 - errors / (squares - total * (total / n)))
-            i += 3
-        else:
-            out.append(stats[:, i] / n)
-            i += 1
-    return out
