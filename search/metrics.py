@@ -75,6 +75,19 @@ def _r2_value(sums, n):
     return 1.0 - errors / (squares - total * (total / n))
 
 
+def _f1_stats(task: str, y, y_pred) -> list:
+    ops = _ops()
+    positive = _positive(y, y_pred)
+    return [ops.sum(y * positive), ops.sum((1.0 - y) * positive), ops.sum(y * (1.0 - positive))]
+
+
+def _f1_value(sums, n):
+    ops = _ops()  # 0 when there is no positive row and no positive prediction, as scikit-learn's f1_score
+    tp, fp, fn = sums[..., 0], sums[..., 1], sums[..., 2]
+    denominator = 2.0 * tp + fp + fn
+    return ops.where(denominator > 0, 2.0 * tp / ops.maximum(denominator, 1.0), 0.0)
+
+
 def _keras_metric(cls: str, **kwargs) -> Callable[[], Any]:
     def make():
         import keras
@@ -94,6 +107,11 @@ METRICS: dict[str, Metric] = {
         label="MAE", latex="MAE", stats=lambda task, y, y_pred: [_ops().sum(_ops().absolute(y - y_pred))],
         value=lambda sums, n: sums[..., 0] / n, keras=_keras_metric("MeanAbsoluteError", name="mae"),
         tasks=("regression",), minimize=True),
+    # F1 of the positive class: true positives, false positives and false negatives are
+    # summed over batches, so an epoch's F1 is that of all its rows (not a mean of batch F1s).
+    "f1": Metric(
+        label="F1", latex="$F_1$", stats=_f1_stats, value=_f1_value, keras=_keras_metric(
+            "F1Score", threshold=0.5, name="f1"), optional=("binary",), n_stats=3),
 }
 
 # Derived views, for the modules that only need a name's properties.

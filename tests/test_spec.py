@@ -78,7 +78,7 @@ BAD = [
     ("space.placement", ["middle"], "space.placement[0]", "must be one of"),
     ("space.l1_ratio", [0.5], "space.l1_ratio", "l1_l2"),
     ("space", DELETE, "space", "missing"),
-    ("metric", "r2", "metric", "must be one of 'accuracy'"),
+    ("metric", "r2", "metric", "must be one of 'accuracy', 'f1'"),
     ("data.view", "image", "data.view", 'does not apply to source = "circles"'),
     ("data.test_size", 0.3, "data", "n_train or test_size, not both"),
     ("data.source", "digits", "data.source", "multiclass dataset"),
@@ -121,6 +121,14 @@ def test_builder_form_and_metric_direction():
     assert (spec.objective, spec.metrics, spec.maximize, spec.metric) == ("r2", ("r2", "mae"), True, None)
     assert parse_spec({**doc, "metric": "r2"}, source="s.toml").metric is None  # one spelling of the default
     assert spec.data.test_size == 0.25 and spec.data.split_seed == 0 and spec.data.stratify is False
+    with pytest.raises(SpecError, match="metric: must be one of 'r2', 'mae' \\(got 'f1'\\)"):
+        parse_spec({**doc, "metric": "f1"}, source="s.toml")  # F1 is for binary studies
+
+
+def test_f1_is_recorded_only_where_a_binary_study_asks_for_it():
+    spec = parse_spec(with_change("metric", "f1"), source="s.toml")
+    assert (spec.objective, spec.metrics, spec.maximize) == ("f1", ("f1", "accuracy"), True)
+    assert parse_spec(with_change("metric", "accuracy"), source="s.toml").metrics == ("accuracy",)
 
 
 def test_layers_without_activation_can_carry_the_regularizer():

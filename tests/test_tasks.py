@@ -98,3 +98,22 @@ def test_a_broken_builder_is_one_line_and_writes_nothing(tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == (
         f"error: {study_file}: model.builder: my_nets:mlp returned str, not a keras.Model")
     assert not (tmp_path / "reg.db").exists()
+
+
+def test_a_binary_study_ranked_by_f1(tmp_path):
+    from conftest import write_study
+
+    from search import export_frame
+    from search.report import write_report
+
+    path = write_study(tmp_path, name="f1", seeds=2, epochs=4, extra='metric = "f1"\nn_jobs = 1')
+    spec = load_spec(path)
+    run_study(spec, progress=False)
+    table = export_frame(spec)
+    assert {"mean_test_f1", "rank_test_f1", "ci95_low_test_f1", "mean_test_accuracy"} <= set(table.columns)
+    best = table.loc[table["mean_test_f1"].idxmax()]
+    assert best["rank_test_f1"] == 1
+    assert load_study(spec).trials[0].user_attrs["metrics"] == ["f1", "accuracy"]
+    report = write_report(spec, tmp_path / "rep", attach=False)
+    assert "## Test F1" in (report.folder / "report.md").read_text()
+    assert "test $F_1$" in (report.folder / "summary.tex").read_text()
