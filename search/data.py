@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from search.sources import SOURCES
 from search.spec import DataSpec
 
 
@@ -47,10 +48,11 @@ def make_dataset(spec: DataSpec) -> Dataset:
 
     Cached per process: workers that fit many configurations load it once.
     """
-    if spec.source == "npz":
-        x_train, y_train, x_test, y_test = _npz(spec.path)
+    source = SOURCES[spec.source]
+    if source.own_split:
+        x_train, y_train, x_test, y_test = source.load(spec)
     else:
-        x, y = _rows(spec)
+        x, y = source.load(spec)
         train, test = _split(spec, len(x), y)
         x_train, y_train, x_test, y_test = x[train], y[train], x[test], y[test]
     if spec.standardize:
@@ -66,29 +68,6 @@ def make_dataset(spec: DataSpec) -> Dataset:
     for a in (data.x_train, data.y_train, data.x_test, data.y_test):
         a.flags.writeable = False  # shared by every fit in the process
     return data
-
-
-def _rows(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn import datasets
-
-    if spec.source == "circles":
-        return datasets.make_circles(
-            n_samples=spec.n_samples, noise=spec.noise, random_state=spec.random_state, factor=spec.factor)
-    if spec.source == "moons":
-        return datasets.make_moons(n_samples=spec.n_samples, noise=spec.noise, random_state=spec.random_state)
-    if spec.source == "digits":
-        bunch = datasets.load_digits()
-        x = bunch.data / 16.0  # pixel intensities 0..16 -> [0, 1]
-        shape = {"flat": (64,), "image": (8, 8, 1), "sequence": (8, 8)}[spec.view]
-        return x.reshape(-1, *shape), bunch.target
-    if spec.source == "diabetes":
-        bunch = datasets.load_diabetes()
-        return bunch.data, bunch.target
-    if spec.source == "sequence":
-        return adding_task(spec.n_samples, spec.steps, spec.random_state)
-    if spec.source == "csv":
-        return _csv(spec)
-    raise ValueError(f"unknown data source {spec.source!r}")  # the spec is validated
 
 
 def adding_task(n: int, steps: int, random_state: int) -> tuple[np.ndarray, np.ndarray]:
@@ -126,7 +105,8 @@ def _split(spec: DataSpec, n: int, y: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return np.sort(train), np.sort(test)
 
 
-def _csv(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
+def read_csv(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Features and target columns of the user's CSV file; raises :class:`DataError`."""
     import pandas as pd
 
     try:
@@ -158,7 +138,9 @@ def _csv(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     return frame[features].to_numpy(np.float64), frame[spec.target].to_numpy()
 
 
-def _npz(path: str) -> tuple[np.ndarray, ...]:
+def read_npz(spec: DataSpec) -> tuple[np.ndarray, ...]:
+    """``x_train, y_train, x_test, y_test`` of the user's NPZ file; raises :class:`DataError`."""
+    path = spec.path
     names = ("x_train", "y_train", "x_test", "y_test")
     try:
         with np.load(path, allow_pickle=False) as f:

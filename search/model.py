@@ -21,9 +21,9 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from search.space import Configuration
 from search.layers import LAYERS
 from search.metrics import METRICS, TASK_METRICS
+from search.space import Configuration
 from search.spec import LOSSES, ModelSpec
 
 

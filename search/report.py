@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING
 
 from search import figures
 from search.layers import LAYERS
-from search.results import complete_trials, configuration_of, curves_frame, summary_frame, write_csv
-from search.space import Configuration, iter_param_names
 from search.metrics import METRIC_LABELS, METRICS, MINIMIZED
+from search.results import complete_trials, configuration_of, curves_frame, summary_frame, write_csv
+from search.sources import SOURCES
+from search.space import Configuration, iter_param_names
 from search.spec import DataSpec, ModelSpec, StudySpec
 from search.stats import MIN_SEEDS, baseline_comparison
 from search.storage import load_study
@@ -411,17 +412,7 @@ def diverged_markdown(trials: Sequence[optuna.trial.FrozenTrial]) -> str:
 
 def describe_data(d: DataSpec) -> str:
     """The data section of a study in words."""
-    what = {
-        "circles": f"`circles` (n_samples = {d.n_samples}, noise = {d.noise}, factor = {d.factor}, "
-                   f"random_state = {d.random_state})",
-        "moons": f"`moons` (n_samples = {d.n_samples}, noise = {d.noise}, random_state = {d.random_state})",
-        "sequence": f"generated adding-problem sequences (n_samples = {d.n_samples}, steps = {d.steps}, "
-                    f"random_state = {d.random_state})",
-        "digits": f"scikit-learn's digits, {d.view} view",
-        "diabetes": "scikit-learn's diabetes",
-        "csv": f"`{Path(d.path or '').name}` (target `{d.target}`)",
-        "npz": f"`{Path(d.path or '').name}` (its own train and test arrays)",
-    }[d.source]
+    what = SOURCES[d.source].describe(d)
     if d.test_size is not None:
         split = (f"a {'stratified ' if d.stratify else ''}random {1 - d.test_size:.0%}/{d.test_size:.0%} "
                  f"train/test split (split_seed = {d.split_seed})")

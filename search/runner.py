@@ -27,10 +27,10 @@ from search import runtime
 from search.checks import check_study
 from search.claims import (FAIL_REASON_ATTR, KEY_ATTR, LABEL_ATTR, PROCESS_ATTR, RUNNER_ATTR, Claim, Heartbeat,
                            StudyQueue, config_key, trial_key)
+from search.metrics import METRIC_LABELS
 from search.parallel import FitFailure, FitPool, FitTask, chunk_seeds
 from search.results import CURVES_ATTR, DIVERGED, OK, summary_frame, trial_record
 from search.space import Configuration, distributions, grid, iter_param_names, suggest
-from search.metrics import METRIC_LABELS
 from search.spec import SpecError, StudySpec
 from search.storage import SPEC_ATTR, fingerprint_diff, open_storage, redact, spec_fingerprint
 

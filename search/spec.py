@@ -18,15 +18,14 @@ from typing import Any
 
 from search.layers import LAYERS
 from search.metrics import METRICS, TASK_METRICS, offered
+from search.sources import SOURCES, Source
 from search.validation import SpecError, check, choice, choices, get, is_int, is_number, known
 
 NORMS = ("none", "l1", "l2", "l1_l2")
 PLACEMENTS = ("pre", "post")
 PENALTIES = ("mean", "sum")
 SAMPLERS = ("grid", "tpe")
-DATA_SOURCES = ("circles", "moons", "digits", "diabetes", "sequence", "csv", "npz")
-GENERATED = ("circles", "moons", "sequence")  # sources with n_samples, random_state
-DIGITS_VIEWS = ("flat", "image", "sequence")
+DATA_SOURCES = tuple(SOURCES)
 LAYER_TYPES = tuple(LAYERS)
 # The loss decides the task; the task decides the output layer and the metrics.
 LOSSES = {"binary_crossentropy": "binary", "sparse_categorical_crossentropy": "multiclass", "mse": "regression"}
@@ -296,89 +295,46 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
 # ----------------------------------------------------------------------------- sections
 
 
+SPLIT_KEYS = frozenset({"n_train", "test_size", "split_seed", "standardize"})
+
+
 def _data(t: Mapping[str, Any], s: str, task: str, base: Path) -> DataSpec:
-    source = choice(t.get("source", "circles"), s, "data.source", DATA_SOURCES)
-    natural = {"binary": ("circles", "moons", "sequence"), "multiclass": ("digits",), "regression": ("diabetes",)}
-    if source not in ("csv", "npz"):
-        check(source in natural[task], s, "data.source",
-               f"{source!r} is a {_task_of_source(source)} dataset, but model.loss makes this a {task} study")
-    split_keys = {"n_train", "test_size", "split_seed", "standardize"}
-    own = {
-        "circles": {"n_samples", "noise", "random_state", "factor"},
-        "moons": {"n_samples", "noise", "random_state"},
-        "sequence": {"n_samples", "random_state", "steps"},
-        "digits": {"view"},
-        "diabetes": set(),
-        "csv": {"path", "target", "features"},
-        "npz": {"path"},
-    }[source]
-    allowed = {"source"} | own | (split_keys if source != "npz" else {"standardize"})
-    every = {"n_samples", "noise", "random_state", "factor", "steps", "view", "path", "target", "features"} | split_keys
+    name = choice(t.get("source", "circles"), s, "data.source", DATA_SOURCES)
+    source = SOURCES[name]
+    if source.task is not None:
+        check(source.task == task, s, "data.source",
+              f"{name!r} is a {source.task} dataset, but model.loss makes this a {task} study")
+    allowed = {"source"} | source.keys | (SPLIT_KEYS if not source.own_split else {"standardize"})
     for k in t:
-        if k in every and k not in allowed:
-            why = " (an npz file holds its own train and test arrays)" if source == "npz" else ""
-            raise SpecError(s, f"data.{k}", f'does not apply to source = "{source}"{why}')
+        if k in SPLIT_KEYS.union(*(o.keys for o in SOURCES.values())) and k not in allowed:
+            why = " (an npz file holds its own train and test arrays)" if source.own_split else ""
+            raise SpecError(s, f"data.{k}", f'does not apply to source = "{name}"{why}')
     known(t, s, "data", allowed)
-    fields: dict[str, Any] = {"source": source}
-    for key in ("n_samples", "noise", "random_state", "n_train", "factor"):
-        fields[key] = None
-    rows = None  # rows in the dataset, where known without reading it
-    if source in GENERATED:
-        rows = fields["n_samples"] = get(t, s, "data.n_samples", int, default=100 if source != "sequence" else 1000)
-        check(rows >= 4, s, "data.n_samples", "must be at least 4")
-        fields["random_state"] = get(t, s, "data.random_state", int, default=1)
-    if source in ("circles", "moons"):
-        fields["noise"] = get(t, s, "data.noise", float, default=0.1)
-        check(fields["noise"] >= 0, s, "data.noise", "must be >= 0")
-    if source == "circles":
-        fields["factor"] = get(t, s, "data.factor", float, default=0.8)
-        check(0 < fields["factor"] < 1, s, "data.factor", "must be between 0 and 1 (exclusive)")
-    if source == "sequence":
-        fields["steps"] = get(t, s, "data.steps", int, default=20)
-        check(fields["steps"] >= 2, s, "data.steps", "must be at least 2")
-    if source == "digits":
-        fields["view"] = choice(t.get("view", "flat"), s, "data.view", DIGITS_VIEWS)
-        rows = 1797
-    if source == "diabetes":
-        rows = 442
-    if source in ("csv", "npz"):
-        raw = get(t, s, "data.path", str, required=True)
-        path = Path(raw) if Path(raw).is_absolute() else base / raw
-        check(path.is_file(), s, "data.path", f"no such file: {path}")
-        fields["path"] = str(path.resolve())
-    if source == "csv":
-        fields["target"] = get(t, s, "data.target", str, required=True)
-        if "features" in t:
-            features = t["features"]
-            check(isinstance(features, list) and features and all(isinstance(f, str) for f in features),
-                   s, "data.features", "must be a non-empty list of column names")
-            check(len(set(features)) == len(features), s, "data.features", "has duplicate columns")
-            check(fields["target"] not in features, s, "data.features", "must not contain the target column")
-            fields["features"] = tuple(features)
-    # Split: the first n_train rows, or a seeded random split of test_size.
-    if source != "npz":
-        check(not ("n_train" in t and "test_size" in t), s, "data", "give n_train or test_size, not both")
-        if "test_size" in t or ("n_train" not in t and source not in ("circles", "moons")):
-            size = get(t, s, "data.test_size", float, default=0.25)
-            check(0 < size < 1, s, "data.test_size", "must be between 0 and 1 (exclusive)")
-            fields["test_size"] = size
-            fields["split_seed"] = get(t, s, "data.split_seed", int, default=0)
-            fields["stratify"] = task != "regression"
-        else:
-            check("split_seed" not in t, s, "data.split_seed", "only applies with test_size")
-            default = min(30, rows // 2) if rows else None
-            n_train = get(t, s, "data.n_train", int, required=default is None, default=default)
-            check(n_train > 0, s, "data.n_train", "must be a positive integer")
-            if rows is not None:
-                check(n_train < rows, s, "data.n_train", f"must be between 1 and the number of rows - 1 ({rows - 1})")
-            fields["n_train"] = n_train
-    if get(t, s, "data.standardize", bool, default=False):
+    # The DataSpec defaults are the case study's circles; a field a source does not take is None.
+    fields: dict[str, Any] = {"source": name, "n_samples": None, "noise": None, "random_state": None,
+                              "n_train": None, "factor": None, **source.parse(t, s, base)}
+    if not source.own_split:
+        fields.update(_split(t, s, task, source, fields.get("n_samples") or source.rows))
+    if get(t, s, "data.standardize", bool, default=source.standardize):
         fields["standardize"] = True
     return DataSpec(**fields)
 
 
-def _task_of_source(source: str) -> str:
-    return {"digits": "multiclass", "diabetes": "regression"}.get(source, "binary")
+def _split(t: Mapping[str, Any], s: str, task: str, source: Source, rows: int | None) -> dict[str, Any]:
+    """The first ``n_train`` rows train, or a seeded random split of ``test_size`` (stratified for classes)."""
+    check(not ("n_train" in t and "test_size" in t), s, "data", "give n_train or test_size, not both")
+    if "test_size" in t or ("n_train" not in t and source.split == "test_size"):
+        size = get(t, s, "data.test_size", float, default=0.25)
+        check(0 < size < 1, s, "data.test_size", "must be between 0 and 1 (exclusive)")
+        return {"test_size": size, "split_seed": get(t, s, "data.split_seed", int, default=0),
+                "stratify": task != "regression"}
+    check("split_seed" not in t, s, "data.split_seed", "only applies with test_size")
+    default = min(30, rows // 2) if rows else None
+    n_train = get(t, s, "data.n_train", int, required=default is None, default=default)
+    check(n_train > 0, s, "data.n_train", "must be a positive integer")
+    if rows is not None:
+        check(n_train < rows, s, "data.n_train", f"must be between 1 and the number of rows - 1 ({rows - 1})")
+    return {"n_train": n_train}
 
 
 def _references(raw: Any, s: str) -> tuple[Reference, ...]:
