@@ -157,6 +157,10 @@ SOURCES: dict[str, Source] = {
     "diabetes": Source(
         keys=frozenset(), parse=_no_keys, load=_bunch("load_diabetes"),
         describe=lambda d: "scikit-learn's diabetes", task="regression", rows=442),
+    "breast_cancer": Source(
+        keys=frozenset(), parse=_no_keys, load=_bunch("load_breast_cancer"),
+        describe=lambda d: "scikit-learn's breast cancer (Wisconsin diagnostic)", task="binary", rows=569,
+        standardize=True),  # its 30 features range from 1e-3 to 4e3
     "csv": Source(
         keys=frozenset({"path", "target", "features"}), parse=_csv, load=_read("read_csv"),
         describe=lambda d: f"`{Path(d.path or '').name}` (target `{d.target}`)"),

@@ -41,6 +41,32 @@ def test_digits_views_and_a_stratified_seeded_split():
     assert not np.array_equal(other.y_train, data.y_train)
 
 
+BREAST_CANCER = {"name": "bc", "data": {"source": "breast_cancer"},
+                 "model": {"layers": [{"type": "dense", "units": 8, "activation": "relu", "regularize": True},
+                                      {"type": "dense", "units": 1, "activation": "sigmoid"}]},
+                 "space": {"norm": ["none", "l1"], "strength": [1e-4]}}
+
+
+def test_breast_cancer_is_binary_standardized_and_split_stratified():
+    spec = parse_spec(BREAST_CANCER, source="s.toml")
+    assert (spec.data.test_size, spec.data.split_seed, spec.data.stratify, spec.data.standardize) == (
+        0.25, 0, True, True)
+    data = make_dataset(spec.data)
+    assert data.x_train.shape == (426, 30) and data.x_test.shape == (143, 30) and data.n_classes == 2
+    np.testing.assert_allclose(data.x_train.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(data.x_train.std(axis=0), 1, atol=1e-4)
+    assert abs(data.y_train.mean() - data.y_test.mean()) < 0.01  # stratified: 357 benign, 212 malignant
+    raw = make_dataset(spec_of(BREAST_CANCER, standardize=False).data)
+    assert raw.x_train.max() > 1000  # unscaled, the areas dwarf the other features
+    with pytest.raises(SpecError, match="'breast_cancer' is a binary dataset, but model.loss makes this a regression"):
+        parse_spec({**BREAST_CANCER, "model": {"loss": "mse", "layers": [{"type": "dense", "units": 1}]}},
+                   source="s.toml")
+    with pytest.raises(SpecError, match='data.noise: does not apply to source = "breast_cancer"'):
+        spec_of(BREAST_CANCER, noise=0.1)
+    with pytest.raises(SpecError, match="data.n_train: must be between 1 and the number of rows - 1 \\(568\\)"):
+        spec_of(BREAST_CANCER, n_train=569)
+
+
 def test_standardize_uses_the_training_rows_only():
     doc = {"name": "r", "data": {"source": "diabetes", "test_size": 0.5, "standardize": True},
            "model": {"loss": "mse", "layers": [{"type": "dense", "units": 1, "activation": "linear"}]},
