@@ -129,19 +129,220 @@ def train_seeds(models: Sequence, data: Dataset, train: TrainSpec, seeds: Sequen
                        initial_states=[[v.numpy() for v in m.non_trainable_variables] for m in models])
 
 
+def use_xla(n_seeds: int, steps_per_fit: int, layer_classes: Sequence[str]) -> bool:
+    """Whether a chunk trains under XLA: several seeds, at least :data:`XLA_MIN_STEPS` steps
+    per fit, and only layers in :data:`XLA_LAYERS`.
+
+    XLA fuses the many small elementwise ops of a step (about 2x faster on a CPU), but its
+    rounding differs from fit's kernels: one seed alone keeps fit's graph, bit for bit. The
+    choice depends on the spec and chunk only, so the numbers do not depend on ``n_jobs``.
+    """
+    return n_seeds > 1 and steps_per_fit >= XLA_MIN_STEPS and all(c in XLA_LAYERS for c in layer_classes)
+
+
+class SeedStack:
+    """A chunk's per-seed variables: each of the template's weights and other state (e.g.
+    dropout's random seed) with a leading seed axis, Adam's slots over them, and the seeds'
+    shuffling keys. The graph reads them; :meth:`load` sets them for the next fit.
+    """
+
+    def __init__(self, template, n_seeds: int, learning_rate: float) -> None:
+        import keras
+        import tensorflow as tf
+
+        self.weights = template.trainable_variables
+        self.state = template.non_trainable_variables
+        self.stacked = [tf.Variable(tf.zeros((n_seeds, *v.shape), v.dtype), name=f"w{i}")
+                        for i, v in enumerate(self.weights)]
+        self.stacked_state = [tf.Variable(tf.zeros((n_seeds, *v.shape), v.dtype), name=f"s{i}")
+                              for i, v in enumerate(self.state)]
+        self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+        self.optimizer.build(self.stacked)
+        self._optimizer_start = [v.numpy() for v in self.optimizer.variables]
+        self.seed_keys = tf.Variable(tf.zeros([n_seeds], tf.uint32), name="seed_keys")
+
+    def load(self, initial_weights: Sequence[Sequence[np.ndarray]], initial_states: Sequence[Sequence[np.ndarray]],
+             seeds: Sequence[int]) -> None:
+        """Seed k's weights and state from ``initial_*[k]``; a fresh optimizer; the seeds' keys."""
+        for i, var in enumerate(self.stacked):
+            var.assign(np.stack([w[i] for w in initial_weights]))
+        for i, var in enumerate(self.stacked_state):
+            var.assign(np.stack([s[i] for s in initial_states]))
+        for var, value in zip(self.optimizer.variables, self._optimizer_start):
+            var.assign(value)
+        self.seed_keys.assign(np.asarray(seeds, dtype=np.uint32))
+
+    def read(self) -> tuple[list, list]:
+        """The stacked weights and states, read inside the graph."""
+        return [v.read_value() for v in self.stacked], [v.read_value() for v in self.stacked_state]
+
+
+@dataclass(frozen=True, eq=False)
+class _Graph:
+    """What the graph-building functions below share: the model, its variables, the data and the settings."""
+
+    template: object
+    stack: SeedStack
+    task: str
+    metrics: tuple[str, ...]
+    n_seeds: int
+    jit: bool
+    x_train: object
+    y_train: object
+    x_test: object
+    y_test: object
+    n_train: object  # the training rows as a variable (see ChunkTrainer)
+    batch: int
+    shuffle: bool
+    probe_model: object | None
+
+
+def _seed_loss(g: _Graph, values, states, x, y, training: bool):
+    """One seed's loss, metric sums and updated state: the same calls, in the same order, as Keras's
+    own ``train_step``/``test_step``, with the seed's variables mapped in by a stateless scope."""
+    import keras
+
+    mapping = list(zip(g.stack.weights, values)) + list(zip(g.stack.state, states))
+    with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as sc:
+        y_pred = g.template(x, training=training)
+        loss = g.template.compute_loss(x, y, y_pred, training=training)
+        new_states = [sc.get_current_value(v) for v in g.stack.state]
+    return loss, metric_stats(g.task, g.metrics, y, y_pred), new_states
+
+
+def _per_seed(g: _Graph, fn, per_seed_args, shared=()):
+    """``fn`` on each seed's slice of ``per_seed_args`` (nested lists of tensors), outputs stacked."""
+    import tensorflow as tf
+
+    if g.n_seeds == 1:  # fit's own operations, unbatched: bit-identical to model.fit
+        out = fn(*tf.nest.map_structure(lambda t: t[0], list(per_seed_args)), *shared)
+        return tf.nest.map_structure(lambda t: t[None], out)
+    return tf.vectorized_map(lambda a: fn(*a, *shared), tuple(per_seed_args))
+
+
+def _evaluate(g: _Graph, values, states, x, y):
+    """Every seed's loss and metrics on ``x``, ``y`` (inference mode)."""
+    import tensorflow as tf
+
+    loss, stats, _ = _per_seed(g, lambda v, st, x_, y_: _seed_loss(g, v, st, x_, y_, False), (values, states),
+                               shared=(x, y))
+    return loss, metric_values(g.metrics, stats, tf.cast(tf.shape(y)[0], tf.float32))
+
+
+def _train_step(g: _Graph, v, st, x_, y_):
+    """One seed's training-mode loss, metric sums and new state; under XLA also its gradient.
+
+    Under XLA each seed differentiates its own loss inside the vectorized map. (A gradient
+    taken outside it crosses the function that vectorized_map traces under XLA, and then XLA
+    treats every weight as a compile-time constant: it recompiled for each new set of
+    initial weights, regularizer factors or seeds.)
+    """
+    import tensorflow as tf
+
+    if not g.jit:
+        return _seed_loss(g, v, st, x_, y_, True)
+    with tf.GradientTape() as tape:
+        tape.watch(v)
+        loss, stats, new_states = _seed_loss(g, v, st, x_, y_, True)
+    return loss, stats, new_states, tape.gradient(loss, v, unconnected_gradients="zero")
+
+
+def _rows(t, start, size: int):
+    """``t[start:start + size]`` along the first axis, with a static size."""
+    import tensorflow as tf
+
+    return tf.slice(t, [start] + [0] * (len(t.shape) - 1), [size] + [-1] * (len(t.shape) - 1))
+
+
+def _step(g: _Graph, order, start, size: int, sums):
+    """One training step of every seed on rows ``start:start + size`` (of each seed's ``order``,
+    or in order); returns the epoch's loss and metric sums with this batch added."""
+    import tensorflow as tf
+
+    stacked = g.stack.stacked
+    with contextlib.nullcontext() if g.jit else tf.GradientTape() as tape:
+        values, states = g.stack.read()
+        step = lambda *a: _train_step(g, *a)  # noqa: E731
+        if order is None:
+            out = _per_seed(g, step, (values, states), shared=(_rows(g.x_train, start, size),
+                                                               _rows(g.y_train, start, size)))
+        else:
+            idx = tf.slice(order, [0, start], [g.n_seeds, size])
+            out = _per_seed(g, step, (values, states, tf.gather(g.x_train, idx), tf.gather(g.y_train, idx)))
+        loss, stats, new_states = out[:3]
+        total = tf.reduce_sum(loss)
+    # The gradient of the sum of the seeds' losses is, slice by slice, each seed's own.
+    grads = out[3] if g.jit else tape.gradient(total, stacked)
+    g.stack.optimizer.apply(grads, stacked)
+    for var, value in zip(g.stack.stacked_state, new_states):
+        var.assign(value)
+    # Keras's loss tracker: a mean weighted by batch size, accumulated as a sum.
+    loss_sum, stats_sum = sums
+    return loss_sum + loss * float(size), stats_sum + stats
+
+
+def _run_epochs(g: _Graph, epochs):
+    """Train ``epochs`` epochs; the history as a tensor (epochs, len(history_keys), seeds)."""
+    import tensorflow as tf
+
+    n_rows = int(g.x_train.shape[0])
+    n_full, last = divmod(n_rows, g.batch)
+    n_stats = stats_size(g.metrics)
+    history = tf.TensorArray(tf.float32, size=epochs)
+    for epoch in tf.range(epochs):
+        order = _permutations(g.stack.seed_keys, tf.cast(epoch, tf.uint32), n_rows) if g.shuffle else None
+        sums = (tf.zeros([g.n_seeds]), tf.zeros([g.n_seeds, n_stats]))
+        # Full batches in a loop, then the partial last one: every slice has a static size.
+        if n_full:
+            for b in tf.range(n_full):
+                sums = _step(g, order, b * g.batch, g.batch, sums)
+        if last:
+            sums = _step(g, order, n_full * g.batch, last, sums)
+        loss_sum, stats_sum = sums
+        seen = g.n_train.read_value()
+        test_loss, test_values = _evaluate(g, *g.stack.read(), g.x_test, g.y_test)
+        history = history.write(epoch, tf.stack(
+            [loss_sum / seen, *metric_values(g.metrics, stats_sum, seen), test_loss, *test_values]))
+    return history.stack()
+
+
+def _final(g: _Graph):
+    """Loss and metrics on both sets with the final weights; per regularized layer, the mean
+    activation and the fraction of exact zeros on the test inputs."""
+    import keras
+    import tensorflow as tf
+
+    values, states = g.stack.read()
+    train_loss, train_values = _evaluate(g, values, states, g.x_train, g.y_train)
+    test_loss, test_values = _evaluate(g, values, states, g.x_test, g.y_test)
+    if g.probe_model is None:
+        empty = tf.zeros([g.n_seeds, 0])
+        return train_loss, train_values, test_loss, test_values, empty, empty
+
+    def sparsity(v, st):
+        mapping = list(zip(g.stack.weights, v)) + list(zip(g.stack.state, st))
+        with keras.StatelessScope(state_mapping=mapping, collect_losses=True):
+            outs = g.probe_model(g.x_test, training=False)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        return (tf.stack([tf.reduce_mean(o) for o in outs]),
+                tf.stack([tf.reduce_mean(tf.cast(tf.equal(o, 0.0), tf.float32)) for o in outs]))
+
+    mean_act, zeros = _per_seed(g, sparsity, (values, states))
+    return train_loss, train_values, test_loss, test_values, mean_act, zeros
+
+
 class ChunkTrainer:
     """A compiled trainer for ``n_seeds`` replicas of ``template``, reusable across fits.
 
     ``template`` is a compiled Keras model: its loss (and activity regularizers) are
     what is trained. ``task`` and ``metrics`` choose what is measured (see
-    :func:`search.metrics.metric_stats`). ``jit`` compiles with XLA; by default, for chunks of several
-    seeds of a dense model with at least :data:`XLA_MIN_STEPS` steps per fit (the choice
-    depends on the spec and chunk only, so the numbers do not depend on ``n_jobs``).
+    :mod:`search.metrics`). ``jit`` compiles with XLA; by default as :func:`use_xla` decides.
 
-    The graph reads everything that changes between fits from variables: initial
-    weights and other state, optimizer state, shuffling keys, and the regularizer's
-    factors (see :class:`search.model.ActivityPenalty`), so one compilation serves every
-    strength of a norm and placement. Not thread-safe: one fit at a time.
+    The graph reads everything that changes between fits from variables (a
+    :class:`SeedStack`): initial weights and other state, optimizer state, shuffling keys,
+    and the regularizer's factors (see :class:`search.model.ActivityPenalty`), so one
+    compilation serves every strength of a norm and placement. Not thread-safe: one fit at
+    a time.
     """
 
     def __init__(self, template, data: Dataset, train: TrainSpec, n_seeds: int, probes: Sequence[str] = (),
@@ -151,153 +352,29 @@ class ChunkTrainer:
 
         from search.model import one_reduction
 
-        self.template = template
-        self.n_seeds = n_seeds
-        self.train = train
-        self.metrics = metrics = tuple(metrics)
-        self.history_keys = history_keys(metrics)
-        weights = template.trainable_variables
-        state = template.non_trainable_variables  # e.g. dropout's random seed; updated by training steps
-        self._stacked = stacked = [
-            tf.Variable(tf.zeros((n_seeds, *v.shape), v.dtype), name=f"w{i}") for i, v in enumerate(weights)
-        ]
-        self._state = stacked_state = [
-            tf.Variable(tf.zeros((n_seeds, *v.shape), v.dtype), name=f"s{i}") for i, v in enumerate(state)
-        ]
-        self._optimizer = optimizer = keras.optimizers.Adam(learning_rate=train.learning_rate)
-        optimizer.build(stacked)
-        self._optimizer_start = [v.numpy() for v in optimizer.variables]
-        self._seed_keys = seed_keys = tf.Variable(tf.zeros([n_seeds], tf.uint32), name="seed_keys")
-        probe_model = keras.Model(template.inputs, [template.get_layer(n).output for n in probes]) if probes else None
-
-        x_train = tf.constant(data.x_train)
-        y_train = tf.constant(data.y_train)
-        x_test = tf.constant(data.x_test)
-        y_test = tf.constant(data.y_test)
+        self.template, self.n_seeds, self.train = template, n_seeds, train
+        self.metrics = tuple(metrics)
+        self.history_keys = history_keys(self.metrics)
+        self._stack = SeedStack(template, n_seeds, train.learning_rate)
         n_rows = int(data.x_train.shape[0])
-        batch = train.batch_size
-        n_batches = -(-n_rows // batch)
-        n_stats = stats_size(metrics)
-        # XLA fuses the many small elementwise ops of a step (about 2x faster on a CPU), but its
-        # rounding differs from fit's kernels: one seed alone keeps fit's graph, bit for bit.
         if jit is None:
-            jit = (n_seeds > 1 and train.epochs * n_batches >= XLA_MIN_STEPS
-                   and all(type(layer).__name__ in XLA_LAYERS for layer in template.layers))
+            jit = use_xla(n_seeds, train.epochs * -(-n_rows // train.batch_size),
+                          [type(layer).__name__ for layer in template.layers])
         self.jit = jit
-
-        def scope(values, states):
-            mapping = list(zip(weights, values)) + list(zip(state, states))
-            return keras.StatelessScope(state_mapping=mapping, collect_losses=True)
-
-        def seed_loss(values, states, x, y, training):
-            # The same calls, in the same order, as Keras's own train_step/test_step.
-            with scope(values, states) as sc:
-                y_pred = template(x, training=training)
-                loss = template.compute_loss(x, y, y_pred, training=training)
-                new_states = [sc.get_current_value(v) for v in state]
-            return loss, metric_stats(task, metrics, y, y_pred), new_states
-
-        def per_seed(fn, per_seed_args, shared=()):
-            """``fn`` on each seed's slice of ``per_seed_args`` (nested lists of tensors), outputs stacked."""
-            if n_seeds == 1:  # fit's own operations, unbatched: bit-identical to model.fit
-                out = fn(*tf.nest.map_structure(lambda t: t[0], list(per_seed_args)), *shared)
-                return tf.nest.map_structure(lambda t: t[None], out)
-            return tf.vectorized_map(lambda a: fn(*a, *shared), tuple(per_seed_args))
-
-        def evaluate(values, states, x, y):
-            loss, stats, _ = per_seed(lambda v, st, x_, y_: seed_loss(v, st, x_, y_, False), (values, states),
-                                      shared=(x, y))
-            return loss, metric_values(metrics, stats, tf.cast(tf.shape(y)[0], tf.float32))
-
-        def train_step(v, st, x_, y_):
-            if not self.jit:
-                return seed_loss(v, st, x_, y_, True)
-            # Under XLA each seed differentiates its own loss inside the vectorized map. (A
-            # gradient taken outside it crosses the function that vectorized_map traces under
-            # XLA, and then XLA treats every weight as a compile-time constant: it recompiled
-            # for each new set of initial weights, regularizer factors or seeds.)
-            with tf.GradientTape() as tape:
-                tape.watch(v)
-                loss, stats, new_states = seed_loss(v, st, x_, y_, True)
-            return loss, stats, new_states, tape.gradient(loss, v, unconnected_gradients="zero")
-
-        n_full, last = divmod(n_rows, batch)
+        probe_model = keras.Model(template.inputs, [template.get_layer(n).output for n in probes]) if probes else None
         # The epoch's row count divides the sums. Read from a variable: TensorFlow rewrites a
         # division by a constant into a product with its reciprocal, which rounds differently
         # from Keras's metrics (they divide by a count held in a variable).
-        self._n_train = n_train = tf.Variable(float(n_rows), trainable=False, name="n_train")
-
-        def rows(t, start, size):
-            """``t[start:start + size]`` along the first axis, with a static size."""
-            return tf.slice(t, [start] + [0] * (len(t.shape) - 1), [size] + [-1] * (len(t.shape) - 1))
-
-        def step(order, start, size, sums):
-            """One training step on rows ``start:start + size``; returns the updated epoch sums."""
-            with contextlib.nullcontext() if self.jit else tf.GradientTape() as tape:
-                values = [v.read_value() for v in stacked]
-                states = [v.read_value() for v in stacked_state]
-                if order is None:
-                    out = per_seed(
-                        train_step, (values, states), shared=(rows(x_train, start, size), rows(y_train, start, size)))
-                else:
-                    idx = tf.slice(order, [0, start], [n_seeds, size])
-                    out = per_seed(train_step, (values, states, tf.gather(x_train, idx), tf.gather(y_train, idx)))
-                loss, stats, new_states = out[:3]
-                total = tf.reduce_sum(loss)
-            # The gradient of the sum of the seeds' losses is, slice by slice, each seed's own.
-            grads = out[3] if self.jit else tape.gradient(total, stacked)
-            optimizer.apply(grads, stacked)
-            for var, value in zip(stacked_state, new_states):
-                var.assign(value)
-            # Keras's loss tracker: a mean weighted by batch size, accumulated as a sum.
-            loss_sum, stats_sum = sums
-            return loss_sum + loss * float(size), stats_sum + stats
-
-        @tf.function(jit_compile=self.jit)
-        def run(epochs):
-            history = tf.TensorArray(tf.float32, size=epochs)  # one (len(history_keys), seeds) slice per epoch
-            for epoch in tf.range(epochs):
-                order = _permutations(seed_keys, tf.cast(epoch, tf.uint32), n_rows) if train.shuffle else None
-                sums = (tf.zeros([n_seeds]), tf.zeros([n_seeds, n_stats]))
-                # Full batches in a loop, then the partial last one: every slice has a static size.
-                if n_full:
-                    for b in tf.range(n_full):
-                        sums = step(order, b * batch, batch, sums)
-                if last:
-                    sums = step(order, n_full * batch, last, sums)
-                loss_sum, stats_sum = sums
-                seen = n_train.read_value()
-                test_loss, test_values = evaluate([v.read_value() for v in stacked],
-                                                  [v.read_value() for v in stacked_state], x_test, y_test)
-                history = history.write(epoch, tf.stack(
-                    [loss_sum / seen, *metric_values(metrics, stats_sum, seen), test_loss, *test_values]))
-            return history.stack()
-
-        @tf.function
-        def final():
-            values = [v.read_value() for v in stacked]
-            states = [v.read_value() for v in stacked_state]
-            train_loss, train_values = evaluate(values, states, x_train, y_train)
-            test_loss, test_values = evaluate(values, states, x_test, y_test)
-            if probe_model is None:
-                empty = tf.zeros([n_seeds, 0])
-                return train_loss, train_values, test_loss, test_values, empty, empty
-
-            def sparsity(v, st):
-                with scope(v, st):
-                    outs = probe_model(x_test, training=False)
-                outs = outs if isinstance(outs, (list, tuple)) else [outs]
-                return (tf.stack([tf.reduce_mean(o) for o in outs]),
-                        tf.stack([tf.reduce_mean(tf.cast(tf.equal(o, 0.0), tf.float32)) for o in outs]))
-
-            mean_act, zeros = per_seed(sparsity, (values, states))
-            return train_loss, train_values, test_loss, test_values, mean_act, zeros
-
+        n_train = tf.Variable(float(n_rows), trainable=False, name="n_train")
+        g = _Graph(template, self._stack, task, self.metrics, n_seeds, jit, tf.constant(data.x_train),
+                   tf.constant(data.y_train), tf.constant(data.x_test), tf.constant(data.y_test), n_train,
+                   train.batch_size, train.shuffle, probe_model)
+        self._run = tf.function(lambda epochs: _run_epochs(g, epochs), jit_compile=jit)
+        self._final = tf.function(lambda: _final(g))
         # Traced now, so that the penalty's form is fixed: under XLA it is summed in one reduction.
-        with one_reduction() if self.jit else contextlib.nullcontext():
-            run.get_concrete_function(tf.TensorSpec([], tf.int32))
-            final.get_concrete_function()
-        self._run, self._final = run, final
+        with one_reduction() if jit else contextlib.nullcontext():
+            self._run.get_concrete_function(tf.TensorSpec([], tf.int32))
+            self._final.get_concrete_function()
 
     def fit(self, initial_weights: Sequence[Sequence[np.ndarray]], seeds: Sequence[int],
             keep_weights: bool = False, initial_states: Sequence[Sequence[np.ndarray]] | None = None,
@@ -311,30 +388,24 @@ class ChunkTrainer:
 
         if len(initial_weights) != self.n_seeds or len(seeds) != self.n_seeds:
             raise ValueError(f"this trainer fits {self.n_seeds} seeds at a time")
-        for i, var in enumerate(self._stacked):
-            var.assign(np.stack([w[i] for w in initial_weights]))
         if initial_states is None:
             initial_states = [[v.numpy() for v in self.template.non_trainable_variables]] * self.n_seeds
-        for i, var in enumerate(self._state):
-            var.assign(np.stack([s[i] for s in initial_states]))
-        for var, value in zip(self._optimizer.variables, self._optimizer_start):
-            var.assign(value)
-        self._seed_keys.assign(np.asarray(seeds, dtype=np.uint32))
+        self._stack.load(initial_weights, initial_states, seeds)
         hist = self._run(tf.constant(self.train.epochs)).numpy()
         tr_loss, tr_values, te_loss, te_values, mean_act, zeros = tf.nest.map_structure(
             lambda t: t.numpy(), self._final())
-        trained = [v.numpy() for v in self._stacked] if keep_weights else None
-        results = []
-        for k, seed in enumerate(seeds):
-            train = {"loss": float(tr_loss[k]), **{m: float(v[k]) for m, v in zip(self.metrics, tr_values)}}
-            test = {"loss": float(te_loss[k]), **{m: float(v[k]) for m, v in zip(self.metrics, te_values)}}
-            results.append(SeedResult(
-                seed=int(seed),
-                train=train,
-                test=test,
-                mean_activation=tuple(float(v) for v in mean_act[k]),
-                zero_fraction=tuple(float(v) for v in zeros[k]),
-                history={key: np.ascontiguousarray(hist[:, i, k]) for i, key in enumerate(self.history_keys)},
-                weights=None if trained is None else tuple(w[k] for w in trained),
-            ))
-        return results
+        trained = [v.numpy() for v in self._stack.stacked] if keep_weights else None
+        return [self._result(k, seed, hist, (tr_loss, tr_values, te_loss, te_values, mean_act, zeros), trained)
+                for k, seed in enumerate(seeds)]
+
+    def _result(self, k: int, seed: int, hist: np.ndarray, final: tuple, trained: list | None) -> SeedResult:
+        tr_loss, tr_values, te_loss, te_values, mean_act, zeros = final
+        return SeedResult(
+            seed=int(seed),
+            train={"loss": float(tr_loss[k]), **{m: float(v[k]) for m, v in zip(self.metrics, tr_values)}},
+            test={"loss": float(te_loss[k]), **{m: float(v[k]) for m, v in zip(self.metrics, te_values)}},
+            mean_activation=tuple(float(v) for v in mean_act[k]),
+            zero_fraction=tuple(float(v) for v in zeros[k]),
+            history={key: np.ascontiguousarray(hist[:, i, k]) for i, key in enumerate(self.history_keys)},
+            weights=None if trained is None else tuple(w[k] for w in trained),
+        )

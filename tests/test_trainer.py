@@ -141,6 +141,20 @@ def test_one_seed_reproduces_the_tutorials_own_keras_code(placement, regularizer
     assert np.array_equal(ours.history["loss"], np.float32(history["loss"]))
 
 
+@pytest.mark.parametrize("n_seeds, steps, layers, expected", [
+    (3, 4000, ["InputLayer", "Dense", "Dense"], True),
+    (3, 999, ["InputLayer", "Dense"], False),  # compiling would cost more than it saves
+    (1, 4000, ["InputLayer", "Dense"], False),  # one seed: fit's own graph, bit for bit
+    (3, 4000, ["InputLayer", "Dense", "Activation", "Dense"], True),  # "pre" placement
+    (3, 4000, ["InputLayer", "Conv2D", "Flatten", "Dense"], False),  # vectorized_map's conv loop: no XLA
+    (3, 4000, ["InputLayer", "GRU", "Dense"], False),
+])
+def test_use_xla(n_seeds, steps, layers, expected):
+    from search.trainer import use_xla
+
+    assert use_xla(n_seeds, steps, layers) is expected
+
+
 def test_xla_only_where_it_pays():
     from search.trainer import ChunkTrainer
 
