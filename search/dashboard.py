@@ -1,4 +1,4 @@
-"""Serve a study's storage with optuna-dashboard."""
+"""optuna-dashboard: serve a study's storage, and attach a report's files to the study."""
 
 from __future__ import annotations
 
@@ -6,13 +6,20 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
+from pathlib import Path
 from socketserver import ThreadingMixIn
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from search.report import ARTIFACTS_ATTR, study_folder
 from search.spec import StudySpec
-from search.storage import load_study, open_storage, redact
+from search.storage import file_digest, load_study, open_storage, redact
+
+if TYPE_CHECKING:
+    import optuna
+
+ARTIFACTS_ATTR = "actreg_artifacts"  # the artifact folder, relative to the study file
+DIGESTS_ATTR = "actreg_artifact_digests"  # file name -> sha256 of the version uploaded last
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -62,3 +69,32 @@ def serve(spec: StudySpec, *, host: str = "127.0.0.1", port: int = 8080, stream:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     print("dashboard stopped", file=stream, flush=True)
+
+
+def study_folder(spec: StudySpec) -> Path:
+    """Where paths stored in the study are relative to: the study file's folder (else the working folder)."""
+    return Path(spec.path).resolve().parent if spec.path is not None else Path.cwd()
+
+
+def attach_report(study: optuna.Study, spec: StudySpec, folder: Path, paths: Sequence[Path], summary: str) -> None:
+    """``paths`` (a report's files in ``folder``) as study artifacts, uploaded again only when
+    changed and kept in ``<folder>/artifacts``; ``summary`` (Markdown) as the study's note."""
+    import optuna
+    from optuna_dashboard import save_note
+
+    store_dir = (folder / "artifacts").resolve()
+    store_dir.mkdir(exist_ok=True)
+    store = optuna.artifacts.FileSystemArtifactStore(str(store_dir))
+    # Stored relative to the study file, so that the study names no folder of this machine.
+    shown = Path(os.path.relpath(folder.resolve(), study_folder(spec)))
+    digests = dict(study.user_attrs.get(DIGESTS_ATTR, {}))
+    for path in paths:
+        digest = file_digest(str(path))
+        if digests.get(path.name) == digest:
+            continue
+        optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study)
+        digests[path.name] = digest
+    study.set_user_attr(DIGESTS_ATTR, digests)
+    study.set_user_attr(ARTIFACTS_ATTR, str(shown / "artifacts"))
+    save_note(study, f"# {spec.name}\n\nWritten by `actreg report` into `{shown}` (beside the study file).\n\n"
+              + summary)

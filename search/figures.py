@@ -185,26 +185,6 @@ def sparsity_data(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]
     return regs[cols].sort_values(cols[:3]).reset_index(drop=True), reference
 
 
-def reference_position(value: float, seed_values: Sequence[float], decimals: int = 3) -> dict[str, float | int | str]:
-    """Where a single published number falls among the seeds' values.
-
-    Published numbers are rounded, so a seed counts as equal when it rounds to ``value`` at
-    ``decimals`` places (55/70 = 0.7857 equals a published 0.786).
-    """
-    v = np.asarray(seed_values, dtype=np.float64)
-    same = np.round(v, decimals) == round(value, decimals)
-    below, equal = int(((v < value) & ~same).sum()), int(same.sum())
-    percentile = 100.0 * (below + 0.5 * equal) / len(v)  # mid-rank percentile
-    z = (value - v.mean()) / v.std(ddof=1) if len(v) > 1 and v.std(ddof=1) > 0 else math.nan
-    if below == len(v):
-        words = f"above all {len(v)} seeds"
-    elif below == 0 and equal == 0:
-        words = f"below all {len(v)} seeds"
-    else:
-        words = f"above {below}, equal to {equal} and below {len(v) - below - equal} of {len(v)} seeds"
-    return {"percentile": percentile, "z": float(z), "below": below, "equal": equal, "words": words}
-
-
 LEGEND_CORNERS = ("upper right", "upper left", "lower right", "lower left")
 
 

@@ -1,30 +1,32 @@
 """``actreg report``: tables, figures, statistics and a one-page ``report.md`` for a study.
 
-Everything is computed from the Optuna storage, so a report can be written on any machine
-that reaches it. Files are written to a temporary folder first and moved into place
-together, so an interrupted report leaves the previous one intact.
+Computing and writing are apart: :func:`report_data` turns the trials into tables,
+statistics and figure data (pure; the tests check it), and the writers only write. Everything
+comes from the Optuna storage, so a report can be written on any machine that reaches it.
+Files are written to a temporary folder first and moved into place together, so an
+interrupted report leaves the previous one intact.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from search import figures
+from search.dashboard import attach_report
 from search.layers import LAYERS
 from search.metrics import METRIC_LABELS, METRICS, MINIMIZED
 from search.results import complete_trials, configuration_of, curves_frame, summary_frame, write_csv
 from search.sources import SOURCES
-from search.space import Configuration, iter_param_names
+from search.space import iter_param_names
 from search.spec import DataSpec, ModelSpec, StudySpec
-from search.stats import MIN_SEEDS, baseline_comparison
+from search.stats import MIN_SEEDS, baseline_comparison, reference_table
 from search.storage import load_study
 
 if TYPE_CHECKING:
@@ -32,13 +34,91 @@ if TYPE_CHECKING:
     import pandas as pd
 
 FORMATS = ("png", "pdf", "svg")
-ARTIFACTS_ATTR = "actreg_artifacts"
+ALPHA = 0.05  # the significance level of the † mark (Holm-corrected paired t-test)
+
+
+@dataclass(frozen=True)
+class FigureData:
+    """One figure of a report: its file name (without extension), its title, and what to draw.
+
+    ``kind`` names the drawing function in :data:`DRAW`; it is called as
+    ``DRAW[kind](*data, path=path, **options)``.
+    """
+
+    name: str
+    title: str
+    kind: str
+    data: tuple
+    options: dict = field(default_factory=dict)
+
+
+DRAW = {"heatmap": figures.draw_heatmap, "sparsity": figures.draw_sparsity, "curves": figures.draw_curves,
+        "seeds": figures.draw_distribution}
+
+
+@dataclass(frozen=True, eq=False)
+class ReportData:
+    """Everything a report shows, computed from the trials alone (no files, no storage)."""
+
+    spec: StudySpec
+    versions: dict[str, str]
+    summary: pd.DataFrame  # the export table
+    comparison: pd.DataFrame  # paired statistics against the baseline
+    references: pd.DataFrame | None  # published single runs beside the measured distribution
+    curves: pd.DataFrame  # every configuration's learning curves
+    diverged: tuple[str, ...]  # one line per diverged configuration
+    figures: tuple[FigureData, ...]
 
 
 @dataclass(frozen=True)
 class Report:
     folder: Path
     files: tuple[Path, ...]
+
+
+def report_data(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial],
+                versions: dict[str, str] | None = None) -> ReportData:
+    """The tables, statistics and figure data of ``spec``'s study from its ``trials``."""
+    names = list(iter_param_names(spec.space))
+    m = spec.objective
+    summary = summary_frame(trials, names, m, spec.maximize)
+    comparison = baseline_comparison(trials, names, m)
+    references = reference_table(spec.references, trials)
+    return ReportData(spec, dict(versions or {}), summary, comparison, references, curves_frame(trials),
+                      tuple(diverged_lines(trials)), tuple(_figures(spec, trials, summary, comparison, references)))
+
+
+def _figures(spec: StudySpec, trials, summary: pd.DataFrame, comparison: pd.DataFrame,
+             references: pd.DataFrame | None) -> list[FigureData]:
+    m, label = spec.objective, METRIC_LABELS[spec.objective]
+    out: list[FigureData] = []
+    if summary.empty:
+        return out
+    regularized = summary[summary["param_norm"] != "none"]
+    if regularized["param_strength"].nunique() > 1:  # one strength makes 1 x 1 panels: the tables say it better
+        if not comparison.empty:
+            title = f"test {label}: difference from the baseline (paired, mean over seeds); † Holm p < {ALPHA}"
+            out.append(FigureData(f"heatmap_delta_{m}", title, "heatmap",
+                                  (figures.delta_heatmap_data(summary, comparison, title, ALPHA),),
+                                  {"cmap": "RdBu" if spec.maximize else "RdBu_r", "fmt_bar": "{:+.3f}"}))
+        for name, value, annotate, title in (
+            (f"heatmap_test_{m}", f"mean_test_{m}", "mean_std", f"test {label}, mean±std over seeds"),
+            (f"heatmap_std_test_{m}", f"std_test_{m}", None, f"std of test {label} over seeds"),
+            ("heatmap_zero_fraction", "mean_zero_fraction", None, "fraction of exact zeros in regularized layers"),
+        ):
+            cmap = "viridis_r" if value == f"mean_test_{m}" and not spec.maximize else "viridis"
+            out.append(FigureData(name, title, "heatmap", (figures.heatmap_data(summary, value, annotate, title),),
+                                  {"cmap": cmap}))
+    if len(regularized):
+        out.append(FigureData("sparsity", "sparsity of the regularized layers against strength", "sparsity",
+                              figures.sparsity_data(summary)))
+    out.append(FigureData("curves", "learning curves: baseline and the best configuration of each norm and placement",
+                          "curves", (figures.selected_curves(trials, m),)))
+    points = {} if references is None else dict(zip(references["configuration"],
+                                                     references["published_test_accuracy"]))
+    out.append(FigureData("seeds", f"test {label} of every seed", "seeds", (figures.seed_distribution(trials, m),),
+                          {"references": points}))
+    return out
 
 
 def write_report(spec: StudySpec, out: str | os.PathLike[str] | None = None, fmt: str = "png",
@@ -51,17 +131,14 @@ def write_report(spec: StudySpec, out: str | os.PathLike[str] | None = None, fmt
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}")
     study = load_study(spec)
-    trials = study.get_trials(deepcopy=False)
-    names = list(iter_param_names(spec.space))
-    summary = summary_frame(trials, names, spec.objective, spec.maximize)
-    if summary.empty:
+    data = report_data(spec, study.get_trials(deepcopy=False), study.user_attrs.get("versions", {}))
+    if data.summary.empty:
         raise ValueError(f"study {spec.name!r} has no completed configuration yet")
-    comparison = baseline_comparison(trials, names, spec.objective)
     folder = Path(out) if out is not None else default_folder(spec)
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".report-", dir=folder))
     try:
-        written = _write_all(spec, study, trials, summary, comparison, staging, fmt)
+        written = write_files(data, staging, fmt)
         files = []
         for name in written:
             os.replace(staging / name, folder / name)
@@ -69,7 +146,8 @@ def write_report(spec: StudySpec, out: str | os.PathLike[str] | None = None, fmt
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if attach:
-        _attach(study, folder, [f for f in files if f.suffix == f".{fmt}" or f.name == "curves.csv"], summary, spec)
+        shown = [f for f in files if f.suffix == f".{fmt}" or f.name == "curves.csv"]
+        attach_report(study, spec, folder, shown, summary_markdown(data.summary, spec.objective))
     return Report(folder, tuple(files))
 
 
@@ -82,73 +160,37 @@ def default_folder(spec: StudySpec) -> Path:
     return project / "reports" / spec.name
 
 
-def study_folder(spec: StudySpec) -> Path:
-    """Where paths stored in the study are relative to: the study file's folder (else the working folder)."""
-    return Path(spec.path).resolve().parent if spec.path is not None else Path.cwd()
-
-
-def _write_all(spec, study, trials, summary, comparison, folder: Path, fmt: str) -> list[str]:
-    written: list[str] = []
-
-    def out(name: str) -> str:
-        written.append(name)
-        return str(folder / name)
-
-    m = spec.objective
-    label = METRIC_LABELS[m]
-    write_csv(summary, out("summary.csv"))
-    Path(out("summary.md")).write_text(summary_markdown(summary, m, comparison) + "\n")
-    Path(out("summary.tex")).write_text(summary_latex(summary, spec.name, m, comparison))
-    Path(out("summary-narrow.tex")).write_text(summary_latex(summary, spec.name, m, comparison, narrow=True))
-    write_csv(comparison, out("stats.csv"))
-    write_csv(curves_frame(trials), out("curves.csv"))
-    refs = reference_table(spec, trials)
-    if refs is not None:
-        write_csv(refs, out("references.csv"))
-
-    figs: list[tuple[str, str]] = []
-    regularized = summary[summary["param_norm"] != "none"]
-    if regularized["param_strength"].nunique() > 1:  # one strength makes 1 x 1 panels: the tables say it better
-        if not comparison.empty:
-            title = f"test {label}: difference from the baseline (paired, mean over seeds); † Holm p < {ALPHA}"
-            delta = figures.delta_heatmap_data(summary, comparison, title)
-            figures.draw_heatmap(delta, out(f"heatmap_delta_{m}.{fmt}"), cmap="RdBu" if spec.maximize else "RdBu_r",
-                                 fmt_bar="{:+.3f}")
-            figs.append((f"heatmap_delta_{m}.{fmt}", title))
-        for name, value, annotate, title in (
-            (f"heatmap_test_{m}", f"mean_test_{m}", "mean_std", f"test {label}, mean±std over seeds"),
-            (f"heatmap_std_test_{m}", f"std_test_{m}", None, f"std of test {label} over seeds"),
-            ("heatmap_zero_fraction", "mean_zero_fraction", None, "fraction of exact zeros in regularized layers"),
-        ):
-            figures.draw_heatmap(figures.heatmap_data(summary, value, annotate, title), out(f"{name}.{fmt}"),
-                                 cmap="viridis_r" if value == f"mean_test_{m}" and not spec.maximize else "viridis")
-            figs.append((f"{name}.{fmt}", title))
-    if len(regularized):
-        sparsity, reference = figures.sparsity_data(summary)
-        figures.draw_sparsity(sparsity, reference, out(f"sparsity.{fmt}"))
-        figs.append((f"sparsity.{fmt}", "sparsity of the regularized layers against strength"))
-    figures.draw_curves(figures.selected_curves(trials, m), out(f"curves.{fmt}"))
-    figs.append((f"curves.{fmt}", "learning curves: baseline and the best configuration of each norm and placement"))
-    ref_points = {} if refs is None else dict(zip(refs["configuration"], refs["published_test_accuracy"]))
-    figures.draw_distribution(figures.seed_distribution(trials, m), out(f"seeds.{fmt}"), ref_points)
-    figs.append((f"seeds.{fmt}", f"test {label} of every seed"))
-    Path(out("report.md")).write_text(report_markdown(spec, study, summary, comparison, refs, figs, written))
+def write_files(data: ReportData, folder: Path, fmt: str) -> list[str]:
+    """Write every table, figure and ``report.md`` of ``data`` into ``folder``; returns the file names."""
+    m, name = data.spec.objective, data.spec.name
+    texts = {
+        "summary.md": summary_markdown(data.summary, m, data.comparison) + "\n",
+        "summary.tex": summary_latex(data.summary, name, m, data.comparison),
+        "summary-narrow.tex": summary_latex(data.summary, name, m, data.comparison, narrow=True),
+    }
+    tables = {"summary.csv": data.summary, "stats.csv": data.comparison, "curves.csv": data.curves}
+    if data.references is not None:
+        tables["references.csv"] = data.references
+    written = ["summary.csv", *texts, "stats.csv", "curves.csv", *(["references.csv"] * (data.references is not None))]
+    for file, text in texts.items():
+        (folder / file).write_text(text)
+    for file, frame in tables.items():
+        write_csv(frame, folder / file)
+    figs = []
+    for f in data.figures:
+        DRAW[f.kind](*f.data, path=str(folder / f"{f.name}.{fmt}"), **f.options)
+        written.append(f"{f.name}.{fmt}")
+        figs.append((f"{f.name}.{fmt}", f.title))
+    written.append("report.md")
+    (folder / "report.md").write_text(report_markdown(data, figs, written))
     return written
 
 
 # ----------------------------------------------------------------------------- tables
 
 
-def _label(row) -> str:
-    params = {k[6:]: row[k] for k in row.index if k.startswith("param_") and _present(row[k])}
-    return Configuration.from_params(params).label
-
-
 def _present(v) -> bool:
     return v is not None and not (isinstance(v, float) and math.isnan(v))
-
-
-ALPHA = 0.05  # the significance level of the † mark (Holm-corrected paired t-test)
 
 
 def marks(summary: pd.DataFrame, comparison: pd.DataFrame | None = None, metric: str = "accuracy") -> dict[int, str]:
@@ -164,10 +206,10 @@ def marks(summary: pd.DataFrame, comparison: pd.DataFrame | None = None, metric:
     if len(best) == 1:
         out[int(best.index[0])] = "★"
     if comparison is not None and not comparison.empty:
-        significant = {_label(r) for _, r in comparison.iterrows() if _present(r["t_pvalue_holm"])
+        significant = {r["configuration"] for _, r in comparison.iterrows() if _present(r["t_pvalue_holm"])
                        and r["t_pvalue_holm"] < ALPHA}
         for i, r in frame.iterrows():
-            if _label(r) in significant:
+            if r["configuration"] in significant:
                 out[int(i)] = out.get(int(i), "") + "†"
     return out
 
@@ -185,7 +227,7 @@ def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy", comparison
              "|---:|---|---:|---|---|---|---:|"]
     for i in frame.sort_values([f"rank_test_{m}"]).index:
         r = frame.loc[i]
-        name = _label(r) + (f" {marked[i]}" if i in marked else "")
+        name = r["configuration"] + (f" {marked[i]}" if i in marked else "")
         if r["status"] != "ok":
             lines.append(f"| {r[f'rank_test_{m}']} | {name} | {r['n_seeds']} | diverged on {r['n_diverged']} seeds "
                          f"| – | – | – |")
@@ -214,14 +256,14 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
     label = METRICS[m].latex
     frame = summary.reset_index(drop=True)
     marked = marks(frame, comparison, m)
-    diffs = {} if comparison is None else {_label(r): r for _, r in comparison.iterrows()}
+    diffs = {} if comparison is None else dict(zip(comparison["configuration"], (r for _, r in comparison.iterrows())))
     tex_marks = {"★": r"$^{\star}$", "†": r"$^{\dagger}$"}
     uneven = frame["n_seeds"].nunique() > 1  # a seeds column only when configurations differ
     rows = []
     for i in frame.sort_values([f"rank_test_{m}"]).index:
         r = frame.loc[i]
-        config = _tex(_label(r)) + "".join(tex_marks[c] for c in marked.get(i, ""))
-        d = diffs.get(_label(r))
+        config = _tex(r["configuration"]) + "".join(tex_marks[c] for c in marked.get(i, ""))
+        d = diffs.get(r["configuration"])
         delta = "--" if d is None else f"${_signed(d['mean_diff'])}$"
         delta_ci = "" if d is None else f" [${_signed(d['ci95_low_diff'])}$, ${_signed(d['ci95_high_diff'])}$]"
         p = "--" if d is None else _tex_p(d["t_pvalue_holm"])
@@ -296,36 +338,12 @@ def stats_markdown(comparison: pd.DataFrame, metric: str = "accuracy") -> str:
     for _, r in comparison.sort_values("mean_diff", ascending=metric in MINIMIZED).iterrows():
         flag = " ⚠" if r["few_seeds"] else ""
         lines.append(
-            f"| {_label(r)}{flag} | {r['n_pairs']} | {r['mean_diff']:+.3f} | "
+            f"| {r['configuration']}{flag} | {r['n_pairs']} | {r['mean_diff']:+.3f} | "
             f"[{r['ci95_low_diff']:+.3f}, {r['ci95_high_diff']:+.3f}] | {_p(r['t_pvalue'])} ({_p(r['t_pvalue_holm'])}) | "
             f"{_p(r['wilcoxon_pvalue'])} ({_p(r['wilcoxon_pvalue_holm'])}) | {_f(r['effect_size_dz'], 2)} |")
     if comparison["few_seeds"].any():
         lines.append(f"\n⚠ fewer than {MIN_SEEDS} paired seeds: these tests have almost no power; read them as anecdotes.")
     return "\n".join(lines)
-
-
-def reference_table(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial]) -> pd.DataFrame | None:
-    """Published single runs beside the measured distribution of the same configuration."""
-    import pandas as pd
-
-    if not spec.references:
-        return None
-    measured = {configuration_of(t): t for t in complete_trials(trials)}
-    rows = []
-    for ref in spec.references:
-        config = Configuration(ref.norm, ref.strength, ref.placement, ref.l1_ratio)
-        t = measured.get(config)
-        row = {"configuration": config.label, "source": ref.source,
-               "published_train_accuracy": ref.train_accuracy, "published_test_accuracy": ref.test_accuracy}
-        if t is not None:
-            a = t.user_attrs
-            pos = figures.reference_position(ref.test_accuracy, a["test_accuracy"])
-            row.update(n_seeds=len(a["test_accuracy"]), mean_test_accuracy=t.value,
-                       std_test_accuracy=a["std_test_accuracy"], mean_train_accuracy=a["mean_train_accuracy"],
-                       min_test_accuracy=min(a["test_accuracy"]), max_test_accuracy=max(a["test_accuracy"]),
-                       test_percentile=pos["percentile"], test_z=pos["z"], where=pos["words"])
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def references_markdown(refs: pd.DataFrame) -> str:
@@ -345,8 +363,10 @@ def references_markdown(refs: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def report_markdown(spec: StudySpec, study, summary, comparison, refs, figs, files) -> str:
-    versions = study.user_attrs.get("versions", {})
+def report_markdown(data: ReportData, figs: Sequence[tuple[str, str]], files: Sequence[str]) -> str:
+    """The one-page ``report.md``: setup, tables, statistics, ``figs`` (file, title) and ``files``."""
+    spec, summary, comparison, refs = data.spec, data.summary, data.comparison, data.references
+    versions = data.versions
     m = spec.objective
     seeds = spec.seeds
     seed_text = f"{len(seeds)} ({seeds[0]}..{seeds[-1]})" if seeds == tuple(range(seeds[0], seeds[0] + len(seeds))) \
@@ -381,7 +401,7 @@ def report_markdown(spec: StudySpec, study, summary, comparison, refs, figs, fil
         stats_markdown(comparison, m),
         "",
     ]
-    diverged = diverged_markdown(study.get_trials(deepcopy=False))
+    diverged = "\n".join(data.diverged)
     if diverged:
         parts += ["## Diverged configurations", "",
                   "The loss became NaN or infinite on these seeds (at the epoch given). Their accuracies come from "
@@ -398,8 +418,8 @@ def report_markdown(spec: StudySpec, study, summary, comparison, refs, figs, fil
     return "\n".join(parts)
 
 
-def diverged_markdown(trials: Sequence[optuna.trial.FrozenTrial]) -> str:
-    """One line per diverged configuration: which seeds diverged, and at which epoch; empty if none did."""
+def diverged_lines(trials: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
+    """One line per diverged configuration: which seeds diverged, and at which epoch; none if none did."""
     lines = []
     for t in complete_trials(trials):
         a = t.user_attrs
@@ -407,7 +427,7 @@ def diverged_markdown(trials: Sequence[optuna.trial.FrozenTrial]) -> str:
             continue
         seeds = ", ".join(f"{s} (epoch {e})" for s, e in zip(a["diverged_seeds"], a["diverged_epochs"]))
         lines.append(f"- {configuration_of(t).label}: {a['n_diverged']} of {len(a['seeds'])} seeds: {seeds}")
-    return "\n".join(lines)
+    return lines
 
 
 def describe_data(d: DataSpec) -> str:
@@ -450,31 +470,3 @@ def _p(v) -> str:
 
 def _tex(text: str) -> str:
     return text.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("&", r"\&").replace("%", r"\%")
-
-
-# ----------------------------------------------------------------------------- dashboard
-
-
-def _attach(study: optuna.Study, folder: Path, paths: Sequence[Path], summary, spec: StudySpec) -> None:
-    """Figures and the learning curves' table as study artifacts (uploaded again only when
-    changed), and the summary as the study's note."""
-    import optuna
-    from optuna_dashboard import save_note
-
-    store_dir = (folder / "artifacts").resolve()
-    store_dir.mkdir(exist_ok=True)
-    store = optuna.artifacts.FileSystemArtifactStore(str(store_dir))
-    # Stored relative to the study file, so that the study names no folder of this machine.
-    shown = Path(os.path.relpath(folder.resolve(), study_folder(spec)))
-    digests = dict(study.user_attrs.get("actreg_artifact_digests", {}))
-    for path in paths:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if digests.get(path.name) == digest:
-            continue
-        optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study)
-        digests[path.name] = digest
-    study.set_user_attr("actreg_artifact_digests", digests)
-    study.set_user_attr(ARTIFACTS_ATTR, str(shown / "artifacts"))
-    save_note(study, f"# {spec.name}\n\nWritten by `actreg report` into `{shown}` (beside the study file).\n\n"
-              + summary_markdown(summary, spec.objective))
-

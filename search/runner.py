@@ -474,14 +474,14 @@ def summary_text(summary: pd.DataFrame, metric: str = "accuracy", limit: int = 2
     name = METRIC_LABELS.get(m, m)
     lines = [f"{'rank':>4}  {'configuration':<28} {f'test {name} (mean ± std)':>24}  {f'train {name}':>11}  {'seeds':>5}"]
     for _, row in table.iterrows():
-        config = Configuration.from_params({c[6:]: row[c] for c in cols if row[c] == row[c] and row[c] is not None})
+        label = row["configuration"]
         n = int(row["n_seeds"])
         if row["status"] != OK:
-            lines.append(f"{int(row[f'rank_test_{m}']):>4}  {config.label:<28} "
+            lines.append(f"{int(row[f'rank_test_{m}']):>4}  {label:<28} "
                          f"{f'diverged on {int(row.n_diverged)} of {n} seeds':>24}  {'–':>11}  {n:>5}")
             continue
         lines.append(
-            f"{int(row[f'rank_test_{m}']):>4}  {config.label:<28} "
+            f"{int(row[f'rank_test_{m}']):>4}  {label:<28} "
             f"{row[f'mean_test_{m}']:>15.3f} ± {row[f'std_test_{m}']:.3f}  "
             f"{row[f'mean_train_{m}']:>11.3f}  {n:>5}"
         )

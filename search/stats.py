@@ -23,11 +23,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from search.results import configuration_of, finite_trials
+from search.results import ci95, complete_trials, configuration_of, finite_trials
 
 if TYPE_CHECKING:
     import optuna
     import pandas as pd
+
+    from search.spec import Reference
 
 MIN_SEEDS = 5
 
@@ -46,9 +48,8 @@ def paired_test(d: np.ndarray) -> dict[str, float]:
     out = {"n_pairs": n, "mean_diff": float(d.mean()) if n else math.nan}
     sd = float(d.std(ddof=1)) if n > 1 else math.nan
     if n > 1 and sd > 0:
-        half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-        out.update(ci95_low_diff=out["mean_diff"] - half, ci95_high_diff=out["mean_diff"] + half,
-                   t_pvalue=float(stats.ttest_1samp(d, 0.0).pvalue), effect_size_dz=out["mean_diff"] / sd)
+        low, high = ci95(d)
+        out.update(ci95_low_diff=low, ci95_high_diff=high, t_pvalue=float(stats.ttest_1samp(d, 0.0).pvalue), effect_size_dz=out["mean_diff"] / sd)
     elif n > 1:  # every pair differs by the same amount: no spread to test against
         same = out["mean_diff"] == 0
         out.update(ci95_low_diff=out["mean_diff"], ci95_high_diff=out["mean_diff"],
@@ -90,7 +91,7 @@ def baseline_comparison(trials: Sequence[optuna.trial.FrozenTrial], param_names:
 
     done = finite_trials(trials)
     base = next((t for t in done if configuration_of(t).is_baseline), None)
-    columns = [f"param_{p}" for p in param_names] + [
+    columns = [f"param_{p}" for p in param_names] + ["configuration", "trial_number",
         "n_pairs", "mean_diff", "ci95_low_diff", "ci95_high_diff", "t_pvalue", "t_pvalue_holm",
         "wilcoxon_pvalue", "wilcoxon_pvalue_holm", "effect_size_dz", "few_seeds"]
     if base is None:
@@ -101,6 +102,7 @@ def baseline_comparison(trials: Sequence[optuna.trial.FrozenTrial], param_names:
         if t is base:
             continue
         row = {f"param_{p}": t.params.get(p) for p in param_names}
+        row.update(configuration=configuration_of(t).label, trial_number=t.number)
         row.update(paired_test(paired_differences(_by_seed(t, metric), base_acc)))
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -115,3 +117,52 @@ def baseline_comparison(trials: Sequence[optuna.trial.FrozenTrial], param_names:
 def _by_seed(trial: optuna.trial.FrozenTrial, metric: str) -> dict[int, float]:
     a = trial.user_attrs
     return {s: v for s, v in zip(a["seeds"], a[f"test_{metric}"]) if v is not None}
+
+
+# ----------------------------------------------------------------------------- published single runs
+
+
+def reference_position(value: float, seed_values: Sequence[float], decimals: int = 3) -> dict[str, float | int | str]:
+    """Where a single published number falls among the seeds' values.
+
+    Published numbers are rounded, so a seed counts as equal when it rounds to ``value`` at
+    ``decimals`` places (55/70 = 0.7857 equals a published 0.786).
+    """
+    v = np.asarray(seed_values, dtype=np.float64)
+    same = np.round(v, decimals) == round(value, decimals)
+    below, equal = int(((v < value) & ~same).sum()), int(same.sum())
+    percentile = 100.0 * (below + 0.5 * equal) / len(v)  # mid-rank percentile
+    z = (value - v.mean()) / v.std(ddof=1) if len(v) > 1 and v.std(ddof=1) > 0 else math.nan
+    if below == len(v):
+        words = f"above all {len(v)} seeds"
+    elif below == 0 and equal == 0:
+        words = f"below all {len(v)} seeds"
+    else:
+        words = f"above {below}, equal to {equal} and below {len(v) - below - equal} of {len(v)} seeds"
+    return {"percentile": percentile, "z": float(z), "below": below, "equal": equal, "words": words}
+
+
+def reference_table(references: Sequence[Reference], trials: Sequence[optuna.trial.FrozenTrial]) -> pd.DataFrame | None:
+    """Published single runs beside the measured distribution of the same configuration; ``None`` without any."""
+    import pandas as pd
+
+    from search.space import Configuration
+
+    if not references:
+        return None
+    measured = {configuration_of(t): t for t in complete_trials(trials)}
+    rows = []
+    for ref in references:
+        config = Configuration(ref.norm, ref.strength, ref.placement, ref.l1_ratio)
+        t = measured.get(config)
+        row = {"configuration": config.label, "source": ref.source,
+               "published_train_accuracy": ref.train_accuracy, "published_test_accuracy": ref.test_accuracy}
+        if t is not None:
+            a = t.user_attrs
+            pos = reference_position(ref.test_accuracy, a["test_accuracy"])
+            row.update(trial_number=t.number, n_seeds=len(a["test_accuracy"]), mean_test_accuracy=t.value,
+                       std_test_accuracy=a["std_test_accuracy"], mean_train_accuracy=a["mean_train_accuracy"],
+                       min_test_accuracy=min(a["test_accuracy"]), max_test_accuracy=max(a["test_accuracy"]),
+                       test_percentile=pos["percentile"], test_z=pos["z"], where=pos["words"])
+        rows.append(row)
+    return pd.DataFrame(rows)

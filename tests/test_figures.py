@@ -7,8 +7,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from search.figures import (heatmap_data, reference_position, seed_distribution, selected_curves, sparsity_data,
-                            strength_bins)
+from search.figures import heatmap_data, seed_distribution, selected_curves, sparsity_data, strength_bins
 from search.results import CURVES_ATTR
 
 
@@ -47,16 +46,6 @@ def test_sparsity_data_separates_the_baseline():
     frame, ref = sparsity_data(SUMMARY)
     assert len(frame) == 3 and set(frame["param_norm"]) == {"l1", "l2"}
     assert ref == {"mean_activation": 0.2, "mean_zero_fraction": 0.4}
-
-
-@pytest.mark.parametrize("value,words,percentile", [
-    (0.9, "above all 4 seeds", 100.0),
-    (0.1, "below all 4 seeds", 0.0),
-    (0.786, "above 1, equal to 2 and below 1 of 4 seeds", 50.0),  # 0.7857 rounds to the published 0.786
-])
-def test_reference_position(value, words, percentile):
-    pos = reference_position(value, [0.7, 55 / 70, 55 / 70, 0.8])
-    assert pos["words"] == words and pos["percentile"] == percentile
 
 
 def trial(params, acc, curve_test):

@@ -7,7 +7,7 @@ import optuna
 import pytest
 from scipy import stats
 
-from search.stats import baseline_comparison, holm, paired_differences, paired_test
+from search.stats import baseline_comparison, holm, paired_differences, paired_test, reference_position
 
 
 @pytest.mark.parametrize("p,expected", [
@@ -63,3 +63,13 @@ def test_baseline_comparison_flags_few_seeds_and_corrects():
     assert frame["mean_diff"].tolist() == pytest.approx([0.0466667, 0.0], abs=1e-6)
     assert frame["t_pvalue_holm"].iloc[0] == pytest.approx(min(1.0, 2 * frame["t_pvalue"].iloc[0]))
     assert baseline_comparison([better], ["norm"]).empty
+
+
+@pytest.mark.parametrize("value,words,percentile", [
+    (0.9, "above all 4 seeds", 100.0),
+    (0.1, "below all 4 seeds", 0.0),
+    (0.786, "above 1, equal to 2 and below 1 of 4 seeds", 50.0),  # 0.7857 rounds to the published 0.786
+])
+def test_reference_position(value, words, percentile):
+    pos = reference_position(value, [0.7, 55 / 70, 55 / 70, 0.8])
+    assert pos["words"] == words and pos["percentile"] == percentile
