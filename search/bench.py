@@ -6,10 +6,11 @@ microseconds per epoch per model:
 
 * Keras: ``model.fit(..., validation_data=test)`` one model at a time, as the tutorial
   trains; measured after a warm-up epoch, so compilation is not counted.
-* actreg: ``seeds`` seeds for ``epochs`` epochs, split into chunks as a study splits them
-  (at most 32 seeds per graph), by trainers that an identical first fit compiled, so tracing
-  and XLA compilation (reported separately, per compiled trainer, as
-  ``actreg_setup_seconds``) are not counted either; the per-epoch test evaluation is.
+* actreg: ``seeds`` seeds for ``epochs`` epochs through a study's own work unit
+  (:func:`search.parallel.fit_seeds`), split into chunks as a study splits them (at most 32
+  seeds per graph), on trainers that an identical first pass compiled, so tracing and XLA
+  compilation (reported separately, per compiled trainer, as ``actreg_setup_seconds``) are
+  not counted either; the per-epoch test evaluation is.
 """
 
 from __future__ import annotations
@@ -54,19 +55,18 @@ def measure(epochs: int | None = None, seeds: int | None = None, fit_epochs: int
     cores = cores or os.cpu_count() or 1
     runtime.configure(cores)
     from search.checks import check_study
-    from search.model import build_model, initial_state
-    from search.parallel import chunk_seeds
-    from search.trainer import ChunkTrainer
+    from search.data import make_dataset
+    from search.model import build_model
+    from search.parallel import FitTask, chunk_seeds, fit_seeds
 
     if spec is None:
-        from search.data import make_dataset
-
-        data = make_dataset(DataSpec())
+        data_spec = DataSpec()
+        data = make_dataset(data_spec)
         model_spec, config, penalty, train = CASE_MODEL, CASE_CONFIG, "mean", TrainSpec(epochs=epochs or 2000)
         task, metrics, chunk_size, case = "binary", ("accuracy",), None, "case-study MLP"
         seeds = seeds or 30
     else:
-        data = check_study(spec)
+        data_spec, data = spec.data, check_study(spec)
         configs = grid(spec.space) if spec.sampler == "grid" else [Configuration("none")]
         config = next((c for c in configs if not c.is_baseline), configs[0])
         model_spec, penalty, chunk_size = spec.model, spec.penalty, spec.chunk_size
@@ -74,37 +74,30 @@ def measure(epochs: int | None = None, seeds: int | None = None, fit_epochs: int
         task, metrics, case = spec.model.task, spec.metrics, f"study {spec.name}, {config.label}"
         seeds = seeds or len(spec.seeds)
     shape = data.x_train.shape[1:]
-    n_outputs = data.n_outputs(task)
-    model = build_model(model_spec, config, penalty, 0, shape, train.learning_rate, n_outputs=n_outputs).model
+    model = build_model(model_spec, config, penalty, 0, shape, train.learning_rate,
+                        n_outputs=data.n_outputs(task)).model
     fit_args = {"batch_size": train.batch_size, "verbose": 0, "validation_data": (data.x_test, data.y_test)}
     model.fit(data.x_train, data.y_train, epochs=1, **fit_args)  # warm-up: compile the train and test steps
     start = time.perf_counter()
     model.fit(data.x_train, data.y_train, epochs=fit_epochs, **fit_args)
     keras_us = (time.perf_counter() - start) / fit_epochs * 1e6
 
-    # Seeds are split into chunks as a study splits them (at most MAX_CHUNK per graph).
-    chunks = chunk_seeds(list(range(seeds)), chunk_size)
-    start_state = {s: initial_state(model_spec, config, s, shape, n_outputs) for s in range(seeds)}
-
-    def fit(trainer, chunk):
-        trainer.fit([start_state[s][0] for s in chunk], chunk, initial_states=[start_state[s][1] for s in chunk])
-
-    trainers = {}
-    warm_seeds = 0
+    # The study's own work unit on the study's chunks: the first pass compiles a trainer per
+    # chunk size and draws the initial weights (both cached by the worker, as in a study);
+    # the second pass is timed.
+    tasks = [FitTask(data_spec, model_spec, train, penalty, config, chunk, cores, metrics)
+             for chunk in chunk_seeds(list(range(seeds)), chunk_size)]
     start = time.perf_counter()
-    for chunk in chunks:  # compile one trainer per chunk size, and warm it with a full fit
-        if len(chunk) not in trainers:
-            built = build_model(model_spec, config, penalty, chunk[0], shape, train.learning_rate, n_outputs=n_outputs)
-            trainers[len(chunk)] = ChunkTrainer(built.model, data, train, len(chunk), built.probes, task, metrics)
-            fit(trainers[len(chunk)], chunk)
-            warm_seeds += len(chunk)
+    for t in tasks:
+        fit_seeds(t)
     warm = time.perf_counter() - start
     start = time.perf_counter()
-    for chunk in chunks:
-        fit(trainers[len(chunk)], chunk)
+    for t in tasks:
+        fit_seeds(t)
     steady = time.perf_counter() - start
     actreg_us = steady / train.epochs / seeds * 1e6
-    setup = max(0.0, (warm - warm_seeds * train.epochs * actreg_us / 1e6) / len(trainers))
+    n_trainers = len({len(t.seeds) for t in tasks})
+    setup = max(0.0, (warm - steady) / n_trainers)
     return BenchResult(
         keras_fit_us_per_model_epoch=round(keras_us, 1),
         actreg_us_per_model_epoch=round(actreg_us, 2),
