@@ -100,3 +100,25 @@ def fresh_postgres():
         with admin.connect() as con:
             con.execute(sqlalchemy.text(f'drop database if exists "{name}" with (force)'))
         admin.dispose()
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def seed_result(seed: int, losses: list[float], test_accuracy: float = 0.5):
+    """A seed's fit as the trainer returns it: the given loss per epoch, constant accuracies."""
+    import numpy as np
+
+    from search.trainer import SeedResult
+
+    n = len(losses)
+    history = {"loss": np.array(losses, np.float32), "accuracy": np.full(n, 0.5, np.float32),
+               "test_loss": np.array(losses, np.float32), "test_accuracy": np.full(n, test_accuracy, np.float32)}
+    return SeedResult(seed, {"loss": losses[-1], "accuracy": 0.5}, {"loss": losses[-1], "accuracy": test_accuracy},
+                      (0.1,), (0.0,), history)

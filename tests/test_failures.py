@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import optuna
 import pandas as pd
 import pytest
-from conftest import write_study
+from conftest import seed_result, write_study
 
 import search.parallel
 from search import export_frame, load_spec, run_study
@@ -18,15 +17,6 @@ from search.results import OK, diverged_at, summary_frame, trial_record
 from search.runner import summary_text
 from search.space import iter_param_names
 from search.storage import load_study
-from search.trainer import SeedResult
-
-
-def seed_result(seed: int, losses: list[float], test_accuracy: float = 0.5) -> SeedResult:
-    n = len(losses)
-    history = {"loss": np.array(losses, np.float32), "accuracy": np.full(n, 0.5, np.float32),
-               "test_loss": np.array(losses, np.float32), "test_accuracy": np.full(n, test_accuracy, np.float32)}
-    return SeedResult(seed, {"loss": losses[-1], "accuracy": 0.5}, {"loss": losses[-1], "accuracy": test_accuracy},
-                      (0.1,), (0.0,), history)
 
 
 @pytest.mark.parametrize("losses, epoch", [

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import optuna
 import pytest
-from test_failures import seed_result
+from conftest import seed_result
 
 from search.report import marks, summary_latex, summary_markdown
-from search.results import summary_frame, trial_record
+from search.results import ci95, summary_frame, trial_record
 
 N_TEST = 70
 
@@ -72,3 +74,13 @@ def test_r2_means_are_plain_means(values):
     record = trial_record(results, 2, 1, metrics=("r2",), rows=(30, N_TEST))
     assert record.value == pytest.approx(0.5)
     assert "n_test" not in record.user_attrs  # row counts make accuracies exact; R² has none
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([0.7, 0.8], (0.75 - 12.7062047 * 0.0707106781 / 2 ** 0.5, 0.75 + 12.7062047 * 0.0707106781 / 2 ** 0.5)),
+    ([0.5, 0.5, 0.5], (0.5, 0.5)),  # no spread: the interval is the mean
+    ([0.6], (math.nan, math.nan)),  # one seed: no interval
+])
+def test_ci95_is_the_student_t_interval_of_the_mean(values, expected):
+    low, high = ci95(np.array(values))
+    assert (low, high) == pytest.approx(expected, nan_ok=True)

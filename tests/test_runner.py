@@ -1,13 +1,11 @@
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 
 import optuna
 import pandas as pd
 import pytest
-from conftest import RUN_COLUMNS, write_study
+from conftest import RUN_COLUMNS, actreg, write_study
 
 from search import export_frame, load_spec, run_study
 from search.spec import SpecError
@@ -70,11 +68,6 @@ def test_tpe_study_runs_its_trials_and_resumes(tmp_path):
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 5
     assert all(1e-4 <= t.params["strength"] <= 1e-1 for t in trials if "strength" in t.params)
     assert run_study(spec, progress=False).configurations_run == 0
-
-
-def actreg(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "search", *args], capture_output=True, text=True, timeout=600,
-                          **kwargs)
 
 
 def test_export_csv_columns(small_study, tmp_path):

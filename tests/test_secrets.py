@@ -9,8 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import actreg, write_study
-from test_dashboard import free_port
+from conftest import actreg, free_port, write_study
 
 from search.storage import redact, scrub
 

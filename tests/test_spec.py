@@ -188,10 +188,23 @@ def test_unreadable_files(tmp_path):
         load_spec(bad)
 
 
-@pytest.mark.parametrize("name", ["seed-tutorial", "seed-circles"])
-def test_shipped_studies_are_valid(name):
+SHIPPED = sorted(p.stem for p in (REPO / "studies").glob("*.toml"))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_study_is_valid_and_fits_its_data(name):
+    from search.checks import check_study
+
     spec = load_spec(REPO / "studies" / f"{name}.toml")
-    assert spec.name == name and len(spec.seeds) == 30 and spec.train.epochs == 4000
+    assert spec.name == name and spec.storage == f"sqlite:///{REPO / 'studies' / name}.db"
+    data = check_study(spec)  # the model against its data, as `actreg run` checks before writing anything
+    assert len(data.x_train) > 0 and len(data.x_test) > 0
+    if name.startswith("seed-"):  # the case study: 30 seeds of 4000 epochs
+        assert len(spec.seeds) == 30 and spec.train.epochs == 4000
+
+
+def test_the_shipped_studies_are_found():  # an empty glob would pass the test above silently
+    assert len(SHIPPED) >= 7 and {"seed-tutorial", "seed-circles", "digits-cnn", "regression"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("args", [

@@ -7,7 +7,7 @@ import textwrap
 
 import optuna
 import pytest
-from test_runner import actreg
+from conftest import actreg
 
 from search import load_spec, run_study
 from search.storage import load_study

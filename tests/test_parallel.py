@@ -1,0 +1,49 @@
+"""The work unit's pure parts: how seeds are chunked, and the workers' LRU caches."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import pytest
+
+from search.parallel import MAX_CHUNK, _cached, chunk_seeds
+
+
+@pytest.mark.parametrize("n, limit, sizes", [
+    (30, None, [30]),  # up to MAX_CHUNK seeds share one graph
+    (33, None, [17, 16]),  # balanced: workers finish together
+    (30, 16, [15, 15]),  # not 16 + 14
+    (30, 8, [8, 8, 7, 7]),
+    (5, 1, [1, 1, 1, 1, 1]),
+    (1, 32, [1]),
+    (0, 4, [0]),
+])
+def test_chunks_are_balanced_consecutive_and_cover_every_seed_once(n, limit, sizes):
+    seeds = list(range(100, 100 + n))
+    chunks = chunk_seeds(seeds, limit)
+    assert [len(c) for c in chunks] == sizes
+    assert [s for c in chunks for s in c] == seeds
+    assert all(len(c) <= (limit or MAX_CHUNK) for c in chunks)
+
+
+def test_chunking_depends_on_the_seeds_and_chunk_size_only():
+    assert chunk_seeds([5, 3, 9, 1], 2) == [(5, 3), (9, 1)]  # the study's order, not sorted
+    with pytest.raises(ValueError, match="positive"):
+        chunk_seeds([1, 2], -1)
+
+
+def test_the_cache_keeps_the_most_recently_used():
+    cache: OrderedDict = OrderedDict()
+    made = []
+
+    def make(key):
+        made.append(key)
+        return key * 10
+
+    assert _cached(cache, ("a",), 2, lambda: make("a")) == "a" * 10
+    _cached(cache, ("b",), 2, lambda: make("b"))
+    _cached(cache, ("a",), 2, lambda: make("a"))  # a hit: "a" becomes the most recent
+    _cached(cache, ("c",), 2, lambda: make("c"))  # evicts "b", the least recently used
+    assert list(cache) == [("a",), ("c",)] and made == ["a", "b", "c"]
+    _cached(cache, ("b",), 2, lambda: make("b"))
+    assert made == ["a", "b", "c", "b"] and list(cache) == [("c",), ("b",)]
