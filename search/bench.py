@@ -8,9 +8,10 @@ microseconds per epoch per model:
   trains; measured after a warm-up epoch, so compilation is not counted.
 * actreg: ``seeds`` seeds for ``epochs`` epochs through a study's own work unit
   (:func:`search.parallel.fit_seeds`), split into chunks as a study splits them (at most 32
-  seeds per graph), on trainers that an identical first pass compiled, so tracing and XLA
-  compilation (reported separately, per compiled trainer, as ``actreg_setup_seconds``) are
-  not counted either; the per-epoch test evaluation is.
+  seeds per graph), on trainers that an identical first pass compiled, so tracing, XLA
+  compilation and drawing the seeds' initial weights (reported separately, per compiled
+  trainer, as ``actreg_setup_seconds``) are not counted either; the per-epoch test
+  evaluation is.
 """
 
 from __future__ import annotations
@@ -76,11 +77,7 @@ def measure(epochs: int | None = None, seeds: int | None = None, fit_epochs: int
     shape = data.x_train.shape[1:]
     model = build_model(model_spec, config, penalty, 0, shape, train.learning_rate,
                         n_outputs=data.n_outputs(task)).model
-    fit_args = {"batch_size": train.batch_size, "verbose": 0, "validation_data": (data.x_test, data.y_test)}
-    model.fit(data.x_train, data.y_train, epochs=1, **fit_args)  # warm-up: compile the train and test steps
-    start = time.perf_counter()
-    model.fit(data.x_train, data.y_train, epochs=fit_epochs, **fit_args)
-    keras_us = (time.perf_counter() - start) / fit_epochs * 1e6
+    keras_us = _keras_fit_us(model, data, train.batch_size, fit_epochs)
 
     # The study's own work unit on the study's chunks: the first pass compiles a trainer per
     # chunk size and draws the initial weights (both cached by the worker, as in a study);
@@ -105,6 +102,15 @@ def measure(epochs: int | None = None, seeds: int | None = None, fit_epochs: int
         seeds=seeds, epochs=train.epochs, cores=cores, keras_fit_epochs=fit_epochs,
         actreg_setup_seconds=round(setup, 2), case=case,
     )
+
+
+def _keras_fit_us(model, data, batch_size: int, epochs: int) -> float:
+    """Microseconds per epoch of ``model.fit`` with validation every epoch, after a warm-up epoch."""
+    fit_args = {"batch_size": batch_size, "verbose": 0, "validation_data": (data.x_test, data.y_test)}
+    model.fit(data.x_train, data.y_train, epochs=1, **fit_args)  # warm-up: compile the train and test steps
+    start = time.perf_counter()
+    model.fit(data.x_train, data.y_train, epochs=epochs, **fit_args)
+    return (time.perf_counter() - start) / epochs * 1e6
 
 
 def format_result(r: BenchResult) -> str:

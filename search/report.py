@@ -257,32 +257,9 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
     frame = summary.reset_index(drop=True)
     marked = marks(frame, comparison, m)
     diffs = {} if comparison is None else dict(zip(comparison["configuration"], (r for _, r in comparison.iterrows())))
-    tex_marks = {"★": r"$^{\star}$", "†": r"$^{\dagger}$"}
     uneven = frame["n_seeds"].nunique() > 1  # a seeds column only when configurations differ
-    rows = []
-    for i in frame.sort_values([f"rank_test_{m}"]).index:
-        r = frame.loc[i]
-        config = _tex(r["configuration"]) + "".join(tex_marks[c] for c in marked.get(i, ""))
-        d = diffs.get(r["configuration"])
-        delta = "--" if d is None else f"${_signed(d['mean_diff'])}$"
-        delta_ci = "" if d is None else f" [${_signed(d['ci95_low_diff'])}$, ${_signed(d['ci95_high_diff'])}$]"
-        p = "--" if d is None else _tex_p(d["t_pvalue_holm"])
-        test = rf"${_f(r[f'mean_test_{m}'])} \pm {_f(r[f'std_test_{m}'])}$"
-        if r["status"] != "ok":
-            span = 3 if narrow else (3 if diffs else 1) + 2 + uneven
-            rows.append(rf"{config} & \multicolumn{{{span}}}{{l}}{{diverged on {r['n_diverged']} of "
-                        f"{r['n_seeds']} seeds}} \\\\")
-            continue
-        if narrow:
-            cells = [config, test, delta, p]
-        else:
-            cells = [config, *([str(r["n_seeds"])] if uneven else []), test,
-                     f"[{_f(r[f'ci95_low_test_{m}'])}, {_f(r[f'ci95_high_test_{m}'])}]",
-                     f"${_f(r[f'mean_train_{m}'])}$"] + ([delta + delta_ci, p] if diffs else [])
-        if "★" in marked.get(i, ""):  # the configuration and its test result in bold; \boldmath: the math too
-            bold = 2 if narrow else 2 + uneven
-            cells = [rf"{{\bfseries\boldmath {c}}}" if k < bold else c for k, c in enumerate(cells)]
-        rows.append(" & ".join(cells) + r" \\")
+    rows = [_latex_row(frame.loc[i], marked.get(i, ""), diffs, m, narrow, uneven)
+            for i in frame.sort_values([f"rank_test_{m}"]).index]
     if narrow:
         columns, header = "lccr", rf"Configuration & Test {label} & $\Delta$ & $p_{{\mathrm{{Holm}}}}$"
     else:
@@ -309,6 +286,31 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
         f"\\begin{{tabular}}{{{columns}}}\n\\toprule\n{header} \\\\\n\\midrule\n"
         f"{body}\n\\bottomrule\n\\end{{tabular}}\n\\end{{{env}}}\n"
     )
+
+
+def _latex_row(r: pd.Series, marked: str, diffs: dict, m: str, narrow: bool, uneven: bool) -> str:
+    """One configuration's row of :func:`summary_latex`; ``marked`` holds its marks (★, †)."""
+    tex_marks = {"★": r"$^{\star}$", "†": r"$^{\dagger}$"}
+    config = _tex(r["configuration"]) + "".join(tex_marks[c] for c in marked)
+    d = diffs.get(r["configuration"])
+    delta = "--" if d is None else f"${_signed(d['mean_diff'])}$"
+    delta_ci = "" if d is None else f" [${_signed(d['ci95_low_diff'])}$, ${_signed(d['ci95_high_diff'])}$]"
+    p = "--" if d is None else _tex_p(d["t_pvalue_holm"])
+    test = rf"${_f(r[f'mean_test_{m}'])} \pm {_f(r[f'std_test_{m}'])}$"
+    if r["status"] != "ok":
+        span = 3 if narrow else (3 if diffs else 1) + 2 + uneven
+        return (rf"{config} & \multicolumn{{{span}}}{{l}}{{diverged on {r['n_diverged']} of "
+                f"{r['n_seeds']} seeds}} \\\\")
+    if narrow:
+        cells = [config, test, delta, p]
+    else:
+        cells = [config, *([str(r["n_seeds"])] if uneven else []), test,
+                 f"[{_f(r[f'ci95_low_test_{m}'])}, {_f(r[f'ci95_high_test_{m}'])}]",
+                 f"${_f(r[f'mean_train_{m}'])}$"] + ([delta + delta_ci, p] if diffs else [])
+    if "★" in marked:  # the configuration and its test result in bold; \boldmath: the math too
+        bold = 2 if narrow else 2 + uneven
+        cells = [rf"{{\bfseries\boldmath {c}}}" if k < bold else c for k, c in enumerate(cells)]
+    return " & ".join(cells) + r" \\"
 
 
 def _signed(v) -> str:

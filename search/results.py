@@ -188,53 +188,8 @@ def summary_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Seque
     """
     import pandas as pd
 
-    rows = []
     m = metric
-    for trial in complete_trials(trials):
-        a = trial.user_attrs
-        test = np.asarray(a[f"test_{m}"], dtype=np.float64)
-        train = np.asarray(a[f"train_{m}"], dtype=np.float64)
-        n = len(test)
-        status = a.get("status", OK)
-        if status != OK:  # never averaged: a diverged seed's numbers come from NaN weights
-            test_mean = train_mean = math.nan
-            low, high = math.nan, math.nan
-        else:
-            test_mean, train_mean = _mean_of(a, "test", m), _mean_of(a, "train", m)
-            low, high = ci95(test)
-        row: dict[str, Any] = {f"param_{p}": trial.params.get(p) for p in param_names}
-        row.update({
-            "configuration": configuration_of(trial).label,
-            "trial_number": trial.number,
-            "n_seeds": n,
-            "status": status,
-            "n_diverged": int(a.get("n_diverged", 0)),
-            f"mean_test_{m}": test_mean,
-            f"std_test_{m}": _std(test) if status == OK else math.nan,
-            f"ci95_low_test_{m}": low,
-            f"ci95_high_test_{m}": high,
-            f"rank_test_{m}": 0,
-            f"mean_train_{m}": train_mean,
-            f"std_train_{m}": _std(train) if status == OK else math.nan,
-        })
-        for other in trial_metrics(trial):
-            if other != m:
-                values = np.asarray(a[f"test_{other}"], dtype=np.float64)
-                ok = status == OK
-                row.update({f"mean_test_{other}": float(values.mean()) if ok else math.nan,
-                            f"std_test_{other}": _std(values) if ok else math.nan,
-                            f"mean_train_{other}": float(np.mean(np.asarray(a[f"train_{other}"], dtype=np.float64)))
-                            if ok else math.nan})
-        fit_time = np.asarray(a.get("fit_time", [math.nan] * n), dtype=np.float64)
-        row.update({
-            "mean_activation": _layer_mean(a["mean_activation"]),
-            "mean_zero_fraction": _layer_mean(a["zero_fraction"]),
-            "mean_fit_time": float(fit_time.mean()),
-            "std_fit_time": _std(fit_time),
-        })
-        for k, v in enumerate(test):
-            row[f"split{k}_test_{m}"] = float(v)
-        rows.append(row)
+    rows = [_summary_row(trial, param_names, m) for trial in complete_trials(trials)]
     if not rows:
         return pd.DataFrame(columns=[f"param_{p}" for p in param_names] + ["n_seeds", f"mean_test_{m}"])
     frame = pd.DataFrame(rows)
@@ -242,6 +197,48 @@ def summary_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Seque
     ranks = frame[f"mean_test_{m}"].where(finite).rank(method="min", ascending=not maximize)
     frame[f"rank_test_{m}"] = ranks.fillna(int(finite.sum()) + 1).astype(int)  # diverged: all after the finite
     return frame
+
+
+def _summary_row(trial: optuna.trial.FrozenTrial, param_names: Sequence[str], m: str) -> dict[str, Any]:
+    """One configuration's row of :func:`summary_frame` (its rank is filled in there)."""
+    a = trial.user_attrs
+    test = np.asarray(a[f"test_{m}"], dtype=np.float64)
+    train = np.asarray(a[f"train_{m}"], dtype=np.float64)
+    n = len(test)
+    status = a.get("status", OK)
+    ok = status == OK  # a diverged seed's numbers come from NaN weights: never averaged
+    low, high = ci95(test) if ok else (math.nan, math.nan)
+    row: dict[str, Any] = {f"param_{p}": trial.params.get(p) for p in param_names}
+    row.update({
+        "configuration": configuration_of(trial).label,
+        "trial_number": trial.number,
+        "n_seeds": n,
+        "status": status,
+        "n_diverged": int(a.get("n_diverged", 0)),
+        f"mean_test_{m}": _mean_of(a, "test", m) if ok else math.nan,
+        f"std_test_{m}": _std(test) if ok else math.nan,
+        f"ci95_low_test_{m}": low,
+        f"ci95_high_test_{m}": high,
+        f"rank_test_{m}": 0,
+        f"mean_train_{m}": _mean_of(a, "train", m) if ok else math.nan,
+        f"std_train_{m}": _std(train) if ok else math.nan,
+    })
+    for other in trial_metrics(trial):
+        if other != m:
+            values = np.asarray(a[f"test_{other}"], dtype=np.float64)
+            row.update({f"mean_test_{other}": _mean_of(a, "test", other) if ok else math.nan,
+                        f"std_test_{other}": _std(values) if ok else math.nan,
+                        f"mean_train_{other}": _mean_of(a, "train", other) if ok else math.nan})
+    fit_time = np.asarray(a.get("fit_time", [math.nan] * n), dtype=np.float64)
+    row.update({
+        "mean_activation": _layer_mean(a["mean_activation"]),
+        "mean_zero_fraction": _layer_mean(a["zero_fraction"]),
+        "mean_fit_time": float(fit_time.mean()),
+        "std_fit_time": _std(fit_time),
+    })
+    for k, v in enumerate(test):
+        row[f"split{k}_test_{m}"] = float(v)
+    return row
 
 
 def per_seed_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Sequence[str]) -> pd.DataFrame:

@@ -254,12 +254,7 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
     if chunk_size is not None:
         check(is_int(chunk_size) and chunk_size > 0, s, "chunk_size", "must be a positive integer")
 
-    heartbeat_grace = get(doc, s, "heartbeat_grace", int, default=60)
-    check(2 <= heartbeat_grace <= 86_400, s, "heartbeat_grace", "must be a number of seconds between 2 and 86400")
-    max_failures = get(doc, s, "max_failures", int, default=3)
-    check(max_failures >= 0, s, "max_failures", "must be a non-negative integer")
-    worker_retries = get(doc, s, "worker_retries", int, default=2)
-    check(worker_retries >= 0, s, "worker_retries", "must be a non-negative integer")
+    settings = _run_settings(doc, s)
 
     base = Path(source).resolve().parent if not source.startswith("<") else Path.cwd()
     model = _model(_table(doc, s, "model", required=True), s, base)
@@ -288,8 +283,19 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
         name=name, storage=storage, seeds=seeds, data=data, model=model, train=train, space=space,
         n_jobs=n_jobs, penalty=penalty, sampler=sampler, n_trials=n_trials, sampler_seed=sampler_seed,
         chunk_size=chunk_size, references=references, path=None if source.startswith("<") else source,
-        metric=metric, heartbeat_grace=heartbeat_grace, max_failures=max_failures, worker_retries=worker_retries,
+        metric=metric, **settings,
     )
+
+
+def _run_settings(doc: Mapping[str, Any], s: str) -> dict[str, int]:
+    """How runs behave (not what they compute): left out of the study's fingerprint."""
+    heartbeat_grace = get(doc, s, "heartbeat_grace", int, default=60)
+    check(2 <= heartbeat_grace <= 86_400, s, "heartbeat_grace", "must be a number of seconds between 2 and 86400")
+    max_failures = get(doc, s, "max_failures", int, default=3)
+    check(max_failures >= 0, s, "max_failures", "must be a non-negative integer")
+    worker_retries = get(doc, s, "worker_retries", int, default=2)
+    check(worker_retries >= 0, s, "worker_retries", "must be a non-negative integer")
+    return {"heartbeat_grace": heartbeat_grace, "max_failures": max_failures, "worker_retries": worker_retries}
 
 
 # ----------------------------------------------------------------------------- sections
