@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--n-jobs", type=int, metavar="N", help="worker processes (default: the file's, else all cores)")
     run.add_argument("--seeds", type=int, metavar="N", help="use seeds 0..N-1 instead of the file's")
     run.add_argument("--epochs", type=int, metavar="N", help="train N epochs instead of the file's")
+    run.add_argument("--scheduler", metavar="ADDRESS", help=(
+        "run the fits on the Dask cluster behind this scheduler (tcp://HOST:8786); this process claims "
+        "configurations and stores results (default: the file's, else local worker processes)"))
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--no-wait", action="store_true",
                      help="when nothing is left to claim, exit at once instead of waiting for the configurations "
@@ -114,9 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 143 if isinstance(exc, _Terminated) else 130
     except Exception as exc:
+        from search.cluster import ClusterError
         from search.storage import StorageError, describe_error
 
-        if isinstance(exc, StorageError):
+        if isinstance(exc, (StorageError, ClusterError)):
             return _error(str(exc))
         if type(exc).__module__.startswith("sqlalchemy"):  # the storage failed after it was opened
             return _error(describe_error(exc, _STORAGE[0] if _STORAGE else ""))
@@ -144,7 +148,7 @@ def _spec(args: argparse.Namespace, **overrides) -> StudySpec:
 def _run(args: argparse.Namespace) -> int:
     from search.runner import run_study, summary_text
 
-    spec = _spec(args, n_jobs=args.n_jobs, seeds=args.seeds, epochs=args.epochs)
+    spec = _spec(args, n_jobs=args.n_jobs, seeds=args.seeds, epochs=args.epochs, scheduler=args.scheduler)
     report = run_study(spec, progress=False if args.no_progress else None, wait=not args.no_wait)
     print(summary_text(report.summary, spec.objective))
     others = f", {report.configurations_by_others} by other runners" if report.configurations_by_others else ""

@@ -136,6 +136,29 @@ def compile_model(model: keras.Model, loss: str, learning_rate: float) -> None:
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss, metrics=metrics)
 
 
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """``keras.utils.set_random_seed(seed)``, with the seeds of Keras's initializers drawn for this thread alone.
+
+    A Keras layer without a seed draws one from Python's global ``random`` generator. In a
+    process whose other threads use that generator too (a Dask worker's event loop does),
+    the weights would depend on their timing. While the model is built, Keras draws from a
+    private ``random.Random(seed)``: the same numbers the freshly seeded global generator
+    gives, so the weights stay those of the tutorial's own code.
+    """
+    import random
+
+    from keras.src.random import seed_generator  # where Keras keeps its reference to the `random` module
+
+    keras.utils.set_random_seed(seed)
+    shared = seed_generator.python_random
+    seed_generator.python_random = random.Random(seed)
+    try:
+        yield
+    finally:
+        seed_generator.python_random = shared
+
+
 def build_model(spec: ModelSpec, config: Configuration, penalty: str, seed: int,
                 input_shape: int | tuple[int, ...], learning_rate: float = 0.001, compile: bool = True,
                 n_outputs: int = 1) -> BuiltModel:
@@ -146,12 +169,12 @@ def build_model(spec: ModelSpec, config: Configuration, penalty: str, seed: int,
     ``n_outputs`` is used by a builder; layer lists name their output units themselves.
     """
     shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
-    keras.utils.set_random_seed(seed)
-    regularizer = make_regularizer(config, penalty)
-    if spec.builder is not None:
-        model, probes = _from_builder(spec, shape, n_outputs, regularizer, config.placement)
-    else:
-        model, probes = _from_layers(spec, shape, regularizer, config.placement)
+    with _seeded(seed):
+        regularizer = make_regularizer(config, penalty)
+        if spec.builder is not None:
+            model, probes = _from_builder(spec, shape, n_outputs, regularizer, config.placement)
+        else:
+            model, probes = _from_layers(spec, shape, regularizer, config.placement)
     if compile:
         compile_model(model, spec.loss, learning_rate)
     return BuiltModel(model, probes, regularizer)

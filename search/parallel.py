@@ -12,6 +12,7 @@ or in a chunk, and a study must give the same numbers whatever ``n_jobs`` is.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -66,7 +67,19 @@ def fit_seeds(task: FitTask):
     A worker keeps its compiled trainers (one per placement and chunk size) and the
     seeds' initial weights between tasks: a grid's strengths reuse one compilation. A
     reused trainer gives the same numbers as a fresh one (the tests check it).
+
+    One fit at a time per process: a Dask worker may run tasks on several threads, but
+    initial weights are drawn from Keras's process-wide random state and a compiled
+    trainer holds one fit's variables, so concurrent tasks would corrupt each other.
     """
+    with _ONE_FIT_AT_A_TIME:
+        return _fit_seeds(task)
+
+
+_ONE_FIT_AT_A_TIME = threading.Lock()
+
+
+def _fit_seeds(task: FitTask):
     from search import runtime
 
     runtime.configure(task.threads)
@@ -198,6 +211,10 @@ class FitPool:
 
     def __len__(self) -> int:
         return len(self._queued) + len(self._futures)
+
+    def capacity(self) -> int:
+        """How many tasks run at once."""
+        return self.n_jobs
 
     def submit(self, key: Any, task: FitTask) -> None:
         if self.local or self.backend != "loky":

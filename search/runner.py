@@ -86,6 +86,30 @@ def run_study(spec: StudySpec, *, backend: str = "loky", progress: bool | None =
     started = time.perf_counter()
     data = check_study(spec)  # bad data or a model that cannot take it: an error before anything is written
     stream = stream or sys.stderr
+    cluster = _connect(spec) if spec.scheduler is not None else None  # likewise a cluster that cannot run it
+    try:
+        return _run(spec, backend, progress, stream, wait, cluster, data, started)
+    finally:
+        if cluster is not None:
+            cluster[0].close()
+
+
+def _connect(spec: StudySpec) -> tuple[Any, Any]:
+    """The Dask client of ``spec.scheduler`` and what its workers need, after checking the workers."""
+    from search.cluster import check_workers, connect, shipment_for
+
+    client = connect(spec.scheduler)
+    try:
+        shipment = shipment_for(spec)
+        check_workers(client, spec, shipment)
+    except BaseException:
+        client.close()
+        raise
+    return client, shipment
+
+
+def _run(spec: StudySpec, backend: str, progress: bool | None, stream: TextIO, wait: bool,
+         cluster: tuple[Any, Any] | None, data: Any, started: float) -> RunReport:
     storage = open_storage(spec.storage, create=True, grace=spec.heartbeat_grace)
     study, created = _create_or_load(spec, storage)
     _check_or_record_spec(study, spec)
@@ -96,7 +120,7 @@ def run_study(spec: StudySpec, *, backend: str = "loky", progress: bool | None =
     if spec.sampler == "grid":
         _fill_queue(study, queue, spec, created)
     run = _Runner(spec, queue, backend, _progress(spec, progress, stream), stream, wait, skipped,
-                  (len(data.x_train), len(data.x_test)))
+                  (len(data.x_train), len(data.x_test)), cluster)
     try:
         run.drain()
     finally:
@@ -152,15 +176,18 @@ class _Runner:
     """One runner's loop: claim configurations as workers free up, fit them, store them; until none is left."""
 
     def __init__(self, spec: StudySpec, queue: StudyQueue, backend: str, bar: Any, stream: TextIO, wait: bool,
-                 skipped: int, rows: tuple[int, int]) -> None:
+                 skipped: int, rows: tuple[int, int], cluster: tuple[Any, Any] | None = None) -> None:
         self.spec, self.queue, self.backend, self.bar, self.stream, self.wait = spec, queue, backend, bar, stream, wait
+        self.cluster = cluster  # (Dask client, shipment): the fits run there
         self.rows = rows  # training and test rows: accuracies are exact fractions of them
         self.n_jobs = runtime.resolve_n_jobs(spec.n_jobs)
-        self.threads = runtime.threads_per_worker(self.n_jobs)
+        # TensorFlow threads per task: the local cores shared by the workers; on a Dask cluster one,
+        # for one worker process per core (`dask worker --nworkers CORES --nthreads 1`).
+        self.threads = 1 if cluster is not None else runtime.threads_per_worker(self.n_jobs)
         self.chunks = chunk_seeds(spec.seeds, spec.chunk_size)
         # A chunk queued beyond the workers' count starts the moment one is free, instead of after
         # the next claim (a claim takes 0.1 s of storage round trips on SQLite).
-        self.prefetch = 0 if self.n_jobs == 1 and backend in ("loky", "sequential") else 1
+        self.prefetch = 0 if self.n_jobs == 1 and backend in ("loky", "sequential") and cluster is None else 1
         self.heartbeat = Heartbeat(queue.storage)
         self.writer = _Writer()
         self.completed = self.diverged = self.failed = self.fits = 0
@@ -184,14 +211,19 @@ class _Runner:
 
     def drain(self) -> None:
         """Claim, fit and store until nothing is left (or the failure budget is spent)."""
-        pool = FitPool(self.n_jobs, self.backend, self.spec.worker_retries, self.say)
+        if self.cluster is not None:
+            from search.cluster import DaskPool
+
+            pool: Any = DaskPool(*self.cluster)
+        else:
+            pool = FitPool(self.n_jobs, self.backend, self.spec.worker_retries, self.say)
         active: dict[int, tuple[Claim, Configuration, dict[int, list | FitFailure]]] = {}
         poll = max(1.0, min(5.0, self.spec.heartbeat_grace / 4))
         reaped = 0.0
         try:
             while True:
                 self.writer.check()
-                if self.stopped is None and len(pool) < self.n_jobs + self.prefetch:
+                if self.stopped is None and len(pool) < pool.capacity() + self.prefetch:
                     if time.monotonic() - reaped > poll:
                         self.queue.reap()
                         reaped = time.monotonic()
@@ -211,7 +243,7 @@ class _Runner:
     def _feed(self, pool: FitPool, active: dict) -> None:
         """Claim configurations while the workers could take more chunks (and one more, queued)."""
         spec = self.spec
-        while len(pool) < self.n_jobs + self.prefetch:
+        while len(pool) < pool.capacity() + self.prefetch:
             got = self._claim_grid() if spec.sampler == "grid" else self._claim_tpe()
             if got is None:
                 return

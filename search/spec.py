@@ -164,6 +164,7 @@ class StudySpec:
     heartbeat_grace: int = 60  # seconds without a heartbeat after which a claimed configuration is retried
     max_failures: int = 3  # configurations that may fail in one run before the run stops
     worker_retries: int = 2  # times a chunk of seeds is retried after its worker process died
+    scheduler: str | None = None  # a Dask scheduler's address: the fits run on its cluster
 
     @property
     def objective(self) -> str:
@@ -187,6 +188,7 @@ class StudySpec:
         n_jobs: int | None = None,
         seeds: int | None = None,
         epochs: int | None = None,
+        scheduler: str | None = None,
     ) -> StudySpec:
         """Apply command-line overrides, validating them like the file's own keys."""
         spec = self
@@ -200,6 +202,8 @@ class StudySpec:
         if epochs is not None:
             check(isinstance(epochs, int) and epochs > 0, src, "--epochs", "must be a positive integer")
             spec = replace(spec, train=replace(spec.train, epochs=epochs))
+        if scheduler is not None:
+            spec = replace(spec, scheduler=_scheduler(scheduler, src, "--scheduler"))
         return spec
 
     @property
@@ -233,7 +237,7 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
     known(doc, s, "", {
         "name", "storage", "seeds", "n_jobs", "penalty", "sampler", "n_trials", "sampler_seed",
         "chunk_size", "data", "model", "train", "space", "reference", "metric",
-        "heartbeat_grace", "max_failures", "worker_retries",
+        "heartbeat_grace", "max_failures", "worker_retries", "scheduler",
     })
     name = get(doc, s, "name", str, required=True)
     check(name.strip() != "" and len(name) <= 200, s, "name", "must be a non-empty string of at most 200 characters")
@@ -287,7 +291,7 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
     )
 
 
-def _run_settings(doc: Mapping[str, Any], s: str) -> dict[str, int]:
+def _run_settings(doc: Mapping[str, Any], s: str) -> dict[str, Any]:
     """How runs behave (not what they compute): left out of the study's fingerprint."""
     heartbeat_grace = get(doc, s, "heartbeat_grace", int, default=60)
     check(2 <= heartbeat_grace <= 86_400, s, "heartbeat_grace", "must be a number of seconds between 2 and 86400")
@@ -295,7 +299,18 @@ def _run_settings(doc: Mapping[str, Any], s: str) -> dict[str, int]:
     check(max_failures >= 0, s, "max_failures", "must be a non-negative integer")
     worker_retries = get(doc, s, "worker_retries", int, default=2)
     check(worker_retries >= 0, s, "worker_retries", "must be a non-negative integer")
-    return {"heartbeat_grace": heartbeat_grace, "max_failures": max_failures, "worker_retries": worker_retries}
+    scheduler = doc.get("scheduler")
+    return {"heartbeat_grace": heartbeat_grace, "max_failures": max_failures, "worker_retries": worker_retries,
+            "scheduler": None if scheduler is None else _scheduler(scheduler, s, "scheduler")}
+
+
+def _scheduler(value: Any, s: str, key: str) -> str:
+    """A Dask scheduler address: ``tcp://HOST:PORT`` (or tls://, ws://, wss://)."""
+    import re
+
+    check(isinstance(value, str) and re.fullmatch(r"(tcp|tls|ws|wss)://[^\s:/]+:\d{1,5}", value) is not None, s, key,
+          f"must be a Dask scheduler address such as tcp://HOST:8786 (got {value!r})")
+    return value
 
 
 # ----------------------------------------------------------------------------- sections

@@ -244,12 +244,13 @@ def load_study(spec: StudySpec, storage: optuna.storages.BaseStorage | None = No
 def spec_fingerprint(spec: StudySpec) -> dict[str, Any]:
     """The parts of ``spec`` that determine the numbers, as plain JSON data.
 
-    Where the results are stored (``storage``), how many workers compute them
-    (``n_jobs``), how runs treat failures, the file's path and the published references
+    Where the results are stored (``storage``), how many workers compute them and where
+    (``n_jobs``, ``scheduler``), how runs treat failures, the file's path and the published references
     do not change them and are left out.
     """
     d = asdict(spec)
-    for key in ("storage", "n_jobs", "path", "references", "heartbeat_grace", "max_failures", "worker_retries"):
+    for key in ("storage", "n_jobs", "path", "references", "heartbeat_grace", "max_failures", "worker_retries",
+                "scheduler"):
         d.pop(key)
     d["model"].pop("builder_path")  # where the builder's module lies, not what it computes
     if spec.data.path is not None:  # a user's file counts by its content, wherever it lies
