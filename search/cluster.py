@@ -133,7 +133,11 @@ def shipment_for(spec: StudySpec) -> Shipment:
 
 def check_workers(client: Any, spec: StudySpec, shipment: Shipment) -> None:
     """Refuse a cluster without workers, with other library versions, or that cannot import the builder."""
-    found = client.run(versions)
+    try:
+        found = client.run(versions)
+    except Exception as exc:  # noqa: BLE001 - a worker without actreg, or one that left meanwhile
+        raise ClusterError(f"a Dask worker of {client.scheduler.address} cannot run actreg "
+                           f"({type(exc).__name__}: {_first_line(exc)}); install it there") from None
     if not found:
         raise ClusterError(f"the scheduler {client.scheduler.address} has no workers yet; start some with "
                            f"`dask worker {client.scheduler.address}`")

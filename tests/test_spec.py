@@ -53,6 +53,8 @@ BAD = [
     ("penalty", "avg", "penalty", "'mean', 'sum'"),
     ("sampler", "random", "sampler", "'grid', 'tpe'"),
     ("storage", "studies/x.db", "storage", "database URL"),
+    ("scheduler", "localhost:8786", "scheduler", "a Dask scheduler address such as tcp://HOST:8786"),
+    ("scheduler", "tcp://host", "scheduler", "a Dask scheduler address"),
     ("colour", "red", "colour", "unknown key"),
     ("data.source", "mnist", "data.source", "'circles', 'moons'"),
     ("data.n_train", 100, "data.n_train", "between 1"),
@@ -226,3 +228,15 @@ def test_cli_rejects_bad_input_in_one_line_and_writes_nothing(tmp_path, args):
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert "Traceback" not in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml", "good.toml"]
+
+
+def test_the_scheduler_is_a_run_setting_left_out_of_the_fingerprint():
+    from search.storage import spec_fingerprint
+
+    here = parse_spec(BASE, source="s.toml")
+    there = parse_spec({**BASE, "scheduler": "tcp://10.0.0.1:8786"}, source="s.toml")
+    assert (here.scheduler, there.scheduler) == (None, "tcp://10.0.0.1:8786")
+    assert spec_fingerprint(here) == spec_fingerprint(there)  # a study may move between a laptop and a cluster
+    assert here.with_overrides(scheduler="tls://sched.example:8786").scheduler == "tls://sched.example:8786"
+    with pytest.raises(SpecError, match="command line: --scheduler: must be a Dask scheduler address"):
+        here.with_overrides(scheduler="8786")
