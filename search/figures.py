@@ -1,7 +1,7 @@
 """Figures of a study: pure functions compute each figure's data; seaborn only draws it.
 
-The tests check the data functions; the drawing functions are checked to produce real,
-non-empty files.
+The tests check the data functions, and the pure rule that places legends against the
+drawn figure (no legend covers a marked point or a line).
 """
 
 from __future__ import annotations

@@ -148,10 +148,14 @@ def _seeded(seed: int):
     """
     import random
 
-    from keras.src.random import seed_generator  # where Keras keeps its reference to the `random` module
-
     keras.utils.set_random_seed(seed)
-    shared = seed_generator.python_random
+    try:
+        from keras.src.random import seed_generator  # where Keras keeps its reference to the `random` module
+
+        shared = seed_generator.python_random
+    except (ImportError, AttributeError):  # another Keras layout: the global generator, as Keras intends
+        yield
+        return
     seed_generator.python_random = random.Random(seed)
     try:
         yield
