@@ -122,3 +122,15 @@ def seed_result(seed: int, losses: list[float], test_accuracy: float = 0.5):
                "test_loss": np.array(losses, np.float32), "test_accuracy": np.full(n, test_accuracy, np.float32)}
     return SeedResult(seed, {"loss": losses[-1], "accuracy": 0.5}, {"loss": losses[-1], "accuracy": test_accuracy},
                       (0.1,), (0.0,), history)
+
+
+def trials_so_far(study_name: str, storage: str, states=None) -> list:
+    """The study's trials while a runner in another process may still be creating its database
+    (schema, alembic stamp, study row): none until that is done."""
+    import optuna
+    import sqlalchemy.exc
+
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage).get_trials(states=states)
+    except (KeyError, sqlalchemy.exc.SQLAlchemyError):
+        return []

@@ -19,7 +19,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from conftest import RUN_COLUMNS, actreg, write_study
+from conftest import RUN_COLUMNS, actreg, trials_so_far, write_study
 
 from search import export_frame, load_spec, run_study
 from search.claims import trial_key
@@ -134,14 +134,9 @@ def test_a_worker_killed_mid_fit_costs_a_retry_not_the_run(tmp_path):
     proc = popen_run(path, "--n-jobs", "2")
     try:
         deadline = time.monotonic() + 300
-        study = None
         while time.monotonic() < deadline:
-            if study is None and (tmp_path / "worker.db").exists():
-                try:
-                    study = optuna.load_study(study_name="worker", storage=spec.storage)
-                except KeyError:
-                    pass
-            done = [] if study is None else study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+            done = trials_so_far("worker", spec.storage, (optuna.trial.TrialState.COMPLETE,)) \
+                if (tmp_path / "worker.db").exists() else []
             if done and worker_pids(proc.pid):
                 break
             assert proc.poll() is None, proc.communicate()[1]
@@ -167,11 +162,7 @@ def test_sigterm_releases_the_claims_and_prints_one_line(tmp_path):
     while not running and time.monotonic() < deadline:
         time.sleep(0.3)
         assert proc.poll() is None, proc.communicate()[1]
-        try:
-            study = optuna.load_study(study_name="term", storage=spec.storage)
-            running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
-        except (KeyError, Exception):  # noqa: BLE001 - the database is being created
-            continue
+        running = trials_so_far("term", spec.storage, (optuna.trial.TrialState.RUNNING,))
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from conftest import RUN_COLUMNS, actreg, free_port
+from conftest import RUN_COLUMNS, actreg, free_port, trials_so_far
 from distributed import Client  # the dask extra: the README's test command installs it
 
 from search import export_frame, load_spec
@@ -165,10 +165,7 @@ def test_a_worker_killed_mid_run_costs_a_retry_not_the_study(tmp_path, fresh_pos
             while True:  # a configuration stored, and the victim fitting a chunk: kill it mid-fit
                 assert proc.poll() is None, proc.communicate()
                 assert time.monotonic() < deadline, "no configuration was stored"
-                try:
-                    trials = optuna.load_study(study_name="survivor", storage=storage).get_trials()
-                except KeyError:
-                    trials = []
+                trials = trials_so_far("survivor", storage)
                 if any(t.state == optuna.trial.TrialState.COMPLETE for t in trials) and client.processing()[victim]:
                     break
                 time.sleep(0.1)
