@@ -43,6 +43,26 @@ placement = ["pre", "post"]
 """
 
 
+# A user's builder module ("my_nets:mlp"): a hidden layer carrying the regularizer, then the output.
+BUILDER_MODULE = """
+import keras
+
+
+def mlp(*, input_shape, n_outputs, regularizer, placement):
+    inputs = keras.Input(input_shape)
+    pre = regularizer is not None and placement == "pre"
+    h = keras.layers.Dense({hidden}, activation=None if pre else "relu", activity_regularizer=regularizer)(inputs)
+    if pre:
+        h = keras.layers.Activation("relu")(h)
+    return keras.Model(inputs, keras.layers.Dense(n_outputs, activation={output!r})(h))
+"""
+
+
+def write_builder(folder: Path, hidden: int = 16, output: str | None = None) -> None:
+    """``my_nets.py`` with :data:`BUILDER_MODULE` in ``folder``; ``output`` is the last layer's activation."""
+    (folder / "my_nets.py").write_text(BUILDER_MODULE.format(hidden=hidden, output=output))
+
+
 def write_study(folder: Path, name: str = "small", seeds: int = 3, epochs: int = 6, penalty: str = "mean",
                 extra: str = "") -> Path:
     path = folder / f"{name}.toml"

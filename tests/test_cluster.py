@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from conftest import RUN_COLUMNS, actreg, free_port, trials_so_far
+from conftest import RUN_COLUMNS, actreg, free_port, trials_so_far, write_builder
 from distributed import Client  # the dask extra: the README's test command installs it
 
 from search import export_frame, load_spec
@@ -29,19 +29,6 @@ from search.space import Configuration
 from search.spec import DataSpec, ModelSpec, TrainSpec
 
 DASK = str(Path(sys.executable).with_name("dask"))
-
-BUILDER = '''
-import keras
-
-
-def mlp(*, input_shape, n_outputs, regularizer, placement):
-    inputs = keras.Input(input_shape)
-    pre = regularizer is not None and placement == "pre"
-    h = keras.layers.Dense(12, activation=None if pre else "relu", activity_regularizer=regularizer)(inputs)
-    if pre:
-        h = keras.layers.Activation("relu")(h)
-    return keras.Model(inputs, keras.layers.Dense(n_outputs, activation="sigmoid")(h))
-'''
 
 STUDY = '''
 name = "{name}"
@@ -123,7 +110,7 @@ def write_csv_study(folder: Path, name: str, epochs: int = 5, builder: str = "my
     label = (x[:, 0] * x[:, 1] + 0.3 * x[:, 2] > 0).astype(int)
     lines = ["a,b,c,label"] + [f"{r[0]:.6f},{r[1]:.6f},{r[2]:.6f},{y}" for r, y in zip(x, label)]
     (folder / "points.csv").write_text("\n".join(lines) + "\n")
-    (folder / "my_nets.py").write_text(textwrap.dedent(BUILDER))
+    write_builder(folder, hidden=12, output="sigmoid")
     path = folder / f"{name}.toml"
     path.write_text(textwrap.dedent(STUDY.format(name=name, builder=builder, epochs=epochs)))
     return path

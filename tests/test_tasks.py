@@ -7,23 +7,10 @@ import textwrap
 
 import optuna
 import pytest
-from conftest import actreg
+from conftest import actreg, write_builder
 
 from search import load_spec, run_study
 from search.storage import load_study
-
-BUILDER = '''
-import keras
-
-
-def mlp(*, input_shape, n_outputs, regularizer, placement):
-    inputs = keras.Input(input_shape)
-    pre = regularizer is not None and placement == "pre"
-    h = keras.layers.Dense(16, activation=None if pre else "relu", activity_regularizer=regularizer)(inputs)
-    if pre:
-        h = keras.layers.Activation("relu")(h)
-    return keras.Model(inputs, keras.layers.Dense(n_outputs)(h))
-'''
 
 STUDY = '''
 name = "reg"
@@ -54,7 +41,7 @@ placement = ["pre", "post"]
 
 
 def test_regression_with_a_users_builder_in_worker_processes(tmp_path):
-    (tmp_path / "my_nets.py").write_text(textwrap.dedent(BUILDER))
+    write_builder(tmp_path)
     study_file = tmp_path / "reg.toml"
     study_file.write_text(textwrap.dedent(STUDY))
     spec = load_spec(study_file)
