@@ -87,12 +87,11 @@ class Shipment:
 
 def versions() -> dict[str, str]:
     """This process's versions of :data:`CHECKED`."""
-    from importlib import metadata
-
+    from search import __version__
     from search.runtime import versions as library_versions
 
     out = {k: v for k, v in library_versions().items() if k in CHECKED}
-    out["actreg"] = metadata.version("actreg")
+    out["actreg"] = __version__
     return out
 
 
