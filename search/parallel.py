@@ -12,7 +12,9 @@ or in a chunk, and a study must give the same numbers whatever ``n_jobs`` is.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -110,9 +112,6 @@ def _fit_seeds(task: FitTask):
     start = [_cached(_WEIGHTS, (task.model, seed, shape, variant), 1024,
                      lambda seed=seed: initial_state(task.model, config, seed, shape, n_outputs))
              for seed in task.seeds]
-    import dataclasses
-    import time
-
     began = time.perf_counter()
     results = trainer.fit([w for w, _ in start], task.seeds, initial_states=[s for _, s in start])
     per_seed = (time.perf_counter() - began) / len(task.seeds)  # the seeds of a chunk share one computation
