@@ -10,11 +10,10 @@ URL is masked as ``***`` in everything printed.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 
+from search import interrupt
 from search.spec import SpecError, StudySpec, load_spec
 
 
@@ -91,43 +90,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C: claims are released and the same message is printed."""
-
-
-def _on_sigterm(signum, frame) -> None:
-    raise _Terminated()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
-    try:
-        return _COMMANDS[args.command](args)
-    except SpecError as exc:
-        return _error(str(exc))
-    except KeyboardInterrupt as exc:
-        if main_thread:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut this message short
-        print("interrupted; run the same command again to resume", file=sys.stderr)
-        return 143 if isinstance(exc, _Terminated) else 130
-    except Exception as exc:
-        from search.cluster import ClusterError
-        from search.storage import StorageError, describe_error
-
-        if isinstance(exc, (StorageError, ClusterError)):
+    with interrupt.handled():  # SIGTERM is handled like Ctrl-C: claims are released, the same message printed
+        try:
+            status = _COMMANDS[args.command](args)
+            interrupt.check()  # an interruption whose exception was swallowed on the way still ends as one
+            return status
+        except KeyboardInterrupt as exc:
+            interrupt.ignore_more()
+            print("interrupted; run the same command again to resume", file=sys.stderr)
+            return 143 if isinstance(exc, interrupt.Terminated) else 130
+        except SpecError as exc:
             return _error(str(exc))
-        if type(exc).__module__.startswith("sqlalchemy"):  # the storage failed after it was opened
-            return _error(describe_error(exc, _STORAGE[0] if _STORAGE else ""))
-        raise
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        except Exception as exc:
+            from search.cluster import ClusterError
+            from search.storage import StorageError, describe_error
+
+            if isinstance(exc, (StorageError, ClusterError)):
+                return _error(str(exc))
+            if type(exc).__module__.startswith("sqlalchemy"):  # the storage failed after it was opened
+                return _error(describe_error(exc, _STORAGE[0] if _STORAGE else ""))
+            raise
 
 
 def _error(message: str) -> int:

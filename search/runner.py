@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TextIO
 
-from search import runtime
+from search import interrupt, runtime
 from search.checks import check_study
 from search.claims import (FAIL_REASON_ATTR, KEY_ATTR, LABEL_ATTR, PROCESS_ATTR, RUNNER_ATTR, Claim, Heartbeat,
                            StudyQueue, config_key, trial_key)
@@ -222,6 +222,7 @@ class _Runner:
         reaped = 0.0
         try:
             while True:
+                interrupt.check()  # a Ctrl-C or SIGTERM whose exception was swallowed stops here
                 self.writer.check()
                 if self.stopped is None and len(pool) < pool.capacity() + self.prefetch:
                     if time.monotonic() - reaped > poll:

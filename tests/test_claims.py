@@ -154,7 +154,9 @@ def test_a_worker_killed_mid_fit_costs_a_retry_not_the_run(tmp_path):
 
 
 def test_sigterm_releases_the_claims_and_prints_one_line(tmp_path):
-    path = write_study(tmp_path, name="term", seeds=2, epochs=4000)  # seconds per configuration
+    # Seconds per seed; one seed per chunk, so that the configuration is still held when a SIGTERM whose
+    # exception was swallowed (see search/interrupt.py) is noticed after the first chunk.
+    path = write_study(tmp_path, name="term", seeds=3, epochs=4000, extra="chunk_size = 1")
     spec = load_spec(path)
     proc = popen_run(path, "--n-jobs", "1")
     deadline = time.monotonic() + 300
