@@ -16,7 +16,8 @@ compile-time constants; and the penalty is summed in one reduction, which XLA co
 better.)
 
 Dropout, convolutions and LSTMs vectorize too (each seed keeps its own dropout random
-state, advanced as ``fit`` advances it), but XLA cannot compile what ``vectorized_map``
+state, advanced as ``fit`` advances it; the seeds' convolutions run as one grouped
+convolution, see :mod:`search.vectorize`), but XLA cannot compile what ``vectorized_map``
 makes of them: only models of dense and activation layers are compiled with XLA, and only
 for runs long enough to repay the compilation.
 
@@ -350,8 +351,11 @@ class ChunkTrainer:
         import keras
         import tensorflow as tf
 
+        from search import vectorize
         from search.model import one_reduction
 
+        if n_seeds > 1:
+            vectorize.install()  # per-seed convolution kernels as one grouped convolution
         self.template, self.n_seeds, self.train = template, n_seeds, train
         self.metrics = tuple(metrics)
         self.history_keys = history_keys(self.metrics)

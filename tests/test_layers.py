@@ -32,6 +32,10 @@ CASES = {
     "conv2d": (digits("image"), ModelSpec((
         L("conv2d", filters=4, kernel_size=(3, 3), activation="relu", regularize=True),
         L("maxpool2d", pool_size=(2, 2)), L("flatten"), L("dense", 10, "softmax")), SCE)),
+    # Strides, "same" padding and two convolutions: the second one's input differs between seeds.
+    "conv2d-strided": (digits("image"), ModelSpec((
+        L("conv2d", filters=3, kernel_size=(3, 3), activation="relu", regularize=True, strides=(2, 2), padding="same"),
+        L("conv2d", filters=5, kernel_size=(2, 2), activation="tanh"), L("flatten"), L("dense", 10, "softmax")), SCE)),
     "lstm": (digits("sequence"), ModelSpec((L("lstm", 8, regularize=True), L("dense", 10, "softmax")), SCE)),
     "gru": (digits("sequence"), ModelSpec((L("gru", 8, regularize=True), L("dense", 10, "softmax")), SCE)),
     "dense-regression": (DIABETES, ModelSpec((L("dense", 16, "relu", True), L("dense", 1, "linear")), "mse")),
@@ -69,7 +73,7 @@ def test_one_seed_reproduces_model_fit_on_several_batches(case, placement):
     np.testing.assert_allclose(r.history["test_loss"], history["val_loss"], rtol=1e-5)
 
 
-@pytest.mark.parametrize("case", ["conv2d", "lstm", "gru"])
+@pytest.mark.parametrize("case", ["conv2d", "conv2d-strided", "lstm", "gru"])
 def test_replicas_of_a_chunk_match_their_single_seed_fits(case):
     data_spec, model = CASES[case]
     data = make_dataset(data_spec)
@@ -125,3 +129,21 @@ def test_regression_metrics_are_those_of_keras():
     assert r.test["r2"] == pytest.approx(float(r2.result()), abs=1e-4)
     assert r.test["mae"] == pytest.approx(float(np.mean(np.abs(data.y_test - pred))), rel=1e-5)
     assert r.history["test_r2"][-1] > r.history["test_r2"][0]  # it learns
+
+
+@pytest.mark.parametrize("strides, padding, dilations", [(1, "VALID", 1), (2, "SAME", 1), ((1, 2), "VALID", 2)])
+def test_per_seed_convolutions_vectorize_into_one_grouped_convolution(strides, padding, dilations):
+    import tensorflow as tf
+
+    from search import vectorize
+
+    assert vectorize.install()
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(3, 4, 9, 8, 2)), tf.float32)  # seeds, batch, height, width, channels
+    kernels = tf.constant(rng.normal(size=(3, 3, 2, 2, 5)), tf.float32)
+    conv = tf.function(lambda x, k: tf.vectorized_map(
+        lambda a: tf.nn.conv2d(a[0], a[1], strides, padding, dilations=dilations), (x, k)))
+    graph = conv.get_concrete_function(x, kernels).graph
+    assert not [op.type for op in graph.get_operations() if "While" in op.type]  # no loop over the seeds
+    want = np.stack([tf.nn.conv2d(x[s], kernels[s], strides, padding, dilations=dilations) for s in range(3)])
+    np.testing.assert_allclose(conv(x, kernels), want, rtol=1e-5, atol=1e-5)
