@@ -24,3 +24,41 @@ def test_bench_rejects_a_non_positive_count():
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode != 0
     assert "--seeds" in proc.stderr and "positive" in proc.stderr
+
+
+def _benchmarks():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(root))
+    try:
+        import peers
+    finally:
+        sys.path.remove(str(root))
+    return root, peers
+
+
+def test_the_peers_table_ranks_by_best_round_and_gives_multiples_of_actreg():
+    _, peers = _benchmarks()
+    rounds = [{"actreg": 40.0, "keras model.fit": 90000.0, "anchor": 30.0},
+              {"actreg": 32.0, "keras model.fit": 64000.0, "anchor": 24.0}]
+    rows = peers.table(rounds).splitlines()[2:]
+    assert [r.split(" | ")[0] for r in rows] == ["| anchor", "| actreg", "| keras model.fit"]
+    assert rows[0].endswith("| 24 | 30, 24 | 0.75 |")
+    assert rows[2].endswith("| 64000 | 90000, 64000 | 2e+03 |")
+
+
+def test_the_keras_on_jax_anchor_trains_the_case_study_or_says_what_is_missing():
+    root, _ = _benchmarks()
+    proc = subprocess.run([sys.executable, str(root / "keras_jax_anchor.py"), "--epochs", "30", "--seeds", "2",
+                           "--repeats", "1"], capture_output=True, text=True, timeout=300, check=False)
+    try:
+        import jax  # noqa: F401
+        import optax  # noqa: F401
+    except ImportError:
+        assert proc.returncode == 3 and "jax and optax" in proc.stderr.splitlines()[-1]
+        return
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (result["seeds"], result["epochs"]) == (2, 30) and result["us_per_model_epoch"] > 0
+    assert 0.3 < result["final_test_accuracy_mean"] <= 1.0
