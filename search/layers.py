@@ -49,6 +49,7 @@ class LayerKind:
     activated: bool = False  # has an activation: "pre" puts the regularizer before it
     internal_activation: bool = False  # its activations are inside it (recurrent): "pre" is refused
     xla: str | None = None  # the Keras class name, where the trainer may compile the layer with XLA
+    xla_min_steps: int = 0  # with this layer, XLA only from this many training steps per fit (compiling costs more)
 
 
 def _keras_layers():
@@ -158,6 +159,11 @@ def _recurrent(keras_class: str) -> LayerKind:
         internal_activation=True)
 
 
+# XLA compiles a convolution's trainer about 2 s longer than TensorFlow traces it, and with one
+# thread per worker (a study's default) runs a digits-cnn step only about 1.15x faster: it pays
+# from about this many steps per fit (see README, Performance).
+CONV_XLA_MIN_STEPS = 5000
+
 LAYERS: dict[str, LayerKind] = {
     "dense": LayerKind(
         keys=frozenset({"units", "activation"}),
@@ -175,7 +181,7 @@ LAYERS: dict[str, LayerKind] = {
             layer.filters, layer.kernel_size, strides=layer.strides or (1, 1), padding=layer.padding or "valid",
             activation=act, activity_regularizer=reg, name=name),
         describe=lambda layer: f"{layer.filters}, {layer.kernel_size[0]}x{layer.kernel_size[1]}, {layer.activation}",
-        activated=True),
+        activated=True, xla="Conv2D", xla_min_steps=CONV_XLA_MIN_STEPS),
     "maxpool2d": LayerKind(
         keys=frozenset({"pool_size", "strides", "padding"}),
         parse=lambda item, s, key: {"pool_size": pair(item.get("pool_size", 2), s, f"{key}.pool_size"),
@@ -184,13 +190,13 @@ LAYERS: dict[str, LayerKind] = {
         build=lambda layer, act, reg, name: _keras_layers().MaxPooling2D(
             layer.pool_size, strides=layer.strides, padding=layer.padding or "valid", activity_regularizer=reg,
             name=name),
-        describe=lambda layer: f"{layer.pool_size[0]}x{layer.pool_size[1]}"),
+        describe=lambda layer: f"{layer.pool_size[0]}x{layer.pool_size[1]}", xla="MaxPooling2D"),
     "flatten": LayerKind(
         keys=frozenset(),
         parse=lambda item, s, key: {},
         shape=lambda layer, s: _flat(s),
         build=lambda layer, act, reg, name: _keras_layers().Flatten(activity_regularizer=reg, name=name),
-        describe=lambda layer: ""),
+        describe=lambda layer: "", xla="Flatten"),
     "dropout": LayerKind(
         keys=frozenset({"rate"}),
         parse=_parse_dropout,

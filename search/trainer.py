@@ -16,10 +16,11 @@ compile-time constants; and the penalty is summed in one reduction, which XLA co
 better.)
 
 Dropout, convolutions and LSTMs vectorize too (each seed keeps its own dropout random
-state, advanced as ``fit`` advances it; the seeds' convolutions run as one grouped
-convolution, see :mod:`search.vectorize`), but XLA cannot compile what ``vectorized_map``
-makes of them: only models of dense and activation layers are compiled with XLA, and only
-for runs long enough to repay the compilation.
+state, advanced as ``fit`` advances it; the seeds' convolutions, their gradients and max
+pooling's gradient run through the rules of :mod:`search.vectorize`). XLA compiles models of
+dense, conv2d, maxpool2d, flatten and activation layers (not what ``vectorized_map`` makes
+of dropout and LSTMs), and only runs long enough to repay the compilation (see
+:func:`use_xla`).
 
 Fidelity: a chunk of one seed performs the same operations as ``model.fit(...,
 shuffle=False)`` (without ``vectorized_map``) and gives bit-identical weights and history.
@@ -46,6 +47,8 @@ XLA_LAYERS = ("InputLayer", "Activation", *(k.xla for k in LAYERS.values() if k.
 # XLA compiles for seconds and then runs a step about 2x faster; with the compiled trainer reused
 # across a study's configurations it pays from about this many steps (epochs x batches) per fit.
 XLA_MIN_STEPS = 1000
+# Layers whose graphs compile longer ask for more steps (the layer kinds say how many).
+XLA_MIN_STEPS_WITH = {k.xla: k.xla_min_steps for k in LAYERS.values() if k.xla and k.xla_min_steps}
 
 
 def history_keys(metrics: Sequence[str]) -> tuple[str, ...]:
@@ -132,13 +135,14 @@ def train_seeds(models: Sequence, data: Dataset, train: TrainSpec, seeds: Sequen
 
 def use_xla(n_seeds: int, steps_per_fit: int, layer_classes: Sequence[str]) -> bool:
     """Whether a chunk trains under XLA: several seeds, at least :data:`XLA_MIN_STEPS` steps
-    per fit, and only layers in :data:`XLA_LAYERS`.
+    per fit (more with a layer in :data:`XLA_MIN_STEPS_WITH`), and only layers in :data:`XLA_LAYERS`.
 
     XLA fuses the many small elementwise ops of a step (about 2x faster on a CPU), but its
     rounding differs from fit's kernels: one seed alone keeps fit's graph, bit for bit. The
     choice depends on the spec and chunk only, so the numbers do not depend on ``n_jobs``.
     """
-    return n_seeds > 1 and steps_per_fit >= XLA_MIN_STEPS and all(c in XLA_LAYERS for c in layer_classes)
+    needed = max([XLA_MIN_STEPS, *(XLA_MIN_STEPS_WITH.get(c, 0) for c in layer_classes)])
+    return n_seeds > 1 and steps_per_fit >= needed and all(c in XLA_LAYERS for c in layer_classes)
 
 
 class SeedStack:
@@ -354,16 +358,17 @@ class ChunkTrainer:
         from search import vectorize
         from search.model import one_reduction
 
-        if n_seeds > 1:
-            vectorize.install()  # per-seed convolution kernels as one grouped convolution
+        # Per-seed convolution kernels without a loop over the seeds; XLA compiles such a loop not at all.
+        vectorized = n_seeds > 1 and vectorize.install()
         self.template, self.n_seeds, self.train = template, n_seeds, train
         self.metrics = tuple(metrics)
         self.history_keys = history_keys(self.metrics)
         self._stack = SeedStack(template, n_seeds, train.learning_rate)
         n_rows = int(data.x_train.shape[0])
+        classes = [type(layer).__name__ for layer in template.layers]
         if jit is None:
-            jit = use_xla(n_seeds, train.epochs * -(-n_rows // train.batch_size),
-                          [type(layer).__name__ for layer in template.layers])
+            jit = use_xla(n_seeds, train.epochs * -(-n_rows // train.batch_size), classes) \
+                and (vectorized or not set(classes) & set(vectorize.NEEDED_BY))
         self.jit = jit
         probe_model = keras.Model(template.inputs, [template.get_layer(n).output for n in probes]) if probes else None
         # The epoch's row count divides the sums. Read from a variable: TensorFlow rewrites a
@@ -376,7 +381,10 @@ class ChunkTrainer:
         self._run = tf.function(lambda epochs: _run_epochs(g, epochs), jit_compile=jit)
         self._final = tf.function(lambda: _final(g))
         # Traced now, so that the penalty's form is fixed: under XLA it is summed in one reduction.
-        with one_reduction() if jit else contextlib.nullcontext():
+        with contextlib.ExitStack() as tracing:
+            if jit:  # the penalty summed in one reduction; vectorized_map's rules that XLA runs faster
+                tracing.enter_context(one_reduction())
+                tracing.enter_context(vectorize.for_xla())
             self._run.get_concrete_function(tf.TensorSpec([], tf.int32))
             self._final.get_concrete_function()
 

@@ -146,7 +146,8 @@ def test_one_seed_reproduces_the_tutorials_own_keras_code(placement, regularizer
     (3, 999, ["InputLayer", "Dense"], False),  # compiling would cost more than it saves
     (1, 4000, ["InputLayer", "Dense"], False),  # one seed: fit's own graph, bit for bit
     (3, 4000, ["InputLayer", "Dense", "Activation", "Dense"], True),  # "pre" placement
-    (3, 4000, ["InputLayer", "Conv2D", "Flatten", "Dense"], False),  # vectorized_map's conv loop: no XLA
+    (3, 6000, ["InputLayer", "Conv2D", "MaxPooling2D", "Flatten", "Dense"], True),  # see search/vectorize.py
+    (3, 1200, ["InputLayer", "Conv2D", "MaxPooling2D", "Flatten", "Dense"], False),  # compiling costs more
     (3, 4000, ["InputLayer", "GRU", "Dense"], False),
 ])
 def test_use_xla(n_seeds, steps, layers, expected):
@@ -175,20 +176,30 @@ from search.space import Configuration
 from search.spec import DataSpec, LayerSpec, ModelSpec, TrainSpec
 from search.trainer import ChunkTrainer
 
-spec = ModelSpec((LayerSpec("dense", 8, "relu", True), LayerSpec("dense", 1, "sigmoid")))
+if {cnn}:  # a convolution, its kernel's gradient and max pooling go through search/vectorize.py's rules
+    spec = ModelSpec((LayerSpec("conv2d", filters=4, kernel_size=(3, 3), activation="relu", regularize=True),
+                      LayerSpec("maxpool2d", pool_size=(2, 2)), LayerSpec("flatten"),
+                      LayerSpec("dense", 10, "softmax")), "sparse_categorical_crossentropy")
+    data = make_dataset(DataSpec(source="digits", view="image", test_size=0.9, split_seed=0, stratify=True,
+                                 n_samples=None, noise=None, random_state=None, n_train=None, factor=None))
+    shape, kwargs, outputs = (8, 8, 1), dict(task="multiclass"), 10
+else:
+    spec = ModelSpec((LayerSpec("dense", 8, "relu", True), LayerSpec("dense", 1, "sigmoid")))
+    data = make_dataset(DataSpec())
+    shape, kwargs, outputs = (2,), {{}}, 1
 config = Configuration("l1", 1e-3, "pre")
-data = make_dataset(DataSpec())
-built = build_model(spec, config, "mean", 0, 2)
-trainer = ChunkTrainer(built.model, data, TrainSpec(epochs=5), 3, built.probes, jit=True)
+built = build_model(spec, config, "mean", 0, shape, n_outputs=outputs)
+trainer = ChunkTrainer(built.model, data, TrainSpec(epochs=2 if {cnn} else 5), 3, built.probes, jit=True, **kwargs)
 print("COMPILE_CHECK_START", flush=True)
 for seeds, factors in [((0, 1, 2), (1e-3, 0.0)), ((0, 1, 2), (0.0, 1e-2)), ((3, 4, 5), (1e-2, 1e-2))]:
     built.regularizer.set(*factors)
-    start = [initial_state(spec, config, s, (2,)) for s in seeds]
+    start = [initial_state(spec, config, s, shape, outputs) for s in seeds]
     trainer.fit([w for w, _ in start], list(seeds), initial_states=[st for _, st in start])
 """
 
 
-def test_xla_compiles_once_for_new_weights_factors_and_seeds(tmp_path):
+@pytest.mark.parametrize("cnn", [False, True], ids=["mlp", "cnn"])
+def test_xla_compiles_once_for_new_weights_factors_and_seeds(tmp_path, cnn):
     """A reused trainer must not recompile: XLA once treated every weight as a constant.
 
     Counted from TensorFlow's own log of XLA compilations, in a fresh process.
@@ -198,8 +209,8 @@ def test_xla_compiles_once_for_new_weights_factors_and_seeds(tmp_path):
     import sys
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0", "TF_CPP_VMODULE": "device_compiler=1"}
-    proc = subprocess.run([sys.executable, "-c", REUSE_SCRIPT], capture_output=True, text=True, timeout=300,
-                          env=env, cwd=tmp_path, check=False)
+    proc = subprocess.run([sys.executable, "-c", REUSE_SCRIPT.format(cnn=cnn)], capture_output=True, text=True,
+                          timeout=300, env=env, cwd=tmp_path, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     compilations = proc.stderr.count("Compilation of XLA executable")
     assert compilations == 1, f"{compilations} XLA compilations for three fits (TensorFlow's device_compiler log)"
