@@ -32,14 +32,15 @@ def _benchmarks():
     root = Path(__file__).resolve().parents[1] / "benchmarks"
     sys.path.insert(0, str(root))
     try:
+        import floors
         import peers
     finally:
         sys.path.remove(str(root))
-    return root, peers
+    return root, peers, floors
 
 
 def test_the_peers_table_ranks_by_best_round_and_gives_multiples_of_actreg():
-    _, peers = _benchmarks()
+    _, peers, _ = _benchmarks()
     rounds = [{"actreg": 40.0, "keras model.fit": 90000.0, "anchor": 30.0},
               {"actreg": 32.0, "keras model.fit": 64000.0, "anchor": 24.0}]
     rows = peers.table(rounds).splitlines()[2:]
@@ -49,7 +50,7 @@ def test_the_peers_table_ranks_by_best_round_and_gives_multiples_of_actreg():
 
 
 def test_the_keras_on_jax_anchor_trains_the_case_study_or_says_what_is_missing():
-    root, _ = _benchmarks()
+    root, _, _ = _benchmarks()
     proc = subprocess.run([sys.executable, str(root / "keras_jax_anchor.py"), "--epochs", "30", "--seeds", "2",
                            "--repeats", "1"], capture_output=True, text=True, timeout=300, check=False)
     try:
@@ -62,3 +63,16 @@ def test_the_keras_on_jax_anchor_trains_the_case_study_or_says_what_is_missing()
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (result["seeds"], result["epochs"]) == (2, 30) and result["us_per_model_epoch"] > 0
     assert 0.3 < result["final_test_accuracy_mean"] <= 1.0
+
+
+def test_floors_count_the_multiply_adds_of_each_layer_kind():
+    from search.spec import LayerSpec as L
+
+    *_, floors = _benchmarks()
+    # conv 3x3x1 -> 16 on 8x8 (6x6 outputs), pool to 3x3, dense 144 -> 10: the digits-cnn model.
+    cnn = (L("conv2d", filters=16, kernel_size=(3, 3)), L("maxpool2d", pool_size=(2, 2)), L("flatten"),
+           L("dense", 10, "softmax"))
+    assert floors.forward_flops(cnn, (8, 8, 1)) == 2 * (9 * 16 * 36 + 144 * 10)
+    assert floors.forward_flops((L("lstm", 32), L("dense", 10)), (8, 8)) == 2 * (8 * 4 * 32 * (8 + 32) + 32 * 10)
+    assert floors.forward_flops((L("gru", 4),), (5, 3)) == 2 * 5 * 3 * 4 * (3 + 4)
+    assert floors.forward_flops((L("dense", 500, "relu"), L("dense", 1)), (2,)) == 2 * (2 * 500 + 500)
