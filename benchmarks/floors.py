@@ -98,7 +98,8 @@ def main(argv=None) -> int:
         floor_us = flops / (gflops * 1e9) * 1e6
         measured = _bench(path) if args.bench else None
         cells = (f"{measured:,.1f}", f"{measured / floor_us:,.0f}x") if measured else ("", "")
-        print(f"| {spec.name} | {n_train} / {n_test} | {flops / 1e6:,.2f} | {floor_us:,.1f} | {cells[0]} | {cells[1]} |")
+        print(f"| {spec.name} | {n_train} / {n_test} | {flops / 1e6:,.2f} | {floor_us:,.1f} | "
+              f"{cells[0]} | {cells[1]} |")
     return 0
 
 
