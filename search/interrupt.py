@@ -29,7 +29,7 @@ _received: list[int] = []  # the signals received while handlers are installed, 
 
 def _handler(signum: int, frame) -> None:
     _received.append(signum)
-    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    check()
 
 
 def check() -> None:

@@ -133,16 +133,19 @@ def train_seeds(models: Sequence, data: Dataset, train: TrainSpec, seeds: Sequen
                        initial_states=[[v.numpy() for v in m.non_trainable_variables] for m in models])
 
 
-def use_xla(n_seeds: int, steps_per_fit: int, layer_classes: Sequence[str]) -> bool:
+def use_xla(n_seeds: int, steps_per_fit: int, layer_classes: Sequence[str], looping: Sequence[str] = ()) -> bool:
     """Whether a chunk trains under XLA: several seeds, at least :data:`XLA_MIN_STEPS` steps
-    per fit (more with a layer in :data:`XLA_MIN_STEPS_WITH`), and only layers in :data:`XLA_LAYERS`.
+    per fit (more with a layer in :data:`XLA_MIN_STEPS_WITH`), and only layers in :data:`XLA_LAYERS`
+    that are not ``looping`` (whose per-seed ops ``vectorized_map`` would loop over, which XLA
+    does not compile: see :mod:`search.vectorize`).
 
     XLA fuses the many small elementwise ops of a step (about 2x faster on a CPU), but its
     rounding differs from fit's kernels: one seed alone keeps fit's graph, bit for bit. The
     choice depends on the spec and chunk only, so the numbers do not depend on ``n_jobs``.
     """
     needed = max([XLA_MIN_STEPS, *(XLA_MIN_STEPS_WITH.get(c, 0) for c in layer_classes)])
-    return n_seeds > 1 and steps_per_fit >= needed and all(c in XLA_LAYERS for c in layer_classes)
+    return n_seeds > 1 and steps_per_fit >= needed and all(c in XLA_LAYERS and c not in looping
+                                                          for c in layer_classes)
 
 
 class SeedStack:
@@ -358,17 +361,16 @@ class ChunkTrainer:
         from search import vectorize
         from search.model import one_reduction
 
-        # Per-seed convolution kernels without a loop over the seeds; XLA compiles such a loop not at all.
-        vectorized = n_seeds > 1 and vectorize.install()
+        # Per-seed convolution kernels without a loop over the seeds.
+        looping = () if n_seeds == 1 or vectorize.install() else vectorize.NEEDED_BY
         self.template, self.n_seeds, self.train = template, n_seeds, train
         self.metrics = tuple(metrics)
         self.history_keys = history_keys(self.metrics)
         self._stack = SeedStack(template, n_seeds, train.learning_rate)
         n_rows = int(data.x_train.shape[0])
-        classes = [type(layer).__name__ for layer in template.layers]
         if jit is None:
-            jit = use_xla(n_seeds, train.epochs * -(-n_rows // train.batch_size), classes) \
-                and (vectorized or not set(classes) & set(vectorize.NEEDED_BY))
+            jit = use_xla(n_seeds, train.epochs * -(-n_rows // train.batch_size),
+                          [type(layer).__name__ for layer in template.layers], looping)
         self.jit = jit
         probe_model = keras.Model(template.inputs, [template.get_layer(n).output for n in probes]) if probes else None
         # The epoch's row count divides the sums. Read from a variable: TensorFlow rewrites a
@@ -381,11 +383,9 @@ class ChunkTrainer:
         self._run = tf.function(lambda epochs: _run_epochs(g, epochs), jit_compile=jit)
         self._final = tf.function(lambda: _final(g))
         # Traced now, so that the penalty's form is fixed: under XLA it is summed in one reduction.
-        with contextlib.ExitStack() as tracing:
-            if jit:  # the penalty summed in one reduction; vectorized_map's rules that XLA runs faster
-                tracing.enter_context(one_reduction())
-                tracing.enter_context(vectorize.for_xla())
-            self._run.get_concrete_function(tf.TensorSpec([], tf.int32))
+        with one_reduction() if jit else contextlib.nullcontext():
+            with vectorize.for_xla() if jit else contextlib.nullcontext():  # the rules XLA runs faster
+                self._run.get_concrete_function(tf.TensorSpec([], tf.int32))
             self._final.get_concrete_function()
 
     def fit(self, initial_weights: Sequence[Sequence[np.ndarray]], seeds: Sequence[int],

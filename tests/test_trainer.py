@@ -156,6 +156,13 @@ def test_use_xla(n_seeds, steps, layers, expected):
     assert use_xla(n_seeds, steps, layers) is expected
 
 
+def test_no_xla_for_layers_that_vectorized_map_would_loop_over():
+    from search.trainer import use_xla
+
+    layers = ["InputLayer", "Conv2D", "Flatten", "Dense"]
+    assert use_xla(3, 6000, layers) and not use_xla(3, 6000, layers, looping=("Conv2D",))
+
+
 def test_xla_only_where_it_pays():
     from search.trainer import ChunkTrainer
 
