@@ -54,11 +54,12 @@ def measure(epochs: int | None = None, seeds: int | None = None, fit_epochs: int
     from search import runtime
 
     cores = cores or os.cpu_count() or 1
-    runtime.configure(cores)
+    runtime.import_tensorflow()  # quietly; the pools are sized below, as a study's worker sizes them
     from search.checks import check_study
     from search.data import make_dataset
     from search.model import build_model
     from search.parallel import FitTask, chunk_seeds, fit_seeds
+    from search.trainer import op_threads
 
     if spec is None:
         data_spec = DataSpec()
@@ -74,6 +75,8 @@ def measure(epochs: int | None = None, seeds: int | None = None, fit_epochs: int
         train = replace(spec.train, epochs=epochs or spec.train.epochs)
         task, metrics, case = spec.model.task, spec.metrics, f"study {spec.name}, {config.label}"
         seeds = seeds or len(spec.seeds)
+    chunks = chunk_seeds(list(range(seeds)), chunk_size)
+    runtime.configure(cores, op_threads(cores, model_spec, train, len(data.x_train), len(chunks[0])))
     shape = data.x_train.shape[1:]
     model = build_model(model_spec, config, penalty, 0, shape, train.learning_rate,
                         n_outputs=data.n_outputs(task)).model
@@ -83,7 +86,7 @@ def measure(epochs: int | None = None, seeds: int | None = None, fit_epochs: int
     # chunk size and draws the initial weights (both cached by the worker, as in a study);
     # the second pass is timed.
     tasks = [FitTask(data_spec, model_spec, train, penalty, config, chunk, cores, metrics)
-             for chunk in chunk_seeds(list(range(seeds)), chunk_size)]
+             for chunk in chunks]
     start = time.perf_counter()
     for t in tasks:
         fit_seeds(t)

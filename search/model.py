@@ -95,6 +95,39 @@ def one_reduction():
         _FORM.one_reduction = before
 
 
+# Recurrent layers over more steps than this stay loops when unrolled() traces them.
+MAX_UNROLLED_STEPS = 64
+
+
+@contextlib.contextmanager
+def unrolled(model):
+    """Within it, ``model``'s recurrent layers (LSTM, GRU, SimpleRNN) over at most
+    :data:`MAX_UNROLLED_STEPS` known time steps trace unrolled, one cell call per step.
+
+    Each step computes what the loop's iteration computes; the gradients add the steps'
+    contributions in another order, so the numbers may differ in the last bits. The trainer
+    traces chunks of several seeds inside this (``vectorized_map`` vectorizes a loop at a
+    cost larger than the step); one seed keeps ``fit``'s loop. The layers are restored on
+    exit.
+    """
+    changed = []
+    for layer in model.layers:
+        if getattr(layer, "unroll", None) is not False:
+            continue
+        try:
+            steps = layer.input.shape[1]
+        except (AttributeError, ValueError, IndexError):  # not called once on a known input
+            continue
+        if steps is not None and steps <= MAX_UNROLLED_STEPS:
+            layer.unroll = True
+            changed.append(layer)
+    try:
+        yield
+    finally:
+        for layer in changed:
+            layer.unroll = False
+
+
 def penalty_factors(config: Configuration) -> tuple[float, float]:
     """(l1, l2) of a configuration; ``l1_l2`` uses the strength for both unless ``l1_ratio`` splits it."""
     s = config.strength

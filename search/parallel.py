@@ -83,13 +83,15 @@ _ONE_FIT_AT_A_TIME = threading.Lock()
 
 def _fit_seeds(task: FitTask):
     from search import runtime
-
-    runtime.configure(task.threads)
     from search.data import make_dataset
+    from search.trainer import op_threads
+
+    data = make_dataset(task.data)
+    runtime.configure(task.threads, op_threads(task.threads, task.model, task.train, len(data.x_train),
+                                               len(task.seeds)))
     from search.model import build_model, initial_state, penalty_factors
     from search.trainer import ChunkTrainer
 
-    data = make_dataset(task.data)
     shape = data.x_train.shape[1:]
     n_outputs = data.n_outputs(task.model.task)
     config = task.config

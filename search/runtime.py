@@ -26,21 +26,25 @@ def resolve_n_jobs(n_jobs: int | None) -> int:
     return n_jobs
 
 
-def configure(threads: int) -> None:
-    """Size TensorFlow's intra- and inter-op pools for this process (once; later calls no-op).
+def configure(threads: int, op_threads: int | None = None) -> None:
+    """Size TensorFlow's pools for this process (once; later calls no-op): ``threads`` run
+    independent operations side by side (inter-op), ``op_threads`` (default ``threads``)
+    split one operation's work (intra-op).
 
-    TensorFlow fixes its pools when it runs its first operation; a process that already
-    ran one keeps the pools it has.
+    A graph of many small operations, as the trainer runs without XLA, is faster with
+    ``op_threads = 1``: splitting an operation of a few microseconds costs more than it
+    saves (see :func:`search.trainer.op_threads`). TensorFlow fixes its pools when it runs
+    its first operation; a process that already ran one keeps the pools it has.
     """
     global _configured
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # also hides cuInit noise on CPU-only hosts
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     if _configured is not None:
         return
-    tf = _import_tensorflow()
+    tf = import_tensorflow()
 
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_intra_op_parallelism_threads(op_threads or threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError:  # TensorFlow already initialized in this process
         pass
@@ -49,7 +53,7 @@ def configure(threads: int) -> None:
     _configured = threads
 
 
-def _import_tensorflow():
+def import_tensorflow():
     """Import TensorFlow; at log level 3 its import-time banner lines are dropped too.
 
     TensorFlow 2.21 prints them (oneDNN, missing CUDA drivers) before its log level applies.

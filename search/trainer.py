@@ -40,7 +40,7 @@ import numpy as np
 from search.data import Dataset
 from search.layers import LAYERS
 from search.metrics import metric_stats, metric_values, stats_size
-from search.spec import TrainSpec
+from search.spec import ModelSpec, TrainSpec
 
 # Models of only these Keras layers compile with XLA (the layer kinds say which of theirs do).
 XLA_LAYERS = ("InputLayer", "Activation", *(k.xla for k in LAYERS.values() if k.xla))
@@ -146,6 +146,32 @@ def use_xla(n_seeds: int, steps_per_fit: int, layer_classes: Sequence[str], loop
     needed = max([XLA_MIN_STEPS, *(XLA_MIN_STEPS_WITH.get(c, 0) for c in layer_classes)])
     return n_seeds > 1 and steps_per_fit >= needed and all(c in XLA_LAYERS and c not in looping
                                                           for c in layer_classes)
+
+
+def _looping(n_seeds: int) -> tuple[str, ...]:
+    """The layers whose per-seed ops ``vectorized_map`` would loop over in a chunk of ``n_seeds``."""
+    from search import vectorize
+
+    return () if n_seeds == 1 or vectorize.install() else vectorize.NEEDED_BY
+
+
+def op_threads(threads: int, model: ModelSpec, train: TrainSpec, n_rows: int, n_seeds: int) -> int:
+    """Threads that may split one TensorFlow operation (the intra-op pool) in a process of
+    ``threads`` threads that trains ``model`` on ``n_rows`` rows in chunks of ``n_seeds``.
+
+    An XLA step uses them all. The trainer's graph without XLA is thousands of operations of
+    a few microseconds each, and splitting one across threads costs more than it saves:
+    with 2 threads, digits-cnn and digits-lstm train 2.5x and 1.6x faster with 1 (README,
+    Performance). A builder's layers are known only once built: it keeps ``threads``.
+    """
+    if model.builder is not None:
+        return threads
+    from search import runtime
+
+    runtime.import_tensorflow()  # quietly, before vectorize imports it
+    classes = [LAYERS[layer.type].xla or layer.type for layer in model.layers]
+    steps = train.epochs * -(-n_rows // train.batch_size)
+    return threads if use_xla(n_seeds, steps, classes, _looping(n_seeds)) else 1
 
 
 class SeedStack:
@@ -359,10 +385,9 @@ class ChunkTrainer:
         import tensorflow as tf
 
         from search import vectorize
-        from search.model import one_reduction
+        from search.model import one_reduction, unrolled
 
-        # Per-seed convolution kernels without a loop over the seeds.
-        looping = () if n_seeds == 1 or vectorize.install() else vectorize.NEEDED_BY
+        looping = _looping(n_seeds)
         self.template, self.n_seeds, self.train = template, n_seeds, train
         self.metrics = tuple(metrics)
         self.history_keys = history_keys(self.metrics)
@@ -383,7 +408,10 @@ class ChunkTrainer:
         self._run = tf.function(lambda epochs: _run_epochs(g, epochs), jit_compile=jit)
         self._final = tf.function(lambda: _final(g))
         # Traced now, so that the penalty's form is fixed: under XLA it is summed in one reduction.
-        with one_reduction() if jit else contextlib.nullcontext():
+        # Several seeds' recurrent layers are traced unrolled: vectorized_map turns a recurrence
+        # loop into a loop of its own, with bookkeeping per step that costs more than the step.
+        with one_reduction() if jit else contextlib.nullcontext(), \
+                unrolled(template) if n_seeds > 1 else contextlib.nullcontext():
             with vectorize.for_xla() if jit else contextlib.nullcontext():  # the rules XLA runs faster
                 self._run.get_concrete_function(tf.TensorSpec([], tf.int32))
             self._final.get_concrete_function()

@@ -168,3 +168,40 @@ def test_per_seed_convolutions_and_their_gradients_vectorize_without_a_loop(stri
     for s in range(3):
         for g, w in zip(got, one_seed((x[s], kernels[s]))):
             np.testing.assert_allclose(g[s], w, rtol=1e-4, atol=1e-4)
+
+
+def _loops(trainer) -> int:
+    """The while loops of a trainer's traced epochs: the epochs', the batches' and any others."""
+    import tensorflow as tf
+
+    graph = trainer._run.get_concrete_function(tf.TensorSpec([], tf.int32)).graph
+    return sum("while_body" in f.signature.name for f in graph.as_graph_def().library.function)
+
+
+@pytest.mark.parametrize("case", ["lstm", "gru"])
+def test_a_chunks_recurrent_layers_train_unrolled_and_one_seed_keeps_fits_loop(case):
+    data_spec, model = CASES[case]
+    data = make_dataset(data_spec)
+    config = Configuration("l1", 1e-3, "post")
+    train = TrainSpec(epochs=1, batch_size=32)
+    template = build_model(model, config, "mean", 0, data.x_train.shape[1:]).model
+    chunk = ChunkTrainer(template, data, train, 3, task="multiclass")
+    assert _loops(chunk) == 2  # epochs and batches: no loop over the 8 time steps
+    assert template.layers[1].unroll is False  # the template is left as it was
+    alone = ChunkTrainer(template, data, train, 1, task="multiclass")
+    assert _loops(alone) > 2  # fit's own graph, with the layer's loops over time
+
+
+def test_only_short_known_sequences_unroll():
+    import keras
+
+    from search.model import MAX_UNROLLED_STEPS, unrolled
+
+    def lstm_on(steps):
+        inputs = keras.Input((steps, 2))
+        return keras.Model(inputs, keras.layers.LSTM(3)(inputs))
+
+    short, long, unknown = lstm_on(8), lstm_on(MAX_UNROLLED_STEPS + 1), lstm_on(None)
+    with unrolled(short), unrolled(long), unrolled(unknown):
+        assert [m.layers[1].unroll for m in (short, long, unknown)] == [True, False, False]
+    assert short.layers[1].unroll is False

@@ -163,6 +163,30 @@ def test_no_xla_for_layers_that_vectorized_map_would_loop_over():
     assert use_xla(3, 6000, layers) and not use_xla(3, 6000, layers, looping=("Conv2D",))
 
 
+@pytest.mark.parametrize("model, epochs, seeds, expected", [
+    (MLP, 4000, 30, 2),  # XLA: its steps split across the threads
+    (MLP, 10, 30, 1),  # TensorFlow's graph: each small op on one thread
+    (MLP, 4000, 1, 1),  # one seed: fit's graph
+    (ModelSpec((LayerSpec("lstm", 8, regularize=True), LayerSpec("dense", 1, "sigmoid"))), 4000, 30, 1),
+    (ModelSpec(builder="my_nets:mlp"), 10, 30, 2),  # layers unknown until built: as before
+])
+def test_op_threads_follow_the_graph_the_chunks_train_in(model, epochs, seeds, expected):
+    from search.trainer import op_threads
+
+    assert op_threads(2, model, TrainSpec(epochs=epochs), 30, seeds) == expected
+
+
+def test_configure_sizes_both_pools():
+    import subprocess
+    import sys
+
+    code = ("from search import runtime; runtime.configure(2, 1); import tensorflow as tf; "
+            "print(tf.config.threading.get_inter_op_parallelism_threads(), "
+            "tf.config.threading.get_intra_op_parallelism_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["2", "1"]
+
+
 def test_xla_only_where_it_pays():
     from search.trainer import ChunkTrainer
 
