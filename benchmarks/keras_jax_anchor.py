@@ -3,11 +3,16 @@
 The same Keras layers (Dense(500) with L1(1e-4) on its linear output, ReLU, Dense(1,
 sigmoid)), called through ``model.stateless_call`` (which returns the activity losses), the
 seeds ``jax.vmap``-ed, the epochs in ``lax.scan``, Adam from optax (Keras's epsilon), a new
-order of the training rows every epoch and the test set evaluated every epoch, as actreg
-does. Prints one JSON object: microseconds per model-epoch, best of ``--repeats`` timed runs
-after a compiling run.
+order of the training rows every epoch and the test set evaluated every epoch. Prints one
+JSON object: microseconds per model-epoch, best of ``--repeats`` timed runs after a
+compiling run.
 
-    KERAS_BACKEND=jax python benchmarks/keras_jax_anchor.py --epochs 1000 --seeds 30
+``--outputs`` says what each epoch records: ``accuracy`` (the training loss and the test
+accuracy, the anchor as first written) or ``all`` (what actreg's history and ``fit``'s
+``validation_data`` record: training loss and accuracy over the epoch's batches, test loss,
+activity penalty included, and test accuracy).
+
+    python benchmarks/keras_jax_anchor.py --epochs 1000 --seeds 30 [--outputs all]
 
 Needs ``pip install -e ".[bench]"`` (jax, optax); without them it says so and exits 3.
 """
@@ -31,6 +36,8 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=1000)
     parser.add_argument("--seeds", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs after the compiling one (best counts)")
+    parser.add_argument("--outputs", choices=("accuracy", "all"), default="accuracy",
+                        help="per epoch: training loss and test accuracy, or also training accuracy and test loss")
     args = parser.parse_args(argv)
     try:
         import jax
@@ -61,23 +68,36 @@ def main(argv=None) -> int:
                                            for s in range(args.seeds)])]
     adam = optax.adam(1e-3, eps=1e-7)
 
-    def loss_fn(weights, xb, yb):
-        y_pred, _, activity = model.stateless_call(weights, [], xb, training=True, return_losses=True)
-        return jnp.mean(keras.losses.binary_crossentropy(yb, y_pred)) + sum(activity)
+    everything = args.outputs == "all"
+
+    def loss_fn(weights, xb, yb, training=True):
+        y_pred, _, activity = model.stateless_call(weights, [], xb, training=training, return_losses=True)
+        return jnp.mean(keras.losses.binary_crossentropy(yb, y_pred)) + sum(activity), y_pred
+
+    def correct(y_pred, y):
+        return jnp.sum((y_pred > 0.5) == (y > 0.5))
 
     def epoch(carry, key):
         weights, opt_state = carry
         order = jax.random.permutation(key, x_train.shape[0])
         xs, ys = x_train[order], y_train[order]
-        total = 0.0
+        total, hits = 0.0, 0
         for start in range(0, xs.shape[0], batch):
-            loss, grads = jax.value_and_grad(loss_fn)(weights, xs[start:start + batch], ys[start:start + batch])
+            xb, yb = xs[start:start + batch], ys[start:start + batch]
+            (loss, y_pred), grads = jax.value_and_grad(loss_fn, has_aux=True)(weights, xb, yb)
             updates, opt_state = adam.update(grads, opt_state, weights)
             weights = optax.apply_updates(weights, updates)
-            total = total + loss
-        test_pred, _ = model.stateless_call(weights, [], x_test)
-        test_accuracy = jnp.mean((test_pred > 0.5) == (y_test > 0.5))
-        return (weights, opt_state), (total, test_accuracy)
+            if everything:  # fit's averages over the epoch's rows
+                total, hits = total + loss * xb.shape[0], hits + correct(y_pred, yb)
+            else:
+                total = total + loss
+        if everything:
+            test_loss, test_pred = loss_fn(weights, x_test, y_test, training=False)
+            record = (total / xs.shape[0], hits / xs.shape[0], test_loss, correct(test_pred, y_test) / x_test.shape[0])
+        else:
+            test_pred, _ = model.stateless_call(weights, [], x_test)
+            record = (total, jnp.mean((test_pred > 0.5) == (y_test > 0.5)))
+        return (weights, opt_state), record
 
     def train(weights, key):
         keys = jax.random.split(key, args.epochs)
@@ -92,10 +112,11 @@ def main(argv=None) -> int:
     best = float("inf")
     for _ in range(args.repeats):
         start = time.perf_counter()
-        _, accuracy = jax.block_until_ready(run(stacked, keys))
+        accuracy = jax.block_until_ready(run(stacked, keys))[-1]
         best = min(best, time.perf_counter() - start)
     print(json.dumps({
-        "way": "keras-on-jax vmap", "us_per_model_epoch": round(best / args.epochs / args.seeds * 1e6, 2),
+        "way": "keras-on-jax vmap", "outputs": args.outputs,
+        "us_per_model_epoch": round(best / args.epochs / args.seeds * 1e6, 2),
         "seeds": args.seeds, "epochs": args.epochs, "compile_seconds": round(compile_s - best, 2),
         "final_test_accuracy_mean": round(float(accuracy[:, -1].mean()), 4),
         "versions": {"jax": jax.__version__, "keras": keras.__version__, "optax": optax.__version__},
