@@ -37,11 +37,9 @@ def configure(threads: int, op_threads: int | None = None) -> None:
     its first operation; a process that already ran one keeps the pools it has.
     """
     global _configured
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # also hides cuInit noise on CPU-only hosts
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    tf = import_tensorflow()
     if _configured is not None:
         return
-    tf = import_tensorflow()
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(op_threads or threads)
@@ -58,8 +56,10 @@ def import_tensorflow():
 
     TensorFlow 2.21 prints them (oneDNN, missing CUDA drivers) before its log level applies.
     Only file descriptor 2 is silenced, and only during the import: an import error still
-    raises with its message.
+    raises with its message. The log level is 3 unless the environment says otherwise.
     """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # also hides cuInit noise on CPU-only hosts
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
         import tensorflow
 
