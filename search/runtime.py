@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from importlib import metadata
 
 _configured: int | None = None
@@ -60,6 +61,8 @@ def import_tensorflow():
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # also hides cuInit noise on CPU-only hosts
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
     if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
         import tensorflow
 

@@ -161,7 +161,7 @@ def op_threads(threads: int, model: ModelSpec, train: TrainSpec, n_rows: int, n_
 
     An XLA step uses them all. The trainer's graph without XLA is thousands of operations of
     a few microseconds each, and splitting one across threads costs more than it saves:
-    with 2 threads, digits-cnn and digits-lstm train 2.5x and 1.6x faster with 1 (README,
+    with 2 threads, digits-cnn and digits-lstm train 2.5x and 1.3x faster with 1 (README,
     Performance). A builder's layers are known only once built: it keeps ``threads``.
     """
     if model.builder is not None:
