@@ -220,8 +220,15 @@ class FitPool:
     def submit(self, key: Any, task: FitTask) -> None:
         if self.local or self.backend != "loky":
             self._queued.append((key, task))
-        else:
-            self._futures[self._pool().submit(_indexed, 0, task)] = (key, task)
+            return
+        try:
+            future = self._pool().submit(_indexed, 0, task)
+        except _worker_died_errors():
+            # A worker died and loky marked the pool broken before ``wait`` collected the
+            # futures it failed (``wait`` retries those). This task never ran: a new pool takes it.
+            self._executor = None
+            future = self._pool().submit(_indexed, 0, task)
+        self._futures[future] = (key, task)
 
     def wait(self) -> list[tuple[Any, list | FitFailure]]:
         if self._queued:

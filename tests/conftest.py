@@ -154,3 +154,20 @@ def trials_so_far(study_name: str, storage: str, states=None) -> list:
         return optuna.load_study(study_name=study_name, storage=storage).get_trials(states=states)
     except (KeyError, sqlalchemy.exc.SQLAlchemyError):
         return []
+
+
+def worker_pids(runner: int) -> list[int]:
+    """The loky worker processes of ``runner`` (not its resource tracker)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == runner and "loky" in cmdline and "resource_tracker" not in cmdline:
+            out.append(int(entry.name))
+    return out

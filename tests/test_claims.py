@@ -19,7 +19,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from conftest import RUN_COLUMNS, actreg, trials_so_far, write_study
+from conftest import RUN_COLUMNS, actreg, trials_so_far, worker_pids, write_study
 
 from search import export_frame, load_spec, run_study
 from search.claims import trial_key
@@ -109,23 +109,6 @@ def test_kill_9_of_runners_at_random_moments_then_one_run_completes(tmp_path):
     done = actreg("run", str(path), "--n-jobs", "2", "--no-progress")
     assert done.returncode == 0, done.stderr
     check_queue_drained(spec)
-
-
-def worker_pids(runner: int) -> list[int]:
-    """The loky worker processes of ``runner`` (not its resource tracker)."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == runner and "loky" in cmdline and "resource_tracker" not in cmdline:
-            out.append(int(entry.name))
-    return out
 
 
 def test_a_worker_killed_mid_fit_costs_a_retry_not_the_run(tmp_path):

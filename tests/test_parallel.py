@@ -75,3 +75,44 @@ print(tf.config.threading.get_inter_op_parallelism_threads(), tf.config.threadin
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["2", str(intra)]
     assert "I0000" not in proc.stderr and "oneDNN" not in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_task_submitted_after_a_worker_died_goes_to_a_new_pool():
+    """A worker dies, loky marks its pool broken, and the runner submits its next task before
+    ``wait`` has collected the dead worker's future: the task goes to a new pool, and the lost
+    one is retried (this race once ended a run with loky's TerminatedWorkerError)."""
+    import os
+    import signal
+    import time
+
+    from conftest import worker_pids
+
+    from search.parallel import FitFailure, FitPool, FitTask
+    from search.space import Configuration
+    from search.spec import DataSpec, LayerSpec, ModelSpec, TrainSpec
+
+    def task(epochs: int) -> FitTask:
+        model = ModelSpec((LayerSpec("dense", 8, "relu", True), LayerSpec("dense", 1, "sigmoid")))
+        return FitTask(DataSpec(), model, TrainSpec(epochs=epochs), "mean", Configuration("l1", 1e-4, "pre"), (0, 1))
+
+    said = []
+    pool = FitPool(2, retries=2, on_retry=said.append)
+    try:
+        pool.submit("long", task(20000))
+        deadline = time.monotonic() + 120
+        while not worker_pids(os.getpid()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(3)  # the task is running
+        os.kill(worker_pids(os.getpid())[0], signal.SIGKILL)
+        (lost,) = pool._futures
+        while not lost.done() and time.monotonic() < deadline:  # loky has marked the pool broken
+            time.sleep(0.1)
+        pool.submit("next", task(3))
+        results = {}
+        while len(pool):
+            results.update(pool.wait())
+    finally:
+        pool.close()
+    assert set(results) == {"long", "next"}
+    assert not [r for r in results.values() if isinstance(r, FitFailure)], results
+    assert len(said) == 1 and said[0].startswith("a worker process died")
