@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--fit-epochs", type=int, default=20, metavar="E",
                        help="epochs for keras model.fit (default 20; an epoch of the case-study MLP costs 0.06-0.1 s "
                             "on 2 cores, one of digits-cnn 0.15-0.3 s)")
+    bench.add_argument("--repeats", type=int, default=3, metavar="N",
+                       help="timed passes of actreg's trainer after the compiling one; the best counts (default 3)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -249,12 +251,12 @@ def _bench(args: argparse.Namespace) -> int:
 
     from search.bench import format_result, measure
 
-    for name in ("epochs", "seeds", "fit_epochs"):
+    for name in ("epochs", "seeds", "fit_epochs", "repeats"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise SpecError("command line", f"--{name.replace('_', '-')}", "must be a positive integer")
     spec = load_spec(args.study) if args.study else None
-    result = measure(epochs=args.epochs, seeds=args.seeds, fit_epochs=args.fit_epochs, spec=spec)
+    result = measure(epochs=args.epochs, seeds=args.seeds, fit_epochs=args.fit_epochs, spec=spec, repeats=args.repeats)
     print(json.dumps(result.as_dict()) if args.json else format_result(result))
     return 0
 
