@@ -113,7 +113,29 @@ def _permutations(seed_keys, epoch, n_rows: int):
     key = _mix32(seed_keys * tf.constant(0x9E3779B9, u32) + _mix32(epoch + tf.constant(0x632BE5AB, u32)))
     rows = tf.range(n_rows, dtype=tf.int32)
     h = _mix32(key[:, None] ^ (tf.cast(rows, u32)[None, :] * tf.constant(0x27D4EB2F, u32)))
-    return tf.argsort(tf.cast(h, tf.int64), axis=1, stable=True)
+    return stable_argsort(tf.cast(h, tf.int64))
+
+
+# Up to this many rows, an epoch's order is ranked by comparing every pair of rows: one fused
+# loop instead of a sort, which cost about 10% of an epoch of the case-study MLP under XLA.
+PAIRWISE_ROWS = 64
+
+
+def stable_argsort(keys):
+    """``tf.argsort(keys, axis=1, stable=True)`` for ``keys`` (seeds, n), with n static: for n up
+    to :data:`PAIRWISE_ROWS`, each row's rank is the number of keys before it (smaller, or
+    equal and earlier), and the order puts each row at its rank: the same permutation."""
+    import tensorflow as tf
+
+    n = int(keys.shape[1])
+    if n > PAIRWISE_ROWS:
+        return tf.argsort(keys, axis=1, stable=True)
+    i = tf.range(n)
+    mine, other = keys[:, :, None], keys[:, None, :]  # (seeds, row, other row)
+    before = (other < mine) | ((other == mine) & (i[None, None, :] < i[None, :, None]))
+    rank = tf.reduce_sum(tf.cast(before, tf.int32), axis=2)
+    # order[s, r] = the row whose rank is r
+    return tf.reduce_sum(tf.where(rank[:, None, :] == i[None, :, None], i[None, None, :], 0), axis=2)
 
 
 def train_seeds(models: Sequence, data: Dataset, train: TrainSpec, seeds: Sequence[int],

@@ -85,6 +85,20 @@ def test_shuffling_draws_each_epochs_order_from_the_seed():
     assert np.array_equal(shuffled[1].weights[0], again[1].weights[0])
 
 
+@pytest.mark.parametrize("n", [1, 2, 30, 64, 65, 200])
+@pytest.mark.parametrize("jit", [False, True])
+def test_an_epochs_order_is_the_stable_argsort_of_its_keys(n, jit):
+    """Up to PAIRWISE_ROWS rows the order is ranked by comparisons, beyond them sorted: the same
+    permutation, ties (here frequent) in row order."""
+    import tensorflow as tf
+
+    from search.trainer import stable_argsort
+
+    keys = np.random.default_rng(n).integers(0, 6, size=(5, n)).astype(np.int64)
+    order = tf.function(stable_argsort, jit_compile=jit)(tf.constant(keys)).numpy()
+    np.testing.assert_array_equal(order, np.argsort(keys, axis=1, kind="stable"))
+
+
 def test_results_are_sane():
     (r,) = fit_with_actreg(Configuration("l1", 1e-2, "post"), [0], TrainSpec(epochs=3))
     assert set(r.history) == {"loss", "accuracy", "test_loss", "test_accuracy"}
