@@ -14,6 +14,9 @@ and XLA does not compile such a loop at all. :func:`install` adds these rules:
 * ``MaxPoolGrad`` where the windows tile the input, for XLA: each window's gradient to its
   first maximum, as ``MaxPoolGrad`` routes it (XLA's own select-and-scatter cost as much as
   the convolution and its gradients together).
+* ``MatMul`` with a dimension of at most :data:`SMALL_DIM` (the case-study MLP's two inputs,
+  its one output), for XLA: products and sums that XLA fuses into what produces and consumes
+  them, where a batched matrix product writes and reads a (seeds, rows, units) tensor.
 * ``Bitcast`` (no rule at all): Keras's ``argmax`` bitcasts to tell -0.0 from 0.0, so every
   multiclass accuracy looped over the seeds, in every training step and evaluation.
 
@@ -32,7 +35,9 @@ import functools
 
 # The layers (Keras class names) whose per-seed ops pfor loops over without these rules.
 NEEDED_BY = ("Conv2D",)
-_REPLACED = ("Conv2D", "Conv2DBackpropFilter", "Conv2DBackpropInput", "MaxPoolGrad")
+_REPLACED = ("Conv2D", "Conv2DBackpropFilter", "Conv2DBackpropInput", "MaxPoolGrad", "MatMul")
+# A matrix product with a dimension at most this is written out as products and sums for XLA.
+SMALL_DIM = 4
 
 _INSTALLED: list[bool] = []
 _FOR_XLA: list[bool] = []  # set while a graph that XLA will compile is traced (pfor cannot tell)
@@ -50,7 +55,8 @@ def install() -> bool:
     ok = isinstance(registry, dict) and hasattr(pfor, "wrap") and set(_REPLACED) <= set(registry)
     if ok:
         previous = {name: registry[name] for name in _REPLACED}
-        for name, rule in zip(_REPLACED, (_conv2d, _conv2d_backprop_filter, _conv2d_backprop_input, _max_pool_grad)):
+        rules = (_conv2d, _conv2d_backprop_filter, _conv2d_backprop_input, _max_pool_grad, _matmul)
+        for name, rule in zip(_REPLACED, rules):
             registry[name] = functools.partial(rule, pfor.wrap, previous[name])
         registry.setdefault("Bitcast", functools.partial(_bitcast, pfor.wrap))
     _INSTALLED.append(ok)
@@ -101,6 +107,45 @@ def _max_pool_grad(wrap, previous, pfor_input):
         return previous(pfor_input)
     pfor_input.stack_inputs([0, 2])
     return [wrap(tiled_max_pool_grad(pfor_input.stacked_input(0), pfor_input.stacked_input(2), window), True)]
+
+
+def _matmul(wrap, previous, pfor_input):
+    a, b = (pfor_input.input(i) for i in (0, 1))
+    if not (_FOR_XLA and a[1] and b[1] and a[0].shape.is_fully_defined() and b[0].shape.is_fully_defined()):
+        return previous(pfor_input)
+    a, b = a[0], b[0]
+    if pfor_input.get_attr("transpose_a"):
+        a = tf_transpose(a)
+    if pfor_input.get_attr("transpose_b"):
+        b = tf_transpose(b)
+    if min(a.shape[1], a.shape[2], b.shape[2]) > SMALL_DIM:
+        return previous(pfor_input)
+    return [wrap(small_matmul(a, b), True)]
+
+
+def tf_transpose(t):
+    """``t`` (seeds, m, n) as (seeds, n, m)."""
+    import tensorflow as tf
+
+    return tf.transpose(t, [0, 2, 1])
+
+
+def small_matmul(a, b):
+    """``a[s] @ b[s]`` for every seed s, ``a`` (seeds, m, k) and ``b`` (seeds, k, n), one of m, k, n
+    small: with k small, a sum of k outer products (elementwise, so XLA computes it inside
+    whatever consumes it); with n or m small, products summed over k (a reduction XLA fuses
+    with what produces its operands)."""
+    import tensorflow as tf
+
+    k, n = a.shape[2], b.shape[2]
+    if k <= SMALL_DIM:
+        out = a[:, :, :1] * b[:, :1, :]
+        for i in range(1, k):
+            out = out + a[:, :, i:i + 1] * b[:, i:i + 1, :]
+        return out
+    if n <= SMALL_DIM:  # (seeds, m, n, k), summed over k
+        return tf.reduce_sum(a[:, :, None, :] * tf_transpose(b)[:, None, :, :], axis=-1)
+    return tf.reduce_sum(a[:, :, :, None] * b[:, None, :, :], axis=2)  # m small: (seeds, m, k, n) over k
 
 
 def _bitcast(wrap, pfor_input):  # elementwise (a trailing axis at most changes): the seed axis stays in front

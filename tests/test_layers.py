@@ -163,11 +163,45 @@ def test_per_seed_convolutions_and_their_gradients_vectorize_without_a_loop(stri
     run = tf.function(lambda x, k: tf.vectorized_map(one_seed, (x, k)), jit_compile=xla)
     with vectorize.for_xla() if xla else contextlib.nullcontext():
         graph = run.get_concrete_function(x, kernels).graph
-    assert not [op.type for op in graph.get_operations() if "While" in op.type]  # no loop over the seeds
+    assert not [op for op in _op_types(graph) if "While" in op]  # no loop over the seeds
     got = run(x, kernels)
     for s in range(3):
         for g, w in zip(got, one_seed((x[s], kernels[s]))):
             np.testing.assert_allclose(g[s], w, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("m, k, n", [(30, 2, 500), (30, 500, 1), (2, 30, 500), (7, 3, 1), (6, 9, 5)])
+@pytest.mark.parametrize("transpose_a, transpose_b", [(False, False), (True, False), (False, True), (True, True)])
+def test_per_seed_matrix_products_with_a_small_dimension_are_written_out_for_xla(m, k, n, transpose_a, transpose_b):
+    """Under XLA, each seed's product with a dimension of at most SMALL_DIM (the case-study MLP's
+    two inputs, its one output, their gradients) is products and sums, equal to the seed's own;
+    other products stay batched matrix products."""
+    import tensorflow as tf
+
+    from search import vectorize
+
+    assert vectorize.install()
+    rng = np.random.default_rng(1)
+    a = tf.constant(rng.normal(size=(3, *((k, m) if transpose_a else (m, k)))), tf.float32)
+    b = tf.constant(rng.normal(size=(3, *((n, k) if transpose_b else (k, n)))), tf.float32)
+
+    def one_seed(pair):
+        return tf.matmul(*pair, transpose_a=transpose_a, transpose_b=transpose_b)
+
+    run = tf.function(lambda a, b: tf.vectorized_map(one_seed, (a, b)), jit_compile=True)
+    with vectorize.for_xla():
+        ops = _op_types(run.get_concrete_function(a, b).graph)
+    # (The per-seed function pfor converted stays in the graph's library, its MatMul with it.)
+    assert ("BatchMatMulV2" in ops) == (min(m, k, n) > vectorize.SMALL_DIM)
+    got = run(a, b)
+    for s in range(3):
+        np.testing.assert_allclose(got[s], one_seed((a[s], b[s])), rtol=1e-5, atol=1e-5)
+
+
+def _op_types(graph) -> set[str]:
+    """The op types of ``graph`` and of the functions it calls (``vectorized_map`` puts its ops in one)."""
+    graph_def = graph.as_graph_def()
+    return {n.op for n in graph_def.node} | {n.op for f in graph_def.library.function for n in f.node_def}
 
 
 def _loops(trainer) -> int:
