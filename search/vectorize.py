@@ -14,9 +14,12 @@ and XLA does not compile such a loop at all. :func:`install` adds these rules:
 * ``MaxPoolGrad`` where the windows tile the input, for XLA: each window's gradient to its
   first maximum, as ``MaxPoolGrad`` routes it (XLA's own select-and-scatter cost as much as
   the convolution and its gradients together).
-* ``MatMul`` with a dimension of at most :data:`SMALL_DIM` (the case-study MLP's two inputs,
-  its one output), for XLA: products and sums that XLA fuses into what produces and consumes
-  them, where a batched matrix product writes and reads a (seeds, rows, units) tensor.
+* ``MatMul`` with an inner dimension of at most :data:`SMALL_DIM`, or as few rows and an inner
+  dimension of at most :data:`SHORT_SUM`, for XLA (the case-study MLP's two inputs, its one
+  output in the backward pass, the two-row kernel gradient over a batch): products and sums,
+  which XLA computes inside what consumes them, where a batched matrix product wrote and read
+  a (seeds, rows, units) tensor. Longer sums, and products with few columns, stay matrix
+  products: written out, XLA split the sums into windows and ran slower.
 * ``Bitcast`` (no rule at all): Keras's ``argmax`` bitcasts to tell -0.0 from 0.0, so every
   multiclass accuracy looped over the seeds, in every training step and evaluation.
 
@@ -36,8 +39,10 @@ import functools
 # The layers (Keras class names) whose per-seed ops pfor loops over without these rules.
 NEEDED_BY = ("Conv2D",)
 _REPLACED = ("Conv2D", "Conv2DBackpropFilter", "Conv2DBackpropInput", "MaxPoolGrad", "MatMul")
-# A matrix product with a dimension at most this is written out as products and sums for XLA.
+# A matrix product with this inner dimension or less, or this many rows or fewer and an inner
+# dimension of at most SHORT_SUM (which XLA sums in one loop), is written out for XLA.
 SMALL_DIM = 4
+SHORT_SUM = 32
 
 _INSTALLED: list[bool] = []
 _FOR_XLA: list[bool] = []  # set while a graph that XLA will compile is traced (pfor cannot tell)
@@ -118,9 +123,14 @@ def _matmul(wrap, previous, pfor_input):
         a = tf_transpose(a)
     if pfor_input.get_attr("transpose_b"):
         b = tf_transpose(b)
-    if min(a.shape[1], a.shape[2], b.shape[2]) > SMALL_DIM:
+    if not small(a.shape[1], a.shape[2]):
         return previous(pfor_input)
     return [wrap(small_matmul(a, b), True)]
+
+
+def small(m: int, k: int) -> bool:
+    """Whether :func:`small_matmul` takes a product of ``m`` rows and inner dimension ``k``."""
+    return k <= SMALL_DIM or (m <= SMALL_DIM and k <= SHORT_SUM)
 
 
 def tf_transpose(t):
@@ -131,20 +141,18 @@ def tf_transpose(t):
 
 
 def small_matmul(a, b):
-    """``a[s] @ b[s]`` for every seed s, ``a`` (seeds, m, k) and ``b`` (seeds, k, n), one of m, k, n
-    small: with k small, a sum of k outer products (elementwise, so XLA computes it inside
-    whatever consumes it); with n or m small, products summed over k (a reduction XLA fuses
-    with what produces its operands)."""
+    """``a[s] @ b[s]`` for every seed s, ``a`` (seeds, m, k) and ``b`` (seeds, k, n), as :func:`small`
+    says: with k small, a sum of k outer products (elementwise, so XLA computes it inside
+    whatever consumes it); with m small, products summed over k (a reduction XLA fuses with
+    what produces its operands)."""
     import tensorflow as tf
 
-    k, n = a.shape[2], b.shape[2]
+    k = a.shape[2]
     if k <= SMALL_DIM:
         out = a[:, :, :1] * b[:, :1, :]
         for i in range(1, k):
             out = out + a[:, :, i:i + 1] * b[:, i:i + 1, :]
         return out
-    if n <= SMALL_DIM:  # (seeds, m, n, k), summed over k
-        return tf.reduce_sum(a[:, :, None, :] * tf_transpose(b)[:, None, :, :], axis=-1)
     return tf.reduce_sum(a[:, :, :, None] * b[:, None, :, :], axis=2)  # m small: (seeds, m, k, n) over k
 
 

@@ -170,12 +170,14 @@ def test_per_seed_convolutions_and_their_gradients_vectorize_without_a_loop(stri
             np.testing.assert_allclose(g[s], w, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("m, k, n", [(30, 2, 500), (30, 500, 1), (2, 30, 500), (7, 3, 1), (6, 9, 5)])
+@pytest.mark.parametrize("m, k, n", [(30, 2, 500), (30, 1, 500), (2, 30, 500), (7, 3, 1), (30, 500, 1), (6, 9, 5),
+                                     (3, 33, 8)])
 @pytest.mark.parametrize("transpose_a, transpose_b", [(False, False), (True, False), (False, True), (True, True)])
 def test_per_seed_matrix_products_with_a_small_dimension_are_written_out_for_xla(m, k, n, transpose_a, transpose_b):
-    """Under XLA, each seed's product with a dimension of at most SMALL_DIM (the case-study MLP's
-    two inputs, its one output, their gradients) is products and sums, equal to the seed's own;
-    other products stay batched matrix products."""
+    """Under XLA, each seed's product with a small inner dimension, or few rows and a short
+    inner dimension (the case-study MLP's two inputs, its one output in the backward pass, the
+    two-row kernel gradient over a batch) is products and sums, equal to the seed's own; the
+    others (few columns, or few rows and a long sum) stay batched matrix products."""
     import tensorflow as tf
 
     from search import vectorize
@@ -192,7 +194,8 @@ def test_per_seed_matrix_products_with_a_small_dimension_are_written_out_for_xla
     with vectorize.for_xla():
         ops = _op_types(run.get_concrete_function(a, b).graph)
     # (The per-seed function pfor converted stays in the graph's library, its MatMul with it.)
-    assert ("BatchMatMulV2" in ops) == (min(m, k, n) > vectorize.SMALL_DIM)
+    assert ("BatchMatMulV2" in ops) == (not vectorize.small(m, k))
+    assert vectorize.small(m, k) == ((m, k) in {(30, 2), (30, 1), (2, 30), (7, 3)})
     got = run(a, b)
     for s in range(3):
         np.testing.assert_allclose(got[s], one_seed((a[s], b[s])), rtol=1e-5, atol=1e-5)
