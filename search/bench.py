@@ -46,7 +46,7 @@ class BenchResult:
 
 
 def measure(epochs: int | None = None, seeds: int | None = None, fit_epochs: int = 20, cores: int | None = None,
-            spec: StudySpec | None = None, repeats: int = 1) -> BenchResult:
+            spec: StudySpec | None = None, repeats: int = 3) -> BenchResult:
     """Time both trainers; ``cores`` sizes TensorFlow's thread pools (default: all); actreg's
     best of ``repeats`` timed passes counts.
 

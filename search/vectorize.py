@@ -120,9 +120,9 @@ def _matmul(wrap, previous, pfor_input):
         return previous(pfor_input)
     a, b = a[0], b[0]
     if pfor_input.get_attr("transpose_a"):
-        a = tf_transpose(a)
+        a = _transposed(a)
     if pfor_input.get_attr("transpose_b"):
-        b = tf_transpose(b)
+        b = _transposed(b)
     if not small(a.shape[1], a.shape[2]):
         return previous(pfor_input)
     return [wrap(small_matmul(a, b), True)]
@@ -133,7 +133,7 @@ def small(m: int, k: int) -> bool:
     return k <= SMALL_DIM or (m <= SMALL_DIM and k <= SHORT_SUM)
 
 
-def tf_transpose(t):
+def _transposed(t):
     """``t`` (seeds, m, n) as (seeds, n, m)."""
     import tensorflow as tf
 
