@@ -170,6 +170,11 @@ def use_xla(n_seeds: int, steps_per_fit: int, layer_classes: Sequence[str], loop
                                                           for c in layer_classes)
 
 
+def steps_per_fit(train: TrainSpec, n_rows: int) -> int:
+    """Training steps of one fit on ``n_rows`` rows: epochs x batches (the last one may be short)."""
+    return train.epochs * -(-n_rows // train.batch_size)
+
+
 def _looping(n_seeds: int) -> tuple[str, ...]:
     """The layers whose per-seed ops ``vectorized_map`` would loop over in a chunk of ``n_seeds``."""
     from search import vectorize
@@ -192,8 +197,7 @@ def op_threads(threads: int, model: ModelSpec, train: TrainSpec, n_rows: int, n_
 
     runtime.import_tensorflow()  # quietly, before vectorize imports it
     classes = [LAYERS[layer.type].xla or layer.type for layer in model.layers]
-    steps = train.epochs * -(-n_rows // train.batch_size)
-    return threads if use_xla(n_seeds, steps, classes, _looping(n_seeds)) else 1
+    return threads if use_xla(n_seeds, steps_per_fit(train, n_rows), classes, _looping(n_seeds)) else 1
 
 
 class SeedStack:
@@ -421,7 +425,7 @@ class ChunkTrainer:
         self._stack = SeedStack(template, n_seeds, train.learning_rate)
         n_rows = int(data.x_train.shape[0])
         if jit is None:
-            jit = use_xla(n_seeds, train.epochs * -(-n_rows // train.batch_size),
+            jit = use_xla(n_seeds, steps_per_fit(train, n_rows),
                           [type(layer).__name__ for layer in template.layers], looping)
         self.jit = jit
         probe_model = keras.Model(template.inputs, [template.get_layer(n).output for n in probes]) if probes else None
