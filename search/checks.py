@@ -15,10 +15,11 @@ from search.spec import LayerSpec, SpecError, StudySpec
 
 
 def check_study(spec: StudySpec) -> Dataset:
-    """Load the data of ``spec`` and check that its model can train on it; returns the data."""
+    """Load the data of ``spec`` and check that its model can train on it; returns the data (of the
+    first seed's replicate, when each replicate draws its own: they all have its shapes)."""
     src = spec.path or "<study>"
     try:
-        data = make_dataset(spec.data)
+        data = make_dataset(spec.data.for_replicate(spec.seeds[0]))
         n_outputs = None
         if spec.model.builder is None:
             shape = output_shape(spec.model.layers, data.x_train.shape[1:], src)

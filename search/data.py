@@ -7,7 +7,7 @@ Nothing is downloaded. Every dataset comes out as float32 arrays: inputs of shap
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -25,49 +25,112 @@ class DataError(ValueError):
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Train and test arrays; inputs float32 of shape (n, *features), targets float32 of shape (n, 1)."""
+    """Train, test and (optionally) validation arrays; inputs float32 of shape (n, *features), targets
+    float32 of shape (n, 1).
+
+    ``per_seed``: every array has a leading axis of replicates, one slice per seed of a chunk
+    (see :func:`replicate_data`); all replicates have the same number of rows.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    x_validation: np.ndarray | None = None
+    y_validation: np.ndarray | None = None
+    per_seed: bool = False
 
     @property
     def n_classes(self) -> int:
         """Number of classes for label targets (largest label + 1)."""
-        return int(max(self.y_train.max(), self.y_test.max())) + 1
+        labels = [a for a in (self.y_train, self.y_test, self.y_validation) if a is not None]
+        return int(max(a.max() for a in labels)) + 1
 
     def n_outputs(self, task: str) -> int:
         """Output units a model needs for ``task``: one per class for multiclass, else one."""
         return self.n_classes if task == "multiclass" else 1
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one input row."""
+        return tuple(self.x_train.shape[2 if self.per_seed else 1:])
+
+    @property
+    def rows(self) -> tuple[int, int, int]:
+        """Rows of the training, test and validation sets (of each replicate)."""
+        axis = 1 if self.per_seed else 0
+        return (self.x_train.shape[axis], self.x_test.shape[axis],
+                0 if self.x_validation is None else self.x_validation.shape[axis])
 
 
 @functools.lru_cache(maxsize=8)
 def make_dataset(spec: DataSpec) -> Dataset:
     """Load or generate the data of ``spec`` and split it; raises :class:`DataError`.
 
-    Cached per process: workers that fit many configurations load it once.
+    ``spec`` names one draw of the data: for a study that resamples, one replicate's
+    (``spec.for_replicate(seed)``). Cached per process: workers that fit many
+    configurations load it once.
     """
+    if spec.resample != "none":
+        raise ValueError("make_dataset takes one replicate's data: spec.for_replicate(seed)")
     source = SOURCES[spec.source]
     if source.own_split:
         x_train, y_train, x_test, y_test = source.load(spec)
+        x_val = y_val = None
     else:
-        x, y = source.load(spec)
+        x, y = _load(_sample_of(spec))
         train, test = _split(spec, len(x), y)
+        train, val = _validation(spec, train, y)
         x_train, y_train, x_test, y_test = x[train], y[train], x[test], y[test]
+        x_val, y_val = (None, None) if val is None else (x[val], y[val])
     if spec.standardize:
-        # Statistics of the training rows only: the test rows must not leak into training.
+        # Statistics of the training rows only: the test and validation rows must not leak into training.
         mean = x_train.mean(axis=0, dtype=np.float64)
         std = x_train.std(axis=0, dtype=np.float64)
         std[std == 0] = 1.0
-        x_train = (x_train - mean) / std
-        x_test = (x_test - mean) / std
-    arrays = [np.ascontiguousarray(a, dtype=np.float32) for a in (x_train, x_test)]
-    labels = [np.asarray(a, dtype=np.float32).reshape(-1, 1) for a in (y_train, y_test)]
-    data = Dataset(arrays[0], labels[0], arrays[1], labels[1])
-    for a in (data.x_train, data.y_train, data.x_test, data.y_test):
-        a.flags.writeable = False  # shared by every fit in the process
+        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+        x_val = None if x_val is None else (x_val - mean) / std
+    inputs = [None if a is None else np.ascontiguousarray(a, dtype=np.float32) for a in (x_train, x_test, x_val)]
+    labels = [None if a is None else np.asarray(a, dtype=np.float32).reshape(-1, 1) for a in (y_train, y_test, y_val)]
+    return _frozen(Dataset(inputs[0], labels[0], inputs[1], labels[1], inputs[2], labels[2]))
+
+
+def replicate_data(spec: DataSpec, seeds: tuple[int, ...]) -> Dataset:
+    """The data of every seed's replicate (``spec.for_replicate(seed)``), stacked along a first axis.
+
+    Each replicate is exactly what a study of that one draw trains on (standardized on its
+    own training rows). Raises :class:`DataError`, also when replicates differ in size.
+    """
+    parts = [make_dataset(spec.for_replicate(seed)) for seed in seeds]
+    shapes = {tuple(a.shape for a in (p.x_train, p.x_test)) for p in parts}
+    if len(shapes) > 1:
+        raise DataError("data.resample", f"replicates differ in size ({sorted(shapes)})")
+    names = ("x_train", "y_train", "x_test", "y_test", "x_validation", "y_validation")
+    arrays = [None if getattr(parts[0], n) is None else np.stack([getattr(p, n) for p in parts]) for n in names]
+    return _frozen(Dataset(*arrays, per_seed=True))
+
+
+def _frozen(data: Dataset) -> Dataset:
+    for a in (data.x_train, data.y_train, data.x_test, data.y_test, data.x_validation, data.y_validation):
+        if a is not None:
+            a.flags.writeable = False  # shared by every fit in the process
     return data
+
+
+def _sample_of(spec: DataSpec) -> DataSpec:
+    """``spec`` without what only splits the rows: the key of the loaded sample."""
+    return replace(spec, n_train=None, test_size=None, split_seed=None, stratify=None, standardize=None,
+                   validation=None)
+
+
+@functools.lru_cache(maxsize=8)
+def _load(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of the source (inputs, targets), before any split; read-only, shared by the splits of replicates."""
+    x, y = SOURCES[spec.source].load(spec)
+    x, y = np.asarray(x), np.asarray(y)
+    x.flags.writeable = False
+    y.flags.writeable = False
+    return x, y
 
 
 def adding_task(n: int, steps: int, random_state: int) -> tuple[np.ndarray, np.ndarray]:
@@ -91,18 +154,35 @@ def adding_task(n: int, steps: int, random_state: int) -> tuple[np.ndarray, np.n
 
 
 def _split(spec: DataSpec, n: int, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Training and test row indices: the first ``n_train`` rows, ``n_train`` rows drawn from
+    ``split_seed``, or a ``test_size`` split drawn from it (stratified when ``stratify``)."""
     if spec.test_size is None:
         if not 0 < spec.n_train < n:
             raise DataError("data.n_train", f"must be between 1 and the number of rows - 1 ({n - 1})")
-        return np.arange(spec.n_train), np.arange(spec.n_train, n)
+        if spec.split_seed is None:
+            return np.arange(spec.n_train), np.arange(spec.n_train, n)
+        return _draw(np.arange(n), y, "data.n_train", spec.split_seed, spec.stratify, train_size=spec.n_train)
+    return _draw(np.arange(n), y, "data.test_size", spec.split_seed, spec.stratify, test_size=spec.test_size)
+
+
+def _validation(spec: DataSpec, train: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``train`` without the validation rows, and the validation rows (drawn from ``split_seed``, else 0)."""
+    if spec.validation is None:
+        return train, None
+    return _draw(train, y[train], "data.validation", spec.split_seed or 0, bool(spec.stratify),
+                 test_size=spec.validation)
+
+
+def _draw(rows: np.ndarray, y: np.ndarray, key: str, seed: int, stratify: bool | None,
+          **size: float | int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random split of ``rows`` (stratified by ``y`` when ``stratify``), each part in row order."""
     from sklearn.model_selection import train_test_split
 
     try:
-        train, test = train_test_split(np.arange(n), test_size=spec.test_size, random_state=spec.split_seed,
-                                       stratify=y if spec.stratify else None)
+        first, second = train_test_split(rows, random_state=seed, stratify=y if stratify else None, **size)
     except ValueError as exc:  # e.g. a class with a single row cannot be stratified
-        raise DataError("data.test_size", str(exc)) from None
-    return np.sort(train), np.sort(test)
+        raise DataError(key, str(exc)) from None
+    return np.sort(first), np.sort(second)
 
 
 def read_csv(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -179,7 +259,7 @@ def _one_line(exc: BaseException) -> str:
 
 def check_targets(data: Dataset, task: str, n_outputs: int | None = None) -> None:
     """Targets must suit the task: labels 0/1 (binary), 0..K-1 (multiclass), numbers (regression)."""
-    y = np.concatenate([data.y_train.ravel(), data.y_test.ravel()])
+    y = np.concatenate([a.ravel() for a in (data.y_train, data.y_test, data.y_validation) if a is not None])
     if task == "regression":
         return
     if not np.all(y == np.round(y)) or y.min() < 0:

@@ -83,16 +83,18 @@ _ONE_FIT_AT_A_TIME = threading.Lock()
 
 def _fit_seeds(task: FitTask):
     from search import runtime
-    from search.data import make_dataset
+    from search.data import make_dataset, replicate_data
     from search.trainer import op_threads
 
-    data = make_dataset(task.data)
-    runtime.configure(task.threads, op_threads(task.threads, task.model, task.train, len(data.x_train),
-                                               len(task.seeds)))
+    if task.data.resample == "none":
+        data = make_dataset(task.data)
+    else:  # each seed trains on its own replicate's rows
+        data = _cached(_DATA, (task.data, task.seeds), 4, lambda: replicate_data(task.data, task.seeds))
+    runtime.configure(task.threads, op_threads(task.threads, task.model, task.train, data.rows[0], len(task.seeds)))
     from search.model import build_model, initial_state, penalty_factors
     from search.trainer import ChunkTrainer
 
-    shape = data.x_train.shape[1:]
+    shape = data.input_shape
     n_outputs = data.n_outputs(task.model.task)
     config = task.config
 
@@ -103,7 +105,8 @@ def _fit_seeds(task: FitTask):
                                task.metrics)
         return trainer, built.regularizer
 
-    # Every norm shares its placement's graph (see ActivityPenalty); the baseline has its own.
+    # Every norm shares its placement's graph (see ActivityPenalty); the baseline has its own. With
+    # per-seed data every chunk of a size shares it too: its rows are loaded for each fit.
     key = (task.data, task.model, task.train, task.penalty, task.metrics, config.is_baseline, config.placement,
            len(task.seeds))
     trainer, regularizer = _cached(_TRAINERS, key, 4, compile_trainer)
@@ -115,7 +118,8 @@ def _fit_seeds(task: FitTask):
                      lambda seed=seed: initial_state(task.model, config, seed, shape, n_outputs))
              for seed in task.seeds]
     began = time.perf_counter()
-    results = trainer.fit([w for w, _ in start], task.seeds, initial_states=[s for _, s in start])
+    results = trainer.fit([w for w, _ in start], task.seeds, initial_states=[s for _, s in start],
+                          data=data if data.per_seed else None)
     per_seed = (time.perf_counter() - began) / len(task.seeds)  # the seeds of a chunk share one computation
     return [dataclasses.replace(r, fit_seconds=per_seed) for r in results]
 
@@ -125,6 +129,7 @@ def _fit_seeds(task: FitTask):
 # post) per chunk size.
 _TRAINERS: OrderedDict[tuple, tuple] = OrderedDict()
 _WEIGHTS: OrderedDict[tuple, list] = OrderedDict()
+_DATA: OrderedDict[tuple, object] = OrderedDict()  # a chunk's stacked replicates
 
 
 def _cached(cache: OrderedDict, key: tuple, limit: int, make: Callable[[], Any]) -> Any:

@@ -39,7 +39,7 @@ class Source:
     (``None``: any, the user's file). ``rows`` is its size where known without loading it
     (a generated source's is its ``n_samples``). ``split`` is the default split: the first
     ``n_train`` rows or a random ``test_size``. ``standardize`` is ``data.standardize``'s
-    default.
+    default. ``draws``: a generated source, which draws a new sample for each ``random_state``.
     """
 
     keys: frozenset[str]
@@ -51,6 +51,7 @@ class Source:
     split: str = "test_size"
     own_split: bool = False
     standardize: bool = False
+    draws: bool = False
 
 
 def _sklearn():
@@ -138,18 +139,18 @@ SOURCES: dict[str, Source] = {
                                                factor=d.factor),
         describe=lambda d: f"`circles` (n_samples = {d.n_samples}, noise = {d.noise}, factor = {d.factor}, "
                            f"random_state = {d.random_state})",
-        task="binary", split="n_train"),
+        task="binary", split="n_train", draws=True),
     "moons": Source(
         keys=frozenset({"n_samples", "noise", "random_state"}), parse=lambda t, s, folder: _noisy(t, s),
         load=lambda d: _sklearn().make_moons(n_samples=d.n_samples, noise=d.noise, random_state=d.random_state),
         describe=lambda d: f"`moons` (n_samples = {d.n_samples}, noise = {d.noise}, random_state = {d.random_state})",
-        task="binary", split="n_train"),
+        task="binary", split="n_train", draws=True),
     "sequence": Source(
         keys=frozenset({"n_samples", "random_state", "steps"}), parse=_sequence,
         load=lambda d: _read("adding_task")(d.n_samples, d.steps, d.random_state),
         describe=lambda d: f"generated adding-problem sequences (n_samples = {d.n_samples}, steps = {d.steps}, "
                            f"random_state = {d.random_state})",
-        task="binary"),
+        task="binary", draws=True),
     "digits": Source(
         keys=frozenset({"view"}),
         parse=lambda t, s, folder: {"view": choice(t.get("view", "flat"), s, "data.view", tuple(DIGITS_VIEWS))},

@@ -25,6 +25,8 @@ NORMS = ("none", "l1", "l2", "l1_l2")
 PLACEMENTS = ("pre", "post")
 PENALTIES = ("mean", "sum")
 SAMPLERS = ("grid", "tpe")
+# What a replicate draws anew: nothing (one draw of the data for every seed), its train/test split, or its sample.
+RESAMPLE = ("none", "split", "draw")
 DATA_SOURCES = tuple(SOURCES)
 LAYER_TYPES = tuple(LAYERS)
 # The loss decides the task; the task decides the output layer and the metrics.
@@ -38,8 +40,15 @@ class DataSpec:
     """Where the data comes from and how it is split (see :mod:`search.data`).
 
     Split: the first ``n_train`` rows train, or, with ``test_size``, a random split
-    drawn from ``split_seed`` (stratified when ``stratify``). Fields that do not apply
-    to ``source`` are ``None``.
+    drawn from ``split_seed`` (stratified when ``stratify``); ``n_train`` with a
+    ``split_seed`` draws that many training rows at random. ``validation`` (a fraction)
+    carves validation rows out of the training rows, drawn from ``split_seed`` (0 when
+    unset). Fields that do not apply to ``source`` are ``None``.
+
+    ``resample`` says what each replicate (seed) draws anew: ``"none"``, one draw of the
+    data for every seed; ``"split"``, replicate s splits with ``split_seed = s``;
+    ``"draw"``, replicate s generates its sample with ``random_state = s``. The concrete
+    data of replicate s is :meth:`for_replicate`.
     """
 
     source: str = "circles"
@@ -57,6 +66,24 @@ class DataSpec:
     path: str | None = None  # csv and npz: an absolute path
     target: str | None = None  # csv only
     features: tuple[str, ...] | None = None  # csv only; None: every column but the target
+    validation: float | None = None  # fraction of the training rows held out for selection
+    resample: str = "none"
+
+    def for_replicate(self, seed: int) -> DataSpec:
+        """The fixed data of replicate ``seed``: itself without resampling, else the spec
+        with its ``split_seed`` (``"split"``) or ``random_state`` (``"draw"``) set to ``seed``."""
+        if self.resample == "split":
+            return replace(self, resample="none", split_seed=seed)
+        if self.resample == "draw":
+            return replace(self, resample="none", random_state=seed)
+        return self
+
+    @property
+    def variance_sources(self) -> str:
+        """What varies between the replicates of a study, in words."""
+        return {"none": "initialization and order (data fixed: one draw)",
+                "split": "the train/test split, initialization and order (one sample of the data)",
+                "draw": "data (a new sample per replicate), initialization and order"}[self.resample]
 
 
 @dataclass(frozen=True)
@@ -160,6 +187,8 @@ class StudySpec:
     references: tuple[Reference, ...] = ()
     path: str | None = None
     metric: str | None = None  # None: the task's first metric (accuracy, or r2 for regression)
+    # How results are read, not what they are (left out of the fingerprint, like the references):
+    rope: float | None = None  # region of practical equivalence in the metric's units; None: the metric's default
     # How runs behave, not what they compute (left out of the fingerprint, like storage and n_jobs):
     heartbeat_grace: int = 60  # seconds without a heartbeat after which a claimed configuration is retried
     max_failures: int = 3  # configurations that may fail in one run before the run stops
@@ -237,7 +266,7 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
     known(doc, s, "", {
         "name", "storage", "seeds", "n_jobs", "penalty", "sampler", "n_trials", "sampler_seed",
         "chunk_size", "data", "model", "train", "space", "reference", "metric",
-        "heartbeat_grace", "max_failures", "worker_retries", "scheduler",
+        "heartbeat_grace", "max_failures", "worker_retries", "scheduler", "rope",
     })
     name = get(doc, s, "name", str, required=True)
     check(name.strip() != "" and len(name) <= 200, s, "name", "must be a non-empty string of at most 200 characters")
@@ -279,6 +308,8 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
                   'so its regularizer can only see the output; use placement = ["post"]')
     if space.l1_ratio is not None:
         check("l1_l2" in space.norm, s, "space.l1_ratio", 'only applies to norm "l1_l2", which space.norm lacks')
+    rope = get(doc, s, "rope", float)
+    check(rope is None or rope > 0, s, "rope", "must be a positive number (in the units of the metric)")
     references = _references(doc.get("reference", []), s)
     if references:
         check(model.task != "regression", s, "reference", "published references hold accuracies; "
@@ -287,7 +318,7 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
         name=name, storage=storage, seeds=seeds, data=data, model=model, train=train, space=space,
         n_jobs=n_jobs, penalty=penalty, sampler=sampler, n_trials=n_trials, sampler_seed=sampler_seed,
         chunk_size=chunk_size, references=references, path=None if source.startswith("<") else source,
-        metric=metric, **settings,
+        metric=metric, rope=rope, **settings,
     )
 
 
@@ -316,7 +347,7 @@ def _scheduler(value: Any, s: str, key: str) -> str:
 # ----------------------------------------------------------------------------- sections
 
 
-SPLIT_KEYS = frozenset({"n_train", "test_size", "split_seed", "standardize"})
+SPLIT_KEYS = frozenset({"n_train", "test_size", "split_seed", "standardize", "validation"})
 
 
 def _data(t: Mapping[str, Any], s: str, task: str, base: Path) -> DataSpec:
@@ -325,7 +356,7 @@ def _data(t: Mapping[str, Any], s: str, task: str, base: Path) -> DataSpec:
     if source.task is not None:
         check(source.task == task, s, "data.source",
               f"{name!r} is a {source.task} dataset, but model.loss makes this a {task} study")
-    allowed = {"source"} | source.keys | (SPLIT_KEYS if not source.own_split else {"standardize"})
+    allowed = {"source", "resample"} | source.keys | (SPLIT_KEYS if not source.own_split else {"standardize"})
     for k in t:
         if k in SPLIT_KEYS.union(*(o.keys for o in SOURCES.values())) and k not in allowed:
             why = " (an npz file holds its own train and test arrays)" if source.own_split else ""
@@ -338,24 +369,59 @@ def _data(t: Mapping[str, Any], s: str, task: str, base: Path) -> DataSpec:
         fields.update(_split(t, s, task, source, fields.get("n_samples") or source.rows))
     if get(t, s, "data.standardize", bool, default=source.standardize):
         fields["standardize"] = True
+    fields.update(_resample(t, s, task, name, source, fields))
     return DataSpec(**fields)
 
 
+def _resample(t: Mapping[str, Any], s: str, task: str, name: str, source: Source,
+              fields: dict[str, Any]) -> dict[str, Any]:
+    """``resample`` and the key it takes over: each replicate's ``split_seed`` or ``random_state``."""
+    resample = choice(t.get("resample", "none"), s, "data.resample", RESAMPLE)
+    if resample == "none":
+        return {}
+    if resample == "draw":
+        check(source.draws, s, "data.resample",
+              f'"draw" needs a generated source ({", ".join(n for n, o in SOURCES.items() if o.draws)}); '
+              f'{name!r} is one fixed sample: use resample = "split" to draw each replicate\'s split')
+        check("random_state" not in t, s, "data.random_state",
+              'does not apply with resample = "draw": replicate s draws its sample with random_state = s')
+        return {"resample": resample, "random_state": None}
+    check(not source.own_split, s, "data.resample",
+          '"split" needs data that actreg splits; an npz file holds its own train and test arrays')
+    check("split_seed" not in t, s, "data.split_seed",
+          'does not apply with resample = "split": replicate s splits with split_seed = s')
+    return {"resample": resample, "split_seed": None, "stratify": task != "regression"}
+
+
 def _split(t: Mapping[str, Any], s: str, task: str, source: Source, rows: int | None) -> dict[str, Any]:
-    """The first ``n_train`` rows train, or a seeded random split of ``test_size`` (stratified for classes)."""
+    """The first ``n_train`` rows train, or a seeded random split of ``test_size`` (stratified for
+    classes); ``n_train`` with ``split_seed`` draws the training rows at random. Then ``validation``."""
     check(not ("n_train" in t and "test_size" in t), s, "data", "give n_train or test_size, not both")
+    out: dict[str, Any]
     if "test_size" in t or ("n_train" not in t and source.split == "test_size"):
         size = get(t, s, "data.test_size", float, default=0.25)
         check(0 < size < 1, s, "data.test_size", "must be between 0 and 1 (exclusive)")
-        return {"test_size": size, "split_seed": get(t, s, "data.split_seed", int, default=0),
-                "stratify": task != "regression"}
-    check("split_seed" not in t, s, "data.split_seed", "only applies with test_size")
-    default = min(30, rows // 2) if rows else None
-    n_train = get(t, s, "data.n_train", int, required=default is None, default=default)
-    check(n_train > 0, s, "data.n_train", "must be a positive integer")
-    if rows is not None:
-        check(n_train < rows, s, "data.n_train", f"must be between 1 and the number of rows - 1 ({rows - 1})")
-    return {"n_train": n_train}
+        out = {"test_size": size, "split_seed": get(t, s, "data.split_seed", int, default=0),
+               "stratify": task != "regression"}
+        n_train = None if rows is None else rows - math.ceil(size * rows)
+    else:
+        default = min(30, rows // 2) if rows else None
+        n_train = get(t, s, "data.n_train", int, required=default is None, default=default)
+        check(n_train > 0, s, "data.n_train", "must be a positive integer")
+        if rows is not None:
+            check(n_train < rows, s, "data.n_train", f"must be between 1 and the number of rows - 1 ({rows - 1})")
+        out = {"n_train": n_train}
+        if "split_seed" in t:  # n_train rows drawn at random instead of the first ones
+            out.update(split_seed=get(t, s, "data.split_seed", int), stratify=task != "regression")
+    if "validation" in t:
+        fraction = get(t, s, "data.validation", float)
+        check(0 < fraction < 1, s, "data.validation", "must be a fraction of the training rows between 0 and 1 "
+                                                       "(exclusive)")
+        if n_train is not None:
+            held = math.ceil(fraction * n_train)
+            check(held < n_train, s, "data.validation", f"leaves no training rows ({held} of {n_train} held out)")
+        out.update(validation=fraction, stratify=task != "regression")
+    return out
 
 
 def _references(raw: Any, s: str) -> tuple[Reference, ...]:

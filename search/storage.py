@@ -250,12 +250,19 @@ def spec_fingerprint(spec: StudySpec) -> dict[str, Any]:
     """
     d = asdict(spec)
     for key in ("storage", "n_jobs", "path", "references", "heartbeat_grace", "max_failures", "worker_retries",
-                "scheduler"):
+                "scheduler", "rope"):
         d.pop(key)
     d["model"].pop("builder_path")  # where the builder's module lies, not what it computes
+    for key, default in ADDED_DATA_KEYS.items():  # at their defaults, studies stored earlier keep their fingerprint
+        if d["data"][key] == default:
+            del d["data"][key]
     if spec.data.path is not None:  # a user's file counts by its content, wherever it lies
         d["data"]["path"] = "sha256:" + file_digest(spec.data.path)
     return json.loads(json.dumps(d))
+
+
+# Data settings added after studies were stored, with the value that reproduces the earlier behaviour.
+ADDED_DATA_KEYS = {"validation": None, "resample": "none"}
 
 
 def file_digest(path: str) -> str:

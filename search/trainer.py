@@ -32,6 +32,7 @@ gives the same numbers.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -62,7 +63,8 @@ class SeedResult:
     """One seed's fit. Accuracies are fractions in [0, 1]; losses include the penalty.
 
     ``train`` and ``test`` map ``"loss"`` and each metric to its value with the final
-    weights, on the training and the test set. ``history`` maps each of
+    weights, on the training and the test set; ``validation`` likewise on the validation
+    rows, when the data has them (else ``None``). ``history`` maps each of
     :func:`history_keys` to a float32 array of one value per epoch: ``loss`` and the
     metrics as ``fit`` reports them (over the epoch's batches), ``test_*`` evaluated on
     the test set after the epoch. ``mean_activation`` and ``zero_fraction`` give, per
@@ -79,6 +81,7 @@ class SeedResult:
     history: dict[str, np.ndarray]
     weights: tuple[np.ndarray, ...] | None = None
     fit_seconds: float = 0.0  # wall time of the chunk's fit (compilation excluded) per seed of the chunk
+    validation: dict[str, float] | None = None
 
     @property
     def test_accuracy(self) -> float:
@@ -251,6 +254,9 @@ class _Graph:
     y_train: object
     x_test: object
     y_test: object
+    x_validation: object | None
+    y_validation: object | None
+    per_seed_data: bool  # the data arrays have a leading seed axis: each seed its own rows
     n_train: object  # the training rows as a variable (see ChunkTrainer)
     batch: int
     shuffle: bool
@@ -281,17 +287,19 @@ def _per_seed(g: _Graph, fn, per_seed_args, shared=()):
 
 
 def _evaluate(g: _Graph, values, states, x, y):
-    """Every seed's loss and metrics on ``x``, ``y`` (inference mode)."""
+    """Every seed's loss and metrics on ``x``, ``y`` (inference mode); with per-seed data, seed k's on its own."""
     import tensorflow as tf
 
-    if g.n_seeds == 1:
+    if g.per_seed_data:
+        per_seed, shared = (values, states, x, y), ()
+    elif g.n_seeds == 1:
         per_seed, shared = (values, states), (x, y)
     else:
         # Each seed gets its own copy of the rows. Shared rows made pfor multiply them by every
         # seed's weights at once, (rows, seeds x units), then transpose: a third of an XLA epoch.
         per_seed, shared = (values, states, *(tf.broadcast_to(t[None], [g.n_seeds, *t.shape]) for t in (x, y))), ()
     loss, stats, _ = _per_seed(g, lambda v, st, x_, y_: _seed_loss(g, v, st, x_, y_, False), per_seed, shared)
-    return loss, metric_values(g.metrics, stats, tf.cast(tf.shape(y)[0], tf.float32))
+    return loss, metric_values(g.metrics, stats, tf.cast(tf.shape(y)[1 if g.per_seed_data else 0], tf.float32))
 
 
 def _train_step(g: _Graph, v, st, x_, y_):
@@ -312,11 +320,12 @@ def _train_step(g: _Graph, v, st, x_, y_):
     return loss, stats, new_states, tape.gradient(loss, v, unconnected_gradients="zero")
 
 
-def _rows(t, start, size: int):
-    """``t[start:start + size]`` along the first axis, with a static size."""
+def _rows(t, start, size: int, axis: int = 0):
+    """``t[start:start + size]`` along ``axis``, with a static size."""
     import tensorflow as tf
 
-    return tf.slice(t, [start] + [0] * (len(t.shape) - 1), [size] + [-1] * (len(t.shape) - 1))
+    rank = len(t.shape)
+    return tf.slice(t, [0] * axis + [start] + [0] * (rank - axis - 1), [-1] * axis + [size] + [-1] * (rank - axis - 1))
 
 
 def _step(g: _Graph, order, start, size: int, sums):
@@ -328,12 +337,17 @@ def _step(g: _Graph, order, start, size: int, sums):
     with contextlib.nullcontext() if g.jit else tf.GradientTape() as tape:
         values, states = g.stack.read()
         step = lambda *a: _train_step(g, *a)  # noqa: E731
-        if order is None:
+        if order is None and g.per_seed_data:
+            out = _per_seed(g, step, (values, states, _rows(g.x_train, start, size, 1),
+                                      _rows(g.y_train, start, size, 1)))
+        elif order is None:
             out = _per_seed(g, step, (values, states), shared=(_rows(g.x_train, start, size),
                                                                _rows(g.y_train, start, size)))
         else:
             idx = tf.slice(order, [0, start], [g.n_seeds, size])
-            out = _per_seed(g, step, (values, states, tf.gather(g.x_train, idx), tf.gather(g.y_train, idx)))
+            batch_dims = 1 if g.per_seed_data else 0  # each seed's rows from its own data, or from the shared rows
+            out = _per_seed(g, step, (values, states, tf.gather(g.x_train, idx, batch_dims=batch_dims),
+                                      tf.gather(g.y_train, idx, batch_dims=batch_dims)))
         loss, stats, new_states = out[:3]
         total = tf.reduce_sum(loss)
     # The gradient of the sum of the seeds' losses is, slice by slice, each seed's own.
@@ -346,11 +360,22 @@ def _step(g: _Graph, order, start, size: int, sums):
     return loss_sum + loss * float(size), stats_sum + stats
 
 
+def _read_data(g: _Graph) -> _Graph:
+    """``g`` with its per-seed data variables read once, for the whole function: every use then sees
+    one tensor, as every use of shared data sees one constant (a read is stateful, so each read
+    would be a node of its own, and grappler would fuse the ops after it differently)."""
+    if not g.per_seed_data:
+        return g
+    names = ("x_train", "y_train", "x_test", "y_test", "x_validation", "y_validation")
+    return dataclasses.replace(g, **{n: getattr(g, n).read_value() for n in names if getattr(g, n) is not None})
+
+
 def _run_epochs(g: _Graph, epochs):
     """Train ``epochs`` epochs; the history as a tensor (epochs, len(history_keys), seeds)."""
     import tensorflow as tf
 
-    n_rows = int(g.x_train.shape[0])
+    g = _read_data(g)
+    n_rows = int(g.x_train.shape[1 if g.per_seed_data else 0])
     n_full, last = divmod(n_rows, g.batch)
     n_stats = stats_size(g.metrics)
     history = tf.TensorArray(tf.float32, size=epochs)
@@ -372,28 +397,34 @@ def _run_epochs(g: _Graph, epochs):
 
 
 def _final(g: _Graph):
-    """Loss and metrics on both sets with the final weights; per regularized layer, the mean
-    activation and the fraction of exact zeros on the test inputs."""
+    """Loss and metrics on the training, test and validation sets (the last ``None`` without
+    validation rows) with the final weights; per regularized layer, the mean activation and
+    the fraction of exact zeros on the test inputs."""
     import keras
     import tensorflow as tf
 
+    g = _read_data(g)
     values, states = g.stack.read()
-    train_loss, train_values = _evaluate(g, values, states, g.x_train, g.y_train)
-    test_loss, test_values = _evaluate(g, values, states, g.x_test, g.y_test)
+    train = _evaluate(g, values, states, g.x_train, g.y_train)
+    test = _evaluate(g, values, states, g.x_test, g.y_test)
+    validation = None if g.x_validation is None else _evaluate(g, values, states, g.x_validation, g.y_validation)
     if g.probe_model is None:
         empty = tf.zeros([g.n_seeds, 0])
-        return train_loss, train_values, test_loss, test_values, empty, empty
+        return train, test, validation, empty, empty
 
-    def sparsity(v, st):
+    def sparsity(v, st, x):
         mapping = list(zip(g.stack.weights, v)) + list(zip(g.stack.state, st))
         with keras.StatelessScope(state_mapping=mapping, collect_losses=True):
-            outs = g.probe_model(g.x_test, training=False)
+            outs = g.probe_model(x, training=False)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         return (tf.stack([tf.reduce_mean(o) for o in outs]),
                 tf.stack([tf.reduce_mean(tf.cast(tf.equal(o, 0.0), tf.float32)) for o in outs]))
 
-    mean_act, zeros = _per_seed(g, sparsity, (values, states))
-    return train_loss, train_values, test_loss, test_values, mean_act, zeros
+    if g.per_seed_data:
+        mean_act, zeros = _per_seed(g, sparsity, (values, states, g.x_test))
+    else:
+        mean_act, zeros = _per_seed(g, sparsity, (values, states), shared=(g.x_test,))
+    return train, test, validation, mean_act, zeros
 
 
 class ChunkTrainer:
@@ -406,8 +437,10 @@ class ChunkTrainer:
     The graph reads everything that changes between fits from variables (a
     :class:`SeedStack`): initial weights and other state, optimizer state, shuffling keys,
     and the regularizer's factors (see :class:`search.model.ActivityPenalty`), so one
-    compilation serves every strength of a norm and placement. Not thread-safe: one fit at
-    a time.
+    compilation serves every strength of a norm and placement. Data with a seed axis
+    (``data.per_seed``: every seed trains and is evaluated on its own replicate's rows) is
+    held in variables too, so one compilation serves every draw of the data; shared data is
+    a constant of the graph. Not thread-safe: one fit at a time.
     """
 
     def __init__(self, template, data: Dataset, train: TrainSpec, n_seeds: int, probes: Sequence[str] = (),
@@ -423,7 +456,9 @@ class ChunkTrainer:
         self.metrics = tuple(metrics)
         self.history_keys = history_keys(self.metrics)
         self._stack = SeedStack(template, n_seeds, train.learning_rate)
-        n_rows = int(data.x_train.shape[0])
+        n_rows = data.rows[0]
+        if data.per_seed and data.x_train.shape[0] != n_seeds:
+            raise ValueError(f"per-seed data for {data.x_train.shape[0]} seeds, but this trainer fits {n_seeds}")
         if jit is None:
             jit = use_xla(n_seeds, steps_per_fit(train, n_rows),
                           [type(layer).__name__ for layer in template.layers], looping)
@@ -433,8 +468,14 @@ class ChunkTrainer:
         # division by a constant into a product with its reciprocal, which rounds differently
         # from Keras's metrics (they divide by a count held in a variable).
         n_train = tf.Variable(float(n_rows), trainable=False, name="n_train")
-        g = _Graph(template, self._stack, task, self.metrics, n_seeds, jit, tf.constant(data.x_train),
-                   tf.constant(data.y_train), tf.constant(data.x_test), tf.constant(data.y_test), n_train,
+        self.per_seed_data = data.per_seed
+        arrays = [data.x_train, data.y_train, data.x_test, data.y_test, data.x_validation, data.y_validation]
+        if data.per_seed:
+            self._data = [None if a is None else tf.Variable(a, trainable=False, name=f"data{i}")
+                          for i, a in enumerate(arrays)]
+        else:
+            self._data = [None if a is None else tf.constant(a) for a in arrays]
+        g = _Graph(template, self._stack, task, self.metrics, n_seeds, jit, *self._data, data.per_seed, n_train,
                    train.batch_size, train.shuffle, probe_model)
         self._run = tf.function(lambda epochs: _run_epochs(g, epochs), jit_compile=jit)
         self._final = tf.function(lambda: _final(g))
@@ -449,34 +490,50 @@ class ChunkTrainer:
 
     def fit(self, initial_weights: Sequence[Sequence[np.ndarray]], seeds: Sequence[int],
             keep_weights: bool = False, initial_states: Sequence[Sequence[np.ndarray]] | None = None,
-            ) -> list[SeedResult]:
+            data: Dataset | None = None) -> list[SeedResult]:
         """Train from ``initial_weights[k]`` (seed k's weights, in trainable-variable order).
 
         ``initial_states[k]`` holds seed k's other variables (``non_trainable_variables``
-        order); by default the template's values.
+        order); by default the template's values. ``data`` (per-seed, of the shapes the
+        trainer was built with) replaces the seeds' rows for this fit and the next ones.
         """
         import tensorflow as tf
 
         if len(initial_weights) != self.n_seeds or len(seeds) != self.n_seeds:
             raise ValueError(f"this trainer fits {self.n_seeds} seeds at a time")
+        if data is not None:
+            self._load(data)
         if initial_states is None:
             initial_states = [[v.numpy() for v in self.template.non_trainable_variables]] * self.n_seeds
         self._stack.load(initial_weights, initial_states, seeds)
         hist = self._run(tf.constant(self.train.epochs)).numpy()
-        tr_loss, tr_values, te_loss, te_values, mean_act, zeros = tf.nest.map_structure(
-            lambda t: t.numpy(), self._final())
+        final = tf.nest.map_structure(lambda t: None if t is None else t.numpy(), self._final())
         trained = [v.numpy() for v in self._stack.stacked] if keep_weights else None
-        return [self._result(k, seed, hist, (tr_loss, tr_values, te_loss, te_values, mean_act, zeros), trained)
-                for k, seed in enumerate(seeds)]
+        return [self._result(k, seed, hist, final, trained) for k, seed in enumerate(seeds)]
+
+    def _load(self, data: Dataset) -> None:
+        if not (self.per_seed_data and data.per_seed):
+            raise ValueError("only a trainer built on per-seed data takes other data per fit")
+        arrays = [data.x_train, data.y_train, data.x_test, data.y_test, data.x_validation, data.y_validation]
+        for var, a in zip(self._data, arrays):
+            if (var is None) != (a is None) or (a is not None and tuple(var.shape) != a.shape):
+                raise ValueError("the data of a fit must have the shapes the trainer was built with")
+            if var is not None:
+                var.assign(a)
 
     def _result(self, k: int, seed: int, hist: np.ndarray, final: tuple, trained: list | None) -> SeedResult:
-        tr_loss, tr_values, te_loss, te_values, mean_act, zeros = final
+        (tr_loss, tr_values), (te_loss, te_values), validation, mean_act, zeros = final
+
+        def values(loss, metrics) -> dict[str, float]:
+            return {"loss": float(loss[k]), **{m: float(v[k]) for m, v in zip(self.metrics, metrics)}}
+
         return SeedResult(
             seed=int(seed),
-            train={"loss": float(tr_loss[k]), **{m: float(v[k]) for m, v in zip(self.metrics, tr_values)}},
-            test={"loss": float(te_loss[k]), **{m: float(v[k]) for m, v in zip(self.metrics, te_values)}},
+            train=values(tr_loss, tr_values),
+            test=values(te_loss, te_values),
             mean_activation=tuple(float(v) for v in mean_act[k]),
             zero_fraction=tuple(float(v) for v in zeros[k]),
             history={key: np.ascontiguousarray(hist[:, i, k]) for i, key in enumerate(self.history_keys)},
             weights=None if trained is None else tuple(w[k] for w in trained),
+            validation=None if validation is None else values(*validation),
         )

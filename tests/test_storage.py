@@ -20,6 +20,18 @@ def test_settings_added_later_do_not_invalidate_stored_studies():
     assert fingerprint_diff(old, current) == []
     changed = spec_fingerprint(parse_spec({**BASE, "metric": "accuracy", "train": {"epochs": 6}}))
     assert fingerprint_diff(old, changed) == ["train.epochs"]
+    # Resampling and validation rows, at their defaults, are not even written: a study file of before
+    # gets the very fingerprint it got then.
+    assert not {"resample", "validation"} & set(current["data"]) and "rope" not in current
+
+
+def test_resampling_and_validation_are_part_of_the_study_and_the_rope_is_not():
+    current = spec_fingerprint(parse_spec(BASE))
+    resampled = spec_fingerprint(parse_spec({**BASE, "data": {**BASE["data"], "resample": "draw"}}))
+    assert fingerprint_diff(current, resampled) == ["data.random_state", "data.resample"]
+    held = spec_fingerprint(parse_spec({**BASE, "data": {**BASE["data"], "validation": 0.2}}))
+    assert fingerprint_diff(current, held) == ["data.stratify", "data.validation"]
+    assert fingerprint_diff(current, spec_fingerprint(parse_spec({**BASE, "rope": 0.05}))) == []
 
 
 def test_a_users_data_file_counts_by_content(tmp_path):

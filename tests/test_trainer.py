@@ -65,6 +65,37 @@ def test_each_replica_of_a_chunk_matches_its_single_seed_fit(config):
         np.testing.assert_array_equal(chunk[k].history["test_accuracy"], alone.history["test_accuracy"])
 
 
+@pytest.mark.parametrize("jit", [False, True])
+def test_each_seed_of_a_chunk_trains_on_its_own_replicate(jit):
+    """Per-seed data (resample = "draw", with validation rows): in a chunk, each seed matches its fit on
+    its own replicate's data alone; its validation metrics are those of its final weights on its rows."""
+    from dataclasses import replace
+
+    from search.data import replicate_data
+
+    spec = replace(DATA, resample="draw", random_state=None, validation=0.2, stratify=True)
+    train = TrainSpec(epochs=8, batch_size=8, shuffle=True)
+    config = Configuration("l1", 1e-3, "pre")
+    seeds = [0, 1, 2]
+    built = [build_model(MLP, config, "mean", s, 2, train.learning_rate) for s in seeds]
+    stacked = replicate_data(spec, tuple(seeds))
+    chunk = train_seeds([b.model for b in built], stacked, train, seeds, built[0].probes, keep_weights=True, jit=jit)
+    for k, seed in enumerate(seeds):
+        own = make_dataset(spec.for_replicate(seed))
+        assert own.rows == (24, 70, 6)
+        b = build_model(MLP, config, "mean", seed, 2, train.learning_rate)
+        (alone,) = train_seeds([b.model], own, train, [seed], b.probes, keep_weights=True)
+        for got, want in zip(chunk[k].weights, alone.weights):
+            np.testing.assert_allclose(got, want, atol=1e-5)
+        np.testing.assert_array_equal(chunk[k].history["test_accuracy"], alone.history["test_accuracy"])
+        assert chunk[k].validation["accuracy"] == alone.validation["accuracy"]
+        b.model.set_weights(alone.weights)
+        evaluated = b.model.evaluate(own.x_validation, own.y_validation, verbose=0, return_dict=True)
+        assert alone.validation["accuracy"] == pytest.approx(evaluated["accuracy"], abs=1e-7)
+        assert alone.validation["loss"] == pytest.approx(evaluated["loss"], rel=1e-5)
+    assert len({r.test_accuracy for r in chunk}) > 1 or len({r.validation["loss"] for r in chunk}) == 3
+
+
 def test_same_seeds_give_the_same_numbers():
     train = TrainSpec(epochs=6, batch_size=8, shuffle=True)
     config = Configuration("l2", 1e-3, "post")
