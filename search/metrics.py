@@ -29,7 +29,9 @@ class Metric:
     sums; ``value(sums, n)`` the metric of ``n`` rows from sums whose last axis holds those
     ``n_stats`` numbers (there may be a seed axis before it). ``keras()`` is what
     ``model.compile`` gets for it. ``fraction`` marks a count of rows over the rows
-    (accuracy): stored as an exact fraction, averaged from integer totals.
+    (accuracy): stored as an exact fraction, averaged from integer totals. ``rope`` is the
+    default region of practical equivalence of the verdicts (see :mod:`search.stats`) in the
+    metric's units, or with ``rope_relative`` as a fraction of the baseline's mean.
     """
 
     label: str
@@ -42,6 +44,8 @@ class Metric:
     n_stats: int = 1
     minimize: bool = False
     fraction: bool = False
+    rope: float = 0.01
+    rope_relative: bool = False
 
 
 def _ops():
@@ -106,7 +110,7 @@ METRICS: dict[str, Metric] = {
     "mae": Metric(
         label="MAE", latex="MAE", stats=lambda task, y, y_pred: [_ops().sum(_ops().absolute(y - y_pred))],
         value=lambda sums, n: sums[..., 0] / n, keras=_keras_metric("MeanAbsoluteError", name="mae"),
-        tasks=("regression",), minimize=True),
+        tasks=("regression",), minimize=True, rope_relative=True),  # MAE is in the target's units: 1% of the baseline's
     # F1 of the positive class: true positives, false positives and false negatives are
     # summed over batches, so an epoch's F1 is that of all its rows (not a mean of batch F1s).
     "f1": Metric(

@@ -3,13 +3,18 @@
 For each configuration, d_k = the test metric (accuracy, R2 or MAE) of seed k minus the
 baseline's of the same seed, over the seeds both have. Reported per configuration:
 
-* ``mean_diff`` with its two-sided 95% Student-t interval (``ci95_low_diff``, ``ci95_high_diff``);
+* ``mean_diff`` with its two-sided 95% Student-t interval (``ci95_low_diff``, ``ci95_high_diff``)
+  and ``std_diff``, the sample standard deviation of d;
 * ``t_pvalue``: paired t-test (H0: mean of d is 0); ``wilcoxon_pvalue``: Wilcoxon signed-rank
   test (zero differences dropped; 1.0 when every difference is zero);
 * ``t_pvalue_holm``, ``wilcoxon_pvalue_holm``: Holm's step-down correction across all
   configurations of the table;
 * ``effect_size_dz``: Cohen's d_z = mean(d) / sd(d) (NaN when sd is 0);
-* ``few_seeds``: True with fewer than 5 pairs, where none of these tests means much.
+* ``few_seeds``: True with fewer than 5 pairs, where none of these tests means much;
+* ``verdict``: ``better``, ``worse``, ``equivalent`` or ``undecided`` against the baseline,
+  with a region of practical equivalence ``rope`` (see :func:`verdicts`), the adjusted
+  p-values it came from (``p_better``, ``p_worse``, ``p_equivalent``) and, for an undecided
+  configuration, ``detectable_diff`` and ``replicates_needed`` (see :func:`power`).
 
 Diverged configurations (see :mod:`search.results`) are left out: their numbers come
 from NaN weights and are no finding. A diverged baseline leaves nothing to compare with.
@@ -23,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from search.metrics import METRICS
 from search.results import ci95, complete_trials, configuration_of, finite_trials
 
 if TYPE_CHECKING:
@@ -32,6 +38,9 @@ if TYPE_CHECKING:
     from search.spec import Reference
 
 MIN_SEEDS = 5
+ALPHA = 0.05  # familywise error rate of the verdicts (and the level of the report's † mark)
+POWER = 0.8  # the power at which detectable differences and needed replicates are computed
+VERDICTS = ("better", "worse", "equivalent", "undecided")
 
 
 def paired_differences(config_acc: dict[int, float], baseline_acc: dict[int, float]) -> np.ndarray:
@@ -47,6 +56,7 @@ def paired_test(d: np.ndarray) -> dict[str, float]:
     n = len(d)
     out = {"n_pairs": n, "mean_diff": float(d.mean()) if n else math.nan}
     sd = float(d.std(ddof=1)) if n > 1 else math.nan
+    out["std_diff"] = sd
     if n > 1 and sd > 0:
         low, high = ci95(d)
         out.update(ci95_low_diff=low, ci95_high_diff=high, t_pvalue=float(stats.ttest_1samp(d, 0.0).pvalue), effect_size_dz=out["mean_diff"] / sd)
@@ -78,12 +88,17 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
+VERDICT_COLUMNS = ["rope", "verdict", "p_better", "p_worse", "p_equivalent", "detectable_diff", "replicates_needed"]
+
+
 def baseline_comparison(trials: Sequence[optuna.trial.FrozenTrial], param_names: Sequence[str],
-                        metric: str = "accuracy") -> pd.DataFrame:
-    """One row per non-baseline configuration: its paired comparison with the baseline on ``metric``.
+                        metric: str = "accuracy", rope: float | None = None) -> pd.DataFrame:
+    """One row per non-baseline configuration: its paired comparison with the baseline on ``metric``,
+    and its verdict.
 
     A positive ``mean_diff`` means a higher value than the baseline: better for accuracy
-    and R2, worse for MAE.
+    and R2, worse for MAE. ``rope`` is the region of practical equivalence in the metric's
+    units (default: :func:`default_rope`).
 
     Empty when the study has no baseline (``norm = "none"``) among its complete trials.
     """
@@ -92,26 +107,174 @@ def baseline_comparison(trials: Sequence[optuna.trial.FrozenTrial], param_names:
     done = finite_trials(trials)
     base = next((t for t in done if configuration_of(t).is_baseline), None)
     columns = [f"param_{p}" for p in param_names] + ["configuration", "trial_number",
-        "n_pairs", "mean_diff", "ci95_low_diff", "ci95_high_diff", "t_pvalue", "t_pvalue_holm",
-        "wilcoxon_pvalue", "wilcoxon_pvalue_holm", "effect_size_dz", "few_seeds"]
+        "n_pairs", "mean_diff", "std_diff", "ci95_low_diff", "ci95_high_diff", "t_pvalue", "t_pvalue_holm",
+        "wilcoxon_pvalue", "wilcoxon_pvalue_holm", "effect_size_dz", "few_seeds", *VERDICT_COLUMNS]
     if base is None:
         return pd.DataFrame(columns=columns)
     base_acc = _by_seed(base, metric)
-    rows = []
+    rows, diffs = [], []
     for t in done:
         if t is base:
             continue
         row = {f"param_{p}": t.params.get(p) for p in param_names}
         row.update(configuration=configuration_of(t).label, trial_number=t.number)
-        row.update(paired_test(paired_differences(_by_seed(t, metric), base_acc)))
+        d = paired_differences(_by_seed(t, metric), base_acc)
+        row.update(paired_test(d))
         rows.append(row)
+        diffs.append(d)
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=columns)
     frame["t_pvalue_holm"] = holm(frame["t_pvalue"])
     frame["wilcoxon_pvalue_holm"] = holm(frame["wilcoxon_pvalue"])
     frame["few_seeds"] = frame["n_pairs"] < MIN_SEEDS
+    rope = default_rope(metric, np.nanmean(np.asarray(list(base_acc.values()), dtype=np.float64))) \
+        if rope is None else rope
+    judged = verdicts(diffs, rope, maximize=not METRICS[metric].minimize)
+    for name in VERDICT_COLUMNS:
+        frame[name] = [v[name] for v in judged]
     return frame[columns]
+
+
+def default_rope(metric: str, baseline_mean: float) -> float:
+    """The metric's region of practical equivalence: ``METRICS[metric].rope`` in its units, or
+    that fraction of the baseline's mean (MAE)."""
+    m = METRICS[metric]
+    return m.rope * abs(float(baseline_mean)) if m.rope_relative else m.rope
+
+
+def verdicts(diffs: Sequence[np.ndarray], rope: float, maximize: bool = True,
+             alpha: float = ALPHA) -> list[dict[str, float | str | int | None]]:
+    """Each configuration's verdict against the baseline from its paired differences ``diffs[j]``.
+
+    With Δ_j the true mean difference, oriented so that positive is an improvement (the
+    sign is flipped when lower is better, for MAE), the line is split in three regions:
+    ``better`` (Δ > rope), ``equivalent`` (|Δ| ≤ rope, the region of practical equivalence)
+    and ``worse`` (Δ < −rope). Per configuration each region is tested with the paired
+    t-statistic (partitioning principle, Finner & Strassburger 2002):
+
+    * ``equivalent`` needs Δ > −rope and Δ < rope both shown: two one-sided tests (TOST),
+      ``p_equivalent`` is the larger of their p-values;
+    * ``better`` needs |Δ| ≤ rope and Δ ≤ −rope rejected: ``p_better`` is the larger of the
+      p-value of |Δ| ≤ rope (the folded test: the chance, at |Δ| = rope, of a mean at least as
+      far out as the observed one) and of Δ ≤ −rope; ``worse`` is the mirror image.
+
+    Exactly one region holds the truth for each configuration, so there are exactly as
+    many true hypotheses as configurations: each p-value is multiplied by their number m
+    (Bonferroni, which Shaffer's refinement of Holm reduces to under this constraint) and
+    a verdict is declared when its adjusted p-value is at most ``alpha``; at most one can
+    be. Guarantee: the probability that any configuration of the study gets a wrong
+    verdict is at most ``alpha``, as far as the t-test's model holds (replicates
+    independent, their mean difference about normal).
+
+    Fewer than :data:`MIN_SEEDS` pairs are ``undecided`` whatever their numbers: too few to
+    trust a t-test's model. With at least that many pairs that all differ by the same
+    amount (no spread), the amount decides. Undecided configurations get :func:`power`'s
+    numbers (where the pairs have a spread).
+    """
+    m = max(1, len(diffs))
+    g = [np.asarray(d, dtype=np.float64) * (1.0 if maximize else -1.0) for d in diffs]
+    out = []
+    for improvement, row in zip(g, decide(g, rope, alpha)):
+        row.update(rope=rope, detectable_diff=None, replicates_needed=None)
+        if row["verdict"] == "undecided" and len(improvement) >= 2 and np.std(improvement, ddof=1) > 0:
+            row.update(power(improvement, rope, alpha / m))
+        out.append(row)
+    return out
+
+
+def decide(improvements: Sequence[np.ndarray], rope: float, alpha: float = ALPHA) -> list[dict]:
+    """The verdicts of :func:`verdicts` and their adjusted p-values, for improvements (positive: better)."""
+    m = max(1, len(improvements))
+    p = _region_pvalues(improvements, rope)
+    out = []
+    for j in range(len(improvements)):
+        adjusted = {k: None if np.isnan(p[k][j]) else min(1.0, m * float(p[k][j])) for k in p}
+        verdict = next((k for k in ("better", "worse", "equivalent")
+                        if adjusted[k] is not None and adjusted[k] <= alpha), "undecided")
+        out.append({"verdict": verdict, "p_better": adjusted["better"], "p_worse": adjusted["worse"],
+                    "p_equivalent": adjusted["equivalent"]})
+    return out
+
+
+def _region_pvalues(g: Sequence[np.ndarray], rope: float) -> dict[str, np.ndarray]:
+    """Unadjusted p-values of "better", "worse" and "equivalent" for each configuration's improvements
+    ``g[j]`` (see :func:`verdicts`), computed for all configurations at once; NaN with too few pairs."""
+    from scipy import stats
+
+    n = np.array([len(x) for x in g], dtype=np.float64)
+    enough = n >= MIN_SEEDS
+    mean = np.array([x.mean() if len(x) else np.nan for x in g])
+    sd = np.array([x.std(ddof=1) if len(x) > 1 else np.nan for x in g])
+    spread = enough & (sd > 0)
+    se = np.where(spread, sd / np.sqrt(np.maximum(n, 1)), 1.0)
+    df = np.maximum(n - 1, 1)
+    above_minus = stats.t.sf((mean + rope) / se, df)  # H: Δ ≤ −rope
+    below_plus = stats.t.cdf((mean - rope) / se, df)  # H: Δ ≥ rope
+    outside = _folded_pvalue(np.abs(mean), rope, se, df)  # H: |Δ| ≤ rope
+    out = {"better": np.maximum(outside, above_minus), "worse": np.maximum(outside, below_plus),
+           "equivalent": np.maximum(above_minus, below_plus)}
+    still = enough & ~spread  # no spread: the t-statistics are infinite, and the amount decides
+    out["better"] = np.where(still, np.where(mean > rope, 0.0, 1.0), out["better"])
+    out["worse"] = np.where(still, np.where(mean < -rope, 0.0, 1.0), out["worse"])
+    out["equivalent"] = np.where(still, np.where(np.abs(mean) < rope, 0.0, 1.0), out["equivalent"])
+    return {k: np.where(enough, v, np.nan) for k, v in out.items()}
+
+
+def _folded_pvalue(distance, rope: float, se, df):
+    """P(|mean| ≥ ``distance``) when Δ = rope: the p-value of |Δ| ≤ rope (arrays or numbers)."""
+    from scipy import stats
+
+    return np.minimum(1.0, stats.t.sf((distance - rope) / se, df) + stats.t.cdf((-distance - rope) / se, df))
+
+
+def power(g: np.ndarray, rope: float, level: float, target: float = POWER,
+          max_replicates: int = 1_000_000) -> dict[str, float | int | None]:
+    """For improvements ``g`` (one per replicate) tested at ``level`` (alpha over the configurations):
+
+    * ``detectable_diff``: the smallest true difference |Δ| that the same number of
+      replicates, with the observed sd of Δ, would call ``better`` (or ``worse``) with
+      probability ``target``: the folded test's critical distance plus the ``target``
+      quantile of the mean;
+    * ``replicates_needed``: how many replicates would reach a verdict with probability
+      ``target`` if the true difference were the observed mean and the sd stayed: ``better``
+      or ``worse`` when the mean lies outside the rope, ``equivalent`` inside it; ``None``
+      when the mean sits on the rope's edge or more than ``max_replicates`` would be needed.
+    """
+    from scipy import stats
+
+    n, mean, sd = len(g), float(g.mean()), float(g.std(ddof=1))
+
+    def critical(k: int) -> float:
+        """The distance of the mean from 0 beyond which the folded test rejects |Δ| ≤ rope at ``level``."""
+        from scipy.optimize import brentq
+
+        se, df = sd / math.sqrt(k), k - 1
+        one_sided = rope + float(stats.t.isf(level, df)) * se
+        if float(stats.t.cdf((-one_sided - rope) / se, df)) < level * 1e-6:  # the far tail adds nothing
+            return one_sided
+        upper = rope + float(stats.t.isf(level / 2, df)) * se  # the two-sided bound: always far enough
+        return float(brentq(lambda c: float(_folded_pvalue(c, rope, se, df)) - level, one_sided, upper))
+
+    def decided(k: int) -> bool:
+        se, df = sd / math.sqrt(k), k - 1
+        if abs(mean) > rope:
+            return abs(mean) >= critical(k) + float(stats.t.ppf(target, df)) * se
+        return rope - abs(mean) >= (float(stats.t.isf(level, df)) + float(stats.t.ppf(target, df))) * se
+
+    detectable = critical(n) + float(stats.t.ppf(target, n - 1)) * sd / math.sqrt(n)
+    if abs(mean) == rope:
+        return {"detectable_diff": detectable, "replicates_needed": None}
+    # Doubling from the study's size to a k that decides, then bisection for the first one.
+    low, high = n, max(n + 1, 2)
+    while not decided(high):
+        low, high = high, high * 2
+        if high > max_replicates:
+            return {"detectable_diff": detectable, "replicates_needed": None}
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if decided(mid) else (mid, high)
+    return {"detectable_diff": detectable, "replicates_needed": high}
 
 
 def _by_seed(trial: optuna.trial.FrozenTrial, metric: str) -> dict[int, float]:

@@ -56,6 +56,8 @@ BAD = [
     ("scheduler", "localhost:8786", "scheduler", "a Dask scheduler address such as tcp://HOST:8786"),
     ("scheduler", "tcp://host", "scheduler", "a Dask scheduler address"),
     ("colour", "red", "colour", "unknown key"),
+    ("rope", -0.01, "rope", "positive number"),
+    ("rope", "wide", "rope", "must be a number"),
     ("data.source", "mnist", "data.source", "'circles', 'moons'"),
     ("data.n_train", 100, "data.n_train", "between 1"),
     ("data.noise", -1, "data.noise", ">= 0"),
