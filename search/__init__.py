@@ -44,4 +44,6 @@ def export_frame(spec: StudySpec, *, per_seed: bool = False):
     study = load_study(spec)
     names = list(iter_param_names(spec.space))
     trials = study.get_trials(deepcopy=False)
-    return per_seed_frame(trials, names) if per_seed else summary_frame(trials, names, spec.objective, spec.maximize)
+    if per_seed:
+        return per_seed_frame(trials, names, spec.data)
+    return summary_frame(trials, names, spec.objective, spec.maximize)

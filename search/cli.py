@@ -140,7 +140,8 @@ def _run(args: argparse.Namespace) -> int:
 
     spec = _spec(args, n_jobs=args.n_jobs, seeds=args.seeds, epochs=args.epochs, scheduler=args.scheduler)
     report = run_study(spec, progress=False if args.no_progress else None, wait=not args.no_wait)
-    print(summary_text(report.summary, spec.objective))
+    print(summary_text(report.summary, spec.objective, comparison=report.comparison,
+                       varied=spec.data.variance_sources))
     others = f", {report.configurations_by_others} by other runners" if report.configurations_by_others else ""
     print(f"\n{report.configurations_run} configurations run ({report.configurations_diverged} diverged), "
           f"{report.configurations_failed} failed, {report.configurations_skipped} already stored{others}; "

@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,11 +22,11 @@ from search import figures
 from search.dashboard import attach_report
 from search.layers import LAYERS
 from search.metrics import METRIC_LABELS, METRICS, MINIMIZED
-from search.results import complete_trials, configuration_of, curves_frame, summary_frame, write_csv
+from search.results import complete_trials, configuration_of, curves_frame, selection_rank, summary_frame, write_csv
 from search.sources import SOURCES
 from search.space import iter_param_names
 from search.spec import DataSpec, ModelSpec, StudySpec
-from search.stats import MIN_SEEDS, baseline_comparison, reference_table
+from search.stats import ALPHA, MIN_SEEDS, POWER, baseline_comparison, reference_table
 from search.storage import load_study
 
 if TYPE_CHECKING:
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 FORMATS = ("png", "pdf", "svg")
-ALPHA = 0.05  # the significance level of the † mark (Holm-corrected paired t-test)
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ def report_data(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial],
     names = list(iter_param_names(spec.space))
     m = spec.objective
     summary = summary_frame(trials, names, m, spec.maximize)
-    comparison = baseline_comparison(trials, names, m)
+    comparison = baseline_comparison(trials, names, m, spec.rope)
     references = reference_table(spec.references, trials)
     return ReportData(spec, dict(versions or {}), summary, comparison, references, curves_frame(trials),
                       tuple(diverged_lines(trials)), tuple(_figures(spec, trials, summary, comparison, references)))
@@ -101,19 +100,25 @@ def _figures(spec: StudySpec, trials, summary: pd.DataFrame, comparison: pd.Data
             out.append(FigureData(f"heatmap_delta_{m}", title, "heatmap",
                                   (figures.delta_heatmap_data(summary, comparison, title, ALPHA),),
                                   {"cmap": "RdBu" if spec.maximize else "RdBu_r", "fmt_bar": "{:+.3f}"}))
+        validation = ((f"heatmap_validation_{m}", f"mean_validation_{m}", "mean_std",
+                       f"validation {label} (the rows configurations are chosen on), mean±std over seeds"),) \
+            if f"mean_validation_{m}" in summary else ()
         for name, value, annotate, title in (
+            *validation,
             (f"heatmap_test_{m}", f"mean_test_{m}", "mean_std", f"test {label}, mean±std over seeds"),
             (f"heatmap_std_test_{m}", f"std_test_{m}", None, f"std of test {label} over seeds"),
             ("heatmap_zero_fraction", "mean_zero_fraction", None, "fraction of exact zeros in regularized layers"),
         ):
-            cmap = "viridis_r" if value == f"mean_test_{m}" and not spec.maximize else "viridis"
+            cmap = "viridis_r" if value.startswith("mean_") and value.endswith(f"_{m}") and not spec.maximize \
+                else "viridis"
             out.append(FigureData(name, title, "heatmap", (figures.heatmap_data(summary, value, annotate, title),),
                                   {"cmap": cmap}))
     if len(regularized):
         out.append(FigureData("sparsity", "sparsity of the regularized layers against strength", "sparsity",
                               figures.sparsity_data(summary)))
-    out.append(FigureData("curves", "learning curves: baseline and the best configuration of each norm and placement",
-                          "curves", (figures.selected_curves(trials, m),)))
+    chosen = "validation" if f"mean_validation_{m}" in summary else "test"
+    out.append(FigureData("curves", "learning curves: baseline and the best configuration of each norm and placement "
+                          f"(best by mean {chosen} {label})", "curves", (figures.selected_curves(trials, m),)))
     points = {} if references is None else dict(zip(references["configuration"],
                                                      references["published_test_accuracy"]))
     out.append(FigureData("seeds", f"test {label} of every seed", "seeds", (figures.seed_distribution(trials, m),),
@@ -147,7 +152,8 @@ def write_report(spec: StudySpec, out: str | os.PathLike[str] | None = None, fmt
         shutil.rmtree(staging, ignore_errors=True)
     if attach:
         shown = [f for f in files if f.suffix == f".{fmt}" or f.name == "curves.csv"]
-        attach_report(study, spec, folder, shown, summary_markdown(data.summary, spec.objective))
+        attach_report(study, spec, folder, shown, summary_markdown(data.summary, spec.objective, data.comparison,
+                                                                    spec.data.variance_sources))
     return Report(folder, tuple(files))
 
 
@@ -162,11 +168,11 @@ def default_folder(spec: StudySpec) -> Path:
 
 def write_files(data: ReportData, folder: Path, fmt: str) -> list[str]:
     """Write every table, figure and ``report.md`` of ``data`` into ``folder``; returns the file names."""
-    m, name = data.spec.objective, data.spec.name
+    m, name, varied = data.spec.objective, data.spec.name, data.spec.data.variance_sources
     texts = {
-        "summary.md": summary_markdown(data.summary, m, data.comparison) + "\n",
-        "summary.tex": summary_latex(data.summary, name, m, data.comparison),
-        "summary-narrow.tex": summary_latex(data.summary, name, m, data.comparison, narrow=True),
+        "summary.md": summary_markdown(data.summary, m, data.comparison, varied) + "\n",
+        "summary.tex": summary_latex(data.summary, name, m, data.comparison, varied=varied),
+        "summary-narrow.tex": summary_latex(data.summary, name, m, data.comparison, narrow=True, varied=varied),
     }
     tables = {"summary.csv": data.summary, "stats.csv": data.comparison, "curves.csv": data.curves}
     if data.references is not None:
@@ -196,13 +202,15 @@ def _present(v) -> bool:
 def marks(summary: pd.DataFrame, comparison: pd.DataFrame | None = None, metric: str = "accuracy") -> dict[int, str]:
     """Row position -> its marks: "★" for the best configuration, "†" for a significant difference.
 
-    ★ goes to the single finite configuration with rank 1, and to none when several share
-    the best mean (a tie has no winner). † marks each configuration whose paired
-    difference from the baseline is significant after Holm's correction (t-test, p < ALPHA).
+    ★ goes to the single finite configuration ranked first by :func:`selection_rank` (the
+    validation metric where the study has validation rows, else the test metric), and to
+    none when several share the best mean (a tie has no winner). † marks each configuration
+    whose paired difference from the baseline is significant after Holm's correction
+    (t-test, p < ALPHA).
     """
     frame = summary.reset_index(drop=True)
     out: dict[int, str] = {}
-    best = frame[(frame["status"] == "ok") & (frame[f"rank_test_{metric}"] == 1)]
+    best = frame[(frame["status"] == "ok") & (frame[selection_rank(frame, metric)] == 1)]
     if len(best) == 1:
         out[int(best.index[0])] = "★"
     if comparison is not None and not comparison.empty:
@@ -214,43 +222,85 @@ def marks(summary: pd.DataFrame, comparison: pd.DataFrame | None = None, metric:
     return out
 
 
-def _legend(metric: str) -> str:
-    return (f"★ the best mean test {METRIC_LABELS[metric]} (no mark when several configurations share it). "
+def selection_words(summary: pd.DataFrame, metric: str = "accuracy") -> str:
+    """On which rows ★ and the ranks were chosen, in one sentence."""
+    label = METRIC_LABELS[metric]
+    if f"rank_validation_{metric}" in summary:
+        return (f"★ marks the best mean validation {label}, chosen on validation rows carved out of the training "
+                "rows; the test columns report it on rows that played no part in the choice.")
+    return (f"★ marks the best mean test {label}, chosen on the same test rows that report it: its test value is "
+            "optimistic (the largest of several noisy means); give [data] validation to choose on other rows.")
+
+
+def _legend(metric: str, summary: pd.DataFrame, comparison: pd.DataFrame | None, varied: str | None) -> str:
+    text = (f"{selection_words(summary, metric)} No mark when several configurations share the best mean. "
             f"† paired difference from the baseline significant after Holm's correction (t-test, p < {ALPHA}).")
+    if comparison is not None and not comparison.empty:
+        text += " " + verdict_words(comparison)
+    if varied:
+        text += f" Between replicates varied: {varied}."
+    return text
 
 
-def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy", comparison: pd.DataFrame | None = None) -> str:
+def verdict_words(comparison: pd.DataFrame) -> str:
+    """What the verdicts mean, in one paragraph."""
+    rope = comparison["rope"].iloc[0]
+    return (f"Verdict against the baseline with a region of practical equivalence of ±{_g(rope)}: better or worse "
+            f"when the difference is shown to lie beyond it, equivalent when shown to lie within it, else undecided; "
+            f"the chance of any wrong verdict in the study is at most {ALPHA} (paired t-tests of each region, "
+            "Bonferroni over the configurations).")
+
+
+def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy", comparison: pd.DataFrame | None = None,
+                     varied: str | None = None) -> str:
+    """The summary as a Markdown table, best first by :func:`selection_rank`, with its legend.
+
+    ``comparison`` adds the marks and the verdicts; ``varied`` says what varied between the
+    replicates (``DataSpec.variance_sources``).
+    """
     m, label = metric, METRIC_LABELS[metric]
     frame = summary.reset_index(drop=True)
     marked = marks(frame, comparison, m)
-    lines = [f"| rank | configuration | seeds | test {label} (mean ± std) | 95% CI | train {label} | zero fraction |",
-             "|---:|---|---:|---|---|---|---:|"]
-    for i in frame.sort_values([f"rank_test_{m}"]).index:
+    validated = f"mean_validation_{m}" in frame
+    judged = {} if comparison is None or comparison.empty else dict(zip(comparison["configuration"],
+                                                                         comparison["verdict"]))
+    head = ["rank", "configuration", "seeds", *([f"validation {label}"] if validated else []),
+            f"test {label} (mean ± std)", "95% CI", f"train {label}", "zero fraction", *(["verdict"] if judged else [])]
+    align = ["---:", "---", "---:", *(["---"] if validated else []), "---", "---", "---", "---:",
+             *(["---"] if judged else [])]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
+    rank = selection_rank(frame, m)
+    for i in frame.sort_values([rank]).index:
         r = frame.loc[i]
         name = r["configuration"] + (f" {marked[i]}" if i in marked else "")
         if r["status"] != "ok":
-            lines.append(f"| {r[f'rank_test_{m}']} | {name} | {r['n_seeds']} | diverged on {r['n_diverged']} seeds "
-                         f"| – | – | – |")
-            continue
-        lines.append(
-            f"| {r[f'rank_test_{m}']} | {name} | {r['n_seeds']} | {_pm(r[f'mean_test_{m}'], r[f'std_test_{m}'])}"
-            f" | [{_f(r[f'ci95_low_test_{m}'])}, {_f(r[f'ci95_high_test_{m}'])}]"
-            f" | {_pm(r[f'mean_train_{m}'], r[f'std_train_{m}'])} | {_f(r['mean_zero_fraction'])} |")
+            cells = [str(r[rank]), name, str(r["n_seeds"]), *(["–"] if validated else []),
+                     f"diverged on {r['n_diverged']} seeds", "–", "–", "–", *(["–"] if judged else [])]
+        else:
+            cells = [str(r[rank]), name, str(r["n_seeds"]),
+                     *([_pm(r[f"mean_validation_{m}"], r[f"std_validation_{m}"])] if validated else []),
+                     _pm(r[f"mean_test_{m}"], r[f"std_test_{m}"]),
+                     f"[{_f(r[f'ci95_low_test_{m}'])}, {_f(r[f'ci95_high_test_{m}'])}]",
+                     _pm(r[f"mean_train_{m}"], r[f"std_train_{m}"]), _f(r["mean_zero_fraction"]),
+                     *([judged.get(r["configuration"], "–")] if judged else [])]
+        lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(_legend(m) + " std: sample standard deviation over seeds (ddof = 1); "
+    lines.append(_legend(m, frame, comparison, varied) + " std: sample standard deviation over seeds (ddof = 1); "
                  "CI: 95% Student-t interval of the mean. Diverged: the loss became NaN or infinite on some seeds; "
                  "such a configuration has no mean, ranks last and is left out of the statistics.")
     return "\n".join(lines)
 
 
 def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
-                  comparison: pd.DataFrame | None = None, narrow: bool = False) -> str:
-    """The summary as a LaTeX table (booktabs alone: no siunitx), sorted by rank.
+                  comparison: pd.DataFrame | None = None, narrow: bool = False, varied: str | None = None) -> str:
+    """The summary as a LaTeX table (booktabs alone: no siunitx), best first by :func:`selection_rank`.
 
     The default is a ``table*``, the text's full width in one- and two-column templates,
-    with the paired difference from the baseline (Δ and its 95% interval) and its
-    Holm-corrected p-value when ``comparison`` is given. ``narrow`` gives a ``table``
-    that fits one column of a two-column template: test mean ± std, Δ and p only.
+    with the validation metric where the study has validation rows, and, when
+    ``comparison`` is given, the paired difference from the baseline (Δ and its 95%
+    interval), its Holm-corrected p-value and the verdict. ``narrow`` gives a ``table`` that
+    fits one column of a two-column template: test mean ± std, Δ and the verdict only.
+    ``varied`` (what varied between replicates) goes into the caption.
     """
     m = metric
     label = METRICS[m].latex
@@ -258,29 +308,44 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
     marked = marks(frame, comparison, m)
     diffs = {} if comparison is None else dict(zip(comparison["configuration"], (r for _, r in comparison.iterrows())))
     uneven = frame["n_seeds"].nunique() > 1  # a seeds column only when configurations differ
-    rows = [_latex_row(frame.loc[i], marked.get(i, ""), diffs, m, narrow, uneven)
-            for i in frame.sort_values([f"rank_test_{m}"]).index]
-    if narrow:
-        columns, header = "lccr", rf"Configuration & Test {label} & $\Delta$ & $p_{{\mathrm{{Holm}}}}$"
+    validated = f"mean_validation_{m}" in frame and not narrow
+    rows = [_latex_row(frame.loc[i], marked.get(i, ""), diffs, m, narrow, uneven, validated)
+            for i in frame.sort_values([selection_rank(frame, m)]).index]
+    if narrow:  # the verdict in place of the p-value it makes redundant for a reader of one column
+        columns = "lcc" + ("l" if diffs else "")
+        header = rf"Configuration & Test {label} & $\Delta$" + (r" & Verdict" if diffs else "")
     else:
-        columns = "l" + "r" * uneven + "ccc" + ("cr" if diffs else "")
-        header = rf"Configuration{' & Seeds' * uneven} & Test {label} & 95\% CI & Train" + (
-            r" & $\Delta$ [95\% CI] & $p_{\mathrm{Holm}}$" if diffs else "")
-    legend = (rf"$^\star$ the best mean test {label}, its result in bold (no mark when several configurations "
-              rf"share it); $^\dagger$ paired difference from the baseline significant after Holm's correction "
-              f"(t-test, $p < {ALPHA}$).")
+        columns = "l" + "r" * uneven + "c" * validated + "ccc" + ("crl" if diffs else "")
+        header = (rf"Configuration{' & Seeds' * uneven}{f' & Validation {label}' * validated} & Test {label} "
+                  r"& 95\% CI & Train" + (r" & $\Delta$ [95\% CI] & $p_{\mathrm{Holm}}$ & Verdict" if diffs else ""))
+    if f"rank_validation_{m}" in frame:
+        chosen = (rf"$^\star$ the best mean validation {label} (validation rows carved out of the training rows; "
+                  "the test columns report it on rows that played no part in the choice)")
+    else:
+        chosen = (rf"$^\star$ the best mean test {label}, chosen on the same test rows that report it, so its test "
+                  "value is optimistic")
+    legend = (rf"{chosen}; its result in bold (no mark when several configurations share it); $^\dagger$ paired "
+              f"difference from the baseline significant after Holm's correction (t-test, $p < {ALPHA}$).")
+    if diffs:
+        rope = next(iter(diffs.values()))["rope"]
+        legend += (rf" Verdict: the difference from the baseline shown beyond a region of practical equivalence of "
+                   rf"$\pm{_g(rope)}$ (better, worse) or within it (equivalent), else undecided; the chance of any "
+                   f"wrong verdict is at most {ALPHA}.")
     n_seeds = "" if uneven else f" {int(frame['n_seeds'].iloc[0])}"
     what = (rf"mean $\pm$ sample std over{n_seeds} seeds" if narrow else
             rf"mean $\pm$ sample std over{n_seeds} seeds; 95\% Student-t interval of the mean; train: on the "
             "training rows")
+    if varied:
+        what += f"; varied between seeds: {_tex(varied)}"
     if diffs:
-        what += r"; $\Delta$: paired difference from the baseline, seed by seed; $p$: paired t-test, Holm-corrected"
+        what += r"; $\Delta$: paired difference from the baseline, seed by seed"
+        what += "" if narrow else r"; $p$: paired t-test, Holm-corrected"
     env = "table" if narrow else "table*"
     body = "\n".join(rows)
     return (
         "% Requires \\usepackage{booktabs}.\n"
         f"\\begin{{{env}}}[t]\n\\centering\n" + ("\\small\n" if narrow else "\\footnotesize\n")
-        + "\\setlength{\\tabcolsep}{3pt}\n"
+        + f"\\setlength{{\\tabcolsep}}{{{1.5 if diffs and not narrow else 3}pt}}\n"
         + f"\\caption{{Test {label}, study \\texttt{{{_tex(name)}}}: {what}. {legend}}}\n"
         f"\\label{{tab:{_tex_label(name)}{'-narrow' if narrow else ''}}}\n"
         f"\\begin{{tabular}}{{{columns}}}\n\\toprule\n{header} \\\\\n\\midrule\n"
@@ -288,27 +353,31 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
     )
 
 
-def _latex_row(r: pd.Series, marked: str, diffs: dict, m: str, narrow: bool, uneven: bool) -> str:
+def _latex_row(r: pd.Series, marked: str, diffs: dict, m: str, narrow: bool, uneven: bool,
+               validated: bool = False) -> str:
     """One configuration's row of :func:`summary_latex`; ``marked`` holds its marks (★, †)."""
     tex_marks = {"★": r"$^{\star}$", "†": r"$^{\dagger}$"}
     config = _tex(r["configuration"]) + "".join(tex_marks[c] for c in marked)
     d = diffs.get(r["configuration"])
     delta = "--" if d is None else f"${_signed(d['mean_diff'])}$"
-    delta_ci = "" if d is None else f" [${_signed(d['ci95_low_diff'])}$, ${_signed(d['ci95_high_diff'])}$]"
+    delta_ci = "" if d is None else f" [${_bound(d['ci95_low_diff'])}$, ${_bound(d['ci95_high_diff'])}$]"
     p = "--" if d is None else _tex_p(d["t_pvalue_holm"])
+    verdict = "--" if d is None else d["verdict"]
     test = rf"${_f(r[f'mean_test_{m}'])} \pm {_f(r[f'std_test_{m}'])}$"
     if r["status"] != "ok":
-        span = 3 if narrow else (3 if diffs else 1) + 2 + uneven
+        span = (2 + bool(diffs)) if narrow else (4 if diffs else 1) + 2 + uneven + validated
         return (rf"{config} & \multicolumn{{{span}}}{{l}}{{diverged on {r['n_diverged']} of "
                 f"{r['n_seeds']} seeds}} \\\\")
+    extra = [p, verdict] if diffs else []
     if narrow:
-        cells = [config, test, delta, p]
+        cells = [config, test, delta, *([verdict] if diffs else [])]
     else:
-        cells = [config, *([str(r["n_seeds"])] if uneven else []), test,
-                 f"[{_f(r[f'ci95_low_test_{m}'])}, {_f(r[f'ci95_high_test_{m}'])}]",
-                 f"${_f(r[f'mean_train_{m}'])}$"] + ([delta + delta_ci, p] if diffs else [])
-    if "★" in marked:  # the configuration and its test result in bold; \boldmath: the math too
-        bold = 2 if narrow else 2 + uneven
+        cells = [config, *([str(r["n_seeds"])] if uneven else []),
+                 *([rf"${_f(r[f'mean_validation_{m}'])} \pm {_f(r[f'std_validation_{m}'])}$"] if validated else []),
+                 test, f"[{_f(r[f'ci95_low_test_{m}'])}, {_f(r[f'ci95_high_test_{m}'])}]",
+                 f"${_f(r[f'mean_train_{m}'])}$"] + ([delta + delta_ci, *extra] if diffs else [])
+    if "★" in marked:  # the configuration and its chosen and test results in bold; \boldmath: the math too
+        bold = 2 if narrow else 2 + uneven + validated
         cells = [rf"{{\bfseries\boldmath {c}}}" if k < bold else c for k, c in enumerate(cells)]
     return " & ".join(cells) + r" \\"
 
@@ -318,6 +387,14 @@ def _signed(v) -> str:
         return "--"
     text = f"{float(v):+.3f}"
     return text[1:] if float(text) == 0 else text  # no "-0.000"
+
+
+def _bound(v) -> str:
+    """An interval's bound: signed only when negative (the interval's width is what the table must save)."""
+    if not _present(v):
+        return "--"
+    text = f"{float(v):.3f}"
+    return text[1:] if float(text) == 0 else text
 
 
 def _tex_p(v) -> str:
@@ -332,20 +409,45 @@ def _tex_label(name: str) -> str:
 
 
 def stats_markdown(comparison: pd.DataFrame, metric: str = "accuracy") -> str:
+    """The paired statistics and verdicts against the baseline as a Markdown table, largest gain first."""
     if comparison.empty:
         return "No baseline (norm = \"none\") in this study: nothing to compare against."
-    lines = [f"| configuration | pairs | Δ test {METRIC_LABELS[metric]} | 95% CI of Δ | t-test p (Holm) "
-             "| Wilcoxon p (Holm) | d_z |",
-             "|---|---:|---:|---|---|---|---:|"]
+    lines = [f"| configuration | pairs | Δ test {METRIC_LABELS[metric]} | 95% CI of Δ | sd of Δ | t-test p (Holm) "
+             "| Wilcoxon p (Holm) | d_z | verdict | detectable \\|Δ\\| | replicates to decide |",
+             "|---|---:|---:|---|---:|---|---|---:|---|---:|---:|"]
     for _, r in comparison.sort_values("mean_diff", ascending=metric in MINIMIZED).iterrows():
         flag = " ⚠" if r["few_seeds"] else ""
+        needed = r["replicates_needed"]
         lines.append(
             f"| {r['configuration']}{flag} | {r['n_pairs']} | {r['mean_diff']:+.3f} | "
-            f"[{r['ci95_low_diff']:+.3f}, {r['ci95_high_diff']:+.3f}] | {_p(r['t_pvalue'])} ({_p(r['t_pvalue_holm'])}) | "
-            f"{_p(r['wilcoxon_pvalue'])} ({_p(r['wilcoxon_pvalue_holm'])}) | {_f(r['effect_size_dz'], 2)} |")
+            f"[{r['ci95_low_diff']:+.3f}, {r['ci95_high_diff']:+.3f}] | {_f(r['std_diff'])} | "
+            f"{_p(r['t_pvalue'])} ({_p(r['t_pvalue_holm'])}) | "
+            f"{_p(r['wilcoxon_pvalue'])} ({_p(r['wilcoxon_pvalue_holm'])}) | {_f(r['effect_size_dz'], 2)} | "
+            f"{r['verdict']} | {_f(r['detectable_diff'])} | "
+            f"{'–' if not _present(needed) else f'{int(needed):,}'} |")
     if comparison["few_seeds"].any():
         lines.append(f"\n⚠ fewer than {MIN_SEEDS} paired seeds: these tests have almost no power; read them as anecdotes.")
     return "\n".join(lines)
+
+
+def verdicts_markdown(comparison: pd.DataFrame, metric: str = "accuracy") -> str:
+    """How the verdicts were reached, and their counts, as a paragraph."""
+    if comparison.empty:
+        return ""
+    counts = comparison["verdict"].value_counts()
+    tally = ", ".join(f"{int(counts[v])} {v}" for v in ("better", "worse", "equivalent", "undecided") if v in counts)
+    m = len(comparison)
+    rope = comparison["rope"].iloc[0]
+    lower = " (for MAE lower is better, so better means a lower MAE)" if metric in MINIMIZED else ""
+    return (f"Verdicts: {tally}. Region of practical equivalence: ±{_g(rope)} test {METRIC_LABELS[metric]}{lower}. "
+            "For each configuration the true mean difference Δ lies in one of three regions: beyond +rope "
+            "(better), within ±rope (equivalent) or beyond −rope (worse). Each region is tested with the paired "
+            "t-statistic (equivalent: two one-sided tests; better and worse: the difference shown outside the "
+            f"rope, in that direction), and its p-value is multiplied by the {m} configurations (p_better, p_worse, "
+            f"p_equivalent in `stats.csv`); a verdict needs an adjusted p-value of at most {ALPHA}. So the chance "
+            f"that any verdict of this study is wrong is at most {ALPHA}, as far as the t-test's model holds. "
+            f"An undecided configuration lists the smallest |Δ| these replicates would detect with {POWER:.0%} power "
+            "(at its sd of Δ), and the replicates that would decide it if Δ were its observed mean.")
 
 
 def references_markdown(refs: pd.DataFrame) -> str:
@@ -386,22 +488,25 @@ def report_markdown(data: ReportData, figs: Sequence[tuple[str, str]], files: Se
         f"({'higher' if spec.maximize else 'lower'} is better).",
         f"- Training: Adam (learning rate {spec.train.learning_rate}), {spec.train.epochs} epochs, batch size "
         f"{spec.train.batch_size}, shuffling {'on (order drawn from the seed)' if spec.train.shuffle else 'off'}.",
-        f"- Seeds: {seed_text}; every configuration ran the same seeds, so comparisons are paired.",
+        f"- Seeds (replicates): {seed_text}; every configuration ran the same seeds on the same data, so comparisons "
+        f"are paired. {replicates_words(d)} Varied between replicates: {d.variance_sources}.",
         f"- Penalty convention: {penalty[spec.penalty]}.",
         f"- Search: {spec.sampler}; {len(summary)} configurations completed.",
         f"- Libraries: {', '.join(f'{k} {v}' for k, v in versions.items())}.",
         "",
         f"## Test {METRIC_LABELS[m]}",
         "",
-        summary_markdown(summary, m, comparison),
+        summary_markdown(summary, m, comparison, d.variance_sources),
         "",
         "## Against the baseline",
         "",
         "Δ = configuration minus baseline, seed by seed. p-values: paired t-test and Wilcoxon signed-rank; "
-        "Holm-corrected across all configurations in parentheses. d_z = mean(Δ) / sd(Δ).",
+        "Holm-corrected across all configurations in parentheses. d_z = mean(Δ) / sd(Δ). "
+        f"Varied between replicates: {d.variance_sources}.",
         "",
         stats_markdown(comparison, m),
         "",
+        *([verdicts_markdown(comparison, m), ""] if not comparison.empty else []),
     ]
     diverged = "\n".join(data.diverged)
     if diverged:
@@ -434,15 +539,31 @@ def diverged_lines(trials: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
 
 def describe_data(d: DataSpec) -> str:
     """The data section of a study in words."""
-    what = SOURCES[d.source].describe(d)
+    # Where each replicate draws its own, the seed stands for the number the file leaves out.
+    shown = replace(d, random_state="the replicate's seed") if d.resample == "draw" else d
+    shown = replace(shown, split_seed="the replicate's seed") if d.resample == "split" else shown
+    what = SOURCES[d.source].describe(shown)
     if d.test_size is not None:
         split = (f"a {'stratified ' if d.stratify else ''}random {1 - d.test_size:.0%}/{d.test_size:.0%} "
-                 f"train/test split (split_seed = {d.split_seed})")
+                 f"train/test split (split_seed = {shown.split_seed})")
+    elif d.n_train is not None and shown.split_seed is not None:
+        split = (f"{d.n_train} training rows drawn {'stratified ' if d.stratify else ''}at random "
+                 f"(split_seed = {shown.split_seed}), the rest test")
     elif d.n_train is not None:
         split = f"the first {d.n_train} rows train, the rest test"
     else:
         split = "as split in the file"
-    return f"{what}; {split}" + ("; inputs standardized on the training rows" if d.standardize else "")
+    held = "" if d.validation is None else (f"; {d.validation:.0%} of the training rows held out for validation "
+                                           f"(drawn with split_seed = {shown.split_seed or 0})")
+    return f"{what}; {split}{held}" + ("; inputs standardized on the training rows" if d.standardize else "")
+
+
+def replicates_words(d: DataSpec) -> str:
+    """What each replicate (seed) trains and is tested on, in one sentence."""
+    return {"none": "Every seed trains and is tested on the same rows (one draw of the data).",
+            "split": "Replicate s splits the data with split_seed = s, the same in every configuration.",
+            "draw": "Replicate s draws its own sample with random_state = s, the same in every configuration.",
+            }[d.resample]
 
 
 def describe_model(model: ModelSpec) -> str:
@@ -454,6 +575,10 @@ def describe_model(model: ModelSpec) -> str:
         args = LAYERS[layer.type].describe(layer)
         parts.append(f"{layer.type}({args}{', regularized' if layer.regularize else ''})")
     return ", ".join(parts)
+
+
+def _g(v) -> str:
+    return f"{float(v):g}"
 
 
 def _f(v, digits: int = 3) -> str:

@@ -6,7 +6,9 @@ Conventions (also in the README):
 * ``ci95_*`` is the two-sided 95% Student-t interval of the mean over seeds:
   mean +- t(0.975, n - 1) * std / sqrt(n).
 * ``rank_test_<metric>`` is 1 for the best mean (highest accuracy or R2, lowest MAE);
-  ties share the best rank. Accuracies are exact fractions of the rows (correct / rows,
+  ties share the best rank. With validation rows (``[data] validation``), the trial value
+  is the mean *validation* metric and ``rank_validation_<metric>`` ranks by it: the
+  configuration is chosen on rows that do not report it; the test columns stand beside. Accuracies are exact fractions of the rows (correct / rows,
   from the trainer's float32 counts), and mean accuracies come from the integer total of
   correct predictions, so configurations with equal totals have equal means and share
   their rank, instead of being ordered by float rounding.
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     import optuna
     import pandas as pd
 
+    from search.spec import DataSpec
     from search.trainer import SeedResult
 
 SCHEMA = 3  # version of the user attributes written to each trial (1: accuracy only; 2: no status)
@@ -86,13 +89,14 @@ def record_epochs(epochs: int, step: int) -> list[int]:
 
 def trial_record(results: Sequence[SeedResult], epochs: int, record_step: int,
                  metrics: Sequence[str] = ("accuracy",), maximize: bool = True,
-                 rows: tuple[int, int] | None = None) -> TrialRecord:
+                 rows: tuple[int, ...] | None = None) -> TrialRecord:
     """Aggregate the per-seed results of one configuration (seeds in the given order).
 
-    ``metrics[0]`` is the objective: the trial value is its mean on the test set, or the
-    worst possible value if a seed diverged (see the module). Non-finite numbers are
-    stored as ``None`` (JSON has no NaN). ``rows`` (training rows, test rows) makes
-    accuracies exact fractions of them (see the module).
+    ``metrics[0]`` is the objective: the trial value is its mean on the validation rows
+    when the results have them, else on the test set, or the worst possible value if a
+    seed diverged (see the module). Non-finite numbers are stored as ``None`` (JSON has no
+    NaN). ``rows`` (training, test and validation rows) makes accuracies exact fractions
+    of them (see the module).
     """
     objective = metrics[0]
     diverged = [(r.seed, e) for r in results if (e := diverged_at(r)) is not None]
@@ -108,13 +112,17 @@ def trial_record(results: Sequence[SeedResult], epochs: int, record_step: int,
     if diverged:
         attrs["diverged_seeds"] = [s for s, _ in diverged]
         attrs["diverged_epochs"] = [e for _, e in diverged]
+    validated = results[0].validation is not None
+    splits = ("train", "test", "validation") if validated else ("train", "test")
     for name in (*metrics, "loss"):
         attrs[f"test_{name}"] = _floats([r.test[name] for r in results])
         attrs[f"train_{name}"] = _floats([r.train[name] for r in results])
+        if validated:
+            attrs[f"validation_{name}"] = _floats([r.validation[name] for r in results])
     fractions = [name for name in metrics if METRICS[name].fraction]
     if rows is not None and fractions:
-        attrs["n_train"], attrs["n_test"] = rows
-        for split, n in (("train", rows[0]), ("test", rows[1])):
+        for split, n in zip(splits, rows):
+            attrs[f"n_{split}"] = n
             for name in fractions:
                 attrs[f"{split}_{name}"] = [None if v is None else round(v * n) / n for v in attrs[f"{split}_{name}"]]
     attrs["fit_time"] = [float(r.fit_seconds) for r in results]
@@ -128,6 +136,12 @@ def trial_record(results: Sequence[SeedResult], epochs: int, record_step: int,
         f"mean_train_{objective}": _finite(train_mean),
         f"std_train_{objective}": _finite(_std(train)),
     })
+    value = test_mean
+    if validated:
+        value = _mean_of(attrs, "validation", objective)
+        attrs[f"mean_validation_{objective}"] = _finite(value)
+        attrs[f"std_validation_{objective}"] = _finite(_std(np.asarray(attrs[f"validation_{objective}"],
+                                                                        dtype=np.float64)))
     system = {CURVES_ATTR: curves}
     intermediate = {int(e): float(v) for e, v in zip(curves["epoch"], curves[f"mean_test_{objective}"])
                     if v is not None}
@@ -136,9 +150,10 @@ def trial_record(results: Sequence[SeedResult], epochs: int, record_step: int,
         attrs["summary"] = f"diverged on {len(diverged)} of {len(results)} seeds"
         return TrialRecord(-math.inf if maximize else math.inf, attrs, intermediate, DIVERGED, system)
     low, high = ci95(test)
-    attrs["summary"] = (f"test {objective} {test_mean:.3f} ± {_std(test):.3f} (95% CI {low:.3f}–{high:.3f}), "
+    chosen = f"validation {objective} {value:.3f}, " if validated else ""
+    attrs["summary"] = (f"{chosen}test {objective} {test_mean:.3f} ± {_std(test):.3f} (95% CI {low:.3f}–{high:.3f}), "
                         f"train {train_mean:.3f}, {len(results)} seeds")
-    return TrialRecord(test_mean, attrs, intermediate, OK, system)
+    return TrialRecord(value, attrs, intermediate, OK, system)
 
 
 def trial_curves(trial: optuna.trial.FrozenTrial) -> dict[str, list]:
@@ -194,9 +209,17 @@ def summary_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Seque
         return pd.DataFrame(columns=[f"param_{p}" for p in param_names] + ["n_seeds", f"mean_test_{m}"])
     frame = pd.DataFrame(rows)
     finite = frame["status"] == OK
-    ranks = frame[f"mean_test_{m}"].where(finite).rank(method="min", ascending=not maximize)
-    frame[f"rank_test_{m}"] = ranks.fillna(int(finite.sum()) + 1).astype(int)  # diverged: all after the finite
+    for split in ("test", "validation"):
+        if f"mean_{split}_{m}" in frame:
+            ranks = frame[f"mean_{split}_{m}"].where(finite).rank(method="min", ascending=not maximize)
+            frame[f"rank_{split}_{m}"] = ranks.fillna(int(finite.sum()) + 1).astype(int)  # diverged: after the finite
     return frame
+
+
+def selection_rank(summary: pd.DataFrame, metric: str) -> str:
+    """The column that ranks ``summary`` for choosing: ``rank_validation_<metric>`` where the study
+    has validation rows, else ``rank_test_<metric>`` (then the choice is made on the rows that report it)."""
+    return f"rank_validation_{metric}" if f"rank_validation_{metric}" in summary else f"rank_test_{metric}"
 
 
 def _summary_row(trial: optuna.trial.FrozenTrial, param_names: Sequence[str], m: str) -> dict[str, Any]:
@@ -223,12 +246,20 @@ def _summary_row(trial: optuna.trial.FrozenTrial, param_names: Sequence[str], m:
         f"mean_train_{m}": _mean_of(a, "train", m) if ok else math.nan,
         f"std_train_{m}": _std(train) if ok else math.nan,
     })
+    validated = f"validation_{m}" in a
+    if validated:
+        values = np.asarray(a[f"validation_{m}"], dtype=np.float64)
+        row.update({f"mean_validation_{m}": _mean_of(a, "validation", m) if ok else math.nan,
+                    f"std_validation_{m}": _std(values) if ok else math.nan,
+                    f"rank_validation_{m}": 0})
     for other in trial_metrics(trial):
         if other != m:
             values = np.asarray(a[f"test_{other}"], dtype=np.float64)
             row.update({f"mean_test_{other}": _mean_of(a, "test", other) if ok else math.nan,
                         f"std_test_{other}": _std(values) if ok else math.nan,
                         f"mean_train_{other}": _mean_of(a, "train", other) if ok else math.nan})
+            if validated:
+                row[f"mean_validation_{other}"] = _mean_of(a, "validation", other) if ok else math.nan
     fit_time = np.asarray(a.get("fit_time", [math.nan] * n), dtype=np.float64)
     row.update({
         "mean_activation": _layer_mean(a["mean_activation"]),
@@ -241,8 +272,14 @@ def _summary_row(trial: optuna.trial.FrozenTrial, param_names: Sequence[str], m:
     return row
 
 
-def per_seed_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Sequence[str]) -> pd.DataFrame:
-    """One row per configuration and seed: every stored metric and loss, train and test."""
+def per_seed_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Sequence[str],
+                   data: DataSpec | None = None) -> pd.DataFrame:
+    """One row per configuration and seed: every stored metric and loss, train, test and validation.
+
+    With ``data`` (the study's), each row names the data its seed trained on:
+    ``data_random_state`` and ``data_split_seed`` of the seed's replicate (empty where they do
+    not apply: a source that is not generated, or the first ``n_train`` rows).
+    """
     import pandas as pd
 
     rows = []
@@ -251,14 +288,18 @@ def per_seed_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Sequ
         params = {f"param_{p}": trial.params.get(p) for p in param_names}
         params.update(configuration=configuration_of(trial).label, trial_number=trial.number)
         names = [*trial_metrics(trial), "loss"]
+        splits = [s for s in ("test", "train", "validation") if f"{s}_loss" in a]
         for k, seed in enumerate(a["seeds"]):
             row = {**params, "seed": seed, "split": k}
             for name in names:
-                row[f"test_{name}"] = a[f"test_{name}"][k]
-                row[f"train_{name}"] = a[f"train_{name}"][k]
+                for split in splits:
+                    row[f"{split}_{name}"] = a[f"{split}_{name}"][k]
             row["mean_activation"] = _mean(a["mean_activation"][k])
             row["zero_fraction"] = _mean(a["zero_fraction"][k])
             row["fit_time"] = a["fit_time"][k] if "fit_time" in a else math.nan
+            if data is not None:
+                replicate = data.for_replicate(seed)
+                row.update(data_random_state=replicate.random_state, data_split_seed=replicate.split_seed)
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -29,9 +29,10 @@ from search.claims import (FAIL_REASON_ATTR, KEY_ATTR, LABEL_ATTR, PROCESS_ATTR,
                            StudyQueue, config_key, trial_key)
 from search.metrics import METRIC_LABELS
 from search.parallel import FitFailure, FitPool, FitTask, chunk_seeds
-from search.results import CURVES_ATTR, DIVERGED, OK, summary_frame, trial_record
+from search.results import CURVES_ATTR, DIVERGED, OK, selection_rank, summary_frame, trial_record
 from search.space import Configuration, distributions, grid, iter_param_names, suggest
 from search.spec import SpecError, StudySpec
+from search.stats import ALPHA, baseline_comparison
 from search.storage import SPEC_ATTR, fingerprint_diff, open_storage, redact, spec_fingerprint
 
 if TYPE_CHECKING:
@@ -51,7 +52,8 @@ class RunReport:
     raised, ``configurations_skipped`` were stored before this run began and
     ``configurations_by_others`` were stored meanwhile by other runners. ``stopped``
     says why the run stopped early (the failure budget), else ``None``. ``storage`` is
-    the storage URL with any password masked.
+    the storage URL with any password masked. ``comparison`` holds each configuration's
+    paired statistics and verdict against the baseline (see :mod:`search.stats`).
     """
 
     study_name: str
@@ -65,6 +67,7 @@ class RunReport:
     configurations_failed: int = 0
     configurations_by_others: int = 0
     stopped: str | None = None
+    comparison: pd.DataFrame | None = None
 
 
 def run_study(spec: StudySpec, *, backend: str = "loky", progress: bool | None = None,
@@ -120,16 +123,17 @@ def _run(spec: StudySpec, backend: str, progress: bool | None, stream: TextIO, w
     if spec.sampler == "grid":
         _fill_queue(study, queue, spec, created)
     run = _Runner(spec, queue, backend, _progress(spec, progress, stream), stream, wait, skipped,
-                  (len(data.x_train), len(data.x_test)), cluster)
+                  data.rows, cluster)
     try:
         run.drain()
     finally:
         run.close()
-    summary = summary_frame(study.get_trials(deepcopy=False), list(iter_param_names(spec.space)),
-                            spec.objective, spec.maximize)
+    trials, names = study.get_trials(deepcopy=False), list(iter_param_names(spec.space))
+    summary = summary_frame(trials, names, spec.objective, spec.maximize)
+    comparison = baseline_comparison(trials, names, spec.objective, spec.rope)
     return RunReport(spec.name, redact(spec.storage), run.completed, skipped, run.fits,
                      time.perf_counter() - started, summary, run.diverged, run.failed,
-                     max(0, _complete_count(queue) - skipped - run.completed), run.stopped)
+                     max(0, _complete_count(queue) - skipped - run.completed), run.stopped, comparison)
 
 
 QUEUED_ATTR = "actreg_queued"
@@ -176,10 +180,10 @@ class _Runner:
     """One runner's loop: claim configurations as workers free up, fit them, store them; until none is left."""
 
     def __init__(self, spec: StudySpec, queue: StudyQueue, backend: str, bar: Any, stream: TextIO, wait: bool,
-                 skipped: int, rows: tuple[int, int], cluster: tuple[Any, Any] | None = None) -> None:
+                 skipped: int, rows: tuple[int, int, int], cluster: tuple[Any, Any] | None = None) -> None:
         self.spec, self.queue, self.backend, self.bar, self.stream, self.wait = spec, queue, backend, bar, stream, wait
         self.cluster = cluster  # (Dask client, shipment): the fits run there
-        self.rows = rows  # training and test rows: accuracies are exact fractions of them
+        self.rows = rows  # training, test and validation rows: accuracies are exact fractions of them
         self.n_jobs = runtime.resolve_n_jobs(spec.n_jobs)
         # TensorFlow threads per task: the local cores shared by the workers; on a Dask cluster one,
         # for one worker process per core (`dask worker --nworkers CORES --nthreads 1`).
@@ -466,7 +470,8 @@ def _name_the_metric(study: optuna.Study, spec: StudySpec) -> None:
 
     import optuna
 
-    name = f"mean test {METRIC_LABELS[spec.objective]}"
+    rows = "validation" if spec.data.validation is not None else "test"
+    name = f"mean {rows} {METRIC_LABELS[spec.objective]}"
     if study.metric_names != [name]:
         with warnings.catch_warnings():  # set_metric_names is "experimental" in Optuna
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -495,31 +500,52 @@ def _progress(spec: StudySpec, enabled: bool | None, stream: TextIO) -> Any:
     return tqdm(total=0, unit="fit", desc=spec.name, file=stream, disable=disable, dynamic_ncols=True)
 
 
-def summary_text(summary: pd.DataFrame, metric: str = "accuracy", limit: int = 20) -> str:
-    """A short, human-readable table of the best configurations by ``metric``; every diverged one is listed too."""
+def summary_text(summary: pd.DataFrame, metric: str = "accuracy", limit: int = 20,
+                 comparison: pd.DataFrame | None = None, varied: str | None = None) -> str:
+    """A short, human-readable table of the best configurations (by :func:`search.results.selection_rank`),
+    with their verdicts against the baseline when ``comparison`` is given; every diverged one is listed
+    too. ``varied`` (what varied between replicates) and the rows the ranking was chosen on close it."""
     if summary.empty:
         return "no completed configurations"
     m = metric
+    rank = selection_rank(summary, m)
+    validated = rank.startswith("rank_validation")
     cols = [c for c in summary.columns if c.startswith("param_")]
-    ordered = summary.sort_values([f"rank_test_{m}"] + cols, na_position="first")
+    ordered = summary.sort_values([rank] + cols, na_position="first")
     ok = ordered[ordered["status"] == OK]
     table = _concat(ok.head(limit), ordered[ordered["status"] != OK])
+    judged = {} if comparison is None or comparison.empty else dict(zip(comparison["configuration"],
+                                                                         comparison["verdict"]))
     name = METRIC_LABELS.get(m, m)
-    lines = [f"{'rank':>4}  {'configuration':<28} {f'test {name} (mean ± std)':>24}  {f'train {name}':>11}  {'seeds':>5}"]
+    head = f"{'rank':>4}  {'configuration':<28}"
+    if validated:
+        head += f" {f'valid. {name}':>12}"
+    head += f" {f'test {name} (mean ± std)':>24}  {f'train {name}':>11}  {'seeds':>5}"
+    lines = [head + ("  verdict" if judged else "")]
     for _, row in table.iterrows():
         label = row["configuration"]
         n = int(row["n_seeds"])
         if row["status"] != OK:
-            lines.append(f"{int(row[f'rank_test_{m}']):>4}  {label:<28} "
-                         f"{f'diverged on {int(row.n_diverged)} of {n} seeds':>24}  {'–':>11}  {n:>5}")
+            lines.append(f"{int(row[rank]):>4}  {label:<28} " + (f"{'–':>12} " if validated else "")
+                         + f"{f'diverged on {int(row.n_diverged)} of {n} seeds':>24}  {'–':>11}  {n:>5}")
             continue
-        lines.append(
-            f"{int(row[f'rank_test_{m}']):>4}  {label:<28} "
-            f"{row[f'mean_test_{m}']:>15.3f} ± {row[f'std_test_{m}']:.3f}  "
-            f"{row[f'mean_train_{m}']:>11.3f}  {n:>5}"
-        )
+        line = f"{int(row[rank]):>4}  {label:<28} "
+        if validated:
+            line += f"{row[f'mean_validation_{m}']:>12.3f} "
+        line += (f"{row[f'mean_test_{m}']:>15.3f} ± {row[f'std_test_{m}']:.3f}  "
+                 f"{row[f'mean_train_{m}']:>11.3f}  {n:>5}")
+        if judged:
+            line += f"  {judged.get(label, '–')}"
+        lines.append(line)
     if len(ok) > limit:
         lines.append(f"... {len(ok) - limit} more; see `actreg export`")
+    chosen = ("ranked by the validation rows; test on rows not used to choose" if validated else
+              "ranked by the test rows that report it (no validation rows): the best test value is optimistic")
+    lines.append(f"({chosen}" + (f"; varied between seeds: {varied}" if varied else "") + ")")
+    if judged:
+        rope = comparison["rope"].iloc[0]
+        lines.append(f"(verdict against the baseline, region of practical equivalence ±{rope:g}; "
+                     f"at most a {ALPHA:.0%} chance of any wrong verdict; `actreg report` for the numbers)")
     return "\n".join(lines)
 
 

@@ -84,3 +84,46 @@ def test_r2_means_are_plain_means(values):
 def test_ci95_is_the_student_t_interval_of_the_mean(values, expected):
     low, high = ci95(np.array(values))
     assert (low, high) == pytest.approx(expected, nan_ok=True)
+
+
+def validated_trial(number: int, params: dict, test_correct: list[int], validation_correct: list[int]):
+    """A complete trial of a study with 10 validation rows: ``validation_correct`` of them right per seed."""
+    import dataclasses
+
+    results = [dataclasses.replace(seed_result(k, [1.0, 0.5], float(np.float32(c) / np.float32(N_TEST))),
+                                   validation={"loss": 0.5, "accuracy": float(np.float32(v) / np.float32(10))})
+               for k, (c, v) in enumerate(zip(test_correct, validation_correct))]
+    record = trial_record(results, 2, 1, rows=(20, N_TEST, 10))
+    C = optuna.distributions.CategoricalDistribution
+    dists = {"norm": C(["none", "l1"])}
+    if params["norm"] != "none":
+        dists.update(strength=C([1e-4, 1e-3]), placement=C(["pre"]))
+    t = optuna.trial.create_trial(params=params, distributions=dists, value=record.value, user_attrs=record.user_attrs)
+    t.number = number
+    return t
+
+
+def test_the_star_goes_to_the_validation_winner_and_the_test_rows_only_report():
+    names = ["norm", "strength", "placement"]
+    trials = [
+        validated_trial(0, {"norm": "none"}, [50, 50, 50], [6, 6, 6]),
+        validated_trial(1, {"norm": "l1", "strength": 1e-4, "placement": "pre"}, [56, 57, 55], [6, 7, 6]),  # best test
+        validated_trial(2, {"norm": "l1", "strength": 1e-3, "placement": "pre"}, [52, 53, 52], [8, 8, 9]),  # best valid.
+    ]
+    assert trials[2].value == pytest.approx(25 / 30)  # the trial value: the mean validation accuracy
+    summary = summary_frame(trials, names)
+    by = summary.set_index("trial_number")
+    assert by.loc[1, "rank_test_accuracy"] == 1 and by.loc[2, "rank_validation_accuracy"] == 1
+    assert by.loc[2, "mean_validation_accuracy"] == 25 / 30 and by.loc[1, "rank_validation_accuracy"] == 2
+    winner = int(summary.index[summary["trial_number"] == 2][0])
+    assert marks(summary) == {winner: "★"}
+    md = summary_markdown(summary)
+    assert md.splitlines()[2].startswith("| 1 | l1(0.001) pre ★ |")  # first by the validation rank
+    assert "chosen on validation rows" in md and "optimistic" not in md
+    tex = summary_latex(summary, "validated")
+    assert "Validation accuracy" in tex and "{\\bfseries\\boldmath l1(0.001) pre$^{\\star}$}" in tex
+    # Without validation rows the table says that the best was chosen on the rows that report it.
+    plain = summary_frame([trial(0, {"norm": "none"}, [50, 51]), trial(1, {"norm": "l1", "strength": 1e-4,
+                                                                           "placement": "pre"}, [55, 56])], names)
+    assert "its test value is optimistic" in summary_markdown(plain)
+    assert "so its test value is optimistic" in summary_latex(plain, "plain")
