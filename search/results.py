@@ -128,7 +128,7 @@ def trial_record(results: Sequence[SeedResult], epochs: int, record_step: int,
     attrs["fit_time"] = [float(r.fit_seconds) for r in results]
     test = np.asarray(attrs[f"test_{objective}"], dtype=np.float64)
     train = np.asarray(attrs[f"train_{objective}"], dtype=np.float64)
-    test_mean, train_mean = _mean_of(attrs, "test", objective), _mean_of(attrs, "train", objective)
+    test_mean, train_mean = mean_of(attrs, "test", objective), mean_of(attrs, "train", objective)
     attrs.update({
         "mean_activation": [_floats(r.mean_activation) for r in results],  # per seed, per regularized layer
         "zero_fraction": [_floats(r.zero_fraction) for r in results],
@@ -138,7 +138,7 @@ def trial_record(results: Sequence[SeedResult], epochs: int, record_step: int,
     })
     value = test_mean
     if validated:
-        value = _mean_of(attrs, "validation", objective)
+        value = mean_of(attrs, "validation", objective)
         attrs[f"mean_validation_{objective}"] = _finite(value)
         attrs[f"std_validation_{objective}"] = _finite(_std(np.asarray(attrs[f"validation_{objective}"],
                                                                         dtype=np.float64)))
@@ -177,7 +177,7 @@ def curves_frame(trials: Sequence[optuna.trial.FrozenTrial]) -> pd.DataFrame:
     return frame[first + [c for c in frame.columns if c not in first]]
 
 
-def _mean_of(attrs: dict[str, Any], split: str, metric: str) -> float:
+def mean_of(attrs: dict[str, Any], split: str, metric: str) -> float:
     """Mean over seeds of ``<split>_<metric>``; for a fraction of rows (accuracy) with known row
     counts, from the integer total."""
     values = np.asarray(attrs[f"{split}_{metric}"], dtype=np.float64)
@@ -238,28 +238,28 @@ def _summary_row(trial: optuna.trial.FrozenTrial, param_names: Sequence[str], m:
         "n_seeds": n,
         "status": status,
         "n_diverged": int(a.get("n_diverged", 0)),
-        f"mean_test_{m}": _mean_of(a, "test", m) if ok else math.nan,
+        f"mean_test_{m}": mean_of(a, "test", m) if ok else math.nan,
         f"std_test_{m}": _std(test) if ok else math.nan,
         f"ci95_low_test_{m}": low,
         f"ci95_high_test_{m}": high,
         f"rank_test_{m}": 0,
-        f"mean_train_{m}": _mean_of(a, "train", m) if ok else math.nan,
+        f"mean_train_{m}": mean_of(a, "train", m) if ok else math.nan,
         f"std_train_{m}": _std(train) if ok else math.nan,
     })
     validated = f"validation_{m}" in a
     if validated:
         values = np.asarray(a[f"validation_{m}"], dtype=np.float64)
-        row.update({f"mean_validation_{m}": _mean_of(a, "validation", m) if ok else math.nan,
+        row.update({f"mean_validation_{m}": mean_of(a, "validation", m) if ok else math.nan,
                     f"std_validation_{m}": _std(values) if ok else math.nan,
                     f"rank_validation_{m}": 0})
     for other in trial_metrics(trial):
         if other != m:
             values = np.asarray(a[f"test_{other}"], dtype=np.float64)
-            row.update({f"mean_test_{other}": _mean_of(a, "test", other) if ok else math.nan,
+            row.update({f"mean_test_{other}": mean_of(a, "test", other) if ok else math.nan,
                         f"std_test_{other}": _std(values) if ok else math.nan,
-                        f"mean_train_{other}": _mean_of(a, "train", other) if ok else math.nan})
+                        f"mean_train_{other}": mean_of(a, "train", other) if ok else math.nan})
             if validated:
-                row[f"mean_validation_{other}"] = _mean_of(a, "validation", other) if ok else math.nan
+                row[f"mean_validation_{other}"] = mean_of(a, "validation", other) if ok else math.nan
     fit_time = np.asarray(a.get("fit_time", [math.nan] * n), dtype=np.float64)
     row.update({
         "mean_activation": _layer_mean(a["mean_activation"]),

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from search.metrics import METRICS
-from search.results import ci95, complete_trials, configuration_of, finite_trials
+from search.results import ci95, complete_trials, configuration_of, finite_trials, mean_of
 
 if TYPE_CHECKING:
     import optuna
@@ -323,7 +323,8 @@ def reference_table(references: Sequence[Reference], trials: Sequence[optuna.tri
         if t is not None:
             a = t.user_attrs
             pos = reference_position(ref.test_accuracy, a["test_accuracy"])
-            row.update(trial_number=t.number, n_seeds=len(a["test_accuracy"]), mean_test_accuracy=t.value,
+            row.update(trial_number=t.number, n_seeds=len(a["test_accuracy"]),
+                       mean_test_accuracy=mean_of(a, "test", "accuracy"),  # not t.value: validation rows may choose
                        std_test_accuracy=a["std_test_accuracy"], mean_train_accuracy=a["mean_train_accuracy"],
                        min_test_accuracy=min(a["test_accuracy"]), max_test_accuracy=max(a["test_accuracy"]),
                        test_percentile=pos["percentile"], test_z=pos["z"], where=pos["words"])
