@@ -298,7 +298,8 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
     The default is a ``table*``, the text's full width in one- and two-column templates,
     with the validation metric where the study has validation rows, and, when
     ``comparison`` is given, the paired difference from the baseline (Δ and its 95%
-    interval), its Holm-corrected p-value and the verdict. ``narrow`` gives a ``table`` that
+    interval, in place of the test mean's interval), its Holm-corrected p-value and the
+    verdict. ``narrow`` gives a ``table`` that
     fits one column of a two-column template: test mean ± std, Δ and the verdict only.
     ``varied`` (what varied between replicates) goes into the caption.
     """
@@ -315,9 +316,13 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
         columns = "lcc" + ("l" if diffs else "")
         header = rf"Configuration & Test {label} & $\Delta$" + (r" & Verdict" if diffs else "")
     else:
-        columns = "l" + "r" * uneven + "c" * validated + "ccc" + ("crl" if diffs else "")
-        header = (rf"Configuration{' & Seeds' * uneven}{f' & Validation {label}' * validated} & Test {label} "
-                  r"& 95\% CI & Train" + (r" & $\Delta$ [95\% CI] & $p_{\mathrm{Holm}}$ & Verdict" if diffs else ""))
+        # With the comparison, Δ's interval takes the place of the test mean's (its paired inference), and
+        # the sides of the columns are tight (1.5pt) to fit one column's page; the verdict keeps a gap.
+        columns = "l" + "r" * uneven + "c" * validated + ("cc" if diffs else "ccc") + (r"cr@{\hspace{5pt}}l"
+                                                                                    if diffs else "")
+        header = (rf"Configuration{' & Seeds' * uneven}{' & Valid.' * validated} & Test {label} "
+                  + ("" if diffs else r"& 95\% CI ") + "& Train"
+                  + (r" & $\Delta$ [95\% CI] & $p_{\mathrm{Holm}}$ & Verdict" if diffs else ""))
     if f"rank_validation_{m}" in frame:
         chosen = (rf"$^\star$ the best mean validation {label} (validation rows carved out of the training rows; "
                   "the test columns report it on rows that played no part in the choice)")
@@ -332,9 +337,10 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
                    rf"$\pm{_g(rope)}$ (better, worse) or within it (equivalent), else undecided; the chance of any "
                    f"wrong verdict is at most {ALPHA}.")
     n_seeds = "" if uneven else f" {int(frame['n_seeds'].iloc[0])}"
-    what = (rf"mean $\pm$ sample std over{n_seeds} seeds" if narrow else
-            rf"mean $\pm$ sample std over{n_seeds} seeds; 95\% Student-t interval of the mean; train: on the "
-            "training rows")
+    what = (rf"mean $\pm$ sample std over{n_seeds} seeds" if narrow or diffs else
+            rf"mean $\pm$ sample std over{n_seeds} seeds; 95\% Student-t interval of the mean")
+    what += "" if narrow else "; train: on the training rows"
+    what += f"; valid.: mean validation {label}, on which the best is chosen" if validated else ""
     if varied:
         what += f"; varied between seeds: {_tex(varied)}"
     if diffs:
@@ -346,7 +352,7 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
         "% Requires \\usepackage{booktabs}.\n"
         f"\\begin{{{env}}}[t]\n\\centering\n" + ("\\small\n" if narrow else "\\footnotesize\n")
         + f"\\setlength{{\\tabcolsep}}{{{1.5 if diffs and not narrow else 3}pt}}\n"
-        + f"\\caption{{Test {label}, study \\texttt{{{_tex(name)}}}: {what}. {legend}}}\n"
+        + f"\\caption{{Test {label}, study \\texttt{{{_tex_breakable(name)}}}: {what}. {legend}}}\n"
         f"\\label{{tab:{_tex_label(name)}{'-narrow' if narrow else ''}}}\n"
         f"\\begin{{tabular}}{{{columns}}}\n\\toprule\n{header} \\\\\n\\midrule\n"
         f"{body}\n\\bottomrule\n\\end{{tabular}}\n\\end{{{env}}}\n"
@@ -365,7 +371,7 @@ def _latex_row(r: pd.Series, marked: str, diffs: dict, m: str, narrow: bool, une
     verdict = "--" if d is None else d["verdict"]
     test = rf"${_f(r[f'mean_test_{m}'])} \pm {_f(r[f'std_test_{m}'])}$"
     if r["status"] != "ok":
-        span = (2 + bool(diffs)) if narrow else (4 if diffs else 1) + 2 + uneven + validated
+        span = (2 + bool(diffs)) if narrow else (3 if diffs else 1) + 2 + uneven + validated
         return (rf"{config} & \multicolumn{{{span}}}{{l}}{{diverged on {r['n_diverged']} of "
                 f"{r['n_seeds']} seeds}} \\\\")
     extra = [p, verdict] if diffs else []
@@ -373,8 +379,8 @@ def _latex_row(r: pd.Series, marked: str, diffs: dict, m: str, narrow: bool, une
         cells = [config, test, delta, *([verdict] if diffs else [])]
     else:
         cells = [config, *([str(r["n_seeds"])] if uneven else []),
-                 *([rf"${_f(r[f'mean_validation_{m}'])} \pm {_f(r[f'std_validation_{m}'])}$"] if validated else []),
-                 test, f"[{_f(r[f'ci95_low_test_{m}'])}, {_f(r[f'ci95_high_test_{m}'])}]",
+                 *([rf"${_f(r[f'mean_validation_{m}'])}$"] if validated else []),
+                 test, *([] if diffs else [f"[{_f(r[f'ci95_low_test_{m}'])}, {_f(r[f'ci95_high_test_{m}'])}]"]),
                  f"${_f(r[f'mean_train_{m}'])}$"] + ([delta + delta_ci, *extra] if diffs else [])
     if "★" in marked:  # the configuration and its chosen and test results in bold; \boldmath: the math too
         bold = 2 if narrow else 2 + uneven + validated
@@ -401,6 +407,11 @@ def _tex_p(v) -> str:
     if not _present(v):
         return "--"
     return f"${v:.2g}$" if v >= 0.001 else "$<0.001$"
+
+
+def _tex_breakable(name: str) -> str:
+    """``name`` for \\texttt, which never hyphenates: a line may break after each "-" or "_"."""
+    return _tex(name).replace("-", "-\\allowbreak{}").replace("\\_", "\\_\\allowbreak{}")
 
 
 def _tex_label(name: str) -> str:

@@ -138,10 +138,25 @@ def pdflatex_or_skip() -> str:
     return found
 
 
+@pytest.fixture(scope="module")
+def validated_run(tmp_path_factory):
+    """The widest tables: validation rows, the longest labels (l1_l2 at 1e-4), every verdict column, and a
+    hyphenated name that \\texttt would not break (this one overflowed a one-column caption)."""
+    folder = tmp_path_factory.mktemp("validated")
+    path = write_study(folder, name="seed-tutorial-resampled", seeds=3, epochs=3)
+    path.write_text(path.read_text().replace("random_state = 3", 'resample = "draw"\nvalidation = 0.25')
+                    .replace('norm = ["none", "l1", "l2"]', 'norm = ["none", "l1_l2"]')
+                    .replace("strength = [1e-3, 1e-1]", "strength = [1e-4, 1e-1]"))
+    spec = load_spec(path).with_overrides(n_jobs=1)
+    run_study(spec, progress=False)
+    return spec, folder
+
+
 @pytest.mark.parametrize("columns", ["onecolumn", "twocolumn"])
-def test_summary_tex_compiles_without_errors_or_overfull_boxes(small_run, tmp_path, columns):
+@pytest.mark.parametrize("run", ["small_run", "validated_run"])
+def test_summary_tex_compiles_without_errors_or_overfull_boxes(run, tmp_path, columns, request):
     pdflatex = pdflatex_or_skip()
-    spec, _ = small_run
+    spec, _ = request.getfixturevalue(run)
     write_report(spec, tmp_path, attach=False)
     (tmp_path / "paper.tex").write_text(
         f"\\documentclass[{columns}]{{article}}\n\\usepackage{{booktabs}}\n\\begin{{document}}\n"
