@@ -7,6 +7,7 @@ Nothing is downloaded. Every dataset comes out as float32 arrays: inputs of shap
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -169,6 +170,9 @@ def _validation(spec: DataSpec, train: np.ndarray, y: np.ndarray) -> tuple[np.nd
     """``train`` without the validation rows, and the validation rows (drawn from ``split_seed``, else 0)."""
     if spec.validation is None:
         return train, None
+    held = math.ceil(spec.validation * len(train))
+    if held >= len(train):
+        raise DataError("data.validation", f"leaves no training rows ({held} of {len(train)} held out)")
     return _draw(train, y[train], "data.validation", spec.split_seed or 0, bool(spec.stratify),
                  test_size=spec.validation)
 
