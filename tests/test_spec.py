@@ -203,12 +203,17 @@ def test_every_shipped_study_is_valid_and_fits_its_data(name):
     assert spec.name == name and spec.storage == f"sqlite:///{REPO / 'studies' / name}.db"
     data = check_study(spec)  # the model against its data, as `actreg run` checks before writing anything
     assert len(data.x_train) > 0 and len(data.x_test) > 0
-    if name.startswith("seed-"):  # the case study: 30 seeds of 4000 epochs
-        assert len(spec.seeds) == 30 and spec.train.epochs == 4000
+    if name.startswith("seed-"):  # the case study: 30 seeds of 4000 epochs, or at least 30 replicates of new data
+        assert spec.train.epochs == 4000 and spec.data.n_train == 30
+        if name.endswith("-resampled"):
+            assert spec.data.resample == "draw" and len(spec.seeds) >= 30
+        else:
+            assert spec.data.resample == "none" and len(spec.seeds) == 30 and spec.data.random_state == 1
 
 
 def test_the_shipped_studies_are_found():  # an empty glob would pass the test above silently
-    assert len(SHIPPED) >= 7 and {"seed-tutorial", "seed-circles", "digits-cnn", "regression"} <= set(SHIPPED)
+    assert len(SHIPPED) >= 10 and {"seed-tutorial", "seed-circles", "digits-cnn", "regression",
+                                   "seed-tutorial-resampled", "seed-circles-resampled"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("args", [
