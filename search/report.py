@@ -26,7 +26,7 @@ from search.results import complete_trials, configuration_of, curves_frame, sele
 from search.sources import SOURCES
 from search.space import iter_param_names
 from search.spec import DataSpec, ModelSpec, StudySpec
-from search.stats import ALPHA, MIN_SEEDS, POWER, baseline_comparison, reference_table
+from search.stats import ALPHA, MIN_SEEDS, POWER, VERDICTS, baseline_comparison, reference_table
 from search.storage import load_study
 
 if TYPE_CHECKING:
@@ -446,7 +446,7 @@ def verdicts_markdown(comparison: pd.DataFrame, metric: str = "accuracy") -> str
     if comparison.empty:
         return ""
     counts = comparison["verdict"].value_counts()
-    tally = ", ".join(f"{int(counts[v])} {v}" for v in ("better", "worse", "equivalent", "undecided") if v in counts)
+    tally = ", ".join(f"{int(counts[v])} {v}" for v in VERDICTS if v in counts)
     m = len(comparison)
     rope = comparison["rope"].iloc[0]
     lower = " (for MAE lower is better, so better means a lower MAE)" if metric in MINIMIZED else ""

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 MIN_SEEDS = 5
 ALPHA = 0.05  # familywise error rate of the verdicts (and the level of the report's † mark)
 POWER = 0.8  # the power at which detectable differences and needed replicates are computed
-VERDICTS = ("better", "worse", "equivalent", "undecided")
+VERDICTS = ("better", "worse", "equivalent", "undecided")  # the three regions, then none shown
 
 
 def paired_differences(config_acc: dict[int, float], baseline_acc: dict[int, float]) -> np.ndarray:
@@ -190,8 +190,7 @@ def decide(improvements: Sequence[np.ndarray], rope: float, alpha: float = ALPHA
     out = []
     for j in range(len(improvements)):
         adjusted = {k: None if np.isnan(p[k][j]) else min(1.0, m * float(p[k][j])) for k in p}
-        verdict = next((k for k in ("better", "worse", "equivalent")
-                        if adjusted[k] is not None and adjusted[k] <= alpha), "undecided")
+        verdict = next((k for k in VERDICTS[:3] if adjusted[k] is not None and adjusted[k] <= alpha), "undecided")
         out.append({"verdict": verdict, "p_better": adjusted["better"], "p_worse": adjusted["worse"],
                     "p_equivalent": adjusted["equivalent"]})
     return out
