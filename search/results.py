@@ -8,7 +8,8 @@ Conventions (also in the README):
 * ``rank_test_<metric>`` is 1 for the best mean (highest accuracy or R2, lowest MAE);
   ties share the best rank. With validation rows (``[data] validation``), the trial value
   is the mean *validation* metric and ``rank_validation_<metric>`` ranks by it: the
-  configuration is chosen on rows that do not report it; the test columns stand beside. Accuracies are exact fractions of the rows (correct / rows,
+  configuration is chosen on rows that do not report it; the test columns stand beside.
+  Accuracies are exact fractions of the rows (correct / rows,
   from the trainer's float32 counts), and mean accuracies come from the integer total of
   correct predictions, so configurations with equal totals have equal means and share
   their rank, instead of being ordered by float rounding.

@@ -369,12 +369,11 @@ def _data(t: Mapping[str, Any], s: str, task: str, base: Path) -> DataSpec:
         fields.update(_split(t, s, task, source, fields.get("n_samples") or source.rows))
     if get(t, s, "data.standardize", bool, default=source.standardize):
         fields["standardize"] = True
-    fields.update(_resample(t, s, task, name, source, fields))
+    fields.update(_resample(t, s, task, name, source))
     return DataSpec(**fields)
 
 
-def _resample(t: Mapping[str, Any], s: str, task: str, name: str, source: Source,
-              fields: dict[str, Any]) -> dict[str, Any]:
+def _resample(t: Mapping[str, Any], s: str, task: str, name: str, source: Source) -> dict[str, Any]:
     """``resample`` and the key it takes over: each replicate's ``split_seed`` or ``random_state``."""
     resample = choice(t.get("resample", "none"), s, "data.resample", RESAMPLE)
     if resample == "none":
