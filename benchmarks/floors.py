@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 def forward_flops(layers, input_shape: tuple[int, ...]) -> int:
     """FLOPs (2 per multiply-add) of one sample's forward pass through ``layers`` (LayerSpecs)."""
-    from search.layers import LAYERS
+    from search.study.layers import LAYERS
 
     shape, total = tuple(input_shape), 0
     for layer in layers:
@@ -52,7 +52,7 @@ def _prod(dims) -> int:
 
 def model_epoch_flops(spec) -> tuple[int, int, int]:
     """(FLOPs per model-epoch, training rows, test rows) of a study."""
-    from search.checks import check_study
+    from search.engine.checks import check_study
 
     data = check_study(spec)
     per_sample = forward_flops(spec.model.layers, data.x_train.shape[1:])
@@ -61,7 +61,7 @@ def model_epoch_flops(spec) -> tuple[int, int, int]:
 
 def machine_gflops(size: int = 1024, repeats: int = 5) -> float:
     """Float32 GFLOP/s of a ``size`` x ``size`` matrix product on all cores, best of ``repeats``."""
-    from search import runtime
+    from search.engine import runtime
 
     runtime.configure(os.cpu_count() or 1)
     import tensorflow as tf
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     parser.add_argument("studies", nargs="+", metavar="STUDY.toml")
     parser.add_argument("--bench", action="store_true", help="also run actreg bench --study on each")
     args = parser.parse_args(argv)
-    from search.spec import load_spec
+    from search.study.parse import load_spec
 
     gflops = machine_gflops()
     print(f"machine: {gflops:.1f} GFLOP/s (float32 1024x1024 matrix product, {os.cpu_count()} cores)")

@@ -11,11 +11,15 @@ The Python API mirrors the CLI::
 
 from __future__ import annotations
 
-from search.results import per_seed_frame, summary_frame
-from search.space import Configuration, grid
-from search.spec import SpecError, StudySpec, load_spec, parse_spec
+from search._version import __version__
+from search.results.records import per_seed_frame, summary_frame
+from search.study.space import Configuration, grid
+from search.study.parse import load_spec, parse_spec
+from search.study.spec import StudySpec
+from search.study.validation import SpecError
 
 __all__ = [
+    "__version__",
     "Configuration",
     "SpecError",
     "StudySpec",
@@ -26,7 +30,6 @@ __all__ = [
     "run_study",
 ]
 
-__version__ = "0.1.0"
 
 
 def run_study(spec: StudySpec, **kwargs):
@@ -38,8 +41,8 @@ def run_study(spec: StudySpec, **kwargs):
 
 def export_frame(spec: StudySpec, *, per_seed: bool = False):
     """The stored results of ``spec`` as a DataFrame (one row per configuration, or per seed)."""
-    from search.space import iter_param_names
-    from search.storage import load_study
+    from search.study.space import iter_param_names
+    from search.store.storage import load_study
 
     study = load_study(spec)
     names = list(iter_param_names(spec.space))

@@ -7,7 +7,7 @@ microseconds per epoch per model:
 * Keras: ``model.fit(..., validation_data=test)`` one model at a time, as the tutorial
   trains; measured after a warm-up epoch, so compilation is not counted.
 * actreg: ``seeds`` seeds for ``epochs`` epochs through a study's own work unit
-  (:func:`search.parallel.fit_seeds`), split into chunks as a study splits them (at most 32
+  (:func:`search.engine.parallel.fit_seeds`), split into chunks as a study splits them (at most 32
   seeds per graph), on trainers that an identical first pass compiled, so tracing, XLA
   compilation and drawing the seeds' initial weights (reported separately, per compiled
   trainer, as ``actreg_setup_seconds``) are not counted either; the per-epoch test
@@ -21,8 +21,8 @@ import os
 import time
 from dataclasses import asdict, dataclass, replace
 
-from search.space import Configuration, grid
-from search.spec import DataSpec, LayerSpec, ModelSpec, StudySpec, TrainSpec
+from search.study.space import Configuration, grid
+from search.study.spec import DataSpec, LayerSpec, ModelSpec, StudySpec, TrainSpec
 
 CASE_MODEL = ModelSpec((LayerSpec("dense", 500, "relu", True), LayerSpec("dense", 1, "sigmoid")))
 CASE_CONFIG = Configuration("l1", 1e-4, "pre")
@@ -54,15 +54,15 @@ def measure(epochs: int | None = None, seeds: int | None = None, fit_epochs: int
     ``spec``, its data, model, training settings and first regularized configuration,
     with its own epochs and seeds by default.
     """
-    from search import runtime
+    from search.engine import runtime
 
     cores = cores or os.cpu_count() or 1
     runtime.import_tensorflow()  # quietly; the pools are sized below, as a study's worker sizes them
-    from search.checks import check_study
-    from search.data import make_dataset
-    from search.model import build_model
-    from search.parallel import FitTask, chunk_seeds, fit_seeds
-    from search.trainer import op_threads
+    from search.engine.checks import check_study
+    from search.engine.data import make_dataset
+    from search.engine.model import build_model
+    from search.engine.parallel import FitTask, chunk_seeds, fit_seeds
+    from search.engine.trainer import op_threads
 
     if spec is None:
         data_spec = DataSpec()

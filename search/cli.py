@@ -14,7 +14,9 @@ import sys
 from collections.abc import Sequence
 
 from search import interrupt
-from search.spec import SpecError, StudySpec, load_spec
+from search.study.parse import load_spec
+from search.study.spec import StudySpec
+from search.study.validation import SpecError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -110,8 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SpecError as exc:
             return _error(str(exc))
         except Exception as exc:
-            from search.cluster import ClusterError
-            from search.storage import StorageError, describe_error
+            from search.engine.cluster import ClusterError
+            from search.store.storage import StorageError, describe_error
 
             if isinstance(exc, (StorageError, ClusterError)):
                 return _error(str(exc))
@@ -156,8 +158,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from search import export_frame
-    from search.results import write_csv
-    from search.storage import StudyNotFound
+    from search.results.records import write_csv
+    from search.store.storage import StudyNotFound
 
     spec = _spec(args)
     _check_output_file(args.out, "--out")
@@ -174,8 +176,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from search.dashboard import serve
-    from search.storage import StudyNotFound
+    from search.results.dashboard import serve
+    from search.store.storage import StudyNotFound
 
     if not 0 < args.port < 65536:
         raise SpecError("command line", "--port", "must be between 1 and 65535")
@@ -220,14 +222,14 @@ def _not_run(args: argparse.Namespace, exc: Exception) -> int:
 
 
 def _version() -> str:
-    from search import __version__
+    from search._version import __version__
 
     return __version__
 
 
 def _report(args: argparse.Namespace) -> int:
-    from search.report import write_report
-    from search.storage import StudyNotFound
+    from search.results.report import write_report
+    from search.store.storage import StudyNotFound
 
     spec = _spec(args)
     if args.out is not None:

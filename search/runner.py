@@ -1,6 +1,6 @@
 """Run a study: claim configurations -> fit them over seeds (joblib) -> finish their trials.
 
-A study is a shared queue (see :mod:`search.claims`): any number of ``actreg run``
+A study is a shared queue (see :mod:`search.store.claims`): any number of ``actreg run``
 processes, on any machines that reach the storage, claim configurations one at a time,
 fit them and finish their trials; a runner that finds nothing left to claim waits for
 the configurations other runners hold (taking over those whose runner died) and then
@@ -8,9 +8,9 @@ stops. Resuming is the same thing with one runner: what is stored is skipped, wh
 interrupted is claimed again.
 
 Failures are data. A configuration whose loss became NaN or infinite is stored as
-diverged (see :mod:`search.results`); one whose fit raised is a FAIL trial with its
+diverged (see :mod:`search.results.records`); one whose fit raised is a FAIL trial with its
 reason, and the run goes on until more than ``max_failures`` configurations failed in
-it. A worker process that dies costs its chunks a retry (see :class:`search.parallel.FitPool`).
+it. A worker process that dies costs its chunks a retry (see :class:`search.engine.parallel.FitPool`).
 """
 
 from __future__ import annotations
@@ -23,17 +23,20 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TextIO
 
-from search import interrupt, runtime
-from search.checks import check_study
-from search.claims import (FAIL_REASON_ATTR, KEY_ATTR, LABEL_ATTR, PROCESS_ATTR, RUNNER_ATTR, Claim, Heartbeat,
+from search import interrupt
+
+from search.engine import runtime
+from search.engine.checks import check_study
+from search.store.claims import (FAIL_REASON_ATTR, KEY_ATTR, LABEL_ATTR, PROCESS_ATTR, RUNNER_ATTR, Claim, Heartbeat,
                            StudyQueue, config_key, trial_key)
-from search.metrics import METRIC_LABELS
-from search.parallel import FitFailure, FitPool, FitTask, chunk_seeds
-from search.results import CURVES_ATTR, DIVERGED, OK, selection_rank, summary_frame, trial_record
-from search.space import Configuration, distributions, grid, iter_param_names, suggest
-from search.spec import SpecError, StudySpec
-from search.stats import ALPHA, baseline_comparison
-from search.storage import SPEC_ATTR, fingerprint_diff, open_storage, redact, spec_fingerprint
+from search.study.metrics import METRIC_LABELS
+from search.engine.parallel import FitFailure, FitPool, FitTask, chunk_seeds
+from search.results.records import CURVES_ATTR, DIVERGED, OK, selection_rank, summary_frame, trial_record
+from search.study.space import Configuration, distributions, grid, iter_param_names, suggest
+from search.study.spec import StudySpec
+from search.study.validation import SpecError
+from search.results.stats import ALPHA, baseline_comparison
+from search.store.storage import SPEC_ATTR, fingerprint_diff, open_storage, redact, spec_fingerprint
 
 if TYPE_CHECKING:
     import optuna
@@ -53,7 +56,7 @@ class RunReport:
     ``configurations_by_others`` were stored meanwhile by other runners. ``stopped``
     says why the run stopped early (the failure budget), else ``None``. ``storage`` is
     the storage URL with any password masked. ``comparison`` holds each configuration's
-    paired statistics and verdict against the baseline (see :mod:`search.stats`).
+    paired statistics and verdict against the baseline (see :mod:`search.results.stats`).
     """
 
     study_name: str
@@ -99,7 +102,7 @@ def run_study(spec: StudySpec, *, backend: str = "loky", progress: bool | None =
 
 def _connect(spec: StudySpec) -> tuple[Any, Any]:
     """The Dask client of ``spec.scheduler`` and what its workers need, after checking the workers."""
-    from search.cluster import check_workers, connect, shipment_for
+    from search.engine.cluster import check_workers, connect, shipment_for
 
     client = connect(spec.scheduler)
     try:
@@ -155,7 +158,7 @@ def _fill_queue(study: optuna.Study, queue: StudyQueue, spec: StudySpec, created
     """Queue the grid's configurations that have no live trial.
 
     Runners that start together would each queue the whole grid (the duplicates are
-    harmless, see :mod:`search.claims`, but clutter the dashboard), so on a new study
+    harmless, see :mod:`search.store.claims`, but clutter the dashboard), so on a new study
     the runner that created it queues the grid and the others wait for it, up to the
     grace period (its creator may have died). A study stored by an earlier version has
     trials but not the mark: it is queued at once.
@@ -216,7 +219,7 @@ class _Runner:
     def drain(self) -> None:
         """Claim, fit and store until nothing is left (or the failure budget is spent)."""
         if self.cluster is not None:
-            from search.cluster import DaskPool
+            from search.engine.cluster import DaskPool
 
             pool: Any = DaskPool(*self.cluster)
         else:
@@ -502,7 +505,7 @@ def _progress(spec: StudySpec, enabled: bool | None, stream: TextIO) -> Any:
 
 def summary_text(summary: pd.DataFrame, metric: str = "accuracy", limit: int = 20,
                  comparison: pd.DataFrame | None = None, varied: str | None = None) -> str:
-    """A short, human-readable table of the best configurations (by :func:`search.results.selection_rank`),
+    """A short, human-readable table of the best configurations (by :func:`search.results.records.selection_rank`),
     with their verdicts against the baseline when ``comparison`` is given; every diverged one is listed
     too. ``varied`` (what varied between replicates) and the rows the ranking was chosen on close it."""
     if summary.empty:

@@ -135,7 +135,7 @@ def seed_result(seed: int, losses: list[float], test_accuracy: float = 0.5):
     """A seed's fit as the trainer returns it: the given loss per epoch, constant accuracies."""
     import numpy as np
 
-    from search.trainer import SeedResult
+    from search.engine.trainer import SeedResult
 
     n = len(losses)
     history = {"loss": np.array(losses, np.float32), "accuracy": np.full(n, 0.5, np.float32),

@@ -73,7 +73,7 @@ def test_the_keras_on_jax_anchor_trains_the_case_study_or_says_what_is_missing()
 
 
 def test_floors_count_the_multiply_adds_of_each_layer_kind():
-    from search.spec import LayerSpec as L
+    from search.study.spec import LayerSpec as L
 
     *_, floors = _benchmarks()
     # conv 3x3x1 -> 16 on 8x8 (6x6 outputs), pool to 3x3, dense 144 -> 10: the digits-cnn model.

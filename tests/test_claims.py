@@ -22,8 +22,8 @@ import pytest
 from conftest import RUN_COLUMNS, actreg, trials_so_far, worker_pids, write_study
 
 from search import export_frame, load_spec, run_study
-from search.claims import trial_key
-from search.space import grid
+from search.store.claims import trial_key
+from search.study.space import grid
 
 KEYS = ["param_norm", "param_strength", "param_placement", "seed"]
 
@@ -164,8 +164,8 @@ def test_sigterm_releases_the_claims_and_prints_one_line(tmp_path):
 
 
 def queue_on(tmp_path: Path, grace: int = 2):
-    from search.claims import StudyQueue
-    from search.storage import open_storage
+    from search.store.claims import StudyQueue
+    from search.store.storage import open_storage
 
     storage = open_storage(f"sqlite:///{tmp_path}/q.db", create=True, grace=grace)
     study = optuna.create_study(study_name="q", storage=storage, load_if_exists=True)
@@ -179,8 +179,8 @@ def dists():
 
 
 def test_a_configuration_queued_twice_is_fitted_once(tmp_path):
-    from search.claims import SUPERSEDED_ATTR, config_key
-    from search.space import Configuration
+    from search.store.claims import SUPERSEDED_ATTR, config_key
+    from search.study.space import Configuration
 
     a, b = queue_on(tmp_path), queue_on(tmp_path)
     config = Configuration("l1", 0.1, "pre")
@@ -202,8 +202,8 @@ def test_a_configuration_queued_twice_is_fitted_once(tmp_path):
 
 def test_a_live_claim_is_kept_and_a_silent_one_is_taken_over(tmp_path):
     """The heartbeat path, as between machines (the process check cannot see the other runner)."""
-    from search.claims import PROCESS_ATTR, Heartbeat
-    from search.space import Configuration
+    from search.store.claims import PROCESS_ATTR, Heartbeat
+    from search.study.space import Configuration
 
     live, silent, other = (queue_on(tmp_path, grace=4) for _ in range(3))  # beats every second
     live.enqueue_missing([Configuration("none"), Configuration("l1", 0.1, "pre")], dists())

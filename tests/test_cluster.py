@@ -23,10 +23,10 @@ from conftest import RUN_COLUMNS, actreg, free_port, trials_so_far, write_builde
 from distributed import Client  # the dask extra: the README's test command installs it
 
 from search import export_frame, load_spec
-from search.cluster import Shipment, ShippedFile, run_shipped, version_mismatch, versions
-from search.parallel import FitFailure, FitTask
-from search.space import Configuration
-from search.spec import DataSpec, ModelSpec, TrainSpec
+from search.engine.cluster import Shipment, ShippedFile, run_shipped, version_mismatch, versions
+from search.engine.parallel import FitFailure, FitTask
+from search.study.space import Configuration
+from search.study.spec import DataSpec, ModelSpec, TrainSpec
 
 DASK = str(Path(sys.executable).with_name("dask"))
 
@@ -214,7 +214,7 @@ def test_a_shipped_file_lands_under_its_digest_and_is_checked(tmp_path):
     shipped = ShippedFile.read(str(source))
     folder = Path(shipped.materialize())
     assert folder.name == shipped.digest and (folder / "points.csv").read_text() == "a,label\n1,0\n"
-    from search.cluster import ClusterError
+    from search.engine.cluster import ClusterError
 
     forged = ShippedFile("other.csv", "0" * 64, b"x")
     with pytest.raises(ClusterError, match="another SHA-256"):

@@ -12,7 +12,7 @@ import urllib.request
 from conftest import free_port, write_study
 
 from search import load_spec, run_study
-from search.report import write_report
+from search.results.report import write_report
 
 
 def get_json(url: str):

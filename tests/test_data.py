@@ -7,9 +7,11 @@ import copy
 import numpy as np
 import pytest
 
-from search.checks import check_study, output_shape
-from search.data import DataError, make_dataset
-from search.spec import LayerSpec, SpecError, parse_spec
+from search.engine.checks import check_study, output_shape
+from search.engine.data import DataError, make_dataset
+from search.study.parse import parse_spec
+from search.study.spec import LayerSpec
+from search.study.validation import SpecError
 
 CNN = {"name": "cnn", "seeds": 2, "metric": "accuracy",
        "data": {"source": "digits", "view": "image", "test_size": 0.3, "split_seed": 1},

@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 from conftest import seed_result, write_study
 
-import search.parallel
+import search.engine.parallel
 from search import export_frame, load_spec, run_study
 from search.cli import main
-from search.report import write_report
-from search.results import OK, diverged_at, summary_frame, trial_record
+from search.results.report import write_report
+from search.results.records import OK, diverged_at, summary_frame, trial_record
 from search.runner import summary_text
-from search.space import iter_param_names
-from search.storage import load_study
+from search.study.space import iter_param_names
+from search.store.storage import load_study
 
 
 @pytest.mark.parametrize("losses, epoch", [
@@ -122,14 +122,14 @@ def test_a_study_with_a_diverging_configuration_completes_and_says_so(task, tmp_
 def test_a_failing_fit_is_a_fail_trial_and_the_study_goes_on(tmp_path, monkeypatch, capsys):
     path = write_study(tmp_path, name="fails", seeds=2, epochs=2)
     spec = load_spec(path).with_overrides(n_jobs=1)
-    real = search.parallel.fit_seeds
+    real = search.engine.parallel.fit_seeds
 
     def flaky(task):  # fault injection: this configuration's fit raises
         if task.config.norm == "l1" and task.config.strength == 0.1 and task.config.placement == "post":
             raise RuntimeError("injected fault\nsecond line")
         return real(task)
 
-    monkeypatch.setattr(search.parallel, "fit_seeds", flaky)
+    monkeypatch.setattr(search.engine.parallel, "fit_seeds", flaky)
     assert main(["run", str(path), "--n-jobs", "1", "--no-progress"]) == 1
     out, err = capsys.readouterr()
     assert "8 configurations run (0 diverged), 1 failed" in out
@@ -140,7 +140,7 @@ def test_a_failing_fit_is_a_fail_trial_and_the_study_goes_on(tmp_path, monkeypat
     assert "Traceback" in failed[0].user_attrs["fail_details"]
     assert len(export_frame(spec)) == 8
     # Fixed: the next run retries only the failed configuration.
-    monkeypatch.setattr(search.parallel, "fit_seeds", real)
+    monkeypatch.setattr(search.engine.parallel, "fit_seeds", real)
     assert main(["run", str(path), "--n-jobs", "1", "--no-progress"]) == 0
     assert "1 configurations run (0 diverged), 0 failed, 8 already stored" in capsys.readouterr().out
     assert len(export_frame(spec)) == 9
@@ -155,8 +155,8 @@ def test_past_the_failure_budget_the_run_stops(tmp_path, monkeypatch, capsys):
             raise MemoryError("injected")
         return real(task)
 
-    real = search.parallel.fit_seeds
-    monkeypatch.setattr(search.parallel, "fit_seeds", broken)
+    real = search.engine.parallel.fit_seeds
+    monkeypatch.setattr(search.engine.parallel, "fit_seeds", broken)
     assert main(["run", str(path), "--n-jobs", "1", "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "error: 2 configurations failed in this run, more than max_failures = 1; stopped" in err

@@ -7,8 +7,8 @@ import optuna
 import pandas as pd
 import pytest
 
-from search.figures import heatmap_data, seed_distribution, selected_curves, sparsity_data, strength_bins
-from search.results import CURVES_ATTR
+from search.results.figures import heatmap_data, seed_distribution, selected_curves, sparsity_data, strength_bins
+from search.results.records import CURVES_ATTR
 
 
 def summary(rows):
@@ -82,7 +82,7 @@ def test_seed_distribution_is_long_and_ordered_best_first():
 
 
 def test_a_collapsed_configuration_does_not_set_the_colour_scale():
-    from search.figures import robust_limits
+    from search.results.figures import robust_limits
 
     values = [0.77, 0.75, 0.76, 0.78, 0.79, 0.74, 0.45]  # one configuration collapsed to chance
     low, high = robust_limits(values)
@@ -92,7 +92,7 @@ def test_a_collapsed_configuration_does_not_set_the_colour_scale():
 
 
 def test_the_delta_heatmap_shows_paired_differences_on_a_scale_centred_at_zero():
-    from search.figures import delta_heatmap_data
+    from search.results.figures import delta_heatmap_data
 
     comparison = pd.DataFrame({
         "param_norm": ["l1", "l1", "l2"], "param_strength": [1e-4, 1e-2, 1e-4],
@@ -109,7 +109,7 @@ def test_the_delta_heatmap_shows_paired_differences_on_a_scale_centred_at_zero()
 def test_figures_are_300_dpi_and_pdf_fonts_are_truetype(tmp_path):
     from PIL import Image
 
-    from search.figures import draw_heatmap
+    from search.results.figures import draw_heatmap
 
     data = heatmap_data(SUMMARY, "mean_test_accuracy", "mean_std", "title")
     draw_heatmap(data, str(tmp_path / "h.png"))
@@ -131,7 +131,7 @@ def test_figures_are_300_dpi_and_pdf_fonts_are_truetype(tmp_path):
     ([[0.62, 0.72]], "upper right"),  # outside it
 ])
 def test_legend_location_avoids_marked_points(avoid, corner):
-    from search.figures import legend_location
+    from search.results.figures import legend_location
 
     assert legend_location((0.3, 0.2), np.array(avoid)) == corner
 
@@ -142,7 +142,7 @@ def _legend_box(ax):
 
 
 def test_the_seeds_legend_never_covers_a_published_point():
-    from search.figures import _pyplot, plot_distribution
+    from search.results.figures import _pyplot, plot_distribution
 
     plt = _pyplot()
     # The published points sit at the right end of the top rows: where a legend goes by default.
@@ -160,7 +160,7 @@ def test_the_seeds_legend_never_covers_a_published_point():
 
 
 def test_sparsity_legends_cross_no_line():
-    from search.figures import _line_points, _pyplot, plot_sparsity
+    from search.results.figures import _line_points, _pyplot, plot_sparsity
 
     plt = _pyplot()
     frame = pd.DataFrame({"param_norm": ["l1"] * 3 + ["l2"] * 3, "param_placement": ["pre"] * 6,

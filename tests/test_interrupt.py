@@ -59,7 +59,7 @@ def test_the_runner_stops_at_its_next_step_after_a_swallowed_sigterm(small_study
     import optuna
 
     from search.runner import run_study
-    from search.spec import load_spec
+    from search.study.parse import load_spec
 
     spec = load_spec(small_study)
     with interrupt.handled():

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search import runtime
+from search.engine import runtime
 
 runtime.configure(2)
 
-from search.data import make_dataset  # noqa: E402
-from search.model import build_model, initial_state  # noqa: E402
-from search.space import Configuration  # noqa: E402
-from search.spec import DataSpec, LayerSpec, ModelSpec, TrainSpec  # noqa: E402
-from search.trainer import ChunkTrainer, train_seeds  # noqa: E402
+from search.engine.data import make_dataset  # noqa: E402
+from search.engine.model import build_model, initial_state  # noqa: E402
+from search.study.space import Configuration  # noqa: E402
+from search.study.spec import DataSpec, LayerSpec, ModelSpec, TrainSpec  # noqa: E402
+from search.engine.trainer import ChunkTrainer, train_seeds  # noqa: E402
 
 L = LayerSpec
 SCE = "sparse_categorical_crossentropy"
@@ -144,7 +144,7 @@ def test_per_seed_convolutions_and_their_gradients_vectorize_without_a_loop(stri
 
     import tensorflow as tf
 
-    from search import vectorize
+    from search.engine import vectorize
 
     assert vectorize.install()
     rng = np.random.default_rng(0)
@@ -180,7 +180,7 @@ def test_per_seed_matrix_products_with_a_small_dimension_are_written_out_for_xla
     others (few columns, or few rows and a long sum) stay batched matrix products."""
     import tensorflow as tf
 
-    from search import vectorize
+    from search.engine import vectorize
 
     assert vectorize.install()
     rng = np.random.default_rng(1)
@@ -232,7 +232,7 @@ def test_a_chunks_recurrent_layers_train_unrolled_and_one_seed_keeps_fits_loop(c
 def test_only_short_known_sequences_unroll():
     import keras
 
-    from search.model import MAX_UNROLLED_STEPS, unrolled
+    from search.engine.model import MAX_UNROLLED_STEPS, unrolled
 
     def lstm_on(steps):
         inputs = keras.Input((steps, 2))

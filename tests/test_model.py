@@ -3,14 +3,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search import runtime
+from search.engine import runtime
 
 runtime.configure(2)
 import keras  # noqa: E402
 
-from search.model import build_model, make_regularizer, one_reduction  # noqa: E402
-from search.space import Configuration  # noqa: E402
-from search.spec import LayerSpec, ModelSpec  # noqa: E402
+from search.engine.model import build_model, make_regularizer, one_reduction  # noqa: E402
+from search.study.space import Configuration  # noqa: E402
+from search.study.spec import LayerSpec, ModelSpec  # noqa: E402
 
 MLP = ModelSpec((LayerSpec("dense", 5, "relu", True), LayerSpec("dense", 1, "sigmoid")))
 

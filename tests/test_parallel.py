@@ -6,7 +6,7 @@ from collections import OrderedDict
 
 import pytest
 
-from search.parallel import MAX_CHUNK, _cached, chunk_seeds
+from search.engine.parallel import MAX_CHUNK, _cached, chunk_seeds
 
 
 @pytest.mark.parametrize("n, limit, sizes", [
@@ -58,9 +58,9 @@ def test_a_worker_sizes_its_pools_for_the_graph_its_chunks_train_in(epochs, intr
     import sys
 
     code = f"""
-from search.parallel import FitTask, fit_seeds
-from search.space import Configuration
-from search.spec import DataSpec, LayerSpec, ModelSpec, TrainSpec
+from search.engine.parallel import FitTask, fit_seeds
+from search.study.space import Configuration
+from search.study.spec import DataSpec, LayerSpec, ModelSpec, TrainSpec
 model = ModelSpec((LayerSpec("dense", 8, "relu", True), LayerSpec("dense", 1, "sigmoid")))
 task = FitTask(DataSpec(), model, TrainSpec(epochs={epochs}), "mean", Configuration("l1", 1e-4, "pre"),
                (0, 1), threads=2)
@@ -85,9 +85,9 @@ def test_a_task_submitted_after_a_worker_died_goes_to_a_new_pool():
 
     from conftest import worker_pids
 
-    from search.parallel import FitFailure, FitPool, FitTask
-    from search.space import Configuration
-    from search.spec import DataSpec, LayerSpec, ModelSpec, TrainSpec
+    from search.engine.parallel import FitFailure, FitPool, FitTask
+    from search.study.space import Configuration
+    from search.study.spec import DataSpec, LayerSpec, ModelSpec, TrainSpec
 
     def task(epochs: int) -> FitTask:
         model = ModelSpec((LayerSpec("dense", 8, "relu", True), LayerSpec("dense", 1, "sigmoid")))

@@ -8,9 +8,9 @@ import pytest
 from conftest import RUN_COLUMNS, write_study
 
 from search import export_frame, load_spec, parse_spec, run_study
-from search.data import make_dataset, replicate_data
-from search.spec import SpecError
-from search.storage import load_study
+from search.engine.data import make_dataset, replicate_data
+from search.study.validation import SpecError
+from search.store.storage import load_study
 
 CIRCLES = {"source": "circles", "n_samples": 100, "noise": 0.1, "n_train": 30}
 DIGITS = {"source": "digits", "view": "flat", "test_size": 0.5}

@@ -9,8 +9,8 @@ import optuna
 import pytest
 from conftest import seed_result
 
-from search.report import marks, summary_latex, summary_markdown
-from search.results import ci95, summary_frame, trial_record
+from search.results.report import marks, summary_latex, summary_markdown
+from search.results.records import ci95, summary_frame, trial_record
 
 N_TEST = 70
 
@@ -54,7 +54,7 @@ def test_a_single_best_is_marked_and_significance_has_its_own_mark():
         trial(1, {"norm": "l1", "strength": 1e-4, "placement": "pre"}, [55, 56, 57, 56, 55, 57]),
         trial(2, {"norm": "l1", "strength": 1e-3, "placement": "pre"}, [51, 50, 52, 50, 51, 51]),
     ]
-    from search.stats import baseline_comparison
+    from search.results.stats import baseline_comparison
 
     summary = summary_frame(trials, ["norm", "strength", "placement"])
     comparison = baseline_comparison(trials, ["norm", "strength", "placement"])

@@ -11,7 +11,7 @@ import time
 import pytest
 from conftest import actreg, free_port, write_study
 
-from search.storage import redact, scrub
+from search.store.storage import redact, scrub
 
 SECRET = "s3cret-Pw"
 

@@ -6,7 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from search.spec import FloatRange, SpecError, load_spec, parse_spec
+from search.study.parse import load_spec, parse_spec
+
+from search.study.spec import FloatRange
+
+from search.study.validation import SpecError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -197,7 +201,7 @@ SHIPPED = sorted(p.stem for p in (REPO / "studies").glob("*.toml"))
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_study_is_valid_and_fits_its_data(name):
-    from search.checks import check_study
+    from search.engine.checks import check_study
 
     spec = load_spec(REPO / "studies" / f"{name}.toml")
     assert spec.name == name and spec.storage == f"sqlite:///{REPO / 'studies' / name}.db"
@@ -238,7 +242,7 @@ def test_cli_rejects_bad_input_in_one_line_and_writes_nothing(tmp_path, args):
 
 
 def test_the_scheduler_is_a_run_setting_left_out_of_the_fingerprint():
-    from search.storage import spec_fingerprint
+    from search.store.storage import spec_fingerprint
 
     here = parse_spec(BASE, source="s.toml")
     there = parse_spec({**BASE, "scheduler": "tcp://10.0.0.1:8786"}, source="s.toml")

@@ -10,7 +10,7 @@ import pytest
 from conftest import actreg, write_builder
 
 from search import load_spec, run_study
-from search.storage import load_study
+from search.store.storage import load_study
 
 STUDY = '''
 name = "reg"
@@ -91,7 +91,7 @@ def test_a_binary_study_ranked_by_f1(tmp_path):
     from conftest import write_study
 
     from search import export_frame
-    from search.report import write_report
+    from search.results.report import write_report
 
     path = write_study(tmp_path, name="f1", seeds=2, epochs=4, extra='metric = "f1"\nn_jobs = 1')
     spec = load_spec(path)

@@ -3,16 +3,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search import runtime
+from search.engine import runtime
 
 runtime.configure(2)
 import keras  # noqa: E402
 
-from search.data import make_dataset  # noqa: E402
-from search.model import build_model  # noqa: E402
-from search.space import Configuration  # noqa: E402
-from search.spec import DataSpec, LayerSpec, ModelSpec, TrainSpec  # noqa: E402
-from search.trainer import train_seeds  # noqa: E402
+from search.engine.data import make_dataset  # noqa: E402
+from search.engine.model import build_model  # noqa: E402
+from search.study.space import Configuration  # noqa: E402
+from search.study.spec import DataSpec, LayerSpec, ModelSpec, TrainSpec  # noqa: E402
+from search.engine.trainer import train_seeds  # noqa: E402
 
 DATA = DataSpec()  # the case study: circles, 30 training rows, 70 test rows
 MLP = ModelSpec((LayerSpec("dense", 500, "relu", True), LayerSpec("dense", 1, "sigmoid")))
@@ -71,7 +71,7 @@ def test_each_seed_of_a_chunk_trains_on_its_own_replicate(jit):
     its own replicate's data alone; its validation metrics are those of its final weights on its rows."""
     from dataclasses import replace
 
-    from search.data import replicate_data
+    from search.engine.data import replicate_data
 
     spec = replace(DATA, resample="draw", random_state=None, validation=0.2, stratify=True)
     train = TrainSpec(epochs=8, batch_size=8, shuffle=True)
@@ -123,7 +123,7 @@ def test_an_epochs_order_is_the_stable_argsort_of_its_keys(n, jit):
     permutation, ties (here frequent) in row order."""
     import tensorflow as tf
 
-    from search.trainer import stable_argsort
+    from search.engine.trainer import stable_argsort
 
     keys = np.random.default_rng(n).integers(0, 6, size=(5, n)).astype(np.int64)
     order = tf.function(stable_argsort, jit_compile=jit)(tf.constant(keys)).numpy()
@@ -142,8 +142,8 @@ def test_results_are_sane():
 
 
 def test_a_reused_compiled_trainer_gives_the_numbers_of_a_fresh_one():
-    from search import parallel
-    from search.parallel import FitTask, fit_seeds
+    from search.engine import parallel
+    from search.engine.parallel import FitTask, fit_seeds
 
     train = TrainSpec(epochs=5, batch_size=8)
 
@@ -196,13 +196,13 @@ def test_one_seed_reproduces_the_tutorials_own_keras_code(placement, regularizer
     (3, 4000, ["InputLayer", "GRU", "Dense"], False),
 ])
 def test_use_xla(n_seeds, steps, layers, expected):
-    from search.trainer import use_xla
+    from search.engine.trainer import use_xla
 
     assert use_xla(n_seeds, steps, layers) is expected
 
 
 def test_no_xla_for_layers_that_vectorized_map_would_loop_over():
-    from search.trainer import use_xla
+    from search.engine.trainer import use_xla
 
     layers = ["InputLayer", "Conv2D", "Flatten", "Dense"]
     assert use_xla(3, 6000, layers) and not use_xla(3, 6000, layers, looping=("Conv2D",))
@@ -216,7 +216,7 @@ def test_no_xla_for_layers_that_vectorized_map_would_loop_over():
     (ModelSpec(builder="my_nets:mlp"), 10, 30, 2),  # layers unknown until built: as before
 ])
 def test_op_threads_follow_the_graph_the_chunks_train_in(model, epochs, seeds, expected):
-    from search.trainer import op_threads
+    from search.engine.trainer import op_threads
 
     assert op_threads(2, model, TrainSpec(epochs=epochs), 30, seeds) == expected
 
@@ -233,7 +233,7 @@ def test_configure_sizes_both_pools():
 
 
 def test_xla_only_where_it_pays():
-    from search.trainer import ChunkTrainer
+    from search.engine.trainer import ChunkTrainer
 
     data = make_dataset(DATA)  # 30 rows: one batch per epoch
     model = build_model(MLP, Configuration("l1", 1e-4, "pre"), "mean", 0, 2).model
@@ -244,13 +244,13 @@ def test_xla_only_where_it_pays():
 
 
 REUSE_SCRIPT = """
-from search import runtime
+from search.engine import runtime
 runtime.configure(2)
-from search.data import make_dataset
-from search.model import build_model, initial_state
-from search.space import Configuration
-from search.spec import DataSpec, LayerSpec, ModelSpec, TrainSpec
-from search.trainer import ChunkTrainer
+from search.engine.data import make_dataset
+from search.engine.model import build_model, initial_state
+from search.study.space import Configuration
+from search.study.spec import DataSpec, LayerSpec, ModelSpec, TrainSpec
+from search.engine.trainer import ChunkTrainer
 
 if {cnn}:  # a convolution, its kernel's gradient and max pooling go through search/vectorize.py's rules
     spec = ModelSpec((LayerSpec("conv2d", filters=4, kernel_size=(3, 3), activation="relu", regularize=True),

@@ -8,7 +8,7 @@ import pytest
 from conftest import write_study
 
 from search import load_spec, run_study
-from search.stats import ALPHA, baseline_comparison, decide, default_rope, power, verdicts
+from search.results.stats import ALPHA, baseline_comparison, decide, default_rope, power, verdicts
 
 
 def sample(mean: float, sd: float, n: int, seed: int = 0) -> np.ndarray:

@@ -21,10 +21,11 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from search.layers import LAYERS
-from search.metrics import METRICS, TASK_METRICS
-from search.space import Configuration
-from search.spec import LOSSES, ModelSpec
+from search.engine import patches
+from search.study.layers import LAYERS
+from search.study.metrics import METRICS, TASK_METRICS
+from search.study.space import Configuration
+from search.study.spec import LOSSES, ModelSpec
 
 
 @keras.saving.register_keras_serializable(package="actreg")
@@ -169,33 +170,6 @@ def compile_model(model: keras.Model, loss: str, learning_rate: float) -> None:
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss, metrics=metrics)
 
 
-@contextlib.contextmanager
-def _seeded(seed: int):
-    """``keras.utils.set_random_seed(seed)``, with the seeds of Keras's initializers drawn for this thread alone.
-
-    A Keras layer without a seed draws one from Python's global ``random`` generator. In a
-    process whose other threads use that generator too (a Dask worker's event loop does),
-    the weights would depend on their timing. While the model is built, Keras draws from a
-    private ``random.Random(seed)``: the same numbers the freshly seeded global generator
-    gives, so the weights stay those of the tutorial's own code.
-    """
-    import random
-
-    keras.utils.set_random_seed(seed)
-    try:
-        from keras.src.random import seed_generator  # where Keras keeps its reference to the `random` module
-
-        shared = seed_generator.python_random
-    except (ImportError, AttributeError):  # another Keras layout: the global generator, as Keras intends
-        yield
-        return
-    seed_generator.python_random = random.Random(seed)
-    try:
-        yield
-    finally:
-        seed_generator.python_random = shared
-
-
 def build_model(spec: ModelSpec, config: Configuration, penalty: str, seed: int,
                 input_shape: int | tuple[int, ...], learning_rate: float = 0.001, compile: bool = True,
                 n_outputs: int = 1) -> BuiltModel:
@@ -206,7 +180,7 @@ def build_model(spec: ModelSpec, config: Configuration, penalty: str, seed: int,
     ``n_outputs`` is used by a builder; layer lists name their output units themselves.
     """
     shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
-    with _seeded(seed):
+    with patches.thread_seeded(seed):
         regularizer = make_regularizer(config, penalty)
         if spec.builder is not None:
             model, probes = _from_builder(spec, shape, n_outputs, regularizer, config.placement)

@@ -5,7 +5,7 @@ storage) follows the same protocol and optuna-dashboard shows the queue as it is
 
 * A grid configuration waits as a WAITING trial (its parameters set, so the dashboard
   shows what waits). A runner claims it by turning it RUNNING, which the storage does
-  for one process only (see :mod:`search.storage` for SQLite), and finishes it COMPLETE
+  for one process only (see :mod:`search.store.storage` for SQLite), and finishes it COMPLETE
   or FAIL: its start and end times are the fit's.
 * A runner beats a heartbeat for every trial it holds. A runner that dies (``kill -9``,
   a machine that vanishes) stops beating; after the study's grace period the next
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from search.space import Configuration
+from search.study.space import Configuration
 
 if TYPE_CHECKING:
     import optuna
@@ -119,7 +119,7 @@ class StudyQueue:
     """The queue of one study in one storage, as seen by one runner.
 
     ``storage`` is the heartbeat-enabled storage the study was opened on (see
-    :func:`search.storage.open_storage`).
+    :func:`search.store.storage.open_storage`).
     """
 
     def __init__(self, study: optuna.Study, storage: optuna.storages.RDBStorage, grace: int) -> None:

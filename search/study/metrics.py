@@ -30,7 +30,7 @@ class Metric:
     ``n_stats`` numbers (there may be a seed axis before it). ``keras()`` is what
     ``model.compile`` gets for it. ``fraction`` marks a count of rows over the rows
     (accuracy): stored as an exact fraction, averaged from integer totals. ``rope`` is the
-    default region of practical equivalence of the verdicts (see :mod:`search.stats`) in the
+    default region of practical equivalence of the verdicts (see :mod:`search.results.stats`) in the
     metric's units, or with ``rope_relative`` as a fraction of the baseline's mean.
     """
 

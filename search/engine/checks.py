@@ -1,6 +1,6 @@
 """Checks of a study against its data, before anything runs or is written.
 
-The study file is validated on its own in :mod:`search.spec`; what needs the data (its
+The study file is validated on its own in :mod:`search.study.spec`; what needs the data (its
 shape, its labels) is checked here, and reported the same way: one :class:`SpecError`
 naming the file, the key and the problem.
 """
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from search.data import DataError, Dataset, check_targets, make_dataset
-from search.layers import LAYERS
-from search.spec import LayerSpec, SpecError, StudySpec
+from search.engine.data import DataError, Dataset, check_targets, make_dataset
+from search.study.layers import LAYERS
+from search.study.spec import LayerSpec, StudySpec
+from search.study.validation import SpecError
 
 
 def check_study(spec: StudySpec) -> Dataset:
@@ -28,10 +29,10 @@ def check_study(spec: StudySpec) -> Dataset:
     except DataError as exc:
         raise SpecError(src, exc.key, exc.problem) from None
     if spec.model.builder is not None:
-        from search import runtime
+        from search.engine import runtime
 
         runtime.configure(runtime.threads_per_worker(1))  # quiet logs; this process may train next (n_jobs = 1)
-        from search.model import BuilderError, check_builder
+        from search.engine.model import BuilderError, check_builder
 
         try:
             check_builder(spec.model, data, spec.space.placement)

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from search.metrics import METRIC_LABELS, MINIMIZED
-from search.results import configuration_of, finite_trials, trial_curves
+from search.study.metrics import METRIC_LABELS, MINIMIZED
+from search.results.records import configuration_of, finite_trials, trial_curves
 
 if TYPE_CHECKING:
     import optuna

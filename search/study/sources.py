@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from search.validation import check, choice, get
+from search.study import readers
+from search.study.validation import check, choice, get
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from search.spec import DataSpec
+    from search.study.spec import DataSpec
 
 DIGITS_VIEWS = {"flat": (64,), "image": (8, 8, 1), "sequence": (8, 8)}  # how a digit's 8 x 8 pixels are shaped
 
@@ -32,9 +33,9 @@ class Source:
     """Everything actreg knows of one data source.
 
     ``parse(table, source, folder)`` reads the source's own keys (``keys``) into
-    :class:`~search.spec.DataSpec` fields (``folder`` resolves relative paths).
+    :class:`~search.study.spec.DataSpec` fields (``folder`` resolves relative paths).
     ``load(spec)`` returns inputs and targets ``(x, y)``, or, with ``own_split``, the four
-    arrays ``(x_train, y_train, x_test, y_test)``; it raises :class:`search.data.DataError`.
+    arrays ``(x_train, y_train, x_test, y_test)``; it raises :class:`search.study.readers.DataError`.
     ``describe(spec)`` names the data in words. ``task`` is the task its targets suit
     (``None``: any, the user's file). ``rows`` is its size where known without loading it
     (a generated source's is its ``n_samples``). ``split`` is the default split: the first
@@ -119,15 +120,6 @@ def _digits(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     return x.reshape(-1, *DIGITS_VIEWS[spec.view]), bunch.target
 
 
-def _read(reader: str) -> Callable[..., tuple[np.ndarray, ...]]:
-    """A reader or generator of :mod:`search.data`, imported when first called (it needs numpy)."""
-    def call(*args: Any) -> tuple[np.ndarray, ...]:
-        from search import data
-
-        return getattr(data, reader)(*args)
-    return call
-
-
 def _no_keys(t: Mapping[str, Any], s: str, folder: Path) -> dict[str, Any]:
     return {}
 
@@ -147,7 +139,7 @@ SOURCES: dict[str, Source] = {
         task="binary", split="n_train", draws=True),
     "sequence": Source(
         keys=frozenset({"n_samples", "random_state", "steps"}), parse=_sequence,
-        load=lambda d: _read("adding_task")(d.n_samples, d.steps, d.random_state),
+        load=lambda d: readers.adding_task(d.n_samples, d.steps, d.random_state),
         describe=lambda d: f"generated adding-problem sequences (n_samples = {d.n_samples}, steps = {d.steps}, "
                            f"random_state = {d.random_state})",
         task="binary", draws=True),
@@ -163,9 +155,9 @@ SOURCES: dict[str, Source] = {
         describe=lambda d: "scikit-learn's breast cancer (Wisconsin diagnostic)", task="binary", rows=569,
         standardize=True),  # its 30 features range from 1e-3 to 4e3
     "csv": Source(
-        keys=frozenset({"path", "target", "features"}), parse=_csv, load=_read("read_csv"),
+        keys=frozenset({"path", "target", "features"}), parse=_csv, load=readers.read_csv,
         describe=lambda d: f"`{Path(d.path or '').name}` (target `{d.target}`)"),
     "npz": Source(
-        keys=frozenset({"path"}), parse=_file, load=_read("read_npz"),
+        keys=frozenset({"path"}), parse=_file, load=readers.read_npz,
         describe=lambda d: f"`{Path(d.path or '').name}` (its own train and test arrays)", own_split=True),
 }

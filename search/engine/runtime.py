@@ -34,7 +34,7 @@ def configure(threads: int, op_threads: int | None = None) -> None:
 
     A graph of many small operations, as the trainer runs without XLA, is faster with
     ``op_threads = 1``: splitting an operation of a few microseconds costs more than it
-    saves (see :func:`search.trainer.op_threads`). TensorFlow fixes its pools when it runs
+    saves (see :func:`search.engine.trainer.op_threads`). TensorFlow fixes its pools when it runs
     its first operation; a process that already ran one keeps the pools it has.
     """
     global _configured

@@ -1,7 +1,7 @@
 """Running a study's fits on a Dask cluster (``actreg run --scheduler tcp://HOST:8786``).
 
 The runner process claims configurations and stores results as always; the fits (one
-:class:`~search.parallel.FitTask` per chunk of seeds) run on the ``dask.distributed``
+:class:`~search.engine.parallel.FitTask` per chunk of seeds) run on the ``dask.distributed``
 workers behind the scheduler, as futures, so that configurations are fed to the cluster
 as fast as its workers free up.
 
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search.parallel import FitFailure, FitTask, _first_line, _indexed
-from search.spec import StudySpec
+from search.engine.parallel import FitFailure, FitTask, _first_line, _indexed
+from search.study.spec import StudySpec
 
 CHECKED = ("actreg", "keras", "tensorflow")  # the versions a worker must share with the runner
 
@@ -87,8 +87,8 @@ class Shipment:
 
 def versions() -> dict[str, str]:
     """This process's versions of :data:`CHECKED`."""
-    from search import __version__
-    from search.runtime import versions as library_versions
+    from search._version import __version__
+    from search.engine.runtime import versions as library_versions
 
     out = {k: v for k, v in library_versions().items() if k in CHECKED}
     out["actreg"] = __version__
@@ -174,7 +174,7 @@ def connect(address: str, timeout: float = 10.0) -> Any:
 
 
 class DaskPool:
-    """Fits tasks on a Dask cluster as they are submitted (the interface of :class:`~search.parallel.FitPool`).
+    """Fits tasks on a Dask cluster as they are submitted (the interface of :class:`~search.engine.parallel.FitPool`).
 
     ``capacity()`` is the cluster's task slots (its workers' threads, read again every few
     seconds, so workers that join are used). A chunk whose workers kept dying comes back as

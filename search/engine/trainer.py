@@ -17,7 +17,7 @@ better.)
 
 Dropout, convolutions and LSTMs vectorize too (each seed keeps its own dropout random
 state, advanced as ``fit`` advances it; the seeds' convolutions, their gradients and max
-pooling's gradient run through the rules of :mod:`search.vectorize`). XLA compiles models of
+pooling's gradient run through the rules of :mod:`search.engine.vectorize`). XLA compiles models of
 dense, conv2d, maxpool2d, flatten and activation layers (not what ``vectorized_map`` makes
 of dropout and LSTMs), and only runs long enough to repay the compilation (see
 :func:`use_xla`).
@@ -38,10 +38,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from search.data import Dataset
-from search.layers import LAYERS
-from search.metrics import metric_stats, metric_values, stats_size
-from search.spec import ModelSpec, TrainSpec
+from search.engine.data import Dataset
+from search.study.layers import LAYERS
+from search.study.metrics import metric_stats, metric_values, stats_size
+from search.study.spec import ModelSpec, TrainSpec
 
 # Models of only these Keras layers compile with XLA (the layer kinds say which of theirs do).
 XLA_LAYERS = ("InputLayer", "Activation", *(k.xla for k in LAYERS.values() if k.xla))
@@ -162,7 +162,7 @@ def use_xla(n_seeds: int, steps_per_fit: int, layer_classes: Sequence[str], loop
     """Whether a chunk trains under XLA: several seeds, at least :data:`XLA_MIN_STEPS` steps
     per fit (more with a layer in :data:`XLA_MIN_STEPS_WITH`), and only layers in :data:`XLA_LAYERS`
     that are not ``looping`` (whose per-seed ops ``vectorized_map`` would loop over, which XLA
-    does not compile: see :mod:`search.vectorize`).
+    does not compile: see :mod:`search.engine.vectorize`).
 
     XLA fuses the many small elementwise ops of a step (about 2x faster on a CPU), but its
     rounding differs from fit's kernels: one seed alone keeps fit's graph, bit for bit. The
@@ -180,7 +180,7 @@ def steps_per_fit(train: TrainSpec, n_rows: int) -> int:
 
 def _looping(n_seeds: int) -> tuple[str, ...]:
     """The layers whose per-seed ops ``vectorized_map`` would loop over in a chunk of ``n_seeds``."""
-    from search import vectorize
+    from search.engine import vectorize
 
     return () if n_seeds == 1 or vectorize.install() else vectorize.NEEDED_BY
 
@@ -196,7 +196,7 @@ def op_threads(threads: int, model: ModelSpec, train: TrainSpec, n_rows: int, n_
     """
     if model.builder is not None:
         return threads
-    from search import runtime
+    from search.engine import runtime
 
     runtime.import_tensorflow()  # quietly, before vectorize imports it
     classes = [LAYERS[layer.type].xla or layer.type for layer in model.layers]
@@ -432,11 +432,11 @@ class ChunkTrainer:
 
     ``template`` is a compiled Keras model: its loss (and activity regularizers) are
     what is trained. ``task`` and ``metrics`` choose what is measured (see
-    :mod:`search.metrics`). ``jit`` compiles with XLA; by default as :func:`use_xla` decides.
+    :mod:`search.study.metrics`). ``jit`` compiles with XLA; by default as :func:`use_xla` decides.
 
     The graph reads everything that changes between fits from variables (a
     :class:`SeedStack`): initial weights and other state, optimizer state, shuffling keys,
-    and the regularizer's factors (see :class:`search.model.ActivityPenalty`), so one
+    and the regularizer's factors (see :class:`search.engine.model.ActivityPenalty`), so one
     compilation serves every strength of a norm and placement. Data with a seed axis
     (``data.per_seed``: every seed trains and is evaluated on its own replicate's rows) is
     held in variables too, so one compilation serves every draw of the data; shared data is
@@ -448,8 +448,8 @@ class ChunkTrainer:
         import keras
         import tensorflow as tf
 
-        from search import vectorize
-        from search.model import one_reduction, unrolled
+        from search.engine import vectorize
+        from search.engine.model import one_reduction, unrolled
 
         looping = _looping(n_seeds)
         self.template, self.n_seeds, self.train = template, n_seeds, train

@@ -34,15 +34,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from search.metrics import METRICS
-from search.space import Configuration
+from search.study.metrics import METRICS
+from search.study.space import Configuration
 
 if TYPE_CHECKING:
     import optuna
     import pandas as pd
 
-    from search.spec import DataSpec
-    from search.trainer import SeedResult
+    from search.study.spec import DataSpec
+    from search.engine.trainer import SeedResult
 
 SCHEMA = 3  # version of the user attributes written to each trial (1: accuracy only; 2: no status)
 OK, DIVERGED = "ok", "diverged"

@@ -15,10 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from search.validation import check, choice, get, pair, positive
+from search.study.validation import check, choice, get, pair, positive
 
 if TYPE_CHECKING:
-    from search.spec import LayerSpec
+    from search.study.spec import LayerSpec
 
 Shape = tuple[int, ...]
 # Validated without importing Keras.
@@ -34,7 +34,7 @@ class LayerKind:
     """Everything actreg knows of one layer type.
 
     ``parse(item, source, key)`` reads the layer's own keys (``keys``) from its table into
-    :class:`~search.spec.LayerSpec` fields, raising :class:`~search.validation.SpecError`.
+    :class:`~search.study.spec.LayerSpec` fields, raising :class:`~search.study.validation.SpecError`.
     ``shape(layer, input_shape)`` is the output shape without the batch axis, or raises
     ``ValueError`` with the problem in words. ``build(layer, activation, regularizer, name)``
     returns the Keras layer (``activation`` is ``None`` where an ``Activation`` layer follows).

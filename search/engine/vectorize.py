@@ -9,7 +9,7 @@ and XLA does not compile such a loop at all. :func:`install` adds these rules:
   CPU kernels (oneDNN) and its gradient run in one call; for XLA, each seed's patches
   (strided slices) times its kernel, one batched product, which XLA fuses better.
 * ``Conv2DBackpropFilter`` and ``Conv2DBackpropInput`` with per-seed inputs (under XLA each
-  seed takes its own gradient inside the map, see :mod:`search.trainer`): patches against
+  seed takes its own gradient inside the map, see :mod:`search.engine.trainer`): patches against
   the output gradient, one batched product; one grouped transposed convolution.
 * ``MaxPoolGrad`` where the windows tile the input, for XLA: each window's gradient to its
   first maximum, as ``MaxPoolGrad`` routes it (XLA's own select-and-scatter cost as much as
@@ -24,17 +24,17 @@ and XLA does not compile such a loop at all. :func:`install` adds these rules:
   multiclass accuracy looped over the seeds, in every training step and evaluation.
 
 Each rule hands the cases it does not take (other layouts, explicit padding, shapes unknown
-when the graph is traced) to pfor's own rule. pfor's registry of rules is private
-(``parallel_for.pfor._pfor_converter_registry``); if a TensorFlow release changes it,
-:func:`install` leaves it alone and returns False: the loops remain and the trainer does
-not compile convolutions with XLA. One seed alone never goes through ``vectorized_map``, so
+when the graph is traced) to pfor's own rule. pfor's registry of rules is private: :mod:`search.engine.patches`
+installs them, and where a TensorFlow release moved it, :func:`install` returns False: the
+loops remain, the trainer does not compile convolutions with XLA, and a line says so. One seed alone never goes through ``vectorized_map``, so
 ``model.fit``'s bit-exactness does not depend on this.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
+
+from search.engine.patches import install_rules
 
 # The layers (Keras class names) whose per-seed ops pfor loops over without these rules.
 NEEDED_BY = ("Conv2D",)
@@ -50,22 +50,10 @@ _FOR_XLA: list[bool] = []  # set while a graph that XLA will compile is traced (
 
 def install() -> bool:
     """Add the rules to ``vectorized_map`` (once per process); True if they are in place."""
-    if _INSTALLED:
-        return _INSTALLED[0]
-    try:
-        from tensorflow.python.ops.parallel_for import pfor
-    except ImportError:
-        pfor = None
-    registry = getattr(pfor, "_pfor_converter_registry", None)
-    ok = isinstance(registry, dict) and hasattr(pfor, "wrap") and set(_REPLACED) <= set(registry)
-    if ok:
-        previous = {name: registry[name] for name in _REPLACED}
+    if not _INSTALLED:
         rules = (_conv2d, _conv2d_backprop_filter, _conv2d_backprop_input, _max_pool_grad, _matmul)
-        for name, rule in zip(_REPLACED, rules):
-            registry[name] = functools.partial(rule, pfor.wrap, previous[name])
-        registry.setdefault("Bitcast", functools.partial(_bitcast, pfor.wrap))
-    _INSTALLED.append(ok)
-    return ok
+        _INSTALLED.append(install_rules(dict(zip(_REPLACED, rules)), {"Bitcast": _bitcast}))
+    return _INSTALLED[0]
 
 
 @contextlib.contextmanager

@@ -12,8 +12,8 @@ from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, TextIO
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from search.spec import StudySpec
-from search.storage import file_digest, load_study, open_storage, redact
+from search.study.spec import StudySpec
+from search.store.storage import file_digest, load_study, open_storage, redact
 
 if TYPE_CHECKING:
     import optuna

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from search.spec import FloatRange, SpaceSpec
+from search.study.spec import FloatRange, SpaceSpec
 
 if TYPE_CHECKING:
     import optuna

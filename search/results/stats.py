@@ -16,7 +16,7 @@ baseline's of the same seed, over the seeds both have. Reported per configuratio
   p-values it came from (``p_better``, ``p_worse``, ``p_equivalent``) and, for an undecided
   configuration, ``detectable_diff`` and ``replicates_needed`` (see :func:`power`).
 
-Diverged configurations (see :mod:`search.results`) are left out: their numbers come
+Diverged configurations (see :mod:`search.results.records`) are left out: their numbers come
 from NaN weights and are no finding. A diverged baseline leaves nothing to compare with.
 """
 
@@ -28,14 +28,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from search.metrics import METRICS
-from search.results import ci95, complete_trials, configuration_of, finite_trials, mean_of
+from search.study.metrics import METRICS
+from search.results.records import ci95, complete_trials, configuration_of, finite_trials, mean_of
 
 if TYPE_CHECKING:
     import optuna
     import pandas as pd
 
-    from search.spec import Reference
+    from search.study.spec import Reference
 
 MIN_SEEDS = 5
 ALPHA = 0.05  # familywise error rate of the verdicts (and the level of the report's † mark)
@@ -313,7 +313,7 @@ def reference_table(references: Sequence[Reference], trials: Sequence[optuna.tri
     """Published single runs beside the measured distribution of the same configuration; ``None`` without any."""
     import pandas as pd
 
-    from search.space import Configuration
+    from search.study.space import Configuration
 
     if not references:
         return None

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from search.space import Configuration
-from search.spec import DataSpec, ModelSpec, TrainSpec
+from search.study.space import Configuration
+from search.study.spec import DataSpec, ModelSpec, TrainSpec
 
 MAX_CHUNK = 32  # seeds per chunk by default; larger chunks gain little on a CPU
 
@@ -30,7 +30,7 @@ MAX_CHUNK = 32  # seeds per chunk by default; larger chunks gain little on a CPU
 class FitTask:
     """Fit one configuration on a chunk of seeds; ``threads`` sizes the worker's TensorFlow pools.
 
-    ``metrics`` are measured besides the loss (see :mod:`search.metrics`).
+    ``metrics`` are measured besides the loss (see :mod:`search.study.metrics`).
     """
 
     data: DataSpec
@@ -82,17 +82,20 @@ _ONE_FIT_AT_A_TIME = threading.Lock()
 
 
 def _fit_seeds(task: FitTask):
-    from search import runtime
-    from search.data import make_dataset, replicate_data
-    from search.trainer import op_threads
+    from search.engine import runtime
+    from search.engine.data import make_dataset, replicate_data
+    from search.engine.trainer import op_threads
 
     if task.data.resample == "none":
         data = make_dataset(task.data)
     else:  # each seed trains on its own replicate's rows
         data = _cached(_DATA, (task.data, task.seeds), 4, lambda: replicate_data(task.data, task.seeds))
     runtime.configure(task.threads, op_threads(task.threads, task.model, task.train, data.rows[0], len(task.seeds)))
-    from search.model import build_model, initial_state, penalty_factors
-    from search.trainer import ChunkTrainer
+    from search.engine import patches
+    from search.engine.model import build_model, initial_state, penalty_factors
+
+    patches.warn_missing()  # once per process: a private hook that a TensorFlow or Keras release moved
+    from search.engine.trainer import ChunkTrainer
 
     shape = data.input_shape
     n_outputs = data.n_outputs(task.model.task)

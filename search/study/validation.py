@@ -87,3 +87,38 @@ def is_int(v: Any) -> bool:
 
 def is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# ----------------------------------------------------------------------------- run settings
+# Keys that the command line may override too (StudySpec.with_overrides).
+
+
+def storage_url(value: Any, s: str, key: str) -> str:
+    check(isinstance(value, str) and "://" in value, s, key,
+           "must be a database URL such as sqlite:///studies/x.db or postgresql://host/db")
+    return value
+
+
+def job_count(value: Any, s: str, key: str) -> int:
+    check(is_int(value) and (value > 0 or value == -1), s, key, "must be a positive integer, or -1 for all cores")
+    return value
+
+
+def seed_list(value: Any, s: str, key: str) -> tuple[int, ...]:
+    if is_int(value):
+        check(0 < value <= 100_000, s, key, "must be a positive number of seeds (at most 100000)")
+        return tuple(range(value))
+    check(isinstance(value, list) and len(value) > 0, s, key, "must be a positive integer or a non-empty list of integers")
+    for i, v in enumerate(value):
+        check(is_int(v) and 0 <= v < 2**31, s, f"{key}[{i}]", "must be an integer between 0 and 2**31 - 1")
+    check(len(set(value)) == len(value), s, key, "has duplicate seeds")
+    return tuple(value)
+
+
+def scheduler_address(value: Any, s: str, key: str) -> str:
+    """A Dask scheduler address: ``tcp://HOST:PORT`` (or tls://, ws://, wss://)."""
+    import re
+
+    check(isinstance(value, str) and re.fullmatch(r"(tcp|tls|ws|wss)://[^\s:/]+:\d{1,5}", value) is not None, s, key,
+          f"must be a Dask scheduler address such as tcp://HOST:8786 (got {value!r})")
+    return value

@@ -5,7 +5,7 @@ refused login, a file that is not a database), so every failure here becomes one
 :class:`StorageError` line, and a password in a URL is never shown: :func:`redact`
 masks it in everything this package prints or stores.
 
-Several runners share one study through the storage (see :mod:`search.claims`), which
+Several runners share one study through the storage (see :mod:`search.store.claims`), which
 asks three things of it:
 
 * heartbeats, so that the claims of a runner that died go stale and are retried
@@ -37,7 +37,7 @@ import weakref
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from search.spec import StudySpec
+from search.study.spec import StudySpec
 
 if TYPE_CHECKING:
     import optuna

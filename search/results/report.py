@@ -18,16 +18,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from search import figures
-from search.dashboard import attach_report
-from search.layers import LAYERS
-from search.metrics import METRIC_LABELS, METRICS, MINIMIZED
-from search.results import complete_trials, configuration_of, curves_frame, selection_rank, summary_frame, write_csv
-from search.sources import SOURCES
-from search.space import iter_param_names
-from search.spec import DataSpec, ModelSpec, StudySpec
-from search.stats import ALPHA, MIN_SEEDS, POWER, VERDICTS, baseline_comparison, reference_table
-from search.storage import load_study
+from search.results import figures
+from search.results.dashboard import attach_report
+from search.study.layers import LAYERS
+from search.study.metrics import METRIC_LABELS, METRICS, MINIMIZED
+from search.results.records import complete_trials, configuration_of, curves_frame, selection_rank, summary_frame, write_csv
+from search.study.sources import SOURCES
+from search.study.space import iter_param_names
+from search.study.spec import DataSpec, ModelSpec, StudySpec
+from search.results.stats import ALPHA, MIN_SEEDS, POWER, VERDICTS, baseline_comparison, reference_table
+from search.store.storage import load_study
 
 if TYPE_CHECKING:
     import optuna

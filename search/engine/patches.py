@@ -1,0 +1,115 @@
+"""The one place where actreg touches private parts of TensorFlow and Keras.
+
+Two hooks, each with a fallback that keeps the numbers right and says what it costs:
+
+* ``pfor``: TensorFlow's registry of ``vectorized_map`` rules
+  (``tensorflow.python.ops.parallel_for.pfor._pfor_converter_registry``), into which
+  :mod:`search.engine.vectorize` installs its rules. Without it, chunks of several seeds of
+  a convolutional model loop over their seeds and are not compiled with XLA: slower, the
+  same numbers within rounding.
+* ``seed``: Keras's reference to Python's ``random`` module
+  (``keras.src.random.seed_generator.python_random``), which a model's build swaps for a
+  generator of its own thread (:func:`thread_seeded`). Without it, Keras draws the seeds of
+  its initializers from the global generator, as Keras intends: the same weights, except
+  where other threads of the process use that generator while a model is built (a Dask
+  worker's event loop can).
+
+:func:`check` tells which hooks are missing, one line each, and :func:`warn_missing` prints
+those lines once per process; the work unit calls it when a process starts to train
+(:mod:`search.engine.parallel`), so a TensorFlow or Keras release that moves a hook is said
+at once, not seen as a slowdown. ``tests/test_patches.py`` checks both hooks on the
+installed versions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TextIO
+
+FALLBACKS = {
+    "pfor": "TensorFlow's vectorized_map registry (pfor._pfor_converter_registry) is not where actreg looks: "
+            "chunks of convolutional models loop over their seeds and are not compiled with XLA (slower)",
+    "seed": "Keras's seed_generator.python_random is not where actreg looks: initial weights are drawn from the "
+            "global random generator (other threads of a Dask worker may change them)",
+}
+_WARNED: list[bool] = []
+
+
+def pfor() -> Any | None:
+    """TensorFlow's pfor module where it has the registry and ``wrap`` that the rules need, else None."""
+    try:
+        from tensorflow.python.ops.parallel_for import pfor as module
+    except ImportError:
+        return None
+    ok = isinstance(getattr(module, "_pfor_converter_registry", None), dict) and hasattr(module, "wrap")
+    return module if ok else None
+
+
+def install_rules(replaced: Mapping[str, Callable], added: Mapping[str, Callable]) -> bool:
+    """Put ``replaced[op](wrap, previous_rule, pfor_input)`` in place of pfor's rule for each op,
+    and ``added[op](wrap, pfor_input)`` where pfor has none. False, and nothing changed, where
+    the registry is missing or lacks a rule to replace."""
+    module = pfor()
+    registry = module._pfor_converter_registry if module is not None else {}
+    if module is None or not set(replaced) <= set(registry):
+        return False
+    import functools
+
+    for name, rule in replaced.items():
+        registry[name] = functools.partial(rule, module.wrap, registry[name])
+    for name, rule in added.items():
+        registry.setdefault(name, functools.partial(rule, module.wrap))
+    return True
+
+
+def _seed_generator() -> Any | None:
+    try:
+        from keras.src.random import seed_generator
+    except ImportError:
+        return None
+    return seed_generator if isinstance(getattr(seed_generator, "python_random", None), type(random)) else None
+
+
+@contextlib.contextmanager
+def thread_seeded(seed: int) -> Iterator[None]:
+    """``keras.utils.set_random_seed(seed)``, with the seeds of Keras's initializers drawn for this thread alone.
+
+    A Keras layer without a seed draws one from Python's global ``random`` generator. In a
+    process whose other threads use that generator too (a Dask worker's event loop does),
+    the weights would depend on their timing. Within this, Keras draws from a private
+    ``random.Random(seed)``: the same numbers the freshly seeded global generator gives, so
+    the weights stay those of the tutorial's own code.
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    module = _seed_generator()
+    if module is None:  # the fallback: the global generator, as Keras intends
+        yield
+        return
+    shared = module.python_random
+    module.python_random = random.Random(seed)
+    try:
+        yield
+    finally:
+        module.python_random = shared
+
+
+def check() -> list[str]:
+    """One line for each hook that is missing from the installed TensorFlow or Keras (none: all in place)."""
+    missing = {"pfor": pfor() is None, "seed": _seed_generator() is None}
+    return [FALLBACKS[name] for name, gone in missing.items() if gone]
+
+
+def warn_missing(stream: TextIO | None = None) -> list[str]:
+    """Print :func:`check`'s lines once per process (to stderr), each beginning with ``actreg:``."""
+    if _WARNED:
+        return []
+    _WARNED.append(True)
+    lines = check()
+    for line in lines:
+        print(f"actreg: {line}", file=stream or sys.stderr, flush=True)
+    return lines
