@@ -12,7 +12,6 @@ The Python API mirrors the CLI::
 from __future__ import annotations
 
 from search._version import __version__
-from search.results.records import per_seed_frame, summary_frame
 from search.study.space import Configuration, grid
 from search.study.parse import load_spec, parse_spec
 from search.study.spec import StudySpec
@@ -41,12 +40,13 @@ def run_study(spec: StudySpec, **kwargs):
 
 def export_frame(spec: StudySpec, *, per_seed: bool = False):
     """The stored results of ``spec`` as a DataFrame (one row per configuration, or per seed)."""
+    from search.results.records import per_seed_frame, summary_frame
+    from search.store.claims import reading
     from search.study.space import iter_param_names
-    from search.store.storage import load_study
 
-    study = load_study(spec)
     names = list(iter_param_names(spec.space))
-    trials = study.get_trials(deepcopy=False)
+    with reading(spec) as study:
+        trials = study.get_trials(deepcopy=False)
     if per_seed:
         return per_seed_frame(trials, names, spec.data)
     return summary_frame(trials, names, spec.objective, spec.maximize)

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="write the study's results as CSV", description=(
         "Write one row per configuration (or per configuration and seed) with the columns "
-        "documented in the README."))
+        "documented in docs/columns.md."))
     export.add_argument("study", metavar="STUDY.toml")
     export.add_argument("--out", required=True, metavar="FILE.csv", help="where to write the CSV")
     export.add_argument("--per-seed", action="store_true", help="one row per configuration and seed")

@@ -27,23 +27,18 @@ from search import interrupt
 
 from search.engine import runtime
 from search.engine.checks import check_study
-from search.store.claims import (FAIL_REASON_ATTR, KEY_ATTR, LABEL_ATTR, PROCESS_ATTR, RUNNER_ATTR, Claim, Heartbeat,
-                           StudyQueue, config_key, trial_key)
+from search.store.claims import Claim, Heartbeat, StudyQueue, config_key
+from search.store.schema import DIVERGED, LABEL_ATTR, OK, RUNNER_ATTR, STATUS_ATTR
 from search.study.metrics import METRIC_LABELS
 from search.engine.parallel import FitFailure, FitPool, FitTask, chunk_seeds
-from search.results.records import CURVES_ATTR, DIVERGED, OK, selection_rank, summary_frame, trial_record
+from search.results.records import selection_rank, summary_frame, trial_record
 from search.study.space import Configuration, distributions, grid, iter_param_names, suggest
 from search.study.spec import StudySpec
-from search.study.validation import SpecError
 from search.results.stats import ALPHA, baseline_comparison
-from search.store.storage import SPEC_ATTR, fingerprint_diff, open_storage, redact, spec_fingerprint
+from search.store.storage import redact
 
 if TYPE_CHECKING:
-    import optuna
     import pandas as pd
-
-FAIL_DETAILS_ATTR = "fail_details"
-MAX_DETAILS = 4000  # characters of a failed fit's traceback kept on its trial
 
 
 @dataclass(frozen=True)
@@ -86,9 +81,6 @@ def run_study(spec: StudySpec, *, backend: str = "loky", progress: bool | None =
     On KeyboardInterrupt the configurations this runner holds are failed as interrupted
     and queued again at once, so other runners (or the next run) continue them.
     """
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.perf_counter()
     data = check_study(spec)  # bad data or a model that cannot take it: an error before anything is written
     stream = stream or sys.stderr
@@ -116,67 +108,27 @@ def _connect(spec: StudySpec) -> tuple[Any, Any]:
 
 def _run(spec: StudySpec, backend: str, progress: bool | None, stream: TextIO, wait: bool,
          cluster: tuple[Any, Any] | None, data: Any, started: float) -> RunReport:
-    storage = open_storage(spec.storage, create=True, grace=spec.heartbeat_grace)
-    study, created = _create_or_load(spec, storage)
-    _check_or_record_spec(study, spec)
-    _name_the_metric(study, spec)
-    queue = StudyQueue(study, storage, spec.heartbeat_grace)
-    queue.reap()
-    skipped = _complete_count(queue)
-    if spec.sampler == "grid":
-        _fill_queue(study, queue, spec, created)
-    run = _Runner(spec, queue, backend, _progress(spec, progress, stream), stream, wait, skipped,
-                  data.rows, cluster)
+    queue, created = StudyQueue.open(spec, runtime.versions())
     try:
-        run.drain()
+        queue.reap()
+        skipped = queue.completed_count()
+        if spec.sampler == "grid":
+            queue.fill_grid(grid(spec.space), lambda c: distributions(c, spec.space), created)
+        run = _Runner(spec, queue, backend, _progress(spec, progress, stream), stream, wait, skipped,
+                      data.rows, cluster)
+        try:
+            run.drain()
+        finally:
+            run.close()
+        trials, names = queue.trials(), list(iter_param_names(spec.space))
+        by_others = max(0, queue.completed_count() - skipped - run.completed)
     finally:
-        run.close()
-    trials, names = study.get_trials(deepcopy=False), list(iter_param_names(spec.space))
+        queue.close()
     summary = summary_frame(trials, names, spec.objective, spec.maximize)
     comparison = baseline_comparison(trials, names, spec.objective, spec.rope)
     return RunReport(spec.name, redact(spec.storage), run.completed, skipped, run.fits,
-                     time.perf_counter() - started, summary, run.diverged, run.failed,
-                     max(0, _complete_count(queue) - skipped - run.completed), run.stopped, comparison)
-
-
-QUEUED_ATTR = "actreg_queued"
-
-
-def _create_or_load(spec: StudySpec, storage) -> tuple[optuna.Study, bool]:
-    """The study, and whether this process created it (of runners starting together, exactly one does)."""
-    import optuna
-
-    sampler = optuna.samplers.TPESampler(seed=spec.sampler_seed) if spec.sampler == "tpe" else None
-    direction = "maximize" if spec.maximize else "minimize"
-    try:
-        return optuna.create_study(study_name=spec.name, storage=storage, direction=direction, sampler=sampler), True
-    except optuna.exceptions.DuplicatedStudyError:
-        return optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler), False
-
-
-def _fill_queue(study: optuna.Study, queue: StudyQueue, spec: StudySpec, created: bool) -> None:
-    """Queue the grid's configurations that have no live trial.
-
-    Runners that start together would each queue the whole grid (the duplicates are
-    harmless, see :mod:`search.store.claims`, but clutter the dashboard), so on a new study
-    the runner that created it queues the grid and the others wait for it, up to the
-    grace period (its creator may have died). A study stored by an earlier version has
-    trials but not the mark: it is queued at once.
-    """
-    if not created and QUEUED_ATTR not in study.user_attrs and not queue.trials():  # new, being queued
-        deadline = time.monotonic() + spec.heartbeat_grace
-        while time.monotonic() < deadline and QUEUED_ATTR not in study.user_attrs:
-            time.sleep(0.2)
-    queue.enqueue_missing(grid(spec.space), lambda c: distributions(c, spec.space))
-    if QUEUED_ATTR not in study.user_attrs:
-        study.set_user_attr(QUEUED_ATTR, True)
-
-
-def _complete_count(queue: StudyQueue) -> int:
-    """Configurations with a complete trial."""
-    import optuna
-
-    return len({trial_key(t) for t in queue.trials((optuna.trial.TrialState.COMPLETE,))})
+                     time.perf_counter() - started, summary, run.diverged, run.failed, by_others, run.stopped,
+                     comparison)
 
 
 class _Runner:
@@ -282,7 +234,7 @@ class _Runner:
         if numbers != self._waiting_for:
             self._waiting_for = numbers
             held = ", ".join(f"{t.user_attrs.get(LABEL_ATTR, f'trial {t.number}')} "
-                             f"({t.user_attrs.get('runner', 'unknown runner')})" for t in others[:5])
+                             f"({t.user_attrs.get(RUNNER_ATTR, 'unknown runner')})" for t in others[:5])
             more = f" and {len(others) - 5} more" if len(others) > 5 else ""
             verb = "waiting for" if self.wait else "not waiting for"
             self.say(f"nothing left to claim; {verb} {len(others)} configuration(s) that other runners "
@@ -306,8 +258,6 @@ class _Runner:
             self.heartbeat.drop(claim.trial_id)
 
     def _claim_tpe(self) -> tuple[Claim, Configuration] | None:
-        import optuna
-
         while True:
             claim = self.queue.claim_waiting(keyed=False)  # retries of trials whose runner died come first
             if claim is None:
@@ -320,21 +270,12 @@ class _Runner:
                 self.heartbeat.drop(claim.trial_id)
                 return None
             config = suggest(claim.trial, self.spec.space)
-            key = config_key(config)
-            claim.trial.set_user_attr(KEY_ATTR, key)
-            claim.trial.set_user_attr(LABEL_ATTR, config.label)
-            twin = next((t for t in self.queue.trials((optuna.trial.TrialState.COMPLETE,)) if trial_key(t) == key),
-                        None)
+            self.queue.label(claim, config)
+            twin = self.queue.completed_twin(config_key(config))
             if twin is None:
                 return claim, config
             # The sampler proposed a configuration already measured: same seeds, same numbers.
-            for name, value in twin.user_attrs.items():
-                if name not in (KEY_ATTR, LABEL_ATTR, RUNNER_ATTR, PROCESS_ATTR):  # the claim's own, not the twin's
-                    claim.trial.set_user_attr(name, value)
-            if CURVES_ATTR in twin.system_attrs:
-                self.queue.storage.set_trial_system_attr(claim.trial_id, CURVES_ATTR, twin.system_attrs[CURVES_ATTR])
-            claim.trial.set_user_attr("duplicate_of", twin.number)
-            self.queue.study.tell(claim.trial, twin.value)
+            self.queue.complete_as_twin(claim, twin)
             self.heartbeat.drop(claim.trial_id)
             self.bar.update(len(self.spec.seeds))
 
@@ -360,27 +301,17 @@ class _Runner:
 
     def _store(self, claim: Claim, config: Configuration, record) -> None:
         """Finish ``claim``'s trial COMPLETE with ``record`` (in the writer thread)."""
-        import optuna
-
-        storage = self.queue.storage
         try:
-            for name, value in record.user_attrs.items():
-                storage.set_trial_user_attr(claim.trial_id, name, value)
-            for name, value in record.system_attrs.items():
-                storage.set_trial_system_attr(claim.trial_id, name, value)
-            for step, value in record.intermediate_values.items():
-                storage.set_trial_intermediate_value(claim.trial_id, step, value)
-            self.queue.study.tell(claim.trial, record.value)
-        except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
-            if isinstance(exc, ValueError) and "Cannot tell" not in str(exc):
-                raise
+            stored = self.queue.complete(claim, record.value, record.user_attrs, record.system_attrs,
+                                         record.intermediate_values)
+        finally:
+            self.heartbeat.drop(claim.trial_id)
+        if not stored:
             # Failed as stale by another runner (this one stalled longer than the grace period);
             # the retry it queued stores the configuration.
             self.say(f"{config.label}: lost its claim (no heartbeat for {self.spec.heartbeat_grace} s); "
                      "another runner fits it again")
             return
-        finally:
-            self.heartbeat.drop(claim.trial_id)
         self.completed += 1
         if record.status == DIVERGED:
             self.diverged += 1
@@ -392,22 +323,14 @@ class _Runner:
 
     def _fail(self, claim: Claim, failure: FitFailure) -> None:
         """Finish ``claim``'s trial FAIL with the reason (in the writer thread)."""
-        import optuna
-
         try:
-            self.queue.storage.set_trial_user_attr(claim.trial_id, FAIL_REASON_ATTR, failure.reason)
-            if failure.details:
-                self.queue.storage.set_trial_user_attr(claim.trial_id, FAIL_DETAILS_ATTR,
-                                                       failure.details[-MAX_DETAILS:])
-            self.queue.study.tell(claim.trial, state=optuna.trial.TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # failed as stale meanwhile: the same outcome
+            self.queue.fail(claim, failure.reason, failure.details)
         finally:
             self.heartbeat.drop(claim.trial_id)
 
     def _refresh_bar(self) -> None:
         """Count what other runners stored too, so that the bar shows the study's progress."""
-        done = _complete_count(self.queue) - self.skipped
+        done = self.queue.completed_count() - self.skipped
         self.bar.n = min(self.bar.total, max(self.bar.n, done * len(self.spec.seeds)))
         self.bar.refresh()
 
@@ -467,35 +390,6 @@ class _Writer:
         self.check()
 
 
-def _name_the_metric(study: optuna.Study, spec: StudySpec) -> None:
-    """Name the trial value in optuna-dashboard ("mean test accuracy"), instead of "Objective 0"."""
-    import warnings
-
-    import optuna
-
-    rows = "validation" if spec.data.validation is not None else "test"
-    name = f"mean {rows} {METRIC_LABELS[spec.objective]}"
-    if study.metric_names != [name]:
-        with warnings.catch_warnings():  # set_metric_names is "experimental" in Optuna
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([name])
-
-
-def _check_or_record_spec(study: optuna.Study, spec: StudySpec) -> None:
-    current = spec_fingerprint(spec)
-    stored = study.user_attrs.get(SPEC_ATTR)
-    if stored is None:
-        study.set_user_attr(SPEC_ATTR, current)
-        study.set_user_attr("penalty", spec.penalty)
-        study.set_user_attr("versions", runtime.versions())
-        return
-    diff = fingerprint_diff(stored, current)
-    if diff:
-        raise SpecError(spec.path or "<study>", "name",
-                        f"study {spec.name!r} in {redact(spec.storage)} was run with other settings "
-                        f"({', '.join(diff)}); give the study another name or storage")
-
-
 def _progress(spec: StudySpec, enabled: bool | None, stream: TextIO) -> Any:
     from tqdm.auto import tqdm
 
@@ -515,8 +409,8 @@ def summary_text(summary: pd.DataFrame, metric: str = "accuracy", limit: int = 2
     validated = rank.startswith("rank_validation")
     cols = [c for c in summary.columns if c.startswith("param_")]
     ordered = summary.sort_values([rank] + cols, na_position="first")
-    ok = ordered[ordered["status"] == OK]
-    table = _concat(ok.head(limit), ordered[ordered["status"] != OK])
+    ok = ordered[ordered[STATUS_ATTR] == OK]
+    table = _concat(ok.head(limit), ordered[ordered[STATUS_ATTR] != OK])
     judged = {} if comparison is None or comparison.empty else dict(zip(comparison["configuration"],
                                                                          comparison["verdict"]))
     name = METRIC_LABELS.get(m, m)
@@ -528,7 +422,7 @@ def summary_text(summary: pd.DataFrame, metric: str = "accuracy", limit: int = 2
     for _, row in table.iterrows():
         label = row["configuration"]
         n = int(row["n_seeds"])
-        if row["status"] != OK:
+        if row[STATUS_ATTR] != OK:
             lines.append(f"{int(row[rank]):>4}  {label:<28} " + (f"{'–':>12} " if validated else "")
                          + f"{f'diverged on {int(row.n_diverged)} of {n} seeds':>24}  {'–':>11}  {n:>5}")
             continue

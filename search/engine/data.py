@@ -1,4 +1,4 @@
-"""Datasets: ones that ship with scikit-learn or are generated, and the user's CSV or NPZ files.
+"""Each replicate's arrays: a source's rows (:mod:`search.study.sources`) split into train, test, validation.
 
 Nothing is downloaded. Every dataset comes out as float32 arrays: inputs of shape
 (n, *features) and targets of shape (n, 1), class labels as 0, 1, ... K - 1.

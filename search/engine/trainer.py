@@ -191,8 +191,8 @@ def op_threads(threads: int, model: ModelSpec, train: TrainSpec, n_rows: int, n_
 
     An XLA step uses them all. The trainer's graph without XLA is thousands of operations of
     a few microseconds each, and splitting one across threads costs more than it saves:
-    with 2 threads, digits-cnn and digits-lstm train 2.5x and 1.3x faster with 1 (README,
-    Performance). A builder's layers are known only once built: it keeps ``threads``.
+    with 2 threads, digits-cnn and digits-lstm train 2.5x and 1.3x faster with 1
+    (docs/performance.md). A builder's layers are known only once built: it keeps ``threads``.
     """
     if model.builder is not None:
         return threads

@@ -26,7 +26,8 @@ and XLA does not compile such a loop at all. :func:`install` adds these rules:
 Each rule hands the cases it does not take (other layouts, explicit padding, shapes unknown
 when the graph is traced) to pfor's own rule. pfor's registry of rules is private: :mod:`search.engine.patches`
 installs them, and where a TensorFlow release moved it, :func:`install` returns False: the
-loops remain, the trainer does not compile convolutions with XLA, and a line says so. One seed alone never goes through ``vectorized_map``, so
+loops remain, the trainer does not compile convolutions with XLA, and a line says so.
+One seed alone never goes through ``vectorized_map``, so
 ``model.fit``'s bit-exactness does not depend on this.
 """
 

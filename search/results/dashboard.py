@@ -12,14 +12,14 @@ from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, TextIO
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from search.store.schema import ARTIFACTS_ATTR, DIGESTS_ATTR
 from search.study.spec import StudySpec
-from search.store.storage import file_digest, load_study, open_storage, redact
+from search.store.claims import load_study, study_id
+from search.store.storage import file_digest, open_storage, redact
 
 if TYPE_CHECKING:
     import optuna
 
-ARTIFACTS_ATTR = "actreg_artifacts"  # the artifact folder, relative to the study file
-DIGESTS_ATTR = "actreg_artifact_digests"  # file name -> sha256 of the version uploaded last
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -58,8 +58,8 @@ def serve(spec: StudySpec, *, host: str = "127.0.0.1", port: int = 8080, stream:
     worker.start()
     try:
         print(f"Serving study {spec.name!r} from {redact(spec.storage)}", file=stream)
-        study_id = storage.get_study_id_from_name(spec.name)
-        print(f"Open http://{host}:{httpd.server_port}/dashboard/studies/{study_id}  (Ctrl-C stops)",
+        number = study_id(storage, spec.name)
+        print(f"Open http://{host}:{httpd.server_port}/dashboard/studies/{number}  (Ctrl-C stops)",
               file=stream, flush=True)
         while not stop.wait(0.5):
             pass

@@ -14,6 +14,7 @@ import numpy as np
 
 from search.study.metrics import METRIC_LABELS, MINIMIZED
 from search.results.records import configuration_of, finite_trials, trial_curves
+from search.store import schema
 
 if TYPE_CHECKING:
     import optuna
@@ -156,19 +157,20 @@ def selected_curves(trials: Sequence[optuna.trial.FrozenTrial], metric: str = "a
 def _curve(t: optuna.trial.FrozenTrial, metric: str) -> Curve:
     c = trial_curves(t)
     arr = lambda key: np.asarray(c[key], dtype=np.float64)  # noqa: E731
-    return Curve(configuration_of(t).label, metric, arr("epoch"), arr(f"mean_{metric}"), arr(f"std_{metric}"),
-                 arr(f"mean_test_{metric}"), arr(f"std_test_{metric}"))
+    return Curve(configuration_of(t).label, metric, arr("epoch"), arr(schema.curve("mean", metric)),
+                 arr(schema.curve("std", metric)),
+                 arr(schema.mean("test", metric)), arr(schema.std("test", metric)))
 
 
 def seed_distribution(trials: Sequence[optuna.trial.FrozenTrial], metric: str = "accuracy") -> pd.DataFrame:
     """Long table (configuration, seed, test_<metric>) of the finite configurations, ordered by mean, best first."""
     import pandas as pd
 
-    column = f"test_{metric}"
+    column = schema.per_seed("test", metric)
     rows = []
     for t in finite_trials(trials):
         label = configuration_of(t).label
-        for seed, value in zip(t.user_attrs["seeds"], t.user_attrs[column]):
+        for seed, value in zip(t.user_attrs[schema.SEEDS_ATTR], t.user_attrs[column]):
             rows.append({"configuration": label, "seed": seed, column: value, "mean": t.value})
     frame = pd.DataFrame(rows, columns=["configuration", "seed", column, "mean"])
     best_first = metric not in MINIMIZED

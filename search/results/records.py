@@ -1,6 +1,6 @@
-"""Results: one function aggregates seeds into a trial, one builds the tables.
+"""Records: one function aggregates seeds into a trial, one builds the tables.
 
-Conventions (also in the README):
+Conventions (also in docs/columns.md and docs/reports.md):
 
 * ``std_*`` is the sample standard deviation over seeds (ddof = 1); NaN for one seed.
 * ``ci95_*`` is the two-sided 95% Student-t interval of the mean over seeds:
@@ -36,6 +36,8 @@ import numpy as np
 
 from search.study.metrics import METRICS
 from search.study.space import Configuration
+from search.store import schema
+from search.store.schema import CURVES_ATTR, DIVERGED, OK, SCHEMA
 
 if TYPE_CHECKING:
     import optuna
@@ -43,15 +45,6 @@ if TYPE_CHECKING:
 
     from search.study.spec import DataSpec
     from search.engine.trainer import SeedResult
-
-SCHEMA = 3  # version of the user attributes written to each trial (1: accuracy only; 2: no status)
-OK, DIVERGED = "ok", "diverged"
-# The learning curves (mean and std of every metric at every recorded epoch) are a trial
-# *system* attribute: optuna-dashboard shows user attributes in one table row each, and a
-# curves row was thousands of pixels wide. The dashboard plots the objective's curve from
-# the intermediate values; ``actreg report`` attaches the full curves as an artifact.
-CURVES_ATTR = "actreg:curves"
-
 
 @dataclass(frozen=True)
 class TrialRecord:
@@ -105,62 +98,64 @@ def trial_record(results: Sequence[SeedResult], epochs: int, record_step: int,
     curves: dict[str, list] = {"epoch": [int(e + 1) for e in at]}
     for key in results[0].history:
         h = np.stack([r.history[key][at] for r in results]).astype(np.float64)
-        curves[f"mean_{key}"] = _floats(h.mean(axis=0))
-        curves[f"std_{key}"] = _floats(h.std(axis=0, ddof=1) if len(results) > 1 else np.full(len(at), np.nan))
-    attrs: dict[str, Any] = {"schema": SCHEMA, "metric": objective, "metrics": list(metrics),
-                             "seeds": [r.seed for r in results], "status": DIVERGED if diverged else OK,
-                             "n_diverged": len(diverged)}
+        curves[schema.curve("mean", key)] = _floats(h.mean(axis=0))
+        spread = h.std(axis=0, ddof=1) if len(results) > 1 else np.full(len(at), np.nan)
+        curves[schema.curve("std", key)] = _floats(spread)
+    attrs: dict[str, Any] = {schema.SCHEMA_ATTR: SCHEMA, schema.METRIC_ATTR: objective,
+                             schema.METRICS_ATTR: list(metrics), schema.SEEDS_ATTR: [r.seed for r in results],
+                             schema.STATUS_ATTR: DIVERGED if diverged else OK, schema.N_DIVERGED_ATTR: len(diverged)}
     if diverged:
-        attrs["diverged_seeds"] = [s for s, _ in diverged]
-        attrs["diverged_epochs"] = [e for _, e in diverged]
+        attrs[schema.DIVERGED_SEEDS_ATTR] = [s for s, _ in diverged]
+        attrs[schema.DIVERGED_EPOCHS_ATTR] = [e for _, e in diverged]
     validated = results[0].validation is not None
     splits = ("train", "test", "validation") if validated else ("train", "test")
     for name in (*metrics, "loss"):
-        attrs[f"test_{name}"] = _floats([r.test[name] for r in results])
-        attrs[f"train_{name}"] = _floats([r.train[name] for r in results])
+        attrs[schema.per_seed("test", name)] = _floats([r.test[name] for r in results])
+        attrs[schema.per_seed("train", name)] = _floats([r.train[name] for r in results])
         if validated:
-            attrs[f"validation_{name}"] = _floats([r.validation[name] for r in results])
+            attrs[schema.per_seed("validation", name)] = _floats([r.validation[name] for r in results])
     fractions = [name for name in metrics if METRICS[name].fraction]
     if rows is not None and fractions:
         for split, n in zip(splits, rows):
-            attrs[f"n_{split}"] = n
+            attrs[schema.rows(split)] = n
             for name in fractions:
-                attrs[f"{split}_{name}"] = [None if v is None else round(v * n) / n for v in attrs[f"{split}_{name}"]]
-    attrs["fit_time"] = [float(r.fit_seconds) for r in results]
-    test = np.asarray(attrs[f"test_{objective}"], dtype=np.float64)
-    train = np.asarray(attrs[f"train_{objective}"], dtype=np.float64)
+                column = schema.per_seed(split, name)
+                attrs[column] = [None if v is None else round(v * n) / n for v in attrs[column]]
+    attrs[schema.FIT_TIME_ATTR] = [float(r.fit_seconds) for r in results]
+    test = np.asarray(attrs[schema.per_seed("test", objective)], dtype=np.float64)
+    train = np.asarray(attrs[schema.per_seed("train", objective)], dtype=np.float64)
     test_mean, train_mean = mean_of(attrs, "test", objective), mean_of(attrs, "train", objective)
     attrs.update({
-        "mean_activation": [_floats(r.mean_activation) for r in results],  # per seed, per regularized layer
-        "zero_fraction": [_floats(r.zero_fraction) for r in results],
-        f"std_test_{objective}": _finite(_std(test)),
-        f"mean_train_{objective}": _finite(train_mean),
-        f"std_train_{objective}": _finite(_std(train)),
+        schema.ACTIVATION_ATTR: [_floats(r.mean_activation) for r in results],  # per seed, per regularized layer
+        schema.ZERO_FRACTION_ATTR: [_floats(r.zero_fraction) for r in results],
+        schema.std("test", objective): _finite(_std(test)),
+        schema.mean("train", objective): _finite(train_mean),
+        schema.std("train", objective): _finite(_std(train)),
     })
     value = test_mean
     if validated:
         value = mean_of(attrs, "validation", objective)
-        attrs[f"mean_validation_{objective}"] = _finite(value)
-        attrs[f"std_validation_{objective}"] = _finite(_std(np.asarray(attrs[f"validation_{objective}"],
-                                                                        dtype=np.float64)))
+        attrs[schema.mean("validation", objective)] = _finite(value)
+        validation = np.asarray(attrs[schema.per_seed("validation", objective)], dtype=np.float64)
+        attrs[schema.std("validation", objective)] = _finite(_std(validation))
     system = {CURVES_ATTR: curves}
-    intermediate = {int(e): float(v) for e, v in zip(curves["epoch"], curves[f"mean_test_{objective}"])
+    intermediate = {int(e): float(v) for e, v in zip(curves["epoch"], curves[schema.mean("test", objective)])
                     if v is not None}
     # "summary": what optuna-dashboard's attribute table shows at a glance.
     if diverged:
-        attrs["summary"] = f"diverged on {len(diverged)} of {len(results)} seeds"
+        attrs[schema.SUMMARY_ATTR] = f"diverged on {len(diverged)} of {len(results)} seeds"
         return TrialRecord(-math.inf if maximize else math.inf, attrs, intermediate, DIVERGED, system)
     low, high = ci95(test)
     chosen = f"validation {objective} {value:.3f}, " if validated else ""
-    attrs["summary"] = (f"{chosen}test {objective} {test_mean:.3f} ± {_std(test):.3f} (95% CI {low:.3f}–{high:.3f}), "
-                        f"train {train_mean:.3f}, {len(results)} seeds")
+    attrs[schema.SUMMARY_ATTR] = (f"{chosen}test {objective} {test_mean:.3f} ± {_std(test):.3f} "
+                                  f"(95% CI {low:.3f}–{high:.3f}), train {train_mean:.3f}, {len(results)} seeds")
     return TrialRecord(value, attrs, intermediate, OK, system)
 
 
 def trial_curves(trial: optuna.trial.FrozenTrial) -> dict[str, list]:
     """The learning curves a trial stored: ``epoch`` and ``mean_``/``std_`` of each history key
     (in a user attribute in studies run by earlier versions)."""
-    return trial.system_attrs.get(CURVES_ATTR) or trial.user_attrs["curves"]
+    return trial.system_attrs.get(CURVES_ATTR) or trial.user_attrs[schema.OLD_CURVES_ATTR]
 
 
 def curves_frame(trials: Sequence[optuna.trial.FrozenTrial]) -> pd.DataFrame:
@@ -181,8 +176,8 @@ def curves_frame(trials: Sequence[optuna.trial.FrozenTrial]) -> pd.DataFrame:
 def mean_of(attrs: dict[str, Any], split: str, metric: str) -> float:
     """Mean over seeds of ``<split>_<metric>``; for a fraction of rows (accuracy) with known row
     counts, from the integer total."""
-    values = np.asarray(attrs[f"{split}_{metric}"], dtype=np.float64)
-    n = attrs.get(f"n_{split}")
+    values = np.asarray(attrs[schema.per_seed(split, metric)], dtype=np.float64)
+    n = attrs.get(schema.rows(split))
     if METRICS[metric].fraction and n:
         return float(np.rint(values * n).sum() / (n * len(values)))
     return float(values.mean())
@@ -190,12 +185,12 @@ def mean_of(attrs: dict[str, Any], split: str, metric: str) -> float:
 
 def trial_metrics(trial: optuna.trial.FrozenTrial) -> list[str]:
     """The metrics a trial stored, its objective first (schema 1 stored accuracy only)."""
-    return list(trial.user_attrs.get("metrics", ["accuracy"]))
+    return list(trial.user_attrs.get(schema.METRICS_ATTR, ["accuracy"]))
 
 
 def summary_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Sequence[str],
                   metric: str = "accuracy", maximize: bool = True) -> pd.DataFrame:
-    """One row per configuration, with the columns documented in the README.
+    """One row per configuration, with the columns of docs/columns.md (declared in :mod:`search.store.schema`).
 
     ``metric`` names the ranked columns; other metrics the trials stored get mean and
     std columns. Only complete trials count; if two trials hold the same configuration,
@@ -207,69 +202,70 @@ def summary_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Seque
     m = metric
     rows = [_summary_row(trial, param_names, m) for trial in complete_trials(trials)]
     if not rows:
-        return pd.DataFrame(columns=[f"param_{p}" for p in param_names] + ["n_seeds", f"mean_test_{m}"])
+        return pd.DataFrame(columns=[schema.param(p) for p in param_names] + ["n_seeds", schema.mean("test", m)])
     frame = pd.DataFrame(rows)
-    finite = frame["status"] == OK
+    finite = frame[schema.STATUS_ATTR] == OK
     for split in ("test", "validation"):
-        if f"mean_{split}_{m}" in frame:
-            ranks = frame[f"mean_{split}_{m}"].where(finite).rank(method="min", ascending=not maximize)
-            frame[f"rank_{split}_{m}"] = ranks.fillna(int(finite.sum()) + 1).astype(int)  # diverged: after the finite
+        if schema.mean(split, m) in frame:
+            ranks = frame[schema.mean(split, m)].where(finite).rank(method="min", ascending=not maximize)
+            frame[schema.rank(split, m)] = ranks.fillna(int(finite.sum()) + 1).astype(int)  # diverged: after the finite
     return frame
 
 
 def selection_rank(summary: pd.DataFrame, metric: str) -> str:
     """The column that ranks ``summary`` for choosing: ``rank_validation_<metric>`` where the study
     has validation rows, else ``rank_test_<metric>`` (then the choice is made on the rows that report it)."""
-    return f"rank_validation_{metric}" if f"rank_validation_{metric}" in summary else f"rank_test_{metric}"
+    validated = schema.rank("validation", metric)
+    return validated if validated in summary else schema.rank("test", metric)
 
 
 def _summary_row(trial: optuna.trial.FrozenTrial, param_names: Sequence[str], m: str) -> dict[str, Any]:
     """One configuration's row of :func:`summary_frame` (its rank is filled in there)."""
     a = trial.user_attrs
-    test = np.asarray(a[f"test_{m}"], dtype=np.float64)
-    train = np.asarray(a[f"train_{m}"], dtype=np.float64)
+    test = np.asarray(a[schema.per_seed("test", m)], dtype=np.float64)
+    train = np.asarray(a[schema.per_seed("train", m)], dtype=np.float64)
     n = len(test)
-    status = a.get("status", OK)
+    status = a.get(schema.STATUS_ATTR, OK)
     ok = status == OK  # a diverged seed's numbers come from NaN weights: never averaged
     low, high = ci95(test) if ok else (math.nan, math.nan)
-    row: dict[str, Any] = {f"param_{p}": trial.params.get(p) for p in param_names}
+    row: dict[str, Any] = {schema.param(p): trial.params.get(p) for p in param_names}
     row.update({
-        "configuration": configuration_of(trial).label,
+        schema.LABEL_ATTR: configuration_of(trial).label,
         "trial_number": trial.number,
         "n_seeds": n,
-        "status": status,
-        "n_diverged": int(a.get("n_diverged", 0)),
-        f"mean_test_{m}": mean_of(a, "test", m) if ok else math.nan,
-        f"std_test_{m}": _std(test) if ok else math.nan,
-        f"ci95_low_test_{m}": low,
-        f"ci95_high_test_{m}": high,
-        f"rank_test_{m}": 0,
-        f"mean_train_{m}": mean_of(a, "train", m) if ok else math.nan,
-        f"std_train_{m}": _std(train) if ok else math.nan,
+        schema.STATUS_ATTR: status,
+        schema.N_DIVERGED_ATTR: int(a.get(schema.N_DIVERGED_ATTR, 0)),
+        schema.mean("test", m): mean_of(a, "test", m) if ok else math.nan,
+        schema.std("test", m): _std(test) if ok else math.nan,
+        schema.ci95("low", "test", m): low,
+        schema.ci95("high", "test", m): high,
+        schema.rank("test", m): 0,
+        schema.mean("train", m): mean_of(a, "train", m) if ok else math.nan,
+        schema.std("train", m): _std(train) if ok else math.nan,
     })
-    validated = f"validation_{m}" in a
+    validated = schema.per_seed("validation", m) in a
     if validated:
-        values = np.asarray(a[f"validation_{m}"], dtype=np.float64)
-        row.update({f"mean_validation_{m}": mean_of(a, "validation", m) if ok else math.nan,
-                    f"std_validation_{m}": _std(values) if ok else math.nan,
-                    f"rank_validation_{m}": 0})
+        values = np.asarray(a[schema.per_seed("validation", m)], dtype=np.float64)
+        row.update({schema.mean("validation", m): mean_of(a, "validation", m) if ok else math.nan,
+                    schema.std("validation", m): _std(values) if ok else math.nan,
+                    schema.rank("validation", m): 0})
     for other in trial_metrics(trial):
         if other != m:
-            values = np.asarray(a[f"test_{other}"], dtype=np.float64)
-            row.update({f"mean_test_{other}": mean_of(a, "test", other) if ok else math.nan,
-                        f"std_test_{other}": _std(values) if ok else math.nan,
-                        f"mean_train_{other}": mean_of(a, "train", other) if ok else math.nan})
+            values = np.asarray(a[schema.per_seed("test", other)], dtype=np.float64)
+            row.update({schema.mean("test", other): mean_of(a, "test", other) if ok else math.nan,
+                        schema.std("test", other): _std(values) if ok else math.nan,
+                        schema.mean("train", other): mean_of(a, "train", other) if ok else math.nan})
             if validated:
-                row[f"mean_validation_{other}"] = mean_of(a, "validation", other) if ok else math.nan
-    fit_time = np.asarray(a.get("fit_time", [math.nan] * n), dtype=np.float64)
+                row[schema.mean("validation", other)] = mean_of(a, "validation", other) if ok else math.nan
+    fit_time = np.asarray(a.get(schema.FIT_TIME_ATTR, [math.nan] * n), dtype=np.float64)
     row.update({
-        "mean_activation": _layer_mean(a["mean_activation"]),
-        "mean_zero_fraction": _layer_mean(a["zero_fraction"]),
+        "mean_activation": _layer_mean(a[schema.ACTIVATION_ATTR]),
+        "mean_zero_fraction": _layer_mean(a[schema.ZERO_FRACTION_ATTR]),
         "mean_fit_time": float(fit_time.mean()),
         "std_fit_time": _std(fit_time),
     })
     for k, v in enumerate(test):
-        row[f"split{k}_test_{m}"] = float(v)
+        row[schema.split_column(k, "test", m)] = float(v)
     return row
 
 
@@ -286,18 +282,18 @@ def per_seed_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Sequ
     rows = []
     for trial in complete_trials(trials):
         a = trial.user_attrs
-        params = {f"param_{p}": trial.params.get(p) for p in param_names}
+        params = {schema.param(p): trial.params.get(p) for p in param_names}
         params.update(configuration=configuration_of(trial).label, trial_number=trial.number)
         names = [*trial_metrics(trial), "loss"]
-        splits = [s for s in ("test", "train", "validation") if f"{s}_loss" in a]
-        for k, seed in enumerate(a["seeds"]):
+        splits = [s for s in ("test", "train", "validation") if schema.per_seed(s, "loss") in a]
+        for k, seed in enumerate(a[schema.SEEDS_ATTR]):
             row = {**params, "seed": seed, "split": k}
             for name in names:
                 for split in splits:
-                    row[f"{split}_{name}"] = a[f"{split}_{name}"][k]
-            row["mean_activation"] = _mean(a["mean_activation"][k])
-            row["zero_fraction"] = _mean(a["zero_fraction"][k])
-            row["fit_time"] = a["fit_time"][k] if "fit_time" in a else math.nan
+                    row[schema.per_seed(split, name)] = a[schema.per_seed(split, name)][k]
+            row[schema.ACTIVATION_ATTR] = _mean(a[schema.ACTIVATION_ATTR][k])
+            row[schema.ZERO_FRACTION_ATTR] = _mean(a[schema.ZERO_FRACTION_ATTR][k])
+            row[schema.FIT_TIME_ATTR] = a[schema.FIT_TIME_ATTR][k] if schema.FIT_TIME_ATTR in a else math.nan
             if data is not None:
                 replicate = data.for_replicate(seed)
                 row.update(data_random_state=replicate.random_state, data_split_seed=replicate.split_seed)
@@ -343,7 +339,7 @@ def complete_trials(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.t
 
     seen, out = set(), []
     for t in sorted(trials, key=lambda t: t.number):
-        if t.state != optuna.trial.TrialState.COMPLETE or "seeds" not in t.user_attrs:
+        if t.state != optuna.trial.TrialState.COMPLETE or schema.SEEDS_ATTR not in t.user_attrs:
             continue
         key = configuration_of(t)
         if key in seen:
@@ -355,7 +351,7 @@ def complete_trials(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.t
 
 def finite_trials(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
     """:func:`complete_trials` without the diverged ones: those whose numbers are findings."""
-    return [t for t in complete_trials(trials) if t.user_attrs.get("status", OK) == OK]
+    return [t for t in complete_trials(trials) if t.user_attrs.get(schema.STATUS_ATTR, OK) == OK]
 
 
 def _finite(value: float) -> float | None:

@@ -27,7 +27,8 @@ from search.study.sources import SOURCES
 from search.study.space import iter_param_names
 from search.study.spec import DataSpec, ModelSpec, StudySpec
 from search.results.stats import ALPHA, MIN_SEEDS, POWER, VERDICTS, baseline_comparison, reference_table
-from search.store.storage import load_study
+from search.store.claims import reading
+from search.store import schema
 
 if TYPE_CHECKING:
     import optuna
@@ -100,13 +101,13 @@ def _figures(spec: StudySpec, trials, summary: pd.DataFrame, comparison: pd.Data
             out.append(FigureData(f"heatmap_delta_{m}", title, "heatmap",
                                   (figures.delta_heatmap_data(summary, comparison, title, ALPHA),),
                                   {"cmap": "RdBu" if spec.maximize else "RdBu_r", "fmt_bar": "{:+.3f}"}))
-        validation = ((f"heatmap_validation_{m}", f"mean_validation_{m}", "mean_std",
+        validation = ((f"heatmap_validation_{m}", schema.mean("validation", m), "mean_std",
                        f"validation {label} (the rows configurations are chosen on), mean±std over seeds"),) \
-            if f"mean_validation_{m}" in summary else ()
+            if schema.mean("validation", m) in summary else ()
         for name, value, annotate, title in (
             *validation,
-            (f"heatmap_test_{m}", f"mean_test_{m}", "mean_std", f"test {label}, mean±std over seeds"),
-            (f"heatmap_std_test_{m}", f"std_test_{m}", None, f"std of test {label} over seeds"),
+            (f"heatmap_test_{m}", schema.mean("test", m), "mean_std", f"test {label}, mean±std over seeds"),
+            (f"heatmap_std_test_{m}", schema.std("test", m), None, f"std of test {label} over seeds"),
             ("heatmap_zero_fraction", "mean_zero_fraction", None, "fraction of exact zeros in regularized layers"),
         ):
             cmap = "viridis_r" if value.startswith("mean_") and value.endswith(f"_{m}") and not spec.maximize \
@@ -116,7 +117,7 @@ def _figures(spec: StudySpec, trials, summary: pd.DataFrame, comparison: pd.Data
     if len(regularized):
         out.append(FigureData("sparsity", "sparsity of the regularized layers against strength", "sparsity",
                               figures.sparsity_data(summary)))
-    chosen = "validation" if f"mean_validation_{m}" in summary else "test"
+    chosen = "validation" if schema.mean("validation", m) in summary else "test"
     out.append(FigureData("curves", "learning curves: baseline and the best configuration of each norm and placement "
                           f"(best by mean {chosen} {label})", "curves", (figures.selected_curves(trials, m),)))
     points = {} if references is None else dict(zip(references["configuration"],
@@ -135,26 +136,31 @@ def write_report(spec: StudySpec, out: str | os.PathLike[str] | None = None, fmt
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}")
-    study = load_study(spec)
-    data = report_data(spec, study.get_trials(deepcopy=False), study.user_attrs.get("versions", {}))
-    if data.summary.empty:
-        raise ValueError(f"study {spec.name!r} has no completed configuration yet")
-    folder = Path(out) if out is not None else default_folder(spec)
+    with reading(spec) as study:
+        data = report_data(spec, study.get_trials(deepcopy=False), study.user_attrs.get(schema.VERSIONS_ATTR, {}))
+        if data.summary.empty:
+            raise ValueError(f"study {spec.name!r} has no completed configuration yet")
+        folder = Path(out) if out is not None else default_folder(spec)
+        files = _write_into(folder, data, fmt)
+        if attach:
+            shown = [f for f in files if f.suffix == f".{fmt}" or f.name == "curves.csv"]
+            attach_report(study, spec, folder, shown, summary_markdown(data.summary, spec.objective, data.comparison,
+                                                                        spec.data.variance_sources))
+    return Report(folder, tuple(files))
+
+
+def _write_into(folder: Path, data: ReportData, fmt: str) -> list[Path]:
+    """Write the report's files into ``folder``: each appears whole or not at all."""
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".report-", dir=folder))
     try:
-        written = write_files(data, staging, fmt)
         files = []
-        for name in written:
+        for name in write_files(data, staging, fmt):
             os.replace(staging / name, folder / name)
             files.append(folder / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    if attach:
-        shown = [f for f in files if f.suffix == f".{fmt}" or f.name == "curves.csv"]
-        attach_report(study, spec, folder, shown, summary_markdown(data.summary, spec.objective, data.comparison,
-                                                                    spec.data.variance_sources))
-    return Report(folder, tuple(files))
+    return files
 
 
 def default_folder(spec: StudySpec) -> Path:
@@ -210,7 +216,7 @@ def marks(summary: pd.DataFrame, comparison: pd.DataFrame | None = None, metric:
     """
     frame = summary.reset_index(drop=True)
     out: dict[int, str] = {}
-    best = frame[(frame["status"] == "ok") & (frame[selection_rank(frame, metric)] == 1)]
+    best = frame[(frame[schema.STATUS_ATTR] == schema.OK) & (frame[selection_rank(frame, metric)] == 1)]
     if len(best) == 1:
         out[int(best.index[0])] = "★"
     if comparison is not None and not comparison.empty:
@@ -225,7 +231,7 @@ def marks(summary: pd.DataFrame, comparison: pd.DataFrame | None = None, metric:
 def selection_words(summary: pd.DataFrame, metric: str = "accuracy") -> str:
     """On which rows ★ and the ranks were chosen, in one sentence."""
     label = METRIC_LABELS[metric]
-    if f"rank_validation_{metric}" in summary:
+    if schema.rank("validation", metric) in summary:
         return (f"★ marks the best mean validation {label}, chosen on validation rows carved out of the training "
                 "rows; the test columns report it on rows that played no part in the choice.")
     return (f"★ marks the best mean test {label}, chosen on the same test rows that report it: its test value is "
@@ -261,7 +267,7 @@ def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy", comparison
     m, label = metric, METRIC_LABELS[metric]
     frame = summary.reset_index(drop=True)
     marked = marks(frame, comparison, m)
-    validated = f"mean_validation_{m}" in frame
+    validated = schema.mean("validation", m) in frame
     judged = {} if comparison is None or comparison.empty else dict(zip(comparison["configuration"],
                                                                          comparison["verdict"]))
     head = ["rank", "configuration", "seeds", *([f"validation {label}"] if validated else []),
@@ -273,15 +279,15 @@ def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy", comparison
     for i in frame.sort_values([rank]).index:
         r = frame.loc[i]
         name = r["configuration"] + (f" {marked[i]}" if i in marked else "")
-        if r["status"] != "ok":
+        if r[schema.STATUS_ATTR] != schema.OK:
             cells = [str(r[rank]), name, str(r["n_seeds"]), *(["–"] if validated else []),
                      f"diverged on {r['n_diverged']} seeds", "–", "–", "–", *(["–"] if judged else [])]
         else:
             cells = [str(r[rank]), name, str(r["n_seeds"]),
-                     *([_pm(r[f"mean_validation_{m}"], r[f"std_validation_{m}"])] if validated else []),
-                     _pm(r[f"mean_test_{m}"], r[f"std_test_{m}"]),
+                     *([_pm(r[schema.mean("validation", m)], r[schema.std("validation", m)])] if validated else []),
+                     _pm(r[schema.mean("test", m)], r[schema.std("test", m)]),
                      f"[{_f(r[f'ci95_low_test_{m}'])}, {_f(r[f'ci95_high_test_{m}'])}]",
-                     _pm(r[f"mean_train_{m}"], r[f"std_train_{m}"]), _f(r["mean_zero_fraction"]),
+                     _pm(r[schema.mean("train", m)], r[schema.std("train", m)]), _f(r["mean_zero_fraction"]),
                      *([judged.get(r["configuration"], "–")] if judged else [])]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
@@ -309,7 +315,7 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
     marked = marks(frame, comparison, m)
     diffs = {} if comparison is None else dict(zip(comparison["configuration"], (r for _, r in comparison.iterrows())))
     uneven = frame["n_seeds"].nunique() > 1  # a seeds column only when configurations differ
-    validated = f"mean_validation_{m}" in frame and not narrow
+    validated = schema.mean("validation", m) in frame and not narrow
     rows = [_latex_row(frame.loc[i], marked.get(i, ""), diffs, m, narrow, uneven, validated)
             for i in frame.sort_values([selection_rank(frame, m)]).index]
     if narrow:  # the verdict in place of the p-value it makes redundant for a reader of one column
@@ -323,7 +329,7 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
         header = (rf"Configuration{' & Seeds' * uneven}{' & Valid.' * validated} & Test {label} "
                   + ("" if diffs else r"& 95\% CI ") + "& Train"
                   + (r" & $\Delta$ [95\% CI] & $p_{\mathrm{Holm}}$ & Verdict" if diffs else ""))
-    if f"rank_validation_{m}" in frame:
+    if schema.rank("validation", m) in frame:
         chosen = (rf"$^\star$ the best mean validation {label} (validation rows carved out of the training rows; "
                   "the test columns report it on rows that played no part in the choice)")
     else:
@@ -370,7 +376,7 @@ def _latex_row(r: pd.Series, marked: str, diffs: dict, m: str, narrow: bool, une
     p = "--" if d is None else _tex_p(d["t_pvalue_holm"])
     verdict = "--" if d is None else d["verdict"]
     test = rf"${_f(r[f'mean_test_{m}'])} \pm {_f(r[f'std_test_{m}'])}$"
-    if r["status"] != "ok":
+    if r[schema.STATUS_ATTR] != schema.OK:
         span = (2 + bool(diffs)) if narrow else (3 if diffs else 1) + 2 + uneven + validated
         return (rf"{config} & \multicolumn{{{span}}}{{l}}{{diverged on {r['n_diverged']} of "
                 f"{r['n_seeds']} seeds}} \\\\")
@@ -466,7 +472,8 @@ def references_markdown(refs: pd.DataFrame) -> str:
              "| seed range | where the published test accuracy falls |",
              "|---|---|---:|---|---|---|"]
     for _, r in refs.iterrows():
-        if "mean_test_accuracy" not in r or not _present(r.get("mean_test_accuracy")):
+        measured = schema.mean("test", "accuracy")
+        if measured not in r or not _present(r.get(measured)):
             lines.append(f"| {r['configuration']} | {_f(r['published_train_accuracy'])} / "
                          f"{_f(r['published_test_accuracy'])} | – | not in this study | – | – |")
             continue
@@ -541,9 +548,10 @@ def diverged_lines(trials: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
     lines = []
     for t in complete_trials(trials):
         a = t.user_attrs
-        if a.get("status", "ok") == "ok":
+        if a.get(schema.STATUS_ATTR, schema.OK) == schema.OK:
             continue
-        seeds = ", ".join(f"{s} (epoch {e})" for s, e in zip(a["diverged_seeds"], a["diverged_epochs"]))
+        seeds = ", ".join(f"{s} (epoch {e})" for s, e in zip(a[schema.DIVERGED_SEEDS_ATTR],
+                                                                  a[schema.DIVERGED_EPOCHS_ATTR]))
         lines.append(f"- {configuration_of(t).label}: {a['n_diverged']} of {len(a['seeds'])} seeds: {seeds}")
     return lines
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from search.study.metrics import METRICS
 from search.results.records import ci95, complete_trials, configuration_of, finite_trials, mean_of
+from search.store import schema
 
 if TYPE_CHECKING:
     import optuna
@@ -88,7 +89,8 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
-VERDICT_COLUMNS = ["rope", "verdict", "p_better", "p_worse", "p_equivalent", "detectable_diff", "replicates_needed"]
+_COLUMNS = schema.names(schema.STATS_COLUMNS)
+VERDICT_COLUMNS = _COLUMNS[_COLUMNS.index("rope"):]  # what verdicts() fills in
 
 
 def baseline_comparison(trials: Sequence[optuna.trial.FrozenTrial], param_names: Sequence[str],
@@ -106,9 +108,7 @@ def baseline_comparison(trials: Sequence[optuna.trial.FrozenTrial], param_names:
 
     done = finite_trials(trials)
     base = next((t for t in done if configuration_of(t).is_baseline), None)
-    columns = [f"param_{p}" for p in param_names] + ["configuration", "trial_number",
-        "n_pairs", "mean_diff", "std_diff", "ci95_low_diff", "ci95_high_diff", "t_pvalue", "t_pvalue_holm",
-        "wilcoxon_pvalue", "wilcoxon_pvalue_holm", "effect_size_dz", "few_seeds", *VERDICT_COLUMNS]
+    columns = [schema.param(p) for p in param_names] + schema.names(schema.STATS_COLUMNS)
     if base is None:
         return pd.DataFrame(columns=columns)
     base_acc = _by_seed(base, metric)
@@ -116,7 +116,7 @@ def baseline_comparison(trials: Sequence[optuna.trial.FrozenTrial], param_names:
     for t in done:
         if t is base:
             continue
-        row = {f"param_{p}": t.params.get(p) for p in param_names}
+        row = {schema.param(p): t.params.get(p) for p in param_names}
         row.update(configuration=configuration_of(t).label, trial_number=t.number)
         d = paired_differences(_by_seed(t, metric), base_acc)
         row.update(paired_test(d))
@@ -283,7 +283,7 @@ def power(g: np.ndarray, rope: float, level: float, target: float = POWER,
 
 def _by_seed(trial: optuna.trial.FrozenTrial, metric: str) -> dict[int, float]:
     a = trial.user_attrs
-    return {s: v for s, v in zip(a["seeds"], a[f"test_{metric}"]) if v is not None}
+    return {s: v for s, v in zip(a[schema.SEEDS_ATTR], a[schema.per_seed("test", metric)]) if v is not None}
 
 
 # ----------------------------------------------------------------------------- published single runs

@@ -13,7 +13,7 @@ from __future__ import annotations
 from search._lazy import exports
 
 _NAMES = {
-    "StorageError": "storage", "StudyNotFound": "storage", "load_study": "storage", "open_storage": "storage",
+    "StorageError": "storage", "StudyNotFound": "storage", "load_study": "claims", "open_storage": "storage",
     "redact": "storage", "spec_fingerprint": "storage", "Claim": "claims", "Heartbeat": "claims",
     "StudyQueue": "claims",
 }

@@ -21,32 +21,42 @@ storage) follows the same protocol and optuna-dashboard shows the queue as it is
   user attribute ``superseded_by``, before fitting anything. The same rule counts TPE
   trials: a trial whose number comes after ``n_trials`` live ones is dropped likewise.
 
-Nothing here fits a model; :mod:`search.runner` does that with the trials claimed here.
+This module is Optuna's door: every call into Optuna's storage (the study created or
+loaded, its fingerprint recorded, claims, heartbeats, results, failures, reads) is made
+here, through :class:`StudyQueue` and :class:`Heartbeat`; :mod:`search.store.storage` opens
+the URL. ``tests/test_store_contract.py`` pins, on SQLite and PostgreSQL, the storage
+behaviour these rules rely on, so that an Optuna release that changes it fails there by
+name. Nothing here fits a model; :mod:`search.runner` does that with the trials claimed here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import threading
+import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from search.store.schema import (CURVES_ATTR, DUPLICATE_ATTR, FAIL_DETAILS_ATTR, FAIL_REASON_ATTR, KEY_ATTR, LABEL_ATTR,
+                                 PENALTY_ATTR, PROCESS_ATTR, QUEUED_ATTR, RUNNER_ATTR, SPEC_ATTR, SUPERSEDED_ATTR,
+                                 VERSIONS_ATTR)
+from search.store.storage import StudyNotFound, fingerprint_diff, open_storage, redact, spec_fingerprint
+from search.study.metrics import METRIC_LABELS
 from search.study.space import Configuration
+from search.study.validation import SpecError
 
 if TYPE_CHECKING:
     import optuna
 
-KEY_ATTR = "config_key"  # canonical JSON of the configuration's parameters
-LABEL_ATTR = "configuration"  # the configuration in words, as tables print it
-RUNNER_ATTR = "runner"  # host:pid of the runner that claimed the trial
-PROCESS_ATTR = "runner_process"  # where that runner's process can be checked from (see local_process)
-SUPERSEDED_ATTR = "superseded_by"
-FAIL_REASON_ATTR = "fail_reason"
+    from search.study.spec import StudySpec
+
+MAX_DETAILS = 4000  # characters of a failed fit's traceback kept on its trial
 
 
 def config_key(config: Configuration) -> str:
@@ -115,12 +125,71 @@ class Claim:
         return self.trial.number
 
 
+def load_study(spec: StudySpec, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+    """The existing study of ``spec`` (in ``storage``, if open already); :class:`StudyNotFound` if never run."""
+    import optuna
+
+    storage = storage or open_storage(spec.storage, create=False)
+    try:
+        return optuna.load_study(study_name=spec.name, storage=storage)
+    except KeyError:
+        raise StudyNotFound(f"no study named {spec.name!r} in {redact(spec.storage)}") from None
+
+
+@contextlib.contextmanager
+def reading(spec: StudySpec) -> Iterator[optuna.Study]:
+    """The existing study of ``spec`` for a reader (export, report), its connections closed on exit.
+
+    On SQLite a reader's connection makes the write-ahead log's files beside the database;
+    the last connection to close removes them, so a reader leaves the study's folder as it
+    found it.
+    """
+    storage = open_storage(spec.storage, create=False)
+    try:
+        yield load_study(spec, storage)
+    finally:
+        _close(storage)
+
+
+def _close(storage: optuna.storages.RDBStorage) -> None:
+    storage.remove_session()
+    storage.engine.dispose()
+
+
+def study_id(storage: optuna.storages.BaseStorage, name: str) -> int:
+    """The storage's id of the study ``name`` (optuna-dashboard's address of its page)."""
+    return storage.get_study_id_from_name(name)
+
+
 class StudyQueue:
     """The queue of one study in one storage, as seen by one runner.
 
     ``storage`` is the heartbeat-enabled storage the study was opened on (see
-    :func:`search.store.storage.open_storage`).
+    :func:`search.store.storage.open_storage`); :meth:`open` opens both from a spec.
     """
+
+    @classmethod
+    def open(cls, spec: StudySpec, versions: dict[str, str]) -> tuple[StudyQueue, bool]:
+        """Create or load the study of ``spec`` and return its queue, and whether this process created it.
+
+        A new study records the fingerprint of ``spec`` (the settings that determine the
+        numbers), its penalty convention and the library ``versions``; an existing one must
+        match its fingerprint, else :class:`SpecError` says which settings differ.
+        """
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = open_storage(spec.storage, create=True, grace=spec.heartbeat_grace)
+        sampler = optuna.samplers.TPESampler(seed=spec.sampler_seed) if spec.sampler == "tpe" else None
+        direction = "maximize" if spec.maximize else "minimize"
+        try:  # of runners starting together, exactly one creates the study
+            study = optuna.create_study(study_name=spec.name, storage=storage, direction=direction, sampler=sampler)
+            created = True
+        except optuna.exceptions.DuplicatedStudyError:
+            study, created = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler), False
+        _check_or_record_spec(study, spec, versions)
+        _name_the_metric(study, spec)
+        return cls(study, storage, spec.heartbeat_grace), created
 
     def __init__(self, study: optuna.Study, storage: optuna.storages.RDBStorage, grace: int) -> None:
         self.study = study
@@ -138,7 +207,43 @@ class StudyQueue:
         """
         return self.study.get_trials(deepcopy=False, states=tuple(states) if states is not None else None)
 
+    def close(self) -> None:
+        """Close this runner's connections to the storage. On SQLite the last connection to close
+        folds the write-ahead log into the database file: the study's file is whole when the run
+        returns, and a later reader writes nothing."""
+        _close(self.storage)
+
+    def completed_count(self) -> int:
+        """Configurations with a complete trial."""
+        import optuna
+
+        return len({trial_key(t) for t in self.trials((optuna.trial.TrialState.COMPLETE,))})
+
+    def completed_twin(self, key: str) -> optuna.trial.FrozenTrial | None:
+        """A complete trial of the configuration ``key``, if any."""
+        import optuna
+
+        return next((t for t in self.trials((optuna.trial.TrialState.COMPLETE,)) if trial_key(t) == key), None)
+
     # ------------------------------------------------------------------ the queue
+
+    def fill_grid(self, configs: Iterable[Configuration], distributions, created: bool) -> None:
+        """Queue the grid's configurations that have no live trial.
+
+        Runners that start together would each queue the whole grid (the duplicates are
+        harmless, see the module, but clutter the dashboard), so on a new study the runner
+        that created it queues the grid and the others wait for it, up to the grace period
+        (its creator may have died). A study stored by an earlier version has trials but
+        not the mark: it is queued at once.
+        """
+        study = self.study
+        if not created and QUEUED_ATTR not in study.user_attrs and not self.trials():  # new, being queued
+            deadline = time.monotonic() + self.grace
+            while time.monotonic() < deadline and QUEUED_ATTR not in study.user_attrs:
+                time.sleep(0.2)
+        self.enqueue_missing(configs, distributions)
+        if QUEUED_ATTR not in study.user_attrs:
+            study.set_user_attr(QUEUED_ATTR, True)
 
     def enqueue_missing(self, configs: Iterable[Configuration], distributions) -> int:
         """Queue every configuration of ``configs`` that has no live trial; returns how many.
@@ -225,6 +330,69 @@ class StudyQueue:
 
     def counted(self) -> int:
         return sum(1 for t in self.trials(_live_states()) if SUPERSEDED_ATTR not in t.user_attrs)
+
+    def label(self, claim: Claim, config: Configuration) -> None:
+        """Name the configuration that the sampler chose for ``claim`` (a TPE trial)."""
+        claim.trial.set_user_attr(KEY_ATTR, config_key(config))
+        claim.trial.set_user_attr(LABEL_ATTR, config.label)
+
+    # ------------------------------------------------------------------ finishing
+
+    def complete(self, claim: Claim, value: float, user_attrs: dict, system_attrs: dict,
+                 intermediate_values: dict[int, float]) -> bool:
+        """Finish ``claim``'s trial COMPLETE with its attributes; False if the claim was lost meanwhile.
+
+        Lost: another runner failed the trial as stale (this one stalled past the grace
+        period) and queued a retry, which stores the configuration. That is read from the
+        trial's state, not from an error's text.
+        """
+        import optuna
+
+        storage = self.storage
+        try:
+            for name, v in user_attrs.items():
+                storage.set_trial_user_attr(claim.trial_id, name, v)
+            for name, v in system_attrs.items():
+                storage.set_trial_system_attr(claim.trial_id, name, v)
+            for step, v in intermediate_values.items():
+                storage.set_trial_intermediate_value(claim.trial_id, step, v)
+            self.study.tell(claim.trial, value)
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+            if self._finished(claim):
+                return False
+            raise
+        return True
+
+    def complete_as_twin(self, claim: Claim, twin: optuna.trial.FrozenTrial) -> None:
+        """Finish ``claim`` with the numbers of ``twin``, a complete trial of the same configuration.
+
+        The same configuration with the same seeds gives the same numbers: a sampler that
+        proposes it again gets them at no cost, and the trial says whose they are.
+        """
+        for name, v in twin.user_attrs.items():
+            if name not in (KEY_ATTR, LABEL_ATTR, RUNNER_ATTR, PROCESS_ATTR):  # the claim's own, not the twin's
+                claim.trial.set_user_attr(name, v)
+        if CURVES_ATTR in twin.system_attrs:
+            self.storage.set_trial_system_attr(claim.trial_id, CURVES_ATTR, twin.system_attrs[CURVES_ATTR])
+        claim.trial.set_user_attr(DUPLICATE_ATTR, twin.number)
+        self.study.tell(claim.trial, twin.value)
+
+    def fail(self, claim: Claim, reason: str, details: str | None = None) -> None:
+        """Finish ``claim``'s trial FAIL with ``reason`` (and the end of a traceback); a trial failed
+        as stale meanwhile is left as it is: the same outcome."""
+        import optuna
+
+        try:
+            self.storage.set_trial_user_attr(claim.trial_id, FAIL_REASON_ATTR, reason)
+            if details:
+                self.storage.set_trial_user_attr(claim.trial_id, FAIL_DETAILS_ATTR, details[-MAX_DETAILS:])
+            self.study.tell(claim.trial, state=optuna.trial.TrialState.FAIL)
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+            if not self._finished(claim):
+                raise
+
+    def _finished(self, claim: Claim) -> bool:
+        return self.storage.get_trial(claim.trial_id).state.is_finished()
 
     def supersede(self, claim: Claim, by: int | None) -> None:
         """Drop a claim that another trial makes redundant (PRUNED, never fitted)."""
@@ -328,3 +496,30 @@ class Heartbeat:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+def _name_the_metric(study: optuna.Study, spec: StudySpec) -> None:
+    """Name the trial value in optuna-dashboard ("mean test accuracy"), instead of "Objective 0"."""
+    import optuna
+
+    rows = "validation" if spec.data.validation is not None else "test"
+    name = f"mean {rows} {METRIC_LABELS[spec.objective]}"
+    if study.metric_names != [name]:
+        with warnings.catch_warnings():  # set_metric_names is "experimental" in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([name])
+
+
+def _check_or_record_spec(study: optuna.Study, spec: StudySpec, versions: dict[str, str]) -> None:
+    current = spec_fingerprint(spec)
+    stored = study.user_attrs.get(SPEC_ATTR)
+    if stored is None:
+        study.set_user_attr(SPEC_ATTR, current)
+        study.set_user_attr(PENALTY_ATTR, spec.penalty)
+        study.set_user_attr(VERSIONS_ATTR, versions)
+        return
+    diff = fingerprint_diff(stored, current)
+    if diff:
+        raise SpecError(spec.path or "<study>", "name",
+                        f"study {spec.name!r} in {redact(spec.storage)} was run with other settings "
+                        f"({', '.join(diff)}); give the study another name or storage")

@@ -42,7 +42,6 @@ from search.study.spec import StudySpec
 if TYPE_CHECKING:
     import optuna
 
-SPEC_ATTR = "actreg_spec"
 # A stale claim is retried this many times (each retry is a new waiting trial); past that
 # it stays failed until the next ``actreg run`` queues the configuration again.
 STALE_RETRIES = 3
@@ -228,17 +227,6 @@ def _creation_race(exc: BaseException) -> bool:
     text = str(exc).lower()
     return type(exc).__name__ in ("IntegrityError", "OperationalError", "ProgrammingError") and any(
         s in text for s in ("already exists", "unique constraint", "duplicate key", "database is locked"))
-
-
-def load_study(spec: StudySpec, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
-    """The existing study of ``spec`` (in ``storage``, if open already); :class:`StudyNotFound` if never run."""
-    import optuna
-
-    storage = storage or open_storage(spec.storage, create=False)
-    try:
-        return optuna.load_study(study_name=spec.name, storage=storage)
-    except KeyError:
-        raise StudyNotFound(f"no study named {spec.name!r} in {redact(spec.storage)}") from None
 
 
 def spec_fingerprint(spec: StudySpec) -> dict[str, Any]:

@@ -161,7 +161,7 @@ def _recurrent(keras_class: str) -> LayerKind:
 
 # XLA compiles a convolution's trainer about 2 s longer than TensorFlow traces it, and with one
 # thread per worker (a study's default) runs a digits-cnn step only about 1.15x faster: it pays
-# from about this many steps per fit (see README, Performance).
+# from about this many steps per fit (see docs/performance.md).
 CONV_XLA_MIN_STEPS = 5000
 
 LAYERS: dict[str, LayerKind] = {

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from search.study import readers
+from search.study.readers import adding_task, read_csv, read_npz
 from search.study.validation import check, choice, get
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ SOURCES: dict[str, Source] = {
         task="binary", split="n_train", draws=True),
     "sequence": Source(
         keys=frozenset({"n_samples", "random_state", "steps"}), parse=_sequence,
-        load=lambda d: readers.adding_task(d.n_samples, d.steps, d.random_state),
+        load=lambda d: adding_task(d.n_samples, d.steps, d.random_state),
         describe=lambda d: f"generated adding-problem sequences (n_samples = {d.n_samples}, steps = {d.steps}, "
                            f"random_state = {d.random_state})",
         task="binary", draws=True),
@@ -155,9 +155,9 @@ SOURCES: dict[str, Source] = {
         describe=lambda d: "scikit-learn's breast cancer (Wisconsin diagnostic)", task="binary", rows=569,
         standardize=True),  # its 30 features range from 1e-3 to 4e3
     "csv": Source(
-        keys=frozenset({"path", "target", "features"}), parse=_csv, load=readers.read_csv,
+        keys=frozenset({"path", "target", "features"}), parse=_csv, load=read_csv,
         describe=lambda d: f"`{Path(d.path or '').name}` (target `{d.target}`)"),
     "npz": Source(
-        keys=frozenset({"path"}), parse=_file, load=readers.read_npz,
+        keys=frozenset({"path"}), parse=_file, load=read_npz,
         describe=lambda d: f"`{Path(d.path or '').name}` (its own train and test arrays)", own_split=True),
 }

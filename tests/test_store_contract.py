@@ -1,0 +1,156 @@
+"""The contract with Optuna's storage that the shared queue relies on, on SQLite and PostgreSQL.
+
+:mod:`search.store.claims` builds claims, heartbeats and retries on a few behaviours of
+Optuna's ``RDBStorage`` that its documentation does not promise to users. Each test here
+pins one, through the storage that :func:`search.store.storage.open_storage` opens, and
+says in its message what breaks if an Optuna release changes it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import optuna
+import pytest
+
+from search.store.storage import open_storage
+
+GRACE = 2  # seconds: heartbeats every second, stale after two
+# Heartbeats are "experimental" in Optuna: the reason for these tests.
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'contract.db'}"
+    return request.getfixturevalue("fresh_postgres")
+
+
+def _runners(url: str, n: int = 2) -> list:
+    """``n`` storages on one database, as ``n`` runner processes would open it."""
+    return [open_storage(url, create=True, grace=GRACE) for _ in range(n)]
+
+
+def _study(storage) -> optuna.Study:
+    study = optuna.create_study(study_name=f"contract-{uuid.uuid4().hex[:8]}", storage=storage)
+    _OPENED[study.study_name] = storage
+    return study
+
+
+def _waiting(study: optuna.Study, **user_attrs) -> int:
+    """A WAITING trial with one parameter, as the grid queues it; returns its storage id."""
+    study.add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.WAITING, params={"x": 1.0},
+        distributions={"x": optuna.distributions.FloatDistribution(0, 2)}, user_attrs=user_attrs))
+    frozen = study.get_trials(deepcopy=False)[-1]
+    storage = _storage_of(study)
+    return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name),
+                                                           frozen.number)
+
+
+_OPENED: dict[str, object] = {}
+
+
+def _storage_of(study: optuna.Study):
+    return _OPENED[study.study_name]
+
+
+def _broken(what: str) -> str:
+    return f"Optuna {optuna.__version__}: {what} (search/store/claims.py relies on it)"
+
+
+def test_only_one_runner_turns_a_waiting_trial_running(url):
+    first, second = _runners(url)
+    study = _study(first)
+    trial_id = _waiting(study)
+    assert first.set_trial_state_values(trial_id, state=optuna.trial.TrialState.RUNNING), \
+        _broken("claiming a WAITING trial no longer returns True")
+    assert not second.set_trial_state_values(trial_id, state=optuna.trial.TrialState.RUNNING), \
+        _broken("a second runner could claim a RUNNING trial: two runners would fit one configuration")
+
+
+def test_a_finished_trial_refuses_every_write(url):
+    first, second = _runners(url)
+    study = _study(first)
+    trial_id = _waiting(study)
+    first.set_trial_state_values(trial_id, state=optuna.trial.TrialState.RUNNING)
+    second.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL)  # failed as stale elsewhere
+    for write in (lambda: first.set_trial_user_attr(trial_id, "k", 1),
+                  lambda: first.set_trial_state_values(trial_id, state=optuna.trial.TrialState.RUNNING)):
+        with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+            write()
+    with pytest.raises((optuna.exceptions.UpdateFinishedTrialError, ValueError)):
+        study.tell(optuna.trial.Trial(study, trial_id), 0.5)
+    assert first.get_trial(trial_id).state.is_finished(), _broken("a lost claim is no longer told by its state")
+
+
+def test_the_study_reads_unfinished_trials_afresh(url):
+    mine, other = _runners(url)
+    study = _study(mine)
+    trial_id = _waiting(study)
+    assert [t.state for t in study.get_trials(deepcopy=False)] == [optuna.trial.TrialState.WAITING]
+    other.set_trial_state_values(trial_id, state=optuna.trial.TrialState.RUNNING)
+    assert [t.state for t in study.get_trials(deepcopy=False)] == [optuna.trial.TrialState.RUNNING], \
+        _broken("the study's cache keeps a stale state of an unfinished trial: claims would see old states")
+    theirs = optuna.load_study(study_name=study.study_name, storage=other)
+    _OPENED[study.study_name] = other
+    _waiting(theirs)
+    _OPENED[study.study_name] = mine
+    waiting = mine.get_all_trials(mine.get_study_id_from_name(study.study_name), deepcopy=False,
+                                  states=(optuna.trial.TrialState.WAITING,))
+    assert len(waiting) == 1, _broken("get_all_trials misses a trial that another runner queued")
+
+
+def test_a_new_trial_can_be_created_waiting(url):
+    (storage,) = _runners(url, 1)
+    study = _study(storage)
+    study_id = storage.get_study_id_from_name(study.study_name)
+    trial_id = storage.create_new_trial(study_id,
+                                        template_trial=optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING))
+    assert storage.get_trial(trial_id).state == optuna.trial.TrialState.WAITING, \
+        _broken("create_new_trial ignores a WAITING template: a TPE claim would start RUNNING unclaimed")
+    assert storage.get_trial_id_from_study_id_trial_number(study_id, 0) == trial_id
+
+
+def test_a_stale_heartbeat_fails_the_trial_and_queues_it_again_with_its_attributes(url):
+    first, second = _runners(url)
+    assert first.get_heartbeat_interval() == 1 and first.get_heartbeat_stale_trial_callback() is not None, \
+        _broken("heartbeat settings of RDBStorage are not read back")
+    study = _study(first)
+    trial_id = _waiting(study, config_key='{"x": 1.0}')
+    first.record_heartbeat(trial_id)
+    first.set_trial_state_values(trial_id, state=optuna.trial.TrialState.RUNNING)
+    time.sleep(GRACE + 1.5)  # the runner died: no beat since
+    theirs = optuna.load_study(study_name=study.study_name, storage=second)
+    optuna.storages.fail_stale_trials(theirs)
+    trials = theirs.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING], \
+        _broken("fail_stale_trials no longer fails a stale trial and queues its retry")
+    retry = trials[1]
+    assert retry.params == {"x": 1.0} and retry.user_attrs.get("config_key") == '{"x": 1.0}', \
+        _broken("the retry of a stale trial lost its parameters or user attributes: the queue cannot key it")
+
+
+def test_a_beating_trial_is_never_failed_as_stale(url):
+    first, second = _runners(url)
+    study = _study(first)
+    trial_id = _waiting(study)
+    first.record_heartbeat(trial_id)
+    first.set_trial_state_values(trial_id, state=optuna.trial.TrialState.RUNNING)
+    for _ in range(3):
+        time.sleep(1)
+        first.record_heartbeat(trial_id)
+    optuna.storages.fail_stale_trials(optuna.load_study(study_name=study.study_name, storage=second))
+    assert first.get_trial(trial_id).state == optuna.trial.TrialState.RUNNING, \
+        _broken("a trial whose heartbeat is fresh was failed")
+
+
+def test_two_runners_creating_one_study_see_one_duplicate_error(url):
+    first, second = _runners(url)
+    name = f"contract-{uuid.uuid4().hex[:8]}"
+    optuna.create_study(study_name=name, storage=first)
+    with pytest.raises(optuna.exceptions.DuplicatedStudyError):
+        optuna.create_study(study_name=name, storage=second)
