@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import pytest
+
 import json
 import subprocess
 import sys
+
+pytestmark = pytest.mark.slow  # real processes, databases or clusters
 
 KEYS = {"keras_fit_us_per_model_epoch", "actreg_us_per_model_epoch", "speedup", "seeds", "epochs", "cores", "repeats"}
 

@@ -25,6 +25,8 @@ from search import export_frame, load_spec, run_study
 from search.store.claims import trial_key
 from search.study.space import grid
 
+pytestmark = pytest.mark.slow  # real processes, databases or clusters
+
 KEYS = ["param_norm", "param_strength", "param_placement", "seed"]
 
 

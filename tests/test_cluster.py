@@ -28,6 +28,8 @@ from search.engine.parallel import FitFailure, FitTask
 from search.study.space import Configuration
 from search.study.spec import DataSpec, ModelSpec, TrainSpec
 
+pytestmark = pytest.mark.slow  # real processes, databases or clusters
+
 DASK = str(Path(sys.executable).with_name("dask"))
 
 STUDY = '''

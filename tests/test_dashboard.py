@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import signal
 import subprocess
@@ -13,6 +15,8 @@ from conftest import free_port, write_study
 
 from search import load_spec, run_study
 from search.results.report import write_report
+
+pytestmark = pytest.mark.slow  # real processes, databases or clusters
 
 
 def get_json(url: str):

@@ -16,7 +16,9 @@ from search.results.report import write_report
 from search.results.records import OK, diverged_at, summary_frame, trial_record
 from search.runner import summary_text
 from search.study.space import iter_param_names
-from search.store.storage import load_study
+from search.store.claims import load_study
+
+pytestmark = pytest.mark.slow  # real processes, databases or clusters
 
 
 @pytest.mark.parametrize("losses, epoch", [

@@ -12,6 +12,8 @@ import pytest
 
 from search import interrupt
 
+pytestmark = pytest.mark.slow  # real processes, databases or clusters
+
 
 class _Collected:
     """Receives the signal inside ``__del__``, where CPython reports an exception as ignored and drops it."""

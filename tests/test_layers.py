@@ -75,6 +75,7 @@ def test_one_seed_reproduces_model_fit_on_several_batches(case, placement):
 
 @pytest.mark.parametrize("case, jit", [("conv2d", False), ("conv2d", True), ("conv2d-strided", False),
                                        ("conv2d-strided", True), ("lstm", None), ("gru", None)])
+@pytest.mark.slow
 def test_replicas_of_a_chunk_match_their_single_seed_fits(case, jit):
     """Under XLA, a chunk's convolutions, their gradients and max pooling run through the
     rules of search/vectorize.py; without it, through the grouped convolution."""

@@ -49,6 +49,7 @@ def test_the_cache_keeps_the_most_recently_used():
     assert made == ["a", "b", "c", "b"] and list(cache) == [("c",), ("b",)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("epochs, intra", [(1000, 2), (3, 1)], ids=["xla", "graph"])
 def test_a_worker_sizes_its_pools_for_the_graph_its_chunks_train_in(epochs, intra):
     """The work unit, in a fresh process with 2 threads, before TensorFlow runs anything; and
@@ -75,6 +76,7 @@ print(tf.config.threading.get_inter_op_parallelism_threads(), tf.config.threadin
     assert "I0000" not in proc.stderr and "oneDNN" not in proc.stderr, proc.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_a_task_submitted_after_a_worker_died_goes_to_a_new_pool():
     """A worker dies, loky marks its pool broken, and the runner submits its next task before
     ``wait`` has collected the dead worker's future: the task goes to a new pool, and the lost

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 import uuid
 
 from conftest import POSTGRES as URL
 from conftest import postgres_or_skip, write_study
 
 from search import export_frame, load_spec, run_study
+
+pytestmark = pytest.mark.slow  # real processes, databases or clusters
 
 
 def test_study_on_postgres(tmp_path):

@@ -12,7 +12,7 @@ from conftest import write_study
 
 from search import load_spec, run_study
 from search.results.report import default_folder, report_data, summary_latex, summary_markdown, write_report
-from search.store.storage import load_study
+from search.store.claims import load_study
 
 MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF", "svg": b"<?xml"}
 
@@ -152,6 +152,7 @@ def validated_run(tmp_path_factory):
     return spec, folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("columns", ["onecolumn", "twocolumn"])
 @pytest.mark.parametrize("run", ["small_run", "validated_run"])
 def test_summary_tex_compiles_without_errors_or_overfull_boxes(run, tmp_path, columns, request):

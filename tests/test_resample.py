@@ -10,7 +10,7 @@ from conftest import RUN_COLUMNS, write_study
 from search import export_frame, load_spec, parse_spec, run_study
 from search.engine.data import make_dataset, replicate_data
 from search.study.validation import SpecError
-from search.store.storage import load_study
+from search.store.claims import load_study
 
 CIRCLES = {"source": "circles", "n_samples": 100, "noise": 0.1, "n_train": 30}
 DIGITS = {"source": "digits", "view": "flat", "test_size": 0.5}
@@ -109,6 +109,7 @@ def per_seed(spec) -> pd.DataFrame:
     return frame.sort_values(["configuration", "seed"]).reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_a_drawn_replicate_of_a_study_equals_the_fixed_data_study_of_its_seed_bit_for_bit(tmp_path):
     """Replicate s of a resampled study is the fixed-data study with random_state = s and seeds [s]
     (chunks of one seed: the trainer's bit-exact path, as a fixed-data study of one seed trains)."""
@@ -129,6 +130,7 @@ def test_a_drawn_replicate_of_a_study_equals_the_fixed_data_study_of_its_seed_bi
     assert frame[frame["configuration"] == "none"]["test_accuracy"].nunique() > 1  # the replicates differ
 
 
+@pytest.mark.slow
 def test_a_split_study_is_paired_and_the_same_whatever_n_jobs(tmp_path):
     path = write_study(tmp_path, name="split", seeds=4, epochs=3, extra="chunk_size = 2")
     text = path.read_text().replace("n_train = 24", 'test_size = 0.5\nresample = "split"').replace(
@@ -148,6 +150,7 @@ def test_a_split_study_is_paired_and_the_same_whatever_n_jobs(tmp_path):
         pd.testing.assert_series_equal(accuracy, by["none"], check_names=False)
 
 
+@pytest.mark.slow
 def test_validation_chooses_and_the_test_rows_report(tmp_path):
     path = write_study(tmp_path, name="val", seeds=3, epochs=4)
     path.write_text(path.read_text().replace("n_train = 24", "n_train = 24\nvalidation = 0.25"))

@@ -9,7 +9,7 @@ from conftest import RUN_COLUMNS, actreg, write_study
 
 from search import export_frame, load_spec, run_study
 from search.study.validation import SpecError
-from search.store.storage import load_study
+from search.store.claims import load_study
 
 N_CONFIGS = 1 + 2 * 2 * 2  # the small study: baseline + {l1, l2} x 2 strengths x 2 placements
 
@@ -37,6 +37,7 @@ def test_run_stores_one_trial_per_configuration_and_resumes(small_study):
     assert len(load_study(spec).get_trials()) == N_CONFIGS
 
 
+@pytest.mark.slow
 def test_numbers_do_not_depend_on_n_jobs(tmp_path):
     path = write_study(tmp_path, seeds=3, epochs=5, extra="chunk_size = 2")
     frames = []
@@ -70,6 +71,7 @@ def test_tpe_study_runs_its_trials_and_resumes(tmp_path):
     assert run_study(spec, progress=False).configurations_run == 0
 
 
+@pytest.mark.slow
 def test_export_csv_columns(small_study, tmp_path):
     spec = load_spec(small_study).with_overrides(n_jobs=1, epochs=3)
     run_study(spec, progress=False)
@@ -109,6 +111,7 @@ def test_export_of_a_study_never_run_fails_cleanly(small_study, tmp_path):
     assert not (tmp_path / "small.db").exists() and not (tmp_path / "x.csv").exists()
 
 
+@pytest.mark.slow
 def test_progress_says_compiling_and_counts_fits(tmp_path):
     import io
 

@@ -13,6 +13,8 @@ from conftest import actreg, free_port, write_study
 
 from search.store.storage import redact, scrub
 
+pytestmark = pytest.mark.slow  # real processes, databases or clusters
+
 SECRET = "s3cret-Pw"
 
 

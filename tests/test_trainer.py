@@ -52,6 +52,7 @@ def test_one_seed_reproduces_model_fit_bit_for_bit(config, penalty, batch_size):
     assert ours.train_accuracy == pytest.approx(final["accuracy"], abs=1e-7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", [Configuration("l1", 1e-3, "pre"), Configuration("l1_l2", 1e-2, "post")])
 def test_each_replica_of_a_chunk_matches_its_single_seed_fit(config):
     """Under XLA the penalty is summed in one reduction and each seed takes its own gradient."""
@@ -65,6 +66,7 @@ def test_each_replica_of_a_chunk_matches_its_single_seed_fit(config):
         np.testing.assert_array_equal(chunk[k].history["test_accuracy"], alone.history["test_accuracy"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jit", [False, True])
 def test_each_seed_of_a_chunk_trains_on_its_own_replicate(jit):
     """Per-seed data (resample = "draw", with validation rows): in a chunk, each seed matches its fit on
@@ -225,7 +227,7 @@ def test_configure_sizes_both_pools():
     import subprocess
     import sys
 
-    code = ("from search import runtime; runtime.configure(2, 1); import tensorflow as tf; "
+    code = ("from search.engine import runtime; runtime.configure(2, 1); import tensorflow as tf; "
             "print(tf.config.threading.get_inter_op_parallelism_threads(), "
             "tf.config.threading.get_intra_op_parallelism_threads())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -274,6 +276,7 @@ for seeds, factors in [((0, 1, 2), (1e-3, 0.0)), ((0, 1, 2), (0.0, 1e-2)), ((3, 
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cnn", [False, True], ids=["mlp", "cnn"])
 def test_xla_compiles_once_for_new_weights_factors_and_seeds(tmp_path, cnn):
     """A reused trainer must not recompile: XLA once treated every weight as a constant.

@@ -105,6 +105,7 @@ def test_regression_by_mae_gets_the_same_logic_with_a_rope_of_one_percent_of_the
     assert baseline_comparison(trials, names, "mae", rope=5.0).loc[lambda f: f["verdict"] == "equivalent"].shape[0] == 3
 
 
+@pytest.mark.slow
 def test_a_real_study_gets_equivalent_worse_and_undecided(tmp_path):
     """strength 1e-12 changes nothing worth a ROPE of 0.05 (equivalent); L1 at 10 collapses the
     network (worse); with two seeds nothing is decided."""
