@@ -216,6 +216,7 @@ def _loops(trainer) -> int:
     return sum("while_body" in f.signature.name for f in graph.as_graph_def().library.function)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["lstm", "gru"])
 def test_a_chunks_recurrent_layers_train_unrolled_and_one_seed_keeps_fits_loop(case):
     data_spec, model = CASES[case]

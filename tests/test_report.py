@@ -88,6 +88,7 @@ def test_tables_mark_the_single_best_configuration(small_run, tmp_path):
     assert tex.count("\\bfseries") == (2 if best == 1 else 0)  # the configuration and its test result
 
 
+@pytest.mark.slow
 def test_report_attaches_figures_and_a_note_to_the_study(small_run, tmp_path):
     spec, _ = small_run
     write_report(spec, tmp_path / "att", attach=True)

@@ -14,6 +14,7 @@ from search.store.claims import load_study
 N_CONFIGS = 1 + 2 * 2 * 2  # the small study: baseline + {l1, l2} x 2 strengths x 2 placements
 
 
+@pytest.mark.slow
 def test_run_stores_one_trial_per_configuration_and_resumes(small_study):
     spec = load_spec(small_study).with_overrides(n_jobs=1)
     first = run_study(spec, progress=False)
@@ -49,6 +50,7 @@ def test_numbers_do_not_depend_on_n_jobs(tmp_path):
     pd.testing.assert_frame_equal(frames[0].reset_index(drop=True), frames[1].reset_index(drop=True), check_exact=True)
 
 
+@pytest.mark.slow
 def test_a_changed_study_file_is_refused_before_anything_is_written(small_study):
     spec = load_spec(small_study).with_overrides(n_jobs=1, epochs=2)
     run_study(spec, progress=False)
@@ -58,6 +60,7 @@ def test_a_changed_study_file_is_refused_before_anything_is_written(small_study)
     assert len(load_study(spec).get_trials()) == N_CONFIGS
 
 
+@pytest.mark.slow
 def test_tpe_study_runs_its_trials_and_resumes(tmp_path):
     path = write_study(tmp_path, name="tpe", epochs=3, extra='sampler = "tpe"\nn_trials = 5')
     text = path.read_text().replace("strength = [1e-3, 1e-1]", "strength = { low = 1e-4, high = 1e-1, log = true }")

@@ -109,6 +109,7 @@ def test_same_seeds_give_the_same_numbers():
         assert (ra.test_accuracy, ra.mean_activation) == (rb.test_accuracy, rb.mean_activation)
 
 
+@pytest.mark.slow
 def test_shuffling_draws_each_epochs_order_from_the_seed():
     config = Configuration("none")
     shuffled = fit_with_actreg(config, [0, 1], TrainSpec(epochs=4, batch_size=8, shuffle=True))
@@ -223,6 +224,7 @@ def test_op_threads_follow_the_graph_the_chunks_train_in(model, epochs, seeds, e
     assert op_threads(2, model, TrainSpec(epochs=epochs), 30, seeds) == expected
 
 
+@pytest.mark.slow
 def test_configure_sizes_both_pools():
     import subprocess
     import sys
