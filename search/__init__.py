@@ -12,8 +12,8 @@ The Python API mirrors the CLI::
 from __future__ import annotations
 
 from search._version import __version__
-from search.study.space import Configuration, grid
 from search.study.parse import load_spec, parse_spec
+from search.study.space import Configuration, grid
 from search.study.spec import StudySpec
 from search.study.validation import SpecError
 

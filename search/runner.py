@@ -24,18 +24,17 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TextIO
 
 from search import interrupt
-
 from search.engine import runtime
 from search.engine.checks import check_study
-from search.store.claims import Claim, Heartbeat, StudyQueue, config_key
-from search.store.schema import DIVERGED, LABEL_ATTR, OK, RUNNER_ATTR, STATUS_ATTR
-from search.study.metrics import METRIC_LABELS
 from search.engine.parallel import FitFailure, FitPool, FitTask, chunk_seeds
 from search.results.records import selection_rank, summary_frame, trial_record
+from search.results.stats import ALPHA, baseline_comparison
+from search.store.claims import Claim, Heartbeat, StudyQueue, config_key
+from search.store.schema import DIVERGED, LABEL_ATTR, OK, RUNNER_ATTR, STATUS_ATTR
+from search.store.storage import redact
+from search.study.metrics import METRIC_LABELS
 from search.study.space import Configuration, distributions, grid, iter_param_names, suggest
 from search.study.spec import StudySpec
-from search.results.stats import ALPHA, baseline_comparison
-from search.store.storage import redact
 
 if TYPE_CHECKING:
     import pandas as pd

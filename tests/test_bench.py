@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-import pytest
-
 import json
 import subprocess
 import sys
+
+import pytest
 
 pytestmark = pytest.mark.slow  # real processes, databases or clusters
 

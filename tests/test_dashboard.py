@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 import json
 import signal
 import subprocess
@@ -11,6 +9,7 @@ import sys
 import time
 import urllib.request
 
+import pytest
 from conftest import free_port, write_study
 
 from search import load_spec, run_study

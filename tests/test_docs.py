@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 import shutil
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from search.study.parse import parse_spec
 

@@ -12,11 +12,11 @@ from conftest import seed_result, write_study
 import search.engine.parallel
 from search import export_frame, load_spec, run_study
 from search.cli import main
-from search.results.report import write_report
 from search.results.records import OK, diverged_at, summary_frame, trial_record
+from search.results.report import write_report
 from search.runner import summary_text
-from search.study.space import iter_param_names
 from search.store.claims import load_study
+from search.study.space import iter_param_names
 
 pytestmark = pytest.mark.slow  # real processes, databases or clusters
 

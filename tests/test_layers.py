@@ -11,9 +11,9 @@ runtime.configure(2)
 
 from search.engine.data import make_dataset  # noqa: E402
 from search.engine.model import build_model, initial_state  # noqa: E402
+from search.engine.trainer import ChunkTrainer, train_seeds  # noqa: E402
 from search.study.space import Configuration  # noqa: E402
 from search.study.spec import DataSpec, LayerSpec, ModelSpec, TrainSpec  # noqa: E402
-from search.engine.trainer import ChunkTrainer, train_seeds  # noqa: E402
 
 L = LayerSpec
 SCE = "sparse_categorical_crossentropy"

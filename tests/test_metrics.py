@@ -10,11 +10,11 @@ from search.engine import runtime
 runtime.configure(2)
 
 from search.engine.data import make_dataset  # noqa: E402
-from search.study.metrics import METRICS, TASK_METRICS, metric_values, offered  # noqa: E402
 from search.engine.model import build_model  # noqa: E402
+from search.engine.trainer import train_seeds  # noqa: E402
+from search.study.metrics import METRICS, TASK_METRICS, metric_values, offered  # noqa: E402
 from search.study.space import Configuration  # noqa: E402
 from search.study.spec import DataSpec, LayerSpec, ModelSpec, TrainSpec  # noqa: E402
-from search.engine.trainer import train_seeds  # noqa: E402
 
 
 def test_every_task_records_its_metrics_in_order_and_offers_the_optional_ones():

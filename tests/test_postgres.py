@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 import uuid
 
+import pytest
 from conftest import POSTGRES as URL
 from conftest import postgres_or_skip, write_study
 

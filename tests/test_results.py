@@ -9,8 +9,8 @@ import optuna
 import pytest
 from conftest import seed_result
 
-from search.results.report import marks, summary_latex, summary_markdown
 from search.results.records import ci95, summary_frame, trial_record
+from search.results.report import marks, summary_latex, summary_markdown
 
 N_TEST = 70
 

@@ -8,8 +8,8 @@ import pytest
 from conftest import RUN_COLUMNS, actreg, write_study
 
 from search import export_frame, load_spec, run_study
-from search.study.validation import SpecError
 from search.store.claims import load_study
+from search.study.validation import SpecError
 
 N_CONFIGS = 1 + 2 * 2 * 2  # the small study: baseline + {l1, l2} x 2 strengths x 2 placements
 

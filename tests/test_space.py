@@ -5,8 +5,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search.study.space import Configuration, distributions, grid, iter_param_names, suggest
 from search.study.parse import load_spec
+from search.study.space import Configuration, distributions, grid, iter_param_names, suggest
 from search.study.spec import FloatRange, SpaceSpec
 
 REPO = Path(__file__).resolve().parents[1]

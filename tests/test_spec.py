@@ -7,9 +7,7 @@ from pathlib import Path
 import pytest
 
 from search.study.parse import load_spec, parse_spec
-
 from search.study.spec import FloatRange
-
 from search.study.validation import SpecError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import copy
 
-from search.study.parse import parse_spec
 from search.store.storage import fingerprint_diff, spec_fingerprint
+from search.study.parse import parse_spec
 from tests.test_spec import BASE
 
 

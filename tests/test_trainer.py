@@ -10,9 +10,9 @@ import keras  # noqa: E402
 
 from search.engine.data import make_dataset  # noqa: E402
 from search.engine.model import build_model  # noqa: E402
+from search.engine.trainer import train_seeds  # noqa: E402
 from search.study.space import Configuration  # noqa: E402
 from search.study.spec import DataSpec, LayerSpec, ModelSpec, TrainSpec  # noqa: E402
-from search.engine.trainer import train_seeds  # noqa: E402
 
 DATA = DataSpec()  # the case study: circles, 30 training rows, 70 test rows
 MLP = ModelSpec((LayerSpec("dense", 500, "relu", True), LayerSpec("dense", 1, "sigmoid")))

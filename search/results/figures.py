@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from search.study.metrics import METRIC_LABELS, MINIMIZED
 from search.results.records import configuration_of, finite_trials, trial_curves
 from search.store import schema
+from search.study.metrics import METRIC_LABELS, MINIMIZED
 
 if TYPE_CHECKING:
     import optuna

@@ -34,17 +34,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from search.study.metrics import METRICS
-from search.study.space import Configuration
 from search.store import schema
 from search.store.schema import CURVES_ATTR, DIVERGED, OK, SCHEMA
+from search.study.metrics import METRICS
+from search.study.space import Configuration
 
 if TYPE_CHECKING:
     import optuna
     import pandas as pd
 
-    from search.study.spec import DataSpec
     from search.engine.trainer import SeedResult
+    from search.study.spec import DataSpec
 
 @dataclass(frozen=True)
 class TrialRecord:

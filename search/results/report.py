@@ -20,15 +20,22 @@ from typing import TYPE_CHECKING
 
 from search.results import figures
 from search.results.dashboard import attach_report
+from search.results.records import (
+    complete_trials,
+    configuration_of,
+    curves_frame,
+    selection_rank,
+    summary_frame,
+    write_csv,
+)
+from search.results.stats import ALPHA, MIN_SEEDS, POWER, VERDICTS, baseline_comparison, reference_table
+from search.store import schema
+from search.store.claims import reading
 from search.study.layers import LAYERS
 from search.study.metrics import METRIC_LABELS, METRICS, MINIMIZED
-from search.results.records import complete_trials, configuration_of, curves_frame, selection_rank, summary_frame, write_csv
 from search.study.sources import SOURCES
 from search.study.space import iter_param_names
 from search.study.spec import DataSpec, ModelSpec, StudySpec
-from search.results.stats import ALPHA, MIN_SEEDS, POWER, VERDICTS, baseline_comparison, reference_table
-from search.store.claims import reading
-from search.store import schema
 
 if TYPE_CHECKING:
     import optuna

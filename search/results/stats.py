@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from search.study.metrics import METRICS
 from search.results.records import ci95, complete_trials, configuration_of, finite_trials, mean_of
 from search.store import schema
+from search.study.metrics import METRICS
 
 if TYPE_CHECKING:
     import optuna

@@ -43,9 +43,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from search.store.schema import (CURVES_ATTR, DUPLICATE_ATTR, FAIL_DETAILS_ATTR, FAIL_REASON_ATTR, KEY_ATTR, LABEL_ATTR,
-                                 PENALTY_ATTR, PROCESS_ATTR, QUEUED_ATTR, RUNNER_ATTR, SPEC_ATTR, SUPERSEDED_ATTR,
-                                 VERSIONS_ATTR)
+from search.store.schema import (
+    CURVES_ATTR,
+    DUPLICATE_ATTR,
+    FAIL_DETAILS_ATTR,
+    FAIL_REASON_ATTR,
+    KEY_ATTR,
+    LABEL_ATTR,
+    PENALTY_ATTR,
+    PROCESS_ATTR,
+    QUEUED_ATTR,
+    RUNNER_ATTR,
+    SPEC_ATTR,
+    SUPERSEDED_ATTR,
+    VERSIONS_ATTR,
+)
 from search.store.storage import StudyNotFound, fingerprint_diff, open_storage, redact, spec_fingerprint
 from search.study.metrics import METRIC_LABELS
 from search.study.space import Configuration

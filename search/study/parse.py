@@ -10,18 +10,46 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import tomllib
+
 from search.study.layers import LAYERS
 from search.study.metrics import TASK_METRICS, offered
 from search.study.sources import SOURCES, Source
-from search.study.spec import (LOSSES, NORMS, OPTIMIZERS, PENALTIES, PLACEMENTS, RESAMPLE, SAMPLERS, DataSpec,
-                               FloatRange, LayerSpec, ModelSpec, Reference, SpaceSpec, StudySpec, TrainSpec)
-from search.study.validation import (SpecError, check, choice, choices, get, is_int, is_number, known, job_count,
-                                     scheduler_address, seed_list, storage_url)
+from search.study.spec import (
+    LOSSES,
+    NORMS,
+    OPTIMIZERS,
+    PENALTIES,
+    PLACEMENTS,
+    RESAMPLE,
+    SAMPLERS,
+    DataSpec,
+    FloatRange,
+    LayerSpec,
+    ModelSpec,
+    Reference,
+    SpaceSpec,
+    StudySpec,
+    TrainSpec,
+)
+from search.study.validation import (
+    SpecError,
+    check,
+    choice,
+    choices,
+    get,
+    is_int,
+    is_number,
+    job_count,
+    known,
+    scheduler_address,
+    seed_list,
+    storage_url,
+)
 
 DATA_SOURCES = tuple(SOURCES)
 LAYER_TYPES = tuple(LAYERS)
