@@ -11,7 +11,14 @@ The Python API mirrors the CLI::
 
 from __future__ import annotations
 
-from search._version import __version__
+import os
+
+# TensorFlow's oneDNN CPU kernels, which it turns on by itself only on CPUs with AVX-512: without
+# them it cannot take the gradient of a grouped convolution (how a chunk's seeds are convolved at
+# once) nor of a dilated one. Set before TensorFlow is imported; TF_ENABLE_ONEDNN_OPTS=0 still wins.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+from search._version import __version__  # noqa: E402
 from search.study.parse import load_spec, parse_spec
 from search.study.space import Configuration, grid
 from search.study.spec import StudySpec

@@ -12,7 +12,7 @@ runtime.import_tensorflow()
 from search.engine import patches  # noqa: E402
 
 
-def test_both_hooks_are_in_place_on_the_installed_versions():
+def test_every_hook_is_in_place_on_the_installed_versions():
     # A TensorFlow or Keras upgrade that moves a hook fails here, by name, before a study slows down.
     assert patches.check() == []
     assert patches.pfor() is not None
@@ -45,3 +45,19 @@ def test_the_seed_fallback_still_seeds(monkeypatch):
         first = random.random()
     with patches.thread_seeded(3):
         assert random.random() == first
+
+
+def test_onednn_is_on_and_without_it_the_rules_stay_out():
+    """actreg turns TensorFlow's oneDNN kernels on (it does so only on CPUs with AVX-512): its plain
+    kernels take no grouped convolution's gradient. Turned off by the user, pfor's loops remain."""
+    import os
+    import subprocess
+    import sys
+
+    assert patches.onednn()
+    code = ("from search.engine import runtime, vectorize, patches; runtime.import_tensorflow(); "
+            "print(patches.onednn(), vectorize.install(), patches.check())")
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"False False {[patches.FALLBACKS['onednn']]}"

@@ -1,6 +1,7 @@
 """The one place where actreg touches private parts of TensorFlow and Keras.
 
-Two hooks, each with a fallback that keeps the numbers right and says what it costs:
+Two hooks, each with a fallback that keeps the numbers right and says what it costs (and one
+switch of TensorFlow's that the first hook needs):
 
 * ``pfor``: TensorFlow's registry of ``vectorized_map`` rules
   (``tensorflow.python.ops.parallel_for.pfor._pfor_converter_registry``), into which
@@ -13,11 +14,15 @@ Two hooks, each with a fallback that keeps the numbers right and says what it co
   its initializers from the global generator, as Keras intends: the same weights, except
   where other threads of the process use that generator while a model is built (a Dask
   worker's event loop can).
+* ``onednn``: TensorFlow's oneDNN CPU kernels (``TF_ENABLE_ONEDNN_OPTS``, which
+  :mod:`search` turns on before TensorFlow is imported; TensorFlow itself does only on CPUs
+  with AVX-512). Its plain CPU kernels cannot take the gradient of a grouped convolution, so
+  without them the rules are not installed: the fallback of the first hook.
 
 :func:`check` tells which hooks are missing, one line each, and :func:`warn_missing` prints
 those lines once per process; the work unit calls it when a process starts to train
 (:mod:`search.engine.parallel`), so a TensorFlow or Keras release that moves a hook is said
-at once, not seen as a slowdown. ``tests/test_patches.py`` checks both hooks on the
+at once, not seen as a slowdown. ``tests/test_patches.py`` checks every hook on the
 installed versions.
 """
 
@@ -34,6 +39,8 @@ FALLBACKS = {
             "chunks of convolutional models loop over their seeds and are not compiled with XLA (slower)",
     "seed": "Keras's seed_generator.python_random is not where actreg looks: initial weights are drawn from the "
             "global random generator (other threads of a Dask worker may change them)",
+    "onednn": "TensorFlow's oneDNN CPU kernels are off (TF_ENABLE_ONEDNN_OPTS=0, or TensorFlow was imported "
+              "before actreg): chunks of convolutional models loop over their seeds and are not compiled with XLA (slower)",
 }
 _WARNED: list[bool] = []
 
@@ -98,9 +105,21 @@ def thread_seeded(seed: int) -> Iterator[None]:
         module.python_random = shared
 
 
+def onednn() -> bool:
+    """Whether TensorFlow runs its oneDNN CPU kernels (which take grouped convolutions' gradients).
+
+    Asked of TensorFlow's own build and run-time switch; True where it cannot tell.
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return True
+    return bool(getattr(_pywrap_util_port, "IsMklEnabled", lambda: True)())
+
+
 def check() -> list[str]:
     """One line for each hook that is missing from the installed TensorFlow or Keras (none: all in place)."""
-    missing = {"pfor": pfor() is None, "seed": _seed_generator() is None}
+    missing = {"pfor": pfor() is None, "seed": _seed_generator() is None, "onednn": not onednn()}
     return [FALLBACKS[name] for name, gone in missing.items() if gone]
 
 

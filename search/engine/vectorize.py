@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import contextlib
 
-from search.engine.patches import install_rules
+from search.engine.patches import install_rules, onednn
 
 # The layers (Keras class names) whose per-seed ops pfor loops over without these rules.
 NEEDED_BY = ("Conv2D",)
@@ -53,7 +53,8 @@ def install() -> bool:
     """Add the rules to ``vectorized_map`` (once per process); True if they are in place."""
     if not _INSTALLED:
         rules = (_conv2d, _conv2d_backprop_filter, _conv2d_backprop_input, _max_pool_grad, _matmul)
-        _INSTALLED.append(install_rules(dict(zip(_REPLACED, rules)), {"Bitcast": _bitcast}))
+        # Without oneDNN, TensorFlow's CPU kernels take no grouped convolution's gradient: pfor's loops stay.
+        _INSTALLED.append(onednn() and install_rules(dict(zip(_REPLACED, rules)), {"Bitcast": _bitcast}))
     return _INSTALLED[0]
 
 
