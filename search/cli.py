@@ -117,8 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             if isinstance(exc, (StorageError, ClusterError)):
                 return _error(str(exc))
-            if type(exc).__module__.startswith("sqlalchemy"):  # the storage failed after it was opened
-                return _error(describe_error(exc, _STORAGE[0] if _STORAGE else ""))
+            if type(exc).__module__.startswith("sqlalchemy") or type(exc).__name__ == "StorageInternalError":
+                cause = exc.__cause__ if type(exc).__name__ == "StorageInternalError" and exc.__cause__ else exc
+                return _error(describe_error(cause, _STORAGE[0] if _STORAGE else ""))  # failed after it was opened
             raise
 
 

@@ -30,6 +30,7 @@ from search.engine.parallel import FitFailure, FitPool, FitTask, chunk_seeds
 from search.results.records import selection_rank, summary_frame, trial_record
 from search.results.stats import ALPHA, baseline_comparison
 from search.store.claims import Claim, Heartbeat, StudyQueue, config_key
+from search.store.outage import StorageUnavailable
 from search.store.schema import DIVERGED, LABEL_ATTR, OK, RUNNER_ATTR, STATUS_ATTR
 from search.store.storage import redact
 from search.study.metrics import METRIC_LABELS
@@ -146,6 +147,9 @@ class _Runner:
         # A chunk queued beyond the workers' count starts the moment one is free, instead of after
         # the next claim (a claim takes 0.1 s of storage round trips on SQLite).
         self.prefetch = 0 if self.n_jobs == 1 and backend in ("loky", "sequential") and cluster is None else 1
+        queue.storage.say = self.say  # an outage of the storage is told on the bar's stream
+        for note in queue.notes:
+            self.say(note)
         self.heartbeat = Heartbeat(queue.storage)
         self.writer = _Writer()
         self.completed = self.diverged = self.failed = self.fits = 0
@@ -176,7 +180,7 @@ class _Runner:
         else:
             pool = FitPool(self.n_jobs, self.backend, self.spec.worker_retries, self.say)
         active: dict[int, tuple[Claim, Configuration, dict[int, list | FitFailure]]] = {}
-        poll = max(1.0, min(5.0, self.spec.heartbeat_grace / 4))
+        poll = max(1.0, min(5.0, self.queue.grace / 4))
         reaped = 0.0
         try:
             while True:
@@ -308,7 +312,7 @@ class _Runner:
         if not stored:
             # Failed as stale by another runner (this one stalled longer than the grace period);
             # the retry it queued stores the configuration.
-            self.say(f"{config.label}: lost its claim (no heartbeat for {self.spec.heartbeat_grace} s); "
+            self.say(f"{config.label}: lost its claim (no heartbeat for {self.queue.grace} s); "
                      "another runner fits it again")
             return
         self.completed += 1
@@ -338,9 +342,13 @@ class _Runner:
         try:
             self.writer.close()
         finally:
-            for trial_id in self.heartbeat.held():
-                self.queue.release(trial_id, "interrupted: the runner was stopped (Ctrl-C or SIGTERM)")
-            self.heartbeat.close()
+            try:
+                for trial_id in self.heartbeat.held():
+                    self.queue.release(trial_id, "interrupted: the runner was stopped (Ctrl-C or SIGTERM)")
+            except StorageUnavailable:
+                pass  # the storage is away: the claims go stale and the next runner retries them
+            finally:
+                self.heartbeat.close()
             self._ticking.set()
             self.bar.close()
 

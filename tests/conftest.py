@@ -171,3 +171,80 @@ def worker_pids(runner: int) -> list[int]:
         if ppid == runner and "loky" in cmdline and "resource_tracker" not in cmdline:
             out.append(int(entry.name))
     return out
+
+
+class PrivateCluster:
+    """A PostgreSQL server of one test's own (``initdb`` in a temporary folder), to stop,
+    restart and cut off under a runner. Runs as the ``postgres`` user when the tests run as root."""
+
+    def __init__(self, folder: Path) -> None:
+        import glob
+        import shutil
+
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+        pg_ctl = bins[-1] if bins else shutil.which("pg_ctl")
+        if pg_ctl is None:
+            if os.environ.get("CI") == "true":
+                pytest.fail("PostgreSQL's pg_ctl is not installed in CI")
+            pytest.skip("PostgreSQL's pg_ctl is not installed")
+        self.bin = Path(pg_ctl).parent
+        self.user = "postgres" if os.geteuid() == 0 else None
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.user:
+            shutil.chown(folder, self.user)
+        self.data, self.log, self.port = folder / "data", folder / "server.log", free_port()
+        self._as_owner(self.bin / "initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync")
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.start()
+
+    def _as_owner(self, *cmd) -> None:
+        subprocess.run([str(c) for c in cmd], check=True, capture_output=True, timeout=120, user=self.user)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._as_owner(self.bin / "pg_ctl", "-D", self.data, "-l", self.log, "-o", options, "-w", "start")
+
+    def stop(self) -> None:
+        self._as_owner(self.bin / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+
+    def restart(self) -> None:
+        """Stop and start again: every connection of every client is cut."""
+        self.stop()
+        self.start()
+
+    def terminate_others(self) -> int:
+        """Terminate every other session on the server, as an administrator would; returns how many."""
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(self.url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as con:
+                rows = con.execute(sqlalchemy.text(
+                    "select pg_terminate_backend(pid) from pg_stat_activity "
+                    "where pid <> pg_backend_pid() and backend_type = 'client backend'")).fetchall()
+        finally:
+            engine.dispose()
+        return len(rows)
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        except subprocess.CalledProcessError:
+            pass  # stopped already
+
+
+@pytest.fixture
+def private_postgres(tmp_path_factory):
+    """A :class:`PrivateCluster`, stopped after the test."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="actreg-pg-"))  # reachable by the postgres user
+    os.chmod(folder, 0o755)
+    cluster = PrivateCluster(folder / "cluster")
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)

@@ -145,12 +145,13 @@ def write_report(spec: StudySpec, out: str | os.PathLike[str] | None = None, fmt
         raise ValueError(f"format must be one of {FORMATS}")
     with reading(spec) as study:
         data = report_data(spec, study.get_trials(deepcopy=False), study.user_attrs.get(schema.VERSIONS_ATTR, {}))
-        if data.summary.empty:
-            raise ValueError(f"study {spec.name!r} has no completed configuration yet")
-        folder = Path(out) if out is not None else default_folder(spec)
-        files = _write_into(folder, data, fmt)
-        if attach:
-            shown = [f for f in files if f.suffix == f".{fmt}" or f.name == "curves.csv"]
+    if data.summary.empty:
+        raise ValueError(f"study {spec.name!r} has no completed configuration yet")
+    folder = Path(out) if out is not None else default_folder(spec)
+    files = _write_into(folder, data, fmt)
+    if attach:
+        shown = [f for f in files if f.suffix == f".{fmt}" or f.name == "curves.csv"]
+        with reading(spec, access="browse") as study:  # the only write: artifacts and the note
             attach_report(study, spec, folder, shown, summary_markdown(data.summary, spec.objective, data.comparison,
                                                                         spec.data.variance_sources))
     return Report(folder, tuple(files))

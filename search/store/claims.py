@@ -48,6 +48,7 @@ from search.store.schema import (
     DUPLICATE_ATTR,
     FAIL_DETAILS_ATTR,
     FAIL_REASON_ATTR,
+    GRACE_ATTR,
     KEY_ATTR,
     LABEL_ATTR,
     PENALTY_ATTR,
@@ -138,10 +139,11 @@ class Claim:
 
 
 def load_study(spec: StudySpec, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
-    """The existing study of ``spec`` (in ``storage``, if open already); :class:`StudyNotFound` if never run."""
+    """The existing study of ``spec`` (in ``storage``, if open already, else opened to read);
+    :class:`StudyNotFound` if never run."""
     import optuna
 
-    storage = storage or open_storage(spec.storage, create=False)
+    storage = storage or open_storage(spec.storage, create=False, access="read", patience=spec.storage_patience)
     try:
         return optuna.load_study(study_name=spec.name, storage=storage)
     except KeyError:
@@ -149,14 +151,15 @@ def load_study(spec: StudySpec, storage: optuna.storages.BaseStorage | None = No
 
 
 @contextlib.contextmanager
-def reading(spec: StudySpec) -> Iterator[optuna.Study]:
+def reading(spec: StudySpec, access: str = "read") -> Iterator[optuna.Study]:
     """The existing study of ``spec`` for a reader (export, report), its connections closed on exit.
 
-    On SQLite a reader's connection makes the write-ahead log's files beside the database;
-    the last connection to close removes them, so a reader leaves the study's folder as it
-    found it.
+    A reader takes no write lock, so a runner suspended mid-write does not block it, and
+    reads a file or folder that it may not write (see :func:`search.store.storage.open_storage`);
+    ``access="browse"`` may write too (a report's note). On SQLite the last connection to close
+    removes the write-ahead log's files, so a reader leaves the study's folder as it found it.
     """
-    storage = open_storage(spec.storage, create=False)
+    storage = open_storage(spec.storage, create=False, access=access, patience=spec.storage_patience)
     try:
         yield load_study(spec, storage)
     finally:
@@ -191,7 +194,7 @@ class StudyQueue:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = open_storage(spec.storage, create=True, grace=spec.heartbeat_grace)
+        storage = open_storage(spec.storage, create=True, grace=spec.heartbeat_grace, patience=spec.storage_patience)
         sampler = optuna.samplers.TPESampler(seed=spec.sampler_seed) if spec.sampler == "tpe" else None
         direction = "maximize" if spec.maximize else "minimize"
         try:  # of runners starting together, exactly one creates the study
@@ -199,9 +202,16 @@ class StudyQueue:
             created = True
         except optuna.exceptions.DuplicatedStudyError:
             study, created = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler), False
-        _check_or_record_spec(study, spec, versions)
-        _name_the_metric(study, spec)
-        return cls(study, storage, spec.heartbeat_grace), created
+        try:
+            _check_or_record_spec(study, spec, versions, created)
+            notes = _use_the_study_grace(study, storage, spec)
+            _name_the_metric(study, spec)
+        except BaseException:
+            _close(storage)
+            raise
+        queue = cls(study, storage, storage.grace_period or spec.heartbeat_grace)
+        queue.notes = notes
+        return queue, created
 
     def __init__(self, study: optuna.Study, storage: optuna.storages.RDBStorage, grace: int) -> None:
         self.study = study
@@ -209,6 +219,7 @@ class StudyQueue:
         self.grace = grace
         self.study_id = storage.get_study_id_from_name(study.study_name)
         self.runner = runner_id()
+        self.notes: list[str] = []  # what a runner should tell its user about the study it joined
 
     def trials(self, states: Sequence | None = None) -> list[optuna.trial.FrozenTrial]:
         """The study's trials in ``states``, read through the study's cache.
@@ -370,7 +381,10 @@ class StudyQueue:
                 storage.set_trial_intermediate_value(claim.trial_id, step, v)
             self.study.tell(claim.trial, value)
         except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
-            if self._finished(claim):
+            state = self.storage.get_trial(claim.trial_id).state
+            if state == optuna.trial.TrialState.COMPLETE:
+                return True  # this runner's own write, tried again after a lost connection: it had landed
+            if state.is_finished():
                 return False
             raise
         return True
@@ -522,16 +536,60 @@ def _name_the_metric(study: optuna.Study, spec: StudySpec) -> None:
             study.set_metric_names([name])
 
 
-def _check_or_record_spec(study: optuna.Study, spec: StudySpec, versions: dict[str, str]) -> None:
+def _check_or_record_spec(study: optuna.Study, spec: StudySpec, versions: dict[str, str], created: bool) -> None:
+    """Record the fingerprint of ``spec`` on a new study, or refuse ``spec`` if the study's differs.
+
+    Only the runner that created the study (one, however many start together) records it;
+    the others wait for it, so that two files that differ can never both run. A creator
+    that died before recording leaves the study to the first runner that records after
+    the grace period, which reads the record back to see that it was the first.
+    """
     current = spec_fingerprint(spec)
-    stored = study.user_attrs.get(SPEC_ATTR)
-    if stored is None:
-        study.set_user_attr(SPEC_ATTR, current)
-        study.set_user_attr(PENALTY_ATTR, spec.penalty)
-        study.set_user_attr(VERSIONS_ATTR, versions)
+    if created:
+        _record_spec(study, spec, versions, current)
         return
+    stored = _wait_for_attr(study, SPEC_ATTR, spec.heartbeat_grace)
+    if stored is None:
+        _record_spec(study, spec, versions, current)
+        time.sleep(1.0)  # another late runner that recorded meanwhile: the last record stands, read it back
+        stored = study.user_attrs.get(SPEC_ATTR)
     diff = fingerprint_diff(stored, current)
     if diff:
         raise SpecError(spec.path or "<study>", "name",
                         f"study {spec.name!r} in {redact(spec.storage)} was run with other settings "
                         f"({', '.join(diff)}); give the study another name or storage")
+
+
+def _record_spec(study: optuna.Study, spec: StudySpec, versions: dict[str, str], fingerprint: dict) -> None:
+    study.set_user_attr(PENALTY_ATTR, spec.penalty)
+    study.set_user_attr(VERSIONS_ATTR, versions)
+    study.set_user_attr(GRACE_ATTR, spec.heartbeat_grace)
+    study.set_user_attr(SPEC_ATTR, fingerprint)  # last: a runner that sees it sees the rest
+
+
+def _wait_for_attr(study: optuna.Study, name: str, seconds: float):
+    """The study's user attribute ``name``, waited for up to ``seconds`` (its creator writes it at once)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = study.user_attrs.get(name)
+        if value is not None or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def _use_the_study_grace(study: optuna.Study, storage: optuna.storages.RDBStorage, spec: StudySpec) -> list[str]:
+    """Make this runner beat and reap with the study's heartbeat grace (its first runner's); returns notes.
+
+    A runner with a shorter grace would fail the live claims of one with a longer grace,
+    which beats less often; with one grace for the study, a live claim is never failed.
+    """
+    grace = study.user_attrs.get(GRACE_ATTR)
+    if grace is None:  # stored by an earlier version: this runner's grace becomes the study's
+        study.set_user_attr(GRACE_ATTR, spec.heartbeat_grace)
+        grace = spec.heartbeat_grace
+    storage.grace_period = grace
+    storage.heartbeat_interval = max(1, grace // 5)
+    if grace == spec.heartbeat_grace:
+        return []
+    return [f"heartbeat_grace: study {spec.name!r} uses {grace} s (its first runner's), not this file's "
+            f"{spec.heartbeat_grace} s, so that no runner fails another's live claims"]

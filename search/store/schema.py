@@ -55,6 +55,7 @@ SPEC_ATTR = "actreg_spec"
 PENALTY_ATTR = "penalty"
 VERSIONS_ATTR = "versions"
 QUEUED_ATTR = "actreg_queued"
+GRACE_ATTR = "heartbeat_grace"
 ARTIFACTS_ATTR = "actreg_artifacts"
 DIGESTS_ATTR = "actreg_artifact_digests"
 
@@ -161,6 +162,8 @@ STUDY_ATTRS: tuple[Field, ...] = (
     Field(PENALTY_ATTR, "str", "the penalty convention (`mean` or `sum`)"),
     Field(VERSIONS_ATTR, "dict", "versions of Python and the libraries that computed the numbers"),
     Field(QUEUED_ATTR, "bool", "the grid's configurations are queued", "grid studies"),
+    Field(GRACE_ATTR, "int", "seconds without a heartbeat after which a claim is retried: the first runner's "
+          "`heartbeat_grace`, which every runner of the study uses"),
     Field(ARTIFACTS_ATTR, "str", "folder of the report's files as optuna-dashboard artifacts", "after `actreg report`"),
     Field(DIGESTS_ATTR, "dict", "digests of the report's files attached already", "after `actreg report`"),
 )

@@ -30,14 +30,16 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import time
 import warnings
 import weakref
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from search.store.errors import StorageError, StudyNotFound, describe_error, redact, scrub, sqlite_path
 from search.study.spec import StudySpec
+
+__all__ = ["StorageError", "StudyNotFound", "describe_error", "redact", "scrub", "sqlite_path"]  # and below
 
 if TYPE_CHECKING:
     import optuna
@@ -46,56 +48,57 @@ if TYPE_CHECKING:
 # it stays failed until the next ``actreg run`` queues the configuration again.
 STALE_RETRIES = 3
 SQLITE_TIMEOUT = 60  # seconds a SQLite connection waits for another process's write lock
+DEFAULT_PATIENCE = 300  # seconds a lost storage is waited for (a study's ``storage_patience``)
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
-class StudyNotFound(LookupError):
-    """The storage has no study of that name (nothing was created)."""
+def sqlite_url(path: str | os.PathLike[str]) -> str:
+    """The ``sqlite:///`` URL of the file ``path``, whatever its name holds (``%``, ``?``, ``#``)."""
+    text = str(path)
+    for char in "%?#":  # the characters a URL reads as escapes, a query or a fragment ("%" first)
+        text = text.replace(char, f"%{ord(char):02X}")
+    return "sqlite:///" + text
 
 
-class StorageError(RuntimeError):
-    """The storage cannot be used; ``str()`` is one line with any password masked."""
+ACCESS = ("run", "read", "browse")
 
 
-def redact(url: str) -> str:
-    """``url`` with its password, if any, replaced by ``***``."""
-    return re.sub(r"^([A-Za-z][\w+.-]*://[^:/@]*):[^@]*@", r"\1:***@", url)
-
-
-def scrub(text: str, url: str) -> str:
-    """``text`` (an error message, say) with the password of ``url`` masked wherever it appears."""
-    match = re.match(r"^[A-Za-z][\w+.-]*://[^:/@]*:([^@]*)@", url)
-    text = text.replace(url, redact(url))
-    if match and match.group(1):
-        from urllib.parse import unquote
-
-        for secret in {match.group(1), unquote(match.group(1))}:
-            text = text.replace(secret, "***")
-    return text
-
-
-def sqlite_path(url: str) -> str | None:
-    """The file of a ``sqlite:///`` URL; ``None`` for other storages and in-memory SQLite."""
-    if not url.startswith("sqlite:///"):
-        return None
-    path = url[len("sqlite:///"):].split("?", 1)[0]
-    return path if path and path != ":memory:" else None
-
-
-def open_storage(url: str, *, create: bool, grace: int | None = None) -> optuna.storages.RDBStorage:
+def open_storage(url: str, *, create: bool, grace: int | None = None, access: str = "run",
+                 patience: float = DEFAULT_PATIENCE) -> optuna.storages.RDBStorage:
     """Open the storage at ``url``; with ``create=False`` a missing SQLite file is :class:`StudyNotFound`.
 
     ``grace`` (seconds) turns heartbeats on: a claimed trial whose runner has not beaten
-    for that long is failed by the next runner that looks, and queued again. Raises
-    :class:`StorageError` (one line, password masked) when the storage cannot be used.
+    for that long is failed by the next runner that looks, and queued again. ``access``
+    says who opens it: a runner (``"run"``), a reader (``"read"``: export, report) or
+    optuna-dashboard (``"browse"``, which may write a note). On SQLite only a runner's
+    transactions take the write lock when they begin, so a runner suspended mid-write does
+    not block a reader; a reader reads a file or folder that it may not write as it is, with
+    nothing created beside it. A connection lost later is retried for ``patience`` seconds
+    (see :mod:`search.store.outage`).
+    Raises :class:`StorageError` (one line, password masked) when the storage cannot be used.
     """
     import optuna
 
+    from search.store.outage import RetryingStorage
+
+    if access not in ACCESS:
+        raise ValueError(f"access must be one of {ACCESS}")
     path = sqlite_path(url)
     engine_kwargs: dict[str, Any] = {}
+    read_only = access == "read"
     if path is not None:
-        _check_sqlite_file(url, path, create)
-        engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT, "isolation_level": None}
+        _check_sqlite_file(url, path, create and access == "run")
+        if access == "browse" and not (os.access(path, os.W_OK) and _folder_writable(os.path.dirname(
+                os.path.abspath(path)))):
+            read_only = True  # a study that this process may not write is browsed read-only
+        if read_only:
+            engine_kwargs["creator"] = _sqlite_reader(path)
+        else:
+            if access == "run":
+                _check_writable(url, path)
+            engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT, "isolation_level": None}
+            if create:
+                _create_in_wal_mode(url, path)
     heartbeat: dict[str, Any] = {}
     if grace is not None:
         with warnings.catch_warnings():
@@ -110,45 +113,90 @@ def open_storage(url: str, *, create: bool, grace: int | None = None) -> optuna.
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna; we rely on them knowingly
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+                storage = RetryingStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=access != "run",
+                                          patience=patience, **heartbeat)
             if path is not None:
                 # Only now: creating the schema nests two connections, which BEGIN IMMEDIATE would deadlock.
-                _begin_immediate(storage.engine)
+                _begin_transactions(storage.engine, "BEGIN IMMEDIATE" if access == "run" else "BEGIN")
             return storage
         except Exception as exc:  # noqa: BLE001 - every failure becomes one line below
-            if attempt < 7 and _creation_race(exc):
+            if attempt < 7 and access == "run" and _creation_race(exc):
                 time.sleep(random.uniform(0.05, 0.2) * 2 ** attempt)  # another process creates the schema
                 continue
             raise StorageError(describe_error(exc, url)) from None
     raise AssertionError("unreachable")
 
 
-def describe_error(exc: BaseException, url: str) -> str:
-    """One line saying why the storage at ``url`` failed, password masked."""
+def _check_writable(url: str, path: str) -> None:
+    """A runner writes the file and, beside it, SQLite's write-ahead log: refuse at once where it may not."""
     shown = redact(url)
-    if isinstance(exc, StorageError):
-        return str(exc)
-    if isinstance(exc, ImportError) or "Failed to import DB access module" in str(exc):
-        scheme = url.split("://", 1)[0]
-        hint = "; pip install -e \".[postgres]\"" if url.startswith("postgres") else ""
-        return f"{shown}: the database driver for {scheme!r} is not installed{hint}"
-    name = type(exc).__name__
-    if name == "NoSuchModuleError" or "Can't load plugin" in str(exc):
-        scheme = url.split("://", 1)[0]
-        return (f"{shown}: unknown storage scheme {scheme!r}; use sqlite:///FILE.db or "
-                "postgresql://USER@HOST/DATABASE")
-    if name == "ArgumentError":
-        return f"{shown}: not a database URL ({_first_line(str(exc))})"
-    orig = getattr(exc, "orig", None)
-    message = _first_line(str(orig if orig is not None else exc))
-    if "file is not a database" in message or "malformed" in message:
-        message += " (a corrupt or foreign file; move it away or give another --storage)"
-    return f"{shown}: cannot use the storage: {scrub(message, url)}"
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(folder) and not _folder_writable(folder):
+        raise StorageError(f"{shown}: the folder {folder} is read-only; a run writes the study and SQLite's "
+                           "log files beside it")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise StorageError(f"{shown}: {path} is read-only; `actreg export`, `report --no-attach` and "
+                           "`dashboard` can read it, a run needs to write it")
 
 
-def _first_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[0] if lines else "unknown error"
+def _folder_writable(folder: str) -> bool:
+    """Whether files can be made in ``folder`` (a read-only mount too, which ``os.access`` misses for root)."""
+    if not os.access(folder, os.W_OK):
+        return False
+    try:
+        return not (os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return True
+
+
+def _create_in_wal_mode(url: str, path: str) -> None:
+    """Make a new database file in write-ahead-log mode before Optuna writes its schema into it.
+
+    Switching an existing database to WAL needs it to itself: with other runners connected
+    that fails at once ("database is locked", without waiting), so the switch is made once,
+    here, by the process that creates the file; a file that exists is left to the connections.
+    """
+    import sqlite3
+
+    if os.path.exists(path) and os.path.getsize(path) > 0:
+        return
+    deadline = time.monotonic() + SQLITE_TIMEOUT
+    while True:
+        try:
+            connection = sqlite3.connect(path, timeout=SQLITE_TIMEOUT, isolation_level=None)
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+            finally:
+                connection.close()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise StorageError(describe_error(exc, url)) from None
+            time.sleep(random.uniform(0.02, 0.1))
+
+
+def _sqlite_reader(path: str):
+    """A connection factory that reads the SQLite file ``path`` without writing anything.
+
+    ``mode=ro`` makes SQLite refuse every write. Where this process may not write the file
+    or its folder, SQLite could not make the shared-memory file that WAL readers use; if
+    no log is pending either (a runner that closes folds its log into the file), the file
+    is opened ``immutable``: no locks, nothing created beside it. Else a reader is an
+    ordinary WAL reader, which never waits for a writer.
+    """
+    import sqlite3
+    from urllib.parse import quote
+
+    folder = os.path.dirname(os.path.abspath(path))
+    wal = path + "-wal"
+    writable = os.access(path, os.W_OK) and _folder_writable(folder)
+    pending = os.path.exists(wal) and os.path.getsize(wal) > 0
+    uri = f"file:{quote(os.path.abspath(path))}?mode=ro" + ("" if writable or pending else "&immutable=1")
+
+    def connect():
+        return sqlite3.connect(uri, uri=True, timeout=SQLITE_TIMEOUT, isolation_level=None, check_same_thread=False)
+
+    return connect
 
 
 def _check_sqlite_file(url: str, path: str, create: bool) -> None:
@@ -183,6 +231,9 @@ def _check_sqlite_file(url: str, path: str, create: bool) -> None:
     if not header.startswith(_SQLITE_HEADER):
         raise StorageError(f"{shown}: {path} is not a SQLite database (a corrupt or foreign file; "
                            "move it away or give another --storage)")
+    wal = path + "-wal"
+    if os.path.exists(wal) and os.path.getsize(wal) > 0:
+        return  # pages may still be in the write-ahead log (a checkpoint cut short): SQLite reads them there
     if len(header) == 100:
         page_size = int.from_bytes(header[16:18], "big")
         page_size = 65536 if page_size == 1 else page_size
@@ -193,30 +244,50 @@ def _check_sqlite_file(url: str, path: str, create: bool) -> None:
                                "restore it from a copy or give another --storage")
 
 
-_IMMEDIATE: weakref.WeakSet = weakref.WeakSet()  # engines whose transactions begin immediate
+_BEGIN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # engine -> how its transactions begin
 
 
-def _begin_immediate(engine) -> None:
-    """Make every transaction of the SQLite ``engine`` start with ``BEGIN IMMEDIATE``, in WAL mode (see the module)."""
+def _begin_transactions(engine, begin: str) -> None:
+    """Make every transaction of the SQLite ``engine`` start with ``begin``: ``BEGIN IMMEDIATE`` for a
+    runner (its claims, see the module), in WAL mode; a plain ``BEGIN`` for a reader, whose
+    transactions see one snapshot and never take the write lock."""
     from sqlalchemy import event
 
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection, record) -> None:
-        dbapi_connection.execute("PRAGMA journal_mode=WAL")
-        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+    if begin == "BEGIN IMMEDIATE":
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_connection, record) -> None:
+            _set_wal(dbapi_connection)
+            dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
-    engine.dispose()  # the connections opened while the schema was made lack the pragmas
+        engine.dispose()  # the connections opened while the schema was made lack the pragmas
     if not _LISTENING:
-        from sqlalchemy import event
         from sqlalchemy.engine import Engine
 
         @event.listens_for(Engine, "begin")
         def _begin(conn) -> None:  # the driver runs in autocommit mode (isolation_level=None)
-            if conn.engine in _IMMEDIATE:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            how = _BEGIN.get(conn.engine)
+            if how is not None:
+                conn.exec_driver_sql(how)
 
         _LISTENING.append(_begin)
-    _IMMEDIATE.add(engine)
+    _BEGIN[engine] = begin
+
+
+def _set_wal(dbapi_connection) -> None:
+    """Put a database made by an earlier version (rollback journal) into WAL mode; a no-op once it is."""
+    import sqlite3
+
+    if dbapi_connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return
+    deadline = time.monotonic() + SQLITE_TIMEOUT
+    while True:
+        try:
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:  # another connection is in it: the switch does not wait
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.02, 0.1))
 
 
 _LISTENING: list = []
@@ -238,7 +309,7 @@ def spec_fingerprint(spec: StudySpec) -> dict[str, Any]:
     """
     d = asdict(spec)
     for key in ("storage", "n_jobs", "path", "references", "heartbeat_grace", "max_failures", "worker_retries",
-                "scheduler", "rope"):
+                "scheduler", "rope", "storage_patience"):
         d.pop(key)
     d["model"].pop("builder_path")  # where the builder's module lies, not what it computes
     for key, default in ADDED_DATA_KEYS.items():  # at their defaults, studies stored earlier keep their fingerprint

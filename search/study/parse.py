@@ -81,7 +81,7 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
     known(doc, s, "", {
         "name", "storage", "seeds", "n_jobs", "penalty", "sampler", "n_trials", "sampler_seed",
         "chunk_size", "data", "model", "train", "space", "reference", "metric",
-        "heartbeat_grace", "max_failures", "worker_retries", "scheduler", "rope",
+        "heartbeat_grace", "max_failures", "worker_retries", "scheduler", "rope", "storage_patience",
     })
     name = get(doc, s, "name", str, required=True)
     check(name.strip() != "" and len(name) <= 200, s, "name", "must be a non-empty string of at most 200 characters")
@@ -145,8 +145,11 @@ def _run_settings(doc: Mapping[str, Any], s: str) -> dict[str, Any]:
     check(max_failures >= 0, s, "max_failures", "must be a non-negative integer")
     worker_retries = get(doc, s, "worker_retries", int, default=2)
     check(worker_retries >= 0, s, "worker_retries", "must be a non-negative integer")
+    storage_patience = get(doc, s, "storage_patience", int, default=300)
+    check(0 <= storage_patience <= 86_400, s, "storage_patience", "must be a number of seconds between 0 and 86400")
     scheduler = doc.get("scheduler")
     return {"heartbeat_grace": heartbeat_grace, "max_failures": max_failures, "worker_retries": worker_retries,
+            "storage_patience": storage_patience,
             "scheduler": None if scheduler is None else scheduler_address(scheduler, s, "scheduler")}
 
 

@@ -181,6 +181,7 @@ class StudySpec:
     heartbeat_grace: int = 60  # seconds without a heartbeat after which a claimed configuration is retried
     max_failures: int = 3  # configurations that may fail in one run before the run stops
     worker_retries: int = 2  # times a chunk of seeds is retried after its worker process died
+    storage_patience: int = 300  # seconds a lost storage connection is retried before the run stops
     scheduler: str | None = None  # a Dask scheduler's address: the fits run on its cluster
 
     @property
