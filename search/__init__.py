@@ -46,14 +46,17 @@ def run_study(spec: StudySpec, **kwargs):
 
 
 def export_frame(spec: StudySpec, *, per_seed: bool = False):
-    """The stored results of ``spec`` as a DataFrame (one row per configuration, or per seed)."""
-    from search.results.records import per_seed_frame, summary_frame
-    from search.store.claims import reading
-    from search.study.space import iter_param_names
+    """The stored results of ``spec`` as a DataFrame (one row per configuration, or per seed).
 
-    names = list(iter_param_names(spec.space))
-    with reading(spec) as study:
-        trials = study.get_trials(deepcopy=False)
-    if per_seed:
-        return per_seed_frame(trials, names, spec.data)
-    return summary_frame(trials, names, spec.objective, spec.maximize)
+    Where the study was run with other seeds or epochs than the file's (``actreg run --seeds``),
+    a warning says so; a file edited in anything else since the run is a :class:`SpecError`.
+    """
+    import warnings
+
+    from search.results.records import stored_frame
+    from search.store.claims import read_stored
+
+    stored = read_stored(spec)
+    for note in stored.notes:
+        warnings.warn(note, stacklevel=2)
+    return stored_frame(stored, per_seed)

@@ -158,21 +158,25 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from search import export_frame
-    from search.results.records import write_csv
+    from search.results.records import stored_frame, write_csv
+    from search.store.claims import read_stored
     from search.store.storage import StudyNotFound
 
     spec = _spec(args)
     _check_output_file(args.out, "--out")
     try:
-        frame = export_frame(spec, per_seed=args.per_seed)
+        stored = read_stored(spec)
     except StudyNotFound as exc:
         return _not_run(args, exc)
+    for note in stored.notes:
+        print(f"note: {args.study}: {note}", file=sys.stderr)
+    frame = stored_frame(stored, args.per_seed)
     try:
         write_csv(frame, args.out)
     except OSError as exc:
         raise SpecError("command line", "--out", f"cannot write {args.out}: {exc.strerror or exc}") from None
-    print(f"wrote {len(frame)} rows to {args.out}")
+    partial = f" (a partial study: {stored.partial})" if stored.partial else ""
+    print(f"wrote {len(frame)} rows to {args.out}{partial}")
     return 0
 
 
@@ -246,7 +250,10 @@ def _report(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise SpecError("command line", "--out", f"cannot write the report: {exc.strerror or exc}"
                         f"{f' ({exc.filename})' if exc.filename else ''}") from None
-    print(f"wrote {len(report.files)} files to {report.folder}; start with {report.folder / 'report.md'}")
+    for note in report.notes:
+        print(f"note: {args.study}: {note}", file=sys.stderr)
+    partial = f" (a partial study: {report.partial})" if report.partial else ""
+    print(f"wrote {len(report.files)} files to {report.folder}{partial}; start with {report.folder / 'report.md'}")
     return 0
 
 

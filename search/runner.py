@@ -34,7 +34,7 @@ from search.store.outage import StorageUnavailable
 from search.store.schema import DIVERGED, LABEL_ATTR, OK, RUNNER_ATTR, STATUS_ATTR
 from search.store.storage import redact
 from search.study.metrics import METRIC_LABELS
-from search.study.space import Configuration, distributions, grid, iter_param_names, suggest
+from search.study.space import Configuration, distributions, grid, iter_param_names, planned, suggest
 from search.study.spec import StudySpec
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ class _Runner:
         self.completed = self.diverged = self.failed = self.fits = 0
         self.stopped: str | None = None
         self.skipped = skipped
-        total = spec.n_trials if spec.sampler == "tpe" else len(grid(spec.space))
+        total = planned(spec)
         self.bar.reset(total=max(0, total - skipped) * len(spec.seeds))
         self._waiting_for: tuple[int, ...] = ()
         # Until the first chunk returns, the workers start and compile (seconds): say so, and keep

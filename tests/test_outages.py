@@ -5,18 +5,21 @@ two files that race to create one study. Each outcome is compared with a clean s
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
-from conftest import RUN_COLUMNS, actreg, trials_so_far, write_study
+from conftest import RUN_COLUMNS, actreg, free_port, trials_so_far, write_study
 
 from search import export_frame, load_spec, run_study
 from search.store.claims import StudyQueue
@@ -249,6 +252,25 @@ def test_a_read_only_folder_is_read_by_export_report_and_refused_by_run_in_one_l
         assert done.returncode == 2 and "Traceback" not in done.stderr
         assert done.stderr.strip() == (f"error: sqlite:///{folder}/ro.db: the folder {folder} is read-only; "
                                        "a run writes the study and SQLite's log files beside it")
+        port = free_port()
+        dash = subprocess.Popen([sys.executable, "-m", "search", "dashboard", str(path), "--port", str(port)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10) as r:
+                        studies = json.load(r)["study_summaries"]
+                    break
+                except OSError:
+                    assert dash.poll() is None, dash.stderr.read()
+                    assert time.monotonic() < deadline, "the dashboard did not start"
+                    time.sleep(0.3)
+            assert [s["study_name"] for s in studies] == ["ro"]
+        finally:
+            dash.send_signal(signal.SIGTERM)
+            dash.communicate(timeout=30)
+        assert dash.returncode == 0
         assert sorted(os.listdir(folder)) == expected  # nothing made beside the study
     finally:
         subprocess.run(["umount", "-l", str(folder)], capture_output=True)
@@ -275,3 +297,52 @@ def test_a_healthy_database_whose_pages_are_still_in_its_log_is_not_called_trunc
     with pytest.raises(StorageError, match="is truncated"):
         _check_sqlite_file(f"sqlite:///{alone}", str(alone), create=False)
     assert sqlite3.connect(db).execute("SELECT count(*) FROM t").fetchone() == (200,)  # SQLite reads it whole
+
+
+# ----------------------------------------------------------------------------- readers describe what was stored
+
+
+def test_export_and_report_describe_the_stored_study_and_refuse_a_file_that_no_longer_does(tmp_path):
+    path = write_study(tmp_path, name="described", seeds=3, epochs=6)
+    assert actreg("run", str(path), "--no-progress", "--n-jobs", "1", "--seeds", "2", "--epochs", "2").returncode == 0
+    done = actreg("export", str(path), "--per-seed", "--out", str(tmp_path / "s.csv"))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        f"note: {path}: seeds: study 'described' was run with 2 seeds (the file says otherwise); describing the "
+        "stored study",
+        f"note: {path}: train.epochs: study 'described' was run for 2 epochs (the file says otherwise); describing "
+        "the stored study"]
+    assert sorted(pd.read_csv(tmp_path / "s.csv")["seed"].unique()) == [0, 1]
+    done = actreg("report", str(path), "--no-attach", "--out", str(tmp_path / "r"))
+    assert done.returncode == 0, done.stderr
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "2 epochs" in report and "- Seeds (replicates): 2 (0..1)" in report
+    path.write_text(path.read_text().replace('penalty = "mean"', 'penalty = "sum"'))
+    for command in (["export", "--out", str(tmp_path / "t.csv")], ["report", "--no-attach", "--out", str(tmp_path)]):
+        done = actreg(command[0], str(path), *command[1:])
+        assert done.returncode == 2
+        assert done.stderr == (f"error: {path}: penalty: differs from the stored study 'described' (penalty): the "
+                               "file no longer describes it; restore the file, or give the study another name to run "
+                               "it anew\n")
+    assert not (tmp_path / "t.csv").exists()
+
+
+def test_a_partial_study_says_so_in_the_export_the_report_and_the_tables(tmp_path):
+    import re
+
+    path = write_study(tmp_path, name="partial", seeds=2, epochs=150)
+    spec = load_spec(path)
+    proc = popen_run(path)
+    wait_for_complete(spec, spec.storage, 2, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = actreg("export", str(path), "--out", str(tmp_path / "s.csv"))
+    assert done.returncode == 0, done.stderr
+    match = re.fullmatch(r"wrote (\d+) rows to \S+ \(a partial study: (\d+) of 9 configurations stored\)\n",
+                         done.stdout)
+    assert match and match.group(1) == match.group(2), done.stdout
+    done = actreg("report", str(path), "--no-attach", "--out", str(tmp_path / "r"))
+    assert done.returncode == 0, done.stderr
+    stored = f"Partial study: {match.group(2)} of 9 configurations stored"
+    for name in ("report.md", "summary.md", "summary.tex", "summary-narrow.tex"):
+        assert stored in (tmp_path / "r" / name).read_text(), name

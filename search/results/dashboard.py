@@ -40,7 +40,7 @@ def serve(spec: StudySpec, *, host: str = "127.0.0.1", port: int = 8080, stream:
     from optuna_dashboard import wsgi
 
     stream = stream or sys.stdout
-    storage = open_storage(spec.storage, create=False, access="browse", patience=spec.storage_patience)
+    storage = open_storage(spec.storage, create=False, access="read", patience=spec.storage_patience)
     study = load_study(spec, storage)
     store = None
     artifacts = study.user_attrs.get(ARTIFACTS_ATTR)

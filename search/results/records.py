@@ -374,3 +374,14 @@ def _mean(values: Sequence[float | None]) -> float:
 def _floats(values) -> list[float | None]:
     """Plain floats for JSON; NaN and infinities (a diverged seed's) become ``None``."""
     return [_finite(float(v)) for v in values]
+
+
+def stored_frame(stored, per_seed: bool = False) -> pd.DataFrame:
+    """The export table of a :class:`search.store.claims.Stored` study: per configuration, or per seed."""
+    from search.study.space import iter_param_names
+
+    spec = stored.spec
+    names = list(iter_param_names(spec.space))
+    if per_seed:
+        return per_seed_frame(stored.trials, names, spec.data)
+    return summary_frame(stored.trials, names, spec.objective, spec.maximize)

@@ -30,7 +30,7 @@ from search.results.records import (
 )
 from search.results.stats import ALPHA, MIN_SEEDS, POWER, VERDICTS, baseline_comparison, reference_table
 from search.store import schema
-from search.store.claims import reading
+from search.store.claims import read_stored, reading
 from search.study.layers import LAYERS
 from search.study.metrics import METRIC_LABELS, METRICS, MINIMIZED
 from search.study.sources import SOURCES
@@ -75,24 +75,29 @@ class ReportData:
     curves: pd.DataFrame  # every configuration's learning curves
     diverged: tuple[str, ...]  # one line per diverged configuration
     figures: tuple[FigureData, ...]
+    partial: str | None = None  # "12 of 17 configurations stored" while the study is not complete
 
 
 @dataclass(frozen=True)
 class Report:
     folder: Path
     files: tuple[Path, ...]
+    notes: tuple[str, ...] = ()  # how the study file differs from the stored study described
+    partial: str | None = None
 
 
 def report_data(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial],
-                versions: dict[str, str] | None = None) -> ReportData:
-    """The tables, statistics and figure data of ``spec``'s study from its ``trials``."""
+                versions: dict[str, str] | None = None, partial: str | None = None) -> ReportData:
+    """The tables, statistics and figure data of ``spec``'s study from its ``trials`` (``partial``:
+    how much of a study still running, or stopped, they are)."""
     names = list(iter_param_names(spec.space))
     m = spec.objective
     summary = summary_frame(trials, names, m, spec.maximize)
     comparison = baseline_comparison(trials, names, m, spec.rope)
     references = reference_table(spec.references, trials)
     return ReportData(spec, dict(versions or {}), summary, comparison, references, curves_frame(trials),
-                      tuple(diverged_lines(trials)), tuple(_figures(spec, trials, summary, comparison, references)))
+                      tuple(diverged_lines(trials)), tuple(_figures(spec, trials, summary, comparison, references)),
+                      partial)
 
 
 def _figures(spec: StudySpec, trials, summary: pd.DataFrame, comparison: pd.DataFrame,
@@ -143,18 +148,19 @@ def write_report(spec: StudySpec, out: str | os.PathLike[str] | None = None, fmt
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}")
-    with reading(spec) as study:
-        data = report_data(spec, study.get_trials(deepcopy=False), study.user_attrs.get(schema.VERSIONS_ATTR, {}))
+    stored = read_stored(spec)
+    spec = stored.spec  # with the seeds and epochs it was run with
+    data = report_data(spec, stored.trials, stored.versions, stored.partial)
     if data.summary.empty:
         raise ValueError(f"study {spec.name!r} has no completed configuration yet")
     folder = Path(out) if out is not None else default_folder(spec)
     files = _write_into(folder, data, fmt)
     if attach:
         shown = [f for f in files if f.suffix == f".{fmt}" or f.name == "curves.csv"]
-        with reading(spec, access="browse") as study:  # the only write: artifacts and the note
+        with reading(spec) as study:  # the only write: artifacts and the note
             attach_report(study, spec, folder, shown, summary_markdown(data.summary, spec.objective, data.comparison,
-                                                                        spec.data.variance_sources))
-    return Report(folder, tuple(files))
+                                                                        spec.data.variance_sources, data.partial))
+    return Report(folder, tuple(files), stored.notes, stored.partial)
 
 
 def _write_into(folder: Path, data: ReportData, fmt: str) -> list[Path]:
@@ -184,9 +190,10 @@ def write_files(data: ReportData, folder: Path, fmt: str) -> list[str]:
     """Write every table, figure and ``report.md`` of ``data`` into ``folder``; returns the file names."""
     m, name, varied = data.spec.objective, data.spec.name, data.spec.data.variance_sources
     texts = {
-        "summary.md": summary_markdown(data.summary, m, data.comparison, varied) + "\n",
-        "summary.tex": summary_latex(data.summary, name, m, data.comparison, varied=varied),
-        "summary-narrow.tex": summary_latex(data.summary, name, m, data.comparison, narrow=True, varied=varied),
+        "summary.md": summary_markdown(data.summary, m, data.comparison, varied, data.partial) + "\n",
+        "summary.tex": summary_latex(data.summary, name, m, data.comparison, varied=varied, partial=data.partial),
+        "summary-narrow.tex": summary_latex(data.summary, name, m, data.comparison, narrow=True, varied=varied,
+                                            partial=data.partial),
     }
     tables = {"summary.csv": data.summary, "stats.csv": data.comparison, "curves.csv": data.curves}
     if data.references is not None:
@@ -266,11 +273,12 @@ def verdict_words(comparison: pd.DataFrame) -> str:
 
 
 def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy", comparison: pd.DataFrame | None = None,
-                     varied: str | None = None) -> str:
+                     varied: str | None = None, partial: str | None = None) -> str:
     """The summary as a Markdown table, best first by :func:`selection_rank`, with its legend.
 
     ``comparison`` adds the marks and the verdicts; ``varied`` says what varied between the
-    replicates (``DataSpec.variance_sources``).
+    replicates (``DataSpec.variance_sources``); ``partial`` (``"12 of 17 configurations stored"``)
+    heads a study that is not complete.
     """
     m, label = metric, METRIC_LABELS[metric]
     frame = summary.reset_index(drop=True)
@@ -282,7 +290,8 @@ def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy", comparison
             f"test {label} (mean ± std)", "95% CI", f"train {label}", "zero fraction", *(["verdict"] if judged else [])]
     align = ["---:", "---", "---:", *(["---"] if validated else []), "---", "---", "---", "---:",
              *(["---"] if judged else [])]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
+    lines = [*([_partial_words(partial), ""] if partial else []),
+             "| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     rank = selection_rank(frame, m)
     for i in frame.sort_values([rank]).index:
         r = frame.loc[i]
@@ -305,8 +314,14 @@ def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy", comparison
     return "\n".join(lines)
 
 
+def _partial_words(partial: str) -> str:
+    return (f"Partial study: {partial} (a run is under way or was stopped); the ranks, marks and corrections "
+            "cover these alone.")
+
+
 def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
-                  comparison: pd.DataFrame | None = None, narrow: bool = False, varied: str | None = None) -> str:
+                  comparison: pd.DataFrame | None = None, narrow: bool = False, varied: str | None = None,
+                  partial: str | None = None) -> str:
     """The summary as a LaTeX table (booktabs alone: no siunitx), best first by :func:`selection_rank`.
 
     The default is a ``table*``, the text's full width in one- and two-column templates,
@@ -315,7 +330,8 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
     interval, in place of the test mean's interval), its Holm-corrected p-value and the
     verdict. ``narrow`` gives a ``table`` that
     fits one column of a two-column template: test mean ± std, Δ and the verdict only.
-    ``varied`` (what varied between replicates) goes into the caption.
+    ``varied`` (what varied between replicates) and ``partial`` (how much of a study not
+    complete is stored) go into the caption.
     """
     m = metric
     label = METRICS[m].latex
@@ -360,6 +376,8 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
     if diffs:
         what += r"; $\Delta$: paired difference from the baseline, seed by seed"
         what += "" if narrow else r"; $p$: paired t-test, Holm-corrected"
+    if partial:
+        legend = _partial_words(partial) + " " + legend
     env = "table" if narrow else "table*"
     body = "\n".join(rows)
     return (
@@ -517,7 +535,8 @@ def report_markdown(data: ReportData, figs: Sequence[tuple[str, str]], files: Se
         f"- Seeds (replicates): {seed_text}; every configuration ran the same seeds on the same data, so comparisons "
         f"are paired. {replicates_words(d)} Varied between replicates: {d.variance_sources}.",
         f"- Penalty convention: {penalty[spec.penalty]}.",
-        f"- Search: {spec.sampler}; {len(summary)} configurations completed.",
+        f"- Search: {spec.sampler}; "
+        + (_partial_words(data.partial) if data.partial else f"{len(summary)} configurations completed."),
         f"- Libraries: {', '.join(f'{k} {v}' for k, v in versions.items())}.",
         "",
         f"## Test {METRIC_LABELS[m]}",

@@ -151,19 +151,90 @@ def load_study(spec: StudySpec, storage: optuna.storages.BaseStorage | None = No
 
 
 @contextlib.contextmanager
-def reading(spec: StudySpec, access: str = "read") -> Iterator[optuna.Study]:
+def reading(spec: StudySpec) -> Iterator[optuna.Study]:
     """The existing study of ``spec`` for a reader (export, report), its connections closed on exit.
 
     A reader takes no write lock, so a runner suspended mid-write does not block it, and
-    reads a file or folder that it may not write (see :func:`search.store.storage.open_storage`);
-    ``access="browse"`` may write too (a report's note). On SQLite the last connection to close
-    removes the write-ahead log's files, so a reader leaves the study's folder as it found it.
+    reads a file or folder that it may not write (see :func:`search.store.storage.open_storage`),
+    and may write where it can (a report's note). On SQLite the last connection to close removes
+    the write-ahead log's files, so a reader leaves the study's folder as it found it.
     """
-    storage = open_storage(spec.storage, create=False, access=access, patience=spec.storage_patience)
+    storage = open_storage(spec.storage, create=False, access="read", patience=spec.storage_patience)
     try:
         yield load_study(spec, storage)
     finally:
         _close(storage)
+
+
+# What `actreg run` may override on the command line: a stored study that differs from its file
+# only there is described as stored; any other difference is refused.
+_OVERRIDDEN = {"seeds": "seeds", "train.epochs": "epochs"}
+
+
+def described(spec: StudySpec, study: optuna.Study) -> tuple[StudySpec, list[str]]:
+    """``spec`` as its study was stored, and a line for each way the file differs from it.
+
+    A study run with ``--seeds`` or ``--epochs`` is described with its own seeds and epochs
+    (a reader's tables and report must say what was computed); a file edited since the run
+    in anything that determines the numbers is refused (:class:`SpecError`), since its
+    settings describe another study. A study stored before fingerprints were kept is taken as is.
+    """
+    from dataclasses import replace
+
+    stored = study.user_attrs.get(SPEC_ATTR)
+    if stored is None:
+        return spec, []
+    diff = fingerprint_diff(stored, spec_fingerprint(spec))
+    other = [key for key in diff if key not in _OVERRIDDEN]
+    if other:
+        raise SpecError(spec.path or "<study>", other[0],
+                        f"differs from the stored study {spec.name!r} ({', '.join(other)}): the file no longer "
+                        "describes it; restore the file, or give the study another name to run it anew")
+    notes = []
+    if "seeds" in diff:
+        spec = replace(spec, seeds=tuple(stored["seeds"]))
+        notes.append(f"seeds: study {spec.name!r} was run with {len(spec.seeds)} seeds (the file says otherwise); "
+                     "describing the stored study")
+    if "train.epochs" in diff:
+        spec = replace(spec, train=replace(spec.train, epochs=stored["train"]["epochs"]))
+        notes.append(f"train.epochs: study {spec.name!r} was run for {spec.train.epochs} epochs (the file says "
+                     "otherwise); describing the stored study")
+    return spec, notes
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A study as a reader finds it: ``spec`` as stored (see :func:`described`), its trials and versions."""
+
+    spec: StudySpec
+    trials: list
+    versions: dict
+    notes: tuple[str, ...] = ()
+
+    @property
+    def completed(self) -> int:
+        """Configurations with a complete trial."""
+        import optuna
+
+        return len({trial_key(t) for t in self.trials if t.state == optuna.trial.TrialState.COMPLETE})
+
+    @property
+    def partial(self) -> str | None:
+        """``"12 of 17 configurations stored"`` while the study is not complete, else ``None``."""
+        from search.study.space import planned
+
+        total = planned(self.spec)
+        return None if self.completed >= total else f"{self.completed} of {total} configurations stored"
+
+
+def read_stored(spec: StudySpec) -> Stored:
+    """The stored study of ``spec`` for a reader; :class:`StudyNotFound` if never run, :class:`SpecError`
+    if the file no longer describes it."""
+    with reading(spec) as study:
+        trials = study.get_trials(deepcopy=False)
+        spec, notes = described(spec, study)
+        versions = study.user_attrs.get(VERSIONS_ATTR, {})
+    return Stored(spec, trials, versions, tuple(notes))
 
 
 def _close(storage: optuna.storages.RDBStorage) -> None:

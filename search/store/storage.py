@@ -60,7 +60,7 @@ def sqlite_url(path: str | os.PathLike[str]) -> str:
     return "sqlite:///" + text
 
 
-ACCESS = ("run", "read", "browse")
+ACCESS = ("run", "read")
 
 
 def open_storage(url: str, *, create: bool, grace: int | None = None, access: str = "run",
@@ -69,11 +69,11 @@ def open_storage(url: str, *, create: bool, grace: int | None = None, access: st
 
     ``grace`` (seconds) turns heartbeats on: a claimed trial whose runner has not beaten
     for that long is failed by the next runner that looks, and queued again. ``access``
-    says who opens it: a runner (``"run"``), a reader (``"read"``: export, report) or
-    optuna-dashboard (``"browse"``, which may write a note). On SQLite only a runner's
-    transactions take the write lock when they begin, so a runner suspended mid-write does
-    not block a reader; a reader reads a file or folder that it may not write as it is, with
-    nothing created beside it. A connection lost later is retried for ``patience`` seconds
+    says who opens it: a runner (``"run"``) or a reader (``"read"``: export, report,
+    optuna-dashboard, which may write a note). On SQLite only a runner's transactions take
+    the write lock when they begin, so a runner suspended mid-write does not block a reader;
+    a reader reads a file or folder that it may not write as it is, with nothing created
+    beside it. A connection lost later is retried for ``patience`` seconds
     (see :mod:`search.store.outage`).
     Raises :class:`StorageError` (one line, password masked) when the storage cannot be used.
     """
@@ -85,13 +85,10 @@ def open_storage(url: str, *, create: bool, grace: int | None = None, access: st
         raise ValueError(f"access must be one of {ACCESS}")
     path = sqlite_path(url)
     engine_kwargs: dict[str, Any] = {}
-    read_only = access == "read"
     if path is not None:
         _check_sqlite_file(url, path, create and access == "run")
-        if access == "browse" and not (os.access(path, os.W_OK) and _folder_writable(os.path.dirname(
-                os.path.abspath(path)))):
-            read_only = True  # a study that this process may not write is browsed read-only
-        if read_only:
+        folder = os.path.dirname(os.path.abspath(path))
+        if access == "read" and not (os.access(path, os.W_OK) and _folder_writable(folder)):
             engine_kwargs["creator"] = _sqlite_reader(path)
         else:
             if access == "run":
@@ -178,20 +175,19 @@ def _create_in_wal_mode(url: str, path: str) -> None:
 def _sqlite_reader(path: str):
     """A connection factory that reads the SQLite file ``path`` without writing anything.
 
-    ``mode=ro`` makes SQLite refuse every write. Where this process may not write the file
-    or its folder, SQLite could not make the shared-memory file that WAL readers use; if
-    no log is pending either (a runner that closes folds its log into the file), the file
-    is opened ``immutable``: no locks, nothing created beside it. Else a reader is an
-    ordinary WAL reader, which never waits for a writer.
+    For a file or folder that this process may not write: ``mode=ro`` makes SQLite refuse
+    every write, and SQLite could not make the shared-memory file that WAL readers use, so
+    if no log is pending (a runner that closes folds its log into the file) the file is
+    opened ``immutable``: no locks, nothing created beside it. (Where it may write, a reader
+    is an ordinary connection whose transactions begin deferred: a WAL reader, which never
+    waits for a writer, and whose last close removes the log's files.)
     """
     import sqlite3
     from urllib.parse import quote
 
-    folder = os.path.dirname(os.path.abspath(path))
     wal = path + "-wal"
-    writable = os.access(path, os.W_OK) and _folder_writable(folder)
     pending = os.path.exists(wal) and os.path.getsize(wal) > 0
-    uri = f"file:{quote(os.path.abspath(path))}?mode=ro" + ("" if writable or pending else "&immutable=1")
+    uri = f"file:{quote(os.path.abspath(path))}?mode=ro" + ("" if pending else "&immutable=1")
 
     def connect():
         return sqlite3.connect(uri, uri=True, timeout=SQLITE_TIMEOUT, isolation_level=None, check_same_thread=False)

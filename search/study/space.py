@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from search.study.spec import FloatRange, SpaceSpec
+from search.study.spec import FloatRange, SpaceSpec, StudySpec
 
 if TYPE_CHECKING:
     import optuna
@@ -138,3 +138,8 @@ def _distribution(values: tuple[float, ...] | FloatRange) -> optuna.distribution
     if isinstance(values, FloatRange):
         return optuna.distributions.FloatDistribution(values.low, values.high, log=values.log)
     return optuna.distributions.CategoricalDistribution(list(values))
+
+
+def planned(spec: StudySpec) -> int:
+    """How many configurations the study of ``spec`` has when it is complete: its grid, or ``n_trials``."""
+    return spec.n_trials if spec.sampler == "tpe" else len(grid(spec.space))
