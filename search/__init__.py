@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import os
 
-# TensorFlow's oneDNN CPU kernels, which it turns on by itself only on CPUs with AVX-512: without
-# them it cannot take the gradient of a grouped convolution (how a chunk's seeds are convolved at
-# once) nor of a dilated one. Set before TensorFlow is imported; TF_ENABLE_ONEDNN_OPTS=0 still wins.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+# TensorFlow's oneDNN CPU kernels off (TensorFlow turns them on by itself on CPUs with AVX-512):
+# their rounding depends on how many threads split an operation, so a study's numbers would change
+# with n_jobs (measured: every per-seed loss of a small study differs between 1 and 2 threads per
+# operation; with the plain kernels they are the same bits). Set before TensorFlow is imported;
+# TF_ENABLE_ONEDNN_OPTS=1 in the environment still wins, and a line then says what it costs.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from search._version import __version__  # noqa: E402
 from search.study.parse import load_spec, parse_spec

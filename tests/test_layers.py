@@ -140,14 +140,18 @@ def test_regression_metrics_are_those_of_keras():
                                                          (1, "SAME", 2)])
 def test_per_seed_convolutions_and_their_gradients_vectorize_without_a_loop(strides, padding, dilations, xla):
     """Each seed's convolution, max pooling and their gradients inside ``vectorized_map``, as
-    the trainer takes them under XLA, equal the seed's own (search/vectorize.py)."""
+    the trainer takes them under XLA, equal the seed's own (search/vectorize.py). Without XLA
+    the seeds' convolutions are one grouped convolution where oneDNN is on (TensorFlow's plain
+    kernels take no grouped convolution's gradient); with it off, as actreg sets it, they loop."""
     import contextlib
 
     import tensorflow as tf
 
-    from search.engine import vectorize
+    from search.engine import patches, vectorize
 
     assert vectorize.install()
+    if not xla and dilations != 1 and not patches.onednn():
+        pytest.skip("TensorFlow's plain CPU kernels take no dilated convolution's input gradient, one seed's neither")
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(3, 4, 9, 8, 2)), tf.float32)  # seeds, batch, height, width, channels
     kernels = tf.constant(rng.normal(size=(3, 3, 2, 2, 5)), tf.float32)
@@ -164,11 +168,27 @@ def test_per_seed_convolutions_and_their_gradients_vectorize_without_a_loop(stri
     run = tf.function(lambda x, k: tf.vectorized_map(one_seed, (x, k)), jit_compile=xla)
     with vectorize.for_xla() if xla else contextlib.nullcontext():
         graph = run.get_concrete_function(x, kernels).graph
-    assert not [op for op in _op_types(graph) if "While" in op]  # no loop over the seeds
+    loops = [op for op in _op_types(graph) if "While" in op]
+    assert bool(loops) == (not xla and not patches.onednn())  # no loop over the seeds, but as said
     got = run(x, kernels)
+    own = tf.function(one_seed, jit_compile=xla)  # XLA takes dilated gradients where the plain kernels take none
     for s in range(3):
-        for g, w in zip(got, one_seed((x[s], kernels[s]))):
+        for g, w in zip(got, own((x[s], kernels[s]))):
             np.testing.assert_allclose(g[s], w, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_with_onednn_on_the_seeds_convolutions_are_one_grouped_convolution():
+    """The test above, without XLA, in a process where the user turned oneDNN on."""
+    import os
+    import subprocess
+    import sys
+
+    test = f"{__file__}::test_per_seed_convolutions_and_their_gradients_vectorize_without_a_loop"
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test, "-k", "graph"],
+                         env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1"}, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0 and "4 passed" in out.stdout, out.stdout[-3000:]
 
 
 @pytest.mark.parametrize("m, k, n", [(30, 2, 500), (30, 1, 500), (2, 30, 500), (7, 3, 1), (30, 500, 1), (6, 9, 5),

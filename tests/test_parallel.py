@@ -77,6 +77,34 @@ print(tf.config.threading.get_inter_op_parallelism_threads(), tf.config.threadin
 
 
 @pytest.mark.slow
+def test_the_numbers_do_not_depend_on_the_threads_that_split_an_operation():
+    """A chunk's numbers are the same bits with 1 or 2 threads per operation, as ``n_jobs`` sets
+    them. (With TensorFlow's oneDNN kernels, which actreg turns off, every loss of this XLA
+    chunk changed between the two.)"""
+    epochs = 1000  # XLA_MIN_STEPS: the chunk trains under XLA
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+from search.engine import runtime
+from search.engine.parallel import fit_seeds, FitTask
+from search.study.space import Configuration
+from search.study.spec import DataSpec, LayerSpec, ModelSpec, TrainSpec
+runtime.configure(2, int(sys.argv[1]))
+model = ModelSpec((LayerSpec("dense", 500, "relu", True), LayerSpec("dense", 1, "sigmoid")))
+task = FitTask(DataSpec(), model, TrainSpec(epochs={epochs}), "mean", Configuration("l1", 1e-4, "pre"), (0, 1, 2))
+print([(r.train["loss"].hex(), r.test["loss"].hex()) for r in fit_seeds(task)])
+"""
+    outs = {}
+    for op in (1, 2):
+        proc = subprocess.run([sys.executable, "-c", code, str(op)], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outs[op] = proc.stdout.strip()
+    assert outs[1] == outs[2]
+
+
+@pytest.mark.slow
 def test_a_task_submitted_after_a_worker_died_goes_to_a_new_pool():
     """A worker dies, loky marks its pool broken, and the runner submits its next task before
     ``wait`` has collected the dead worker's future: the task goes to a new pool, and the lost

@@ -1,7 +1,7 @@
 """The one place where actreg touches private parts of TensorFlow and Keras.
 
 Two hooks, each with a fallback that keeps the numbers right and says what it costs (and one
-switch of TensorFlow's that the first hook needs):
+switch of TensorFlow's that the numbers depend on):
 
 * ``pfor``: TensorFlow's registry of ``vectorized_map`` rules
   (``tensorflow.python.ops.parallel_for.pfor._pfor_converter_registry``), into which
@@ -14,10 +14,13 @@ switch of TensorFlow's that the first hook needs):
   its initializers from the global generator, as Keras intends: the same weights, except
   where other threads of the process use that generator while a model is built (a Dask
   worker's event loop can).
-* ``onednn``: TensorFlow's oneDNN CPU kernels (``TF_ENABLE_ONEDNN_OPTS``, which
-  :mod:`search` turns on before TensorFlow is imported; TensorFlow itself does only on CPUs
-  with AVX-512). Its plain CPU kernels cannot take the gradient of a grouped convolution, so
-  without them the rules are not installed: the fallback of the first hook.
+* ``onednn``: not a hook but a switch, TensorFlow's oneDNN CPU kernels
+  (``TF_ENABLE_ONEDNN_OPTS``), which :mod:`search` turns off before TensorFlow is imported:
+  their rounding depends on the number of threads that split an operation, and so on
+  ``n_jobs``. Without them, a chunk of a convolutional model that is not compiled with XLA
+  loops over its seeds in its convolutions (TensorFlow's plain kernels take no grouped
+  convolution's gradient). Turned on by the user, a line says that the numbers then depend
+  on the threads.
 
 :func:`check` tells which hooks are missing, one line each, and :func:`warn_missing` prints
 those lines once per process; the work unit calls it when a process starts to train
@@ -39,8 +42,9 @@ FALLBACKS = {
             "chunks of convolutional models loop over their seeds and are not compiled with XLA (slower)",
     "seed": "Keras's seed_generator.python_random is not where actreg looks: initial weights are drawn from the "
             "global random generator (other threads of a Dask worker may change them)",
-    "onednn": "TensorFlow's oneDNN CPU kernels are off (TF_ENABLE_ONEDNN_OPTS=0, or TensorFlow was imported "
-              "before actreg): chunks of convolutional models loop over their seeds and are not compiled with XLA (slower)",
+    "onednn": "TensorFlow's oneDNN CPU kernels are on (TF_ENABLE_ONEDNN_OPTS=1, or TensorFlow was imported before "
+              "actreg on a CPU with AVX-512): their rounding depends on the threads per operation, so the numbers "
+              "may change with n_jobs",
 }
 _WARNED: list[bool] = []
 
@@ -108,18 +112,21 @@ def thread_seeded(seed: int) -> Iterator[None]:
 def onednn() -> bool:
     """Whether TensorFlow runs its oneDNN CPU kernels (which take grouped convolutions' gradients).
 
-    Asked of TensorFlow's own build and run-time switch; True where it cannot tell.
+    Asked of TensorFlow's own build and run-time switch; where it cannot tell, the environment's.
     """
+    import os
+
     try:
         from tensorflow.python.util import _pywrap_util_port
-    except ImportError:
-        return True
-    return bool(getattr(_pywrap_util_port, "IsMklEnabled", lambda: True)())
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "0").lower() in ("1", "true")
 
 
 def check() -> list[str]:
-    """One line for each hook that is missing from the installed TensorFlow or Keras (none: all in place)."""
-    missing = {"pfor": pfor() is None, "seed": _seed_generator() is None, "onednn": not onednn()}
+    """One line for each hook that is missing from the installed TensorFlow or Keras, and for oneDNN
+    turned on (none: all as actreg sets them)."""
+    missing = {"pfor": pfor() is None, "seed": _seed_generator() is None, "onednn": onednn()}
     return [FALLBACKS[name] for name, gone in missing.items() if gone]
 
 

@@ -6,11 +6,13 @@ and XLA does not compile such a loop at all. :func:`install` adds these rules:
 
 * ``Conv2D`` with one kernel per seed (pfor's rule only takes a shared kernel): one
   convolution with ``groups = seeds`` (the seeds' channels side by side), which TensorFlow's
-  CPU kernels (oneDNN) and its gradient run in one call; for XLA, each seed's patches
+  CPU kernels run in one call where oneDNN is on (actreg turns it off, see
+  :mod:`search.engine.patches`; off, the seeds loop outside XLA); for XLA, each seed's patches
   (strided slices) times its kernel, one batched product, which XLA fuses better.
 * ``Conv2DBackpropFilter`` and ``Conv2DBackpropInput`` with per-seed inputs (under XLA each
   seed takes its own gradient inside the map, see :mod:`search.engine.trainer`): patches against
-  the output gradient, one batched product; one grouped transposed convolution.
+  the output gradient, one batched product; one grouped transposed convolution (outside XLA,
+  with oneDNN only).
 * ``MaxPoolGrad`` where the windows tile the input, for XLA: each window's gradient to its
   first maximum, as ``MaxPoolGrad`` routes it (XLA's own select-and-scatter cost as much as
   the convolution and its gradients together).
@@ -53,8 +55,7 @@ def install() -> bool:
     """Add the rules to ``vectorized_map`` (once per process); True if they are in place."""
     if not _INSTALLED:
         rules = (_conv2d, _conv2d_backprop_filter, _conv2d_backprop_input, _max_pool_grad, _matmul)
-        # Without oneDNN, TensorFlow's CPU kernels take no grouped convolution's gradient: pfor's loops stay.
-        _INSTALLED.append(onednn() and install_rules(dict(zip(_REPLACED, rules)), {"Bitcast": _bitcast}))
+        _INSTALLED.append(install_rules(dict(zip(_REPLACED, rules)), {"Bitcast": _bitcast}))
     return _INSTALLED[0]
 
 
@@ -73,6 +74,8 @@ def for_xla():
 def _conv2d(wrap, previous, pfor_input):
     if not pfor_input.input(1)[1] or not _plain(pfor_input):
         return previous(pfor_input)  # a shared kernel (pfor's own rule), or its loop
+    if not _FOR_XLA and not onednn():
+        return previous(pfor_input)  # TensorFlow's plain CPU kernels take no grouped convolution's gradient
     pfor_input.stack_inputs([0])
     x, kernels = pfor_input.stacked_input(0), pfor_input.stacked_input(1)
     if _FOR_XLA and kernels.shape[1:].is_fully_defined() and x.shape[2:4].is_fully_defined():
@@ -90,8 +93,9 @@ def _conv2d_backprop_filter(wrap, previous, pfor_input):
 
 
 def _conv2d_backprop_input(wrap, previous, pfor_input):
-    if not (pfor_input.input(1)[1] and pfor_input.input(2)[1]) or not _plain(pfor_input):
-        return previous(pfor_input)
+    if not (pfor_input.input(1)[1] and pfor_input.input(2)[1]) or not _plain(pfor_input) \
+            or (not _FOR_XLA and not onednn()):
+        return previous(pfor_input)  # a shared kernel, or a grouped transposed convolution that needs oneDNN
     return [wrap(input_gradients(pfor_input.unstacked_input(0), pfor_input.stacked_input(1),
                                  pfor_input.stacked_input(2), *_window_attrs(pfor_input)), True)]
 
