@@ -40,6 +40,10 @@ from search.study.spec import StudySpec
 if TYPE_CHECKING:
     import pandas as pd
 
+# Seconds between two counts of the study's complete trials for the progress bar (what other
+# runners stored): the count reads the study, which costs more the more configurations wait.
+COUNT_EVERY_S = 5.0
+
 
 @dataclass(frozen=True)
 class RunReport:
@@ -154,10 +158,13 @@ class _Runner:
         self.writer = _Writer()
         self.completed = self.diverged = self.failed = self.fits = 0
         self.stopped: str | None = None
+        # The reason a claim still held when the runner closes is failed with (and queued again).
+        self.released_as = "interrupted: the runner was stopped (Ctrl-C or SIGTERM)"
         self.skipped = skipped
         total = planned(spec)
         self.bar.reset(total=max(0, total - skipped) * len(spec.seeds))
         self._waiting_for: tuple[int, ...] = ()
+        self._counted = time.monotonic()  # when the bar last counted the study's complete trials
         # Until the first chunk returns, the workers start and compile (seconds): say so, and keep
         # the clock moving between chunks.
         self.bar.set_postfix_str("starting workers, compiling")
@@ -182,6 +189,8 @@ class _Runner:
         active: dict[int, tuple[Claim, Configuration, dict[int, list | FitFailure]]] = {}
         poll = max(1.0, min(5.0, self.queue.grace / 4))
         reaped = 0.0
+        from search.engine.cluster import ClusterLost
+
         try:
             while True:
                 interrupt.check()  # a Ctrl-C or SIGTERM whose exception was swallowed stops here
@@ -200,6 +209,9 @@ class _Runner:
                     return
                 time.sleep(poll)
                 reaped = 0.0
+        except ClusterLost as exc:
+            self.released_as = f"interrupted: {exc.reason}"
+            raise
         finally:
             pool.close()
 
@@ -242,7 +254,7 @@ class _Runner:
             verb = "waiting for" if self.wait else "not waiting for"
             self.say(f"nothing left to claim; {verb} {len(others)} configuration(s) that other runners "
                      f"are fitting: {held}{more}")
-        self._refresh_bar()
+        self._refresh_bar(now=True)
         return self.wait
 
     # ------------------------------------------------------------------ claiming
@@ -331,10 +343,13 @@ class _Runner:
         finally:
             self.heartbeat.drop(claim.trial_id)
 
-    def _refresh_bar(self) -> None:
-        """Count what other runners stored too, so that the bar shows the study's progress."""
-        done = self.queue.completed_count() - self.skipped
-        self.bar.n = min(self.bar.total, max(self.bar.n, done * len(self.spec.seeds)))
+    def _refresh_bar(self, now: bool = False) -> None:
+        """Count what other runners stored too (every few seconds: the count reads the study), so
+        that the bar shows the study's progress."""
+        if now or time.monotonic() - self._counted > COUNT_EVERY_S:
+            done = self.queue.completed_count() - self.skipped
+            self.bar.n = min(self.bar.total, max(self.bar.n, done * len(self.spec.seeds)))
+            self._counted = time.monotonic()
         self.bar.refresh()
 
     def close(self) -> None:
@@ -344,7 +359,7 @@ class _Runner:
         finally:
             try:
                 for trial_id in self.heartbeat.held():
-                    self.queue.release(trial_id, "interrupted: the runner was stopped (Ctrl-C or SIGTERM)")
+                    self.queue.release(trial_id, self.released_as)
             except StorageUnavailable:
                 pass  # the storage is away: the claims go stale and the next runner retries them
             finally:

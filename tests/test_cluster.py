@@ -168,6 +168,53 @@ def test_a_worker_killed_mid_run_costs_a_retry_not_the_study(tmp_path, fresh_pos
         c.close()
 
 
+def test_a_scheduler_killed_mid_run_is_one_line_and_the_same_command_resumes(tmp_path):
+    """The scheduler dies while chunks are out: no configuration fails for it, the claims are
+    queued again with the reason, exit 2 with one line; on a new cluster the same command
+    finishes the study with the numbers of a local run."""
+    path = write_csv_study(tmp_path / "study", "orphan", epochs=150)
+    storage = f"sqlite:///{tmp_path / 'orphan.db'}"
+    S = optuna.trial.TrialState
+    c = Cluster(tmp_path / "first-cluster")
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "search", "run", str(path), "--storage", storage,
+                                 "--scheduler", c.address, "--no-progress"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        deadline = time.monotonic() + 300
+        with Client(c.address, timeout=30, set_as_default=False) as client:
+            while True:  # a configuration stored, and chunks out on the workers: kill the scheduler
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "no configuration was stored"
+                stored = any(t.state == S.COMPLETE for t in trials_so_far("orphan", storage))
+                if stored and any(client.processing().values()):
+                    break
+                time.sleep(0.1)
+        os.killpg(c.scheduler.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        c.close()
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err, err[-3000:]
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and f"the Dask scheduler {c.address} was lost" in lines[0], err
+    assert "run the same command again to resume" in lines[0]
+    trials = trials_so_far("orphan", storage)
+    assert not [t for t in trials if t.state == S.RUNNING]
+    failed = [t.user_attrs.get("fail_reason", "") for t in trials if t.state == S.FAIL]
+    assert failed and all(r.startswith(f"interrupted: the Dask scheduler {c.address} was lost") for r in failed)
+    assert [t for t in trials if t.state == S.WAITING]  # queued again
+
+    again = Cluster(tmp_path / "second-cluster")
+    try:
+        done = actreg("run", str(path), "--storage", storage, "--scheduler", again.address, "--no-progress")
+    finally:
+        again.close()
+    assert done.returncode == 0, done.stderr[-3000:]
+    local = f"sqlite:///{tmp_path / 'local.db'}"
+    assert actreg("run", str(path), "--storage", local, "--n-jobs", "1", "--no-progress").returncode == 0
+    assert per_seed_csv(path, storage) == per_seed_csv(path, local)
+
+
 def test_a_builder_package_the_workers_cannot_import_is_refused_in_one_line(cluster, tmp_path):
     folder = tmp_path / "study"
     path = write_csv_study(folder, "pkg", builder="nets.mlp:mlp")

@@ -170,3 +170,34 @@ def test_summary_tex_compiles_without_errors_or_overfull_boxes(run, tmp_path, co
     assert not [line for line in log.splitlines() if line.startswith("!") or "Overfull" in line]
     assert (tmp_path / "paper.pdf").stat().st_size > 0
 
+
+
+@pytest.mark.slow
+def test_a_name_with_percent_signs_slashes_and_greek_is_stored_exported_and_typeset(tmp_path):
+    """A name like ``50%25 done/β``: its default storage is the file ``50%25 done_β.db`` (the name as it is,
+    the slash not a folder) for run and export alike, its report folder likewise, and the
+    LaTeX table compiles with the name in its caption."""
+    from conftest import actreg
+
+    pdflatex = pdflatex_or_skip()
+    name = "50%25 done/β #1 {x} ~$"
+    path = write_study(tmp_path, name="odd", seeds=2, epochs=2)
+    path.write_text(path.read_text().replace('name = "odd"', f'name = "{name}"'))
+    spec = load_spec(path)
+    run = actreg("run", str(path), "--n-jobs", "1", "--no-progress")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == ["50%25 done_β #1 {x} ~$.db"]
+    out = actreg("export", str(path), "--out", str(tmp_path / "out.csv"))
+    assert out.returncode == 0, out.stderr
+    assert "wrote 9 rows" in out.stdout
+    report = actreg("report", str(path), "--no-attach")
+    assert report.returncode == 0, report.stderr[-2000:]
+    folder = default_folder(spec)
+    assert folder.name == "50%25 done_β #1 {x} ~$" and (folder / "summary.tex").is_file()
+    (folder / "paper.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+                                      "\\input{summary.tex}\nText.\n\\end{document}\n")
+    proc = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "paper.tex"], cwd=folder,
+                          capture_output=True, text=True, timeout=120)
+    log = (folder / "paper.log").read_text(errors="replace")
+    assert proc.returncode == 0, log[-2000:]
+    assert "\\ensuremath{\\beta}" in (folder / "summary.tex").read_text()

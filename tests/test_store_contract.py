@@ -154,3 +154,24 @@ def test_two_runners_creating_one_study_see_one_duplicate_error(url):
     optuna.create_study(study_name=name, storage=first)
     with pytest.raises(optuna.exceptions.DuplicatedStudyError):
         optuna.create_study(study_name=name, storage=second)
+
+
+@pytest.mark.parametrize("module", ["optuna.storages._cached_storage", "optuna.storages._heartbeat"])
+def test_every_storage_call_of_optunas_cache_and_heartbeats_rides_through_an_outage(module):
+    """Optuna's trial cache and heartbeat code call their storage's methods, private ones among
+    them; each must be one that :class:`search.store.outage.RetryingStorage` retries, else a lost
+    connection in it ends the run with SQLAlchemy's error instead of waiting it out."""
+    import importlib
+    import inspect
+    import re
+
+    from search.store.outage import _CALLS
+
+    source = inspect.getsource(importlib.import_module(module))
+    called = set(re.findall(r"(?:self\._backend|storage)\.(_?[a-z][a-z_]*)\(", source))
+    plain = {"get_heartbeat_interval", "get_heartbeat_stale_trial_callback", "is_heartbeat_enabled",
+             "check_trial_is_updatable", "remove_session", "get_n_trials", "get_trial_number_from_id",
+             "get_trial_params"}  # no I/O of their own, or made of retried calls
+    missing = sorted(called - set(_CALLS) - plain)
+    assert not missing, (f"{module} calls {missing} on its storage, which RetryingStorage does not retry: "
+                         "add them to search.store.outage._CALLS")

@@ -13,7 +13,10 @@ actreg differs from the runner's is refused, with both versions in the message.
 
 A worker that dies mid-fit costs a retry: the scheduler gives its tasks to other workers
 (up to Dask's ``distributed.scheduler.allowed-failures``, then the chunk fails as a
-configuration does when a local worker dies too often).
+configuration does when a local worker dies too often). A scheduler that goes away is not a
+configuration's failure: :class:`DaskPool` raises :class:`ClusterLost`, the runner queues
+the configurations it holds again (failed as interrupted, with the reason) and exits 2 with
+one line; the same command resumes once the scheduler is back.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import importlib.util
 import os
 import tempfile
 import time
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +40,15 @@ CHECKED = ("actreg", "keras", "tensorflow")  # the versions a worker must share 
 
 class ClusterError(Exception):
     """The cluster cannot run this study; ``str()`` is the one-line message."""
+
+
+class ClusterLost(ClusterError):
+    """The runner lost its Dask scheduler mid-run; ``reason`` is what a released claim records."""
+
+    def __init__(self, address: str, cause: str) -> None:
+        self.reason = f"the Dask scheduler {address} was lost ({cause})"
+        super().__init__(f"{self.reason}; the configurations this runner held are queued again: "
+                         "run the same command again to resume")
 
 
 @dataclass(frozen=True)
@@ -185,6 +198,7 @@ class DaskPool:
         from distributed import as_completed
 
         self.client = client
+        self._address = client.scheduler.address
         self._shipment = client.scatter(shipment, broadcast=True)  # once, not with every task
         self._futures: dict[Any, Any] = {}  # future -> key
         self._done = as_completed(loop=client.loop)  # fed as tasks are submitted
@@ -195,9 +209,15 @@ class DaskPool:
 
     def capacity(self) -> int:
         if time.monotonic() - self._counted > 5.0:
-            self._slots = max(1, sum(self.client.nthreads().values()))
+            try:
+                self._slots = max(1, sum(self.client.nthreads().values()))
+            except (OSError, TimeoutError) as exc:  # the scheduler went away: CommClosedError is an OSError
+                raise self._lost(f"{type(exc).__name__}: {_first_line(exc)}") from None
             self._counted = time.monotonic()
         return self._slots
+
+    def _lost(self, cause: str) -> ClusterLost:
+        return ClusterLost(self._address, cause)
 
     def submit(self, key: Any, task: FitTask) -> None:
         future = self.client.submit(run_shipped, task, self._shipment, pure=False)
@@ -214,14 +234,21 @@ class DaskPool:
             if future.status == "finished":
                 out.append((key, future.result()[1]))
                 continue
-            exc = future.exception()
+            # A future that the client cancelled (its scheduler left) has no exception: the chunk
+            # did not fail, the cluster went away.
+            exc = None if future.status in ("cancelled", "lost") else future.exception()
+            if exc is None or isinstance(exc, CancelledError):
+                raise self._lost(f"its chunk came back {future.status}, client {self.client.status}")
             out.append((key, FitFailure(f"the Dask cluster could not run this chunk: {type(exc).__name__}: "
                                         f"{_first_line(exc)}")))
         return out
 
     def close(self) -> None:
         """Cancel what has not finished (the client stays open: its owner closes it)."""
-        if self._futures:
-            self.client.cancel(list(self._futures))
+        try:
+            if self._futures and self.client.status == "running":
+                self.client.cancel(list(self._futures))
+        except (OSError, TimeoutError):
+            pass  # the scheduler is gone, and the futures with it
         self._futures.clear()
         self._done.clear()

@@ -179,11 +179,12 @@ def _write_into(folder: Path, data: ReportData, fmt: str) -> list[Path]:
 
 def default_folder(spec: StudySpec) -> Path:
     """``reports/<name>`` of the study's project: beside its ``studies/`` folder, else beside the study file."""
+    folder = spec.name.replace("/", "_").replace("\\", "_")  # a name is not a path (as its default storage)
     if spec.path is None:
-        return Path("reports") / spec.name
+        return Path("reports") / folder
     here = Path(spec.path).resolve().parent
     project = here.parent if here.name == "studies" else here
-    return project / "reports" / spec.name
+    return project / "reports" / folder
 
 
 def write_files(data: ReportData, folder: Path, fmt: str) -> list[str]:
@@ -448,7 +449,7 @@ def _tex_breakable(name: str) -> str:
 
 def _tex_label(name: str) -> str:
     """``name`` as a LaTeX \\label key (letters, digits, - and : only)."""
-    return "".join(c if c.isalnum() or c in "-:" else "-" for c in name)
+    return "".join(c if (c.isascii() and c.isalnum()) or c in "-:" else "-" for c in name)
 
 
 def stats_markdown(comparison: pd.DataFrame, metric: str = "accuracy") -> str:
@@ -641,5 +642,37 @@ def _p(v) -> str:
     return f"{v:.2g}" if v >= 0.001 else "<0.001"
 
 
+_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+# Capital Greek letters that LaTeX has a command for (the others look like Latin capitals).
+_TEX_GREEK_CAPITALS = {"GAMMA", "DELTA", "THETA", "LAMDA", "XI", "PI", "SIGMA", "UPSILON", "PHI", "PSI", "OMEGA"}
+_GREEK_AS_LATIN = {"ALPHA": "A", "BETA": "B", "EPSILON": "E", "ZETA": "Z", "ETA": "H", "IOTA": "I", "KAPPA": "K",
+                   "MU": "M", "NU": "N", "RHO": "P", "TAU": "T", "CHI": "X"}
+_TEX_ACCENTS = {"\u0301": "'", "\u0300": "`", "\u0302": "^", "\u0308": '"', "\u0303": "~", "\u0327": "c",
+                "\u030c": "v", "\u0304": "="}
+
+
 def _tex(text: str) -> str:
-    return text.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("&", r"\&").replace("%", r"\%")
+    """``text`` as LaTeX that plain pdflatex compiles: its special characters escaped, Greek
+    letters in math mode, accented Latin letters as accent commands; any other character
+    that pdflatex's fonts lack becomes "?" (the Markdown and CSV outputs keep it)."""
+    return "".join(_TEX_SPECIAL.get(c) or (c if c.isascii() else _tex_char(c)) for c in text)
+
+
+def _tex_char(c: str) -> str:
+    import unicodedata
+
+    name = unicodedata.name(c, "")
+    if name.startswith(("GREEK SMALL LETTER ", "GREEK CAPITAL LETTER ")) and len(name.split()) == 4:
+        letter = name.split()[-1]
+        small = "SMALL" in name
+        if letter == "OMICRON":
+            return "o" if small else "O"
+        if not small and letter not in _TEX_GREEK_CAPITALS:
+            return _GREEK_AS_LATIN.get(letter, "?")
+        command = {"LAMDA": "lambda"}.get(letter, letter.lower())
+        return f"\\ensuremath{{\\{command if small else command.capitalize()}}}"
+    base, *marks = unicodedata.normalize("NFD", c)
+    if base.isascii() and base.isalpha() and len(marks) == 1 and marks[0] in _TEX_ACCENTS:
+        return f"\\{_TEX_ACCENTS[marks[0]]}{{{base}}}"
+    return "?"

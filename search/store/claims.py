@@ -31,6 +31,7 @@ name. Nothing here fits a model; :mod:`search.runner` does that with the trials 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -70,6 +71,9 @@ if TYPE_CHECKING:
     from search.study.spec import StudySpec
 
 MAX_DETAILS = 4000  # characters of a failed fit's traceback kept on its trial
+# A runner that joins a new study waits while its creator queues the grid; trials that stop
+# growing for this long (seconds) mean a creator that died, or a study of an earlier version.
+QUEUE_STILL_S = 3.0
 
 
 def config_key(config: Configuration) -> str:
@@ -291,6 +295,12 @@ class StudyQueue:
         self.study_id = storage.get_study_id_from_name(study.study_name)
         self.runner = runner_id()
         self.notes: list[str] = []  # what a runner should tell its user about the study it joined
+        # A claim costs the same on a grid of 20 or 2,000 configurations: the WAITING trials are
+        # read once and claimed from this list (re-read when it runs out); the live trials of
+        # each configuration, read once, tell a claim's twins (see :meth:`twin_of`).
+        self._waiting: collections.deque[tuple[int, str | None]] = collections.deque()
+        self._live_by_key: dict[str | None, list[int]] = {}
+        self._horizon = -1  # the highest trial number when _live_by_key was read
 
     def trials(self, states: Sequence | None = None) -> list[optuna.trial.FrozenTrial]:
         """The study's trials in ``states``, read through the study's cache.
@@ -327,17 +337,31 @@ class StudyQueue:
         Runners that start together would each queue the whole grid (the duplicates are
         harmless, see the module, but clutter the dashboard), so on a new study the runner
         that created it queues the grid and the others wait for it, up to the grace period
-        (its creator may have died). A study stored by an earlier version has trials but
-        not the mark: it is queued at once.
+        (its creator may have died), or until its trials stop growing for :data:`QUEUE_STILL_S`
+        (a creator that died while queuing; a study stored by an earlier version, which has
+        trials but not the mark). Waiting while trials appear matters: a runner that queued as
+        soon as it saw a few trials queued most of the grid twice (66 duplicates of 8 runners).
         """
         study = self.study
-        if not created and QUEUED_ATTR not in study.user_attrs and not self.trials():  # new, being queued
-            deadline = time.monotonic() + self.grace
-            while time.monotonic() < deadline and QUEUED_ATTR not in study.user_attrs:
-                time.sleep(0.2)
+        if not created and QUEUED_ATTR not in study.user_attrs:
+            self._wait_for_the_queue()
         self.enqueue_missing(configs, distributions)
         if QUEUED_ATTR not in study.user_attrs:
             study.set_user_attr(QUEUED_ATTR, True)
+
+    def _wait_for_the_queue(self) -> None:
+        """Wait while the study's creator queues the grid: until it marks the study queued, or its
+        trials stop growing (a creator that died, or a study of an earlier version, which has
+        trials and no mark), at most the grace period."""
+        deadline = time.monotonic() + self.grace
+        last, since = self.last_number(), time.monotonic()
+        while time.monotonic() < deadline and QUEUED_ATTR not in self.storage.get_study_user_attrs(self.study_id):
+            time.sleep(0.2)
+            now = self.last_number(last)
+            if now != last:
+                last, since = now, time.monotonic()
+            elif last >= 0 and time.monotonic() - since > QUEUE_STILL_S:
+                return
 
     def enqueue_missing(self, configs: Iterable[Configuration], distributions) -> int:
         """Queue every configuration of ``configs`` that has no live trial; returns how many.
@@ -368,16 +392,21 @@ class StudyQueue:
         """
         import optuna
 
-        # Read past the study's cache: on PostgreSQL a trial queued by another runner can commit
-        # after a later-numbered one finished, and the cache never reads below a finished trial.
-        waiting = self.storage.get_all_trials(self.study_id, deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-        for frozen in waiting:
-            if keyed and trial_key(frozen) is None:
-                continue
-            claim = self._claim(self._id(frozen))
-            if claim is not None:
-                return claim
-        return None
+        while True:
+            while self._waiting:
+                number, key = self._waiting.popleft()
+                if keyed and key is None:
+                    continue
+                claim = self._claim(self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number))
+                if claim is not None:
+                    return claim
+            # Read past the study's cache: on PostgreSQL a trial queued by another runner can commit
+            # after a later-numbered one finished, and the cache never reads below a finished trial.
+            waiting = self.storage.get_all_trials(self.study_id, deepcopy=False,
+                                                  states=(optuna.trial.TrialState.WAITING,))
+            self._waiting.extend((t.number, trial_key(t)) for t in waiting if not keyed or trial_key(t) is not None)
+            if not self._waiting:
+                return None
 
     def claim_new(self) -> Claim:
         """A new trial, claimed by this runner, for the sampler to fill (TPE)."""
@@ -411,11 +440,45 @@ class StudyQueue:
         return Claim(optuna.trial.Trial(self.study, trial_id), trial_id)
 
     def twin_of(self, claim: Claim, key: str) -> optuna.trial.FrozenTrial | None:
-        """A live trial of the same configuration numbered before ``claim``'s: the configuration's owner."""
-        for other in self.trials(_live_states()):
-            if other.number < claim.number and trial_key(other) == key:
+        """A live trial of the same configuration numbered before ``claim``'s: the configuration's owner.
+
+        The live trials are read once per runner, and again for a claim numbered beyond that
+        read (a retry queued since): a trial numbered before such a read was in it, and a trial
+        not live then never is again. So a twin is one of the configuration's trials of that
+        read, if it is still live: usually none, and the claim costs no read of the study.
+        """
+        if claim.number > self._horizon:
+            horizon = self.last_number(self._horizon)  # before the read: every trial up to it is in it
+            self._live_by_key = {}
+            for t in self.storage.get_all_trials(self.study_id, deepcopy=False, states=_live_states()):
+                self._live_by_key.setdefault(trial_key(t), []).append(t.number)
+            self._horizon = horizon
+        for number in sorted(self._live_by_key.get(key, ())):
+            if number >= claim.number:
+                break
+            other = self.storage.get_trial(self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number))
+            if other.state in _live_states():
                 return other
         return None
+
+    def last_number(self, known: int = -1) -> int:
+        """The study's highest trial number (-1: no trial), found from ``known`` (a number that
+        exists) up in a few lookups: Optuna numbers a study's trials 0, 1, 2, ... as it creates them."""
+        def exists(number: int) -> bool:
+            try:
+                self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+            except KeyError:
+                return False
+            return True
+
+        low, step = known, 1
+        while exists(low + step):
+            low, step = low + step, step * 2
+        high = low + step  # low exists (or is -1), high does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if exists(middle) else (low, middle)
+        return low
 
     def counted_before(self, claim: Claim) -> int:
         """Live trials numbered before ``claim``'s (TPE's ``n_trials`` counts these)."""
@@ -511,19 +574,22 @@ class StudyQueue:
         """
         import optuna
 
-        before = {t.number for t in self.trials((optuna.trial.TrialState.FAIL,))}
+        S = optuna.trial.TrialState
+        failed = lambda: len(self.storage.get_all_trials(self.study_id, deepcopy=False, states=(S.FAIL,)))  # noqa: E731
+        before = failed()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(self.study)
         now = datetime.now()
-        for t in self.trials((optuna.trial.TrialState.RUNNING,)):
+        # The storage's own reads of the running trials (few): the study's cache would read every
+        # unfinished trial again, the whole grid at first.
+        for t in self.storage.get_all_trials(self.study_id, deepcopy=False, states=(S.RUNNING,)):
             if _gone(t.user_attrs.get(PROCESS_ATTR)):
                 self.release(self._id(t), f"interrupted: its runner {t.user_attrs.get(RUNNER_ATTR)} has ended")
             elif RUNNER_ATTR not in t.user_attrs and t.datetime_start is not None \
                     and (now - t.datetime_start).total_seconds() > self.grace:
                 self.release(self._id(t), "interrupted: left running by a runner without heartbeats")
-        after = {t.number for t in self.trials((optuna.trial.TrialState.FAIL,))}
-        return len(after - before)
+        return failed() - before
 
     def release(self, trial_id: int, reason: str) -> bool:
         """Fail a claimed trial that will not be finished (Ctrl-C, a lost runner) and queue it again.
@@ -550,7 +616,8 @@ class StudyQueue:
         import optuna
 
         own = set(mine)
-        return [t for t in self.trials((optuna.trial.TrialState.RUNNING,)) if t.number not in own]
+        running = self.storage.get_all_trials(self.study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        return [t for t in running if self._id(t) not in own]
 
 
 class Heartbeat:

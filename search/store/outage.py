@@ -33,7 +33,8 @@ from search.store.errors import StorageError, describe_error, redact
 
 FIRST_PAUSE, LONGEST_PAUSE = 0.5, 10.0  # seconds between two tries of a call during an outage
 
-# The storage methods a runner and Optuna's own code (study, trial, sampler, heartbeats) call.
+# The storage methods a runner and Optuna's own code (study, trial, sampler, heartbeats, its
+# trial cache) call; tests/test_store_contract.py checks that the cache calls no other.
 _CALLS = (
     "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr", "get_study_id_from_name",
     "get_study_name_from_id", "get_study_directions", "get_study_user_attrs", "get_study_system_attrs",
@@ -41,6 +42,9 @@ _CALLS = (
     "get_trial_param", "set_trial_state_values", "set_trial_intermediate_value", "set_trial_user_attr",
     "set_trial_system_attr", "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials",
     "get_best_trial", "record_heartbeat", "_get_stale_trial_ids",
+    # Optuna's trial cache calls these private ones of its backend directly (a lost connection in
+    # its read of the trials once ended a run that every public call would have ridden through).
+    "_get_trials", "_create_new_trial", "_set_trial_param", "_get_best_trial_id",
 )
 
 

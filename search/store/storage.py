@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from search.store.errors import StorageError, StudyNotFound, describe_error, redact, scrub, sqlite_path
 from search.study.spec import StudySpec
+from search.study.validation import sqlite_url  # noqa: F401 - part of this module's interface
 
 __all__ = ["StorageError", "StudyNotFound", "describe_error", "redact", "scrub", "sqlite_path"]  # and below
 
@@ -50,14 +51,6 @@ STALE_RETRIES = 3
 SQLITE_TIMEOUT = 60  # seconds a SQLite connection waits for another process's write lock
 DEFAULT_PATIENCE = 300  # seconds a lost storage is waited for (a study's ``storage_patience``)
 _SQLITE_HEADER = b"SQLite format 3\x00"
-
-
-def sqlite_url(path: str | os.PathLike[str]) -> str:
-    """The ``sqlite:///`` URL of the file ``path``, whatever its name holds (``%``, ``?``, ``#``)."""
-    text = str(path)
-    for char in "%?#":  # the characters a URL reads as escapes, a query or a fragment ("%" first)
-        text = text.replace(char, f"%{ord(char):02X}")
-    return "sqlite:///" + text
 
 
 ACCESS = ("run", "read")

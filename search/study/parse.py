@@ -50,6 +50,7 @@ from search.study.validation import (
     seed_list,
     storage_url,
 )
+from search.study.validation import default_storage as default_storage_in
 
 DATA_SOURCES = tuple(SOURCES)
 LAYER_TYPES = tuple(LAYERS)
@@ -71,8 +72,7 @@ def load_spec(path: str | os.PathLike[str]) -> StudySpec:
         raise SpecError(src, "file", "is a folder, not a study file") from None
     except OSError as exc:
         raise SpecError(src, "file", exc.strerror or str(exc)) from None
-    default_storage = "sqlite:///" + str(Path(path).resolve().parent / f"{doc.get('name', 'study')}.db")
-    return parse_spec(doc, source=src, default_storage=default_storage)
+    return parse_spec(doc, source=src, default_storage=default_storage_in(Path(path).resolve().parent, doc.get("name")))
 
 
 def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_storage: str | None = None) -> StudySpec:
@@ -86,7 +86,7 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
     name = get(doc, s, "name", str, required=True)
     check(name.strip() != "" and len(name) <= 200, s, "name", "must be a non-empty string of at most 200 characters")
     storage = doc.get("storage")
-    storage = storage_url(storage, s, "storage") if storage is not None else (default_storage or f"sqlite:///{name}.db")
+    storage = storage_url(storage, s, "storage") if storage is not None else (default_storage or default_storage_in(".", name))
     seeds = seed_list(doc.get("seeds", 30), s, "seeds")
     n_jobs = doc.get("n_jobs")
     n_jobs = job_count(n_jobs, s, "n_jobs") if n_jobs is not None else None

@@ -7,6 +7,7 @@ the dotted ``key`` of the value, so that every message is generated in one place
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -97,6 +98,22 @@ def storage_url(value: Any, s: str, key: str) -> str:
     check(isinstance(value, str) and "://" in value, s, key,
            "must be a database URL such as sqlite:///studies/x.db or postgresql://host/db")
     return value
+
+
+def sqlite_url(path: str | os.PathLike[str]) -> str:
+    """The ``sqlite:///`` URL of the file ``path``, whatever its name holds (``%``, ``?``, ``#``)."""
+    text = str(path)
+    for char in "%?#":  # the characters a URL reads as escapes, a query or a fragment ("%" first)
+        text = text.replace(char, f"%{ord(char):02X}")
+    return "sqlite:///" + text
+
+
+def default_storage(folder: str | os.PathLike[str], name: Any) -> str:
+    """The SQLite file a study named ``name`` is stored in by default: ``FOLDER/NAME.db``, the
+    name as it is (``50%25 done`` is ``50%25 done.db``) except that a "/" or "\\" becomes "_"
+    (a name is not a path)."""
+    text = name if isinstance(name, str) and name.strip() else "study"
+    return sqlite_url(os.path.join(folder, text.replace("/", "_").replace("\\", "_") + ".db"))
 
 
 def job_count(value: Any, s: str, key: str) -> int:
