@@ -93,7 +93,9 @@ def run_study(spec: StudySpec, *, backend: str = "loky", progress: bool | None =
         return _run(spec, backend, progress, stream, wait, cluster, data, started)
     finally:
         if cluster is not None:
-            cluster[0].close()
+            from search.engine.cluster import close
+
+            close(cluster[0])
 
 
 def _connect(spec: StudySpec) -> tuple[Any, Any]:

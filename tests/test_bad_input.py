@@ -113,6 +113,7 @@ CASES: list[tuple[str, bool, bool, Callable[[Path, Path], list[str]]]] = [
     # storage URLs and files
     ("storage-unknown-scheme", False, False, lambda t, s: ["run", S(study_with(t)), "--storage", "foo://bar/x"]),
     ("storage-not-a-url", False, False, lambda t, s: ["run", S(study_with(t)), "--storage", "studies.db"]),
+    ("storage-with-a-brace", False, False, lambda t, s: ["run", S(study_with(t)), "--storage", "sqlite:///a{b}.db"]),
     ("storage-missing-driver", False, False,
      lambda t, s: ["run", S(study_with(t)), "--storage", "mysql://user@127.0.0.1/db"]),
     ("storage-unreachable", False, False,

@@ -126,7 +126,7 @@ def test_a_task_submitted_after_a_worker_died_goes_to_a_new_pool():
     said = []
     pool = FitPool(2, retries=2, on_retry=said.append)
     try:
-        pool.submit("long", task(20000))
+        pool.submit("long", task(3000))  # 3 s after its worker starts it is still importing or compiling
         deadline = time.monotonic() + 120
         while not worker_pids(os.getpid()) and time.monotonic() < deadline:
             time.sleep(0.1)

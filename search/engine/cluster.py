@@ -186,6 +186,20 @@ def connect(address: str, timeout: float = 10.0) -> Any:
         raise ClusterError(f"cannot reach the Dask scheduler {address} ({_first_line(exc)})") from None
 
 
+def close(client: Any) -> None:
+    """Close ``client``; one whose scheduler went away closes quietly (``distributed`` would log a
+    traceback of the reconnection that closing cancels, after the runner's one line)."""
+    if client.status != "running":
+        import logging
+
+        for name in ["distributed", *[n for n in logging.root.manager.loggerDict if n.startswith("distributed.")]]:
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+    try:
+        client.close(timeout=10)
+    except (OSError, TimeoutError):
+        pass
+
+
 class DaskPool:
     """Fits tasks on a Dask cluster as they are submitted (the interface of :class:`~search.engine.parallel.FitPool`).
 

@@ -97,13 +97,17 @@ def is_number(v: Any) -> bool:
 def storage_url(value: Any, s: str, key: str) -> str:
     check(isinstance(value, str) and "://" in value, s, key,
            "must be a database URL such as sqlite:///studies/x.db or postgresql://host/db")
+    check("{" not in value.replace("{SCRIPT_PATH}", "") and "}" not in value.replace("{SCRIPT_PATH}", ""), s, key,
+          "has a brace, which Optuna reads as a placeholder; write { and } as %7B and %7D")
     return value
 
 
 def sqlite_url(path: str | os.PathLike[str]) -> str:
-    """The ``sqlite:///`` URL of the file ``path``, whatever its name holds (``%``, ``?``, ``#``)."""
+    """The ``sqlite:///`` URL of the file ``path``, whatever its name holds (``%``, ``?``, ``#``, braces)."""
     text = str(path)
-    for char in "%?#":  # the characters a URL reads as escapes, a query or a fragment ("%" first)
+    # The characters a URL reads as escapes, a query or a fragment ("%" first), and the braces that
+    # Optuna fills in a storage URL ("{SCRIPT_PATH}").
+    for char in "%?#{}":
         text = text.replace(char, f"%{ord(char):02X}")
     return "sqlite:///" + text
 
