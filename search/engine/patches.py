@@ -32,6 +32,7 @@ installed versions.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -114,8 +115,6 @@ def onednn() -> bool:
 
     Asked of TensorFlow's own build and run-time switch; where it cannot tell, the environment's.
     """
-    import os
-
     try:
         from tensorflow.python.util import _pywrap_util_port
         return bool(_pywrap_util_port.IsMklEnabled())

@@ -36,6 +36,7 @@ from search.study.metrics import METRIC_LABELS, METRICS, MINIMIZED
 from search.study.sources import SOURCES
 from search.study.space import iter_param_names
 from search.study.spec import DataSpec, ModelSpec, StudySpec
+from search.study.validation import file_name
 
 if TYPE_CHECKING:
     import optuna
@@ -179,7 +180,7 @@ def _write_into(folder: Path, data: ReportData, fmt: str) -> list[Path]:
 
 def default_folder(spec: StudySpec) -> Path:
     """``reports/<name>`` of the study's project: beside its ``studies/`` folder, else beside the study file."""
-    folder = spec.name.replace("/", "_").replace("\\", "_")  # a name is not a path (as its default storage)
+    folder = file_name(spec.name)  # as its default storage: a name is not a path
     if spec.path is None:
         return Path("reports") / folder
     here = Path(spec.path).resolve().parent

@@ -311,6 +311,11 @@ class StudyQueue:
         """
         return self.study.get_trials(deepcopy=False, states=tuple(states) if states is not None else None)
 
+    def _read(self, states: Sequence) -> list[optuna.trial.FrozenTrial]:
+        """The study's trials in ``states``, read from the storage past the study's cache (which
+        would read every unfinished trial again, the whole grid at first)."""
+        return self.storage.get_all_trials(self.study_id, deepcopy=False, states=tuple(states))
+
     def close(self) -> None:
         """Close this runner's connections to the storage. On SQLite the last connection to close
         folds the write-ahead log into the database file: the study's file is whole when the run
@@ -397,13 +402,12 @@ class StudyQueue:
                 number, key = self._waiting.popleft()
                 if keyed and key is None:
                     continue
-                claim = self._claim(self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number))
+                claim = self._claim(self._trial_id(number))
                 if claim is not None:
                     return claim
             # Read past the study's cache: on PostgreSQL a trial queued by another runner can commit
             # after a later-numbered one finished, and the cache never reads below a finished trial.
-            waiting = self.storage.get_all_trials(self.study_id, deepcopy=False,
-                                                  states=(optuna.trial.TrialState.WAITING,))
+            waiting = self._read((optuna.trial.TrialState.WAITING,))
             self._waiting.extend((t.number, trial_key(t)) for t in waiting if not keyed or trial_key(t) is not None)
             if not self._waiting:
                 return None
@@ -423,7 +427,10 @@ class StudyQueue:
         return claim
 
     def _id(self, trial: optuna.trial.FrozenTrial) -> int:
-        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
+        return self._trial_id(trial.number)
+
+    def _trial_id(self, number: int) -> int:
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
 
     def _claim(self, trial_id: int) -> Claim | None:
         import optuna
@@ -450,13 +457,13 @@ class StudyQueue:
         if claim.number > self._horizon:
             horizon = self.last_number(self._horizon)  # before the read: every trial up to it is in it
             self._live_by_key = {}
-            for t in self.storage.get_all_trials(self.study_id, deepcopy=False, states=_live_states()):
+            for t in self._read(_live_states()):
                 self._live_by_key.setdefault(trial_key(t), []).append(t.number)
             self._horizon = horizon
         for number in sorted(self._live_by_key.get(key, ())):
             if number >= claim.number:
                 break
-            other = self.storage.get_trial(self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number))
+            other = self.storage.get_trial(self._trial_id(number))
             if other.state in _live_states():
                 return other
         return None
@@ -466,7 +473,7 @@ class StudyQueue:
         exists) up in a few lookups: Optuna numbers a study's trials 0, 1, 2, ... as it creates them."""
         def exists(number: int) -> bool:
             try:
-                self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+                self._trial_id(number)
             except KeyError:
                 return False
             return True
@@ -575,21 +582,18 @@ class StudyQueue:
         import optuna
 
         S = optuna.trial.TrialState
-        failed = lambda: len(self.storage.get_all_trials(self.study_id, deepcopy=False, states=(S.FAIL,)))  # noqa: E731
-        before = failed()
+        before = len(self._read((S.FAIL,)))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(self.study)
         now = datetime.now()
-        # The storage's own reads of the running trials (few): the study's cache would read every
-        # unfinished trial again, the whole grid at first.
-        for t in self.storage.get_all_trials(self.study_id, deepcopy=False, states=(S.RUNNING,)):
+        for t in self._read((S.RUNNING,)):
             if _gone(t.user_attrs.get(PROCESS_ATTR)):
                 self.release(self._id(t), f"interrupted: its runner {t.user_attrs.get(RUNNER_ATTR)} has ended")
             elif RUNNER_ATTR not in t.user_attrs and t.datetime_start is not None \
                     and (now - t.datetime_start).total_seconds() > self.grace:
                 self.release(self._id(t), "interrupted: left running by a runner without heartbeats")
-        return failed() - before
+        return len(self._read((S.FAIL,))) - before
 
     def release(self, trial_id: int, reason: str) -> bool:
         """Fail a claimed trial that will not be finished (Ctrl-C, a lost runner) and queue it again.
@@ -616,8 +620,7 @@ class StudyQueue:
         import optuna
 
         own = set(mine)
-        running = self.storage.get_all_trials(self.study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        return [t for t in running if self._id(t) not in own]
+        return [t for t in self._read((optuna.trial.TrialState.RUNNING,)) if self._id(t) not in own]
 
 
 class Heartbeat:

@@ -112,12 +112,17 @@ def sqlite_url(path: str | os.PathLike[str]) -> str:
     return "sqlite:///" + text
 
 
+def file_name(name: str) -> str:
+    """A study name as the name of its files and folders: as it is (``50%25 done`` stays so),
+    except that a "/" or "\\" becomes "_" (a name is not a path)."""
+    return name.replace("/", "_").replace("\\", "_")
+
+
 def default_storage(folder: str | os.PathLike[str], name: Any) -> str:
-    """The SQLite file a study named ``name`` is stored in by default: ``FOLDER/NAME.db``, the
-    name as it is (``50%25 done`` is ``50%25 done.db``) except that a "/" or "\\" becomes "_"
-    (a name is not a path)."""
+    """The SQLite file a study named ``name`` is stored in by default: ``FOLDER/NAME.db``, by
+    :func:`file_name`."""
     text = name if isinstance(name, str) and name.strip() else "study"
-    return sqlite_url(os.path.join(folder, text.replace("/", "_").replace("\\", "_") + ".db"))
+    return sqlite_url(os.path.join(folder, file_name(text) + ".db"))
 
 
 def job_count(value: Any, s: str, key: str) -> int:
