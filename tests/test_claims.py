@@ -165,6 +165,44 @@ def test_sigterm_releases_the_claims_and_prints_one_line(tmp_path):
         assert len([w for w in trials if w.state == S.WAITING and w.params == t.params]) == 1
 
 
+@pytest.mark.parametrize("n_jobs, to", [("2", "runner"), ("1", "group")])
+def test_ctrl_c_lets_go_at_once_whoever_gets_the_signal(tmp_path, n_jobs, to):
+    """SIGINT mid-fit: the line, the claims released and the exit come at once, not after the chunks
+    still running (minutes here); no worker process is left behind. ``runner``: ``kill -INT PID``;
+    ``group``: Ctrl-C in a terminal, which signals the workers too."""
+    path = write_study(tmp_path, name="ctrlc", seeds=4, epochs=400_000)
+    spec = load_spec(path)
+    proc = popen_run(path, "--n-jobs", n_jobs)
+    try:
+        deadline = time.monotonic() + 300
+        while not trials_so_far("ctrlc", spec.storage, (optuna.trial.TrialState.RUNNING,)) or \
+                (n_jobs != "1" and not worker_pids(proc.pid)):
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()[1]
+            time.sleep(0.3)
+        workers = worker_pids(proc.pid)
+        time.sleep(3)  # the workers are fitting now
+        sent = time.monotonic()
+        if to == "group":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "interrupted; run the same command again to resume"
+    assert took < 15, f"exited {took:.1f} s after the signal"  # a chunk here fits for minutes
+    time.sleep(1)
+    assert not [w for w in workers if Path(f"/proc/{w}").exists()], "a worker outlived the runner"
+    S = optuna.trial.TrialState
+    trials = optuna.load_study(study_name="ctrlc", storage=spec.storage).get_trials()
+    assert not [t for t in trials if t.state == S.RUNNING]
+    assert {t.user_attrs["fail_reason"] for t in trials if t.state == S.FAIL} == \
+        {"interrupted: the runner was stopped (Ctrl-C or SIGTERM)"}
+
+
 def queue_on(tmp_path: Path, grace: int = 2):
     from search.store.claims import StudyQueue
     from search.store.storage import open_storage

@@ -13,6 +13,7 @@ or in a chunk, and a study must give the same numbers whatever ``n_jobs`` is.
 from __future__ import annotations
 
 import dataclasses
+import queue
 import threading
 import time
 from collections import OrderedDict
@@ -169,7 +170,7 @@ def run_tasks(tasks: Sequence[FitTask], n_jobs: int, backend: str = "loky", retr
     if n_jobs == 1 and backend in ("loky", "sequential"):
         # In-process: no worker start-up, and nothing to lose but this process.
         for i, task in enumerate(tasks):
-            yield _indexed(i, task)
+            yield in_process(_indexed, i, task)
         return
     pending = dict(enumerate(tasks))
     deaths = 0
@@ -244,7 +245,7 @@ class FitPool:
             if self.local:  # one task now; the runner may claim more while the rest wait
                 (key, task), rest = batch[0], batch[1:]
                 self._queued = rest
-                return [(key, _indexed(0, task)[1])]
+                return [(key, in_process(_indexed, 0, task)[1])]
             outcomes = run_tasks([t for _, t in batch], self.n_jobs, self.backend, self.retries, self.on_retry)
             return [(batch[i][0], outcome) for i, outcome in outcomes]
         if not self._futures:
@@ -292,11 +293,67 @@ class FitPool:
         return self._executor
 
     def close(self) -> None:
-        """Cancel what has not started; what runs is abandoned to the reusable pool."""
+        """Cancel what has not started, and stop the worker processes of what still runs.
+
+        Tasks still running at close are abandoned (an interruption, a lost storage): their
+        workers are killed, else the process would wait at exit for each to finish its fit
+        (loky joins its workers then; a chunk may take minutes). An idle pool is kept for the
+        next run of this process.
+        """
+        running = [f for f in self._futures if not f.done()]
         for future in self._futures:
             future.cancel()
         self._futures.clear()
         self._queued.clear()
+        if running and self._executor is not None:
+            self._executor.shutdown(wait=False, kill_workers=True)
+            self._executor = None
+
+
+def in_process(fn: Callable, *args) -> Any:
+    """``fn(*args)`` on this process's fitting thread, waited for so that Ctrl-C and SIGTERM are heard.
+
+    A fit is one long TensorFlow call, and Python runs a signal's handler only when the main
+    thread returns from it: an interruption waited for the end of the chunk (seconds, or
+    minutes). Here the main thread waits in short steps and raises at once; the abandoned fit
+    ends on its own thread, which does not keep the process alive. One thread for every fit, so
+    that the compiled trainers cached by :func:`fit_seeds` always run where they were built.
+    """
+    import concurrent.futures
+
+    from search.engine import runtime
+
+    # Here, not on the fitting thread: the import silences file descriptor 2 of the whole process for
+    # its duration, which would swallow the line an interruption prints meanwhile.
+    runtime.import_tensorflow()
+    future: concurrent.futures.Future = concurrent.futures.Future()
+    _FITTING.put((future, fn, args))
+    with _FITTING_STARTED:
+        if not _FITTING_THREAD:
+            _FITTING_THREAD.append(threading.Thread(target=_fitting, name="actreg-fit", daemon=True))
+            _FITTING_THREAD[0].start()
+    while True:
+        try:
+            return future.result(timeout=0.25)
+        except concurrent.futures.TimeoutError:
+            from search import interrupt
+
+            interrupt.check()  # a handler's exception that was swallowed on the way
+
+
+def _fitting() -> None:
+    while True:
+        future, fn, args = _FITTING.get()
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                future.set_exception(exc)
+
+
+_FITTING: queue.SimpleQueue = queue.SimpleQueue()
+_FITTING_THREAD: list[threading.Thread] = []
+_FITTING_STARTED = threading.Lock()
 
 
 def _worker_died_errors() -> tuple[type[BaseException], ...]:
