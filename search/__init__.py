@@ -35,6 +35,7 @@ __all__ = [
     "grid",
     "load_spec",
     "parse_spec",
+    "report_figures",
     "run_study",
 ]
 
@@ -45,6 +46,14 @@ def run_study(spec: StudySpec, **kwargs):
     from search.runner import run_study as _run
 
     return _run(spec, **kwargs)
+
+
+def report_figures(spec: StudySpec, width: str = "text") -> dict:
+    """The report's figures of the stored study, by name, as Matplotlib figures at a print width
+    (``"text"``, 7 in, or ``"column"``, 3.3 in); see :func:`search.results.report.report_figures`."""
+    from search.results.report import report_figures as _figures
+
+    return _figures(spec, width)
 
 
 def export_frame(spec: StudySpec, *, per_seed: bool = False):

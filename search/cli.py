@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", metavar="DIR", help=(
         "output folder (default: reports/<study name> beside the study's studies/ folder, else beside the study file)"))
     report.add_argument("--format", default="png", choices=["png", "pdf", "svg"], help="figure format (default png)")
+    report.add_argument("--figure-width", default="text", choices=["text", "column"],
+                        help="figures for a page's full width, 7 in (text, the default), or one column of two, "
+                             "3.3 in (column); text at least 7 pt at that size")
     report.add_argument("--no-attach", action="store_true", help="do not attach figures and note to the study")
     report.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: as for run)")
 
@@ -244,7 +247,7 @@ def _report(args: argparse.Namespace) -> int:
             raise SpecError("command line", "--out", f"{args.out} is a file; give a folder")
         _check_output_folder(os.path.abspath(args.out), "--out")
     try:
-        report = write_report(spec, args.out, fmt=args.format, attach=not args.no_attach)
+        report = write_report(spec, args.out, fmt=args.format, attach=not args.no_attach, width=args.figure_width)
     except StudyNotFound as exc:
         return _not_run(args, exc)
     except OSError as exc:

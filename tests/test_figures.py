@@ -142,32 +142,30 @@ def _legend_box(ax):
 
 
 def test_the_seeds_legend_never_covers_a_published_point():
-    from search.results.figures import _pyplot, plot_distribution
+    from search.results.figures import new_figure, plot_distribution
 
-    plt = _pyplot()
     # The published points sit at the right end of the top rows: where a legend goes by default.
     frame = pd.DataFrame({"configuration": np.repeat(["a", "b", "c", "d"], 10), "seed": np.tile(np.arange(10), 4),
                           "test_accuracy": np.linspace(0.70, 0.80, 40)})
     for references in ({"a": 0.85, "b": 0.84}, {"a": 0.85, "d": 0.85, "b": 0.60, "c": 0.60}):
-        fig, ax = plt.subplots(figsize=(7, 2.3))
+        fig = new_figure(7, 2.3)
+        ax = fig.subplots()
         plot_distribution(frame, ax, references)
         box = _legend_box(ax)
         marks = [line for line in ax.get_lines() if line.get_label() == "published single run"][0]
         dots = ax.collections[-1].get_offsets()
         for x, y in ax.transData.transform(np.concatenate([marks.get_xydata(), dots])):
             assert not box.contains(x, y)
-        plt.close(fig)
 
 
 def test_sparsity_legends_cross_no_line():
-    from search.results.figures import _line_points, _pyplot, plot_sparsity
+    from search.results.figures import _line_points, new_figure, plot_sparsity
 
-    plt = _pyplot()
     frame = pd.DataFrame({"param_norm": ["l1"] * 3 + ["l2"] * 3, "param_placement": ["pre"] * 6,
                           "param_strength": [1e-4, 1e-3, 1e-2] * 2,
                           "mean_activation": [0.9, 0.5, 0.1, 0.9, 0.8, 0.7],
                           "mean_zero_fraction": [0.1, 0.5, 0.9, 0.1, 0.2, 0.3]})
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    axes = new_figure(7, 2.4).subplots(1, 2)
     plot_sparsity(frame, {"mean_activation": 0.95, "mean_zero_fraction": 0.05}, list(axes))
     for ax, baseline in zip(axes, (0.95, 0.05)):
         box = _legend_box(ax)
@@ -177,5 +175,5 @@ def test_sparsity_legends_cross_no_line():
         y = ax.transData.transform([[1e-3, baseline]])[0, 1]
         assert not box.y0 <= y <= box.y1
         assert [t.get_text() for t in ax.get_legend().get_texts()][-1] == "baseline"
-    assert [t.get_text() for t in axes[1].get_legend().get_texts()][:2] == ["norm", "l1"]  # titles in words
-    plt.close(fig)
+    # One entry per line, named in words (seaborn made "norm" and "placement" entries of their own).
+    assert [t.get_text() for t in axes[1].get_legend().get_texts()] == ["l1, pre", "l2, pre", "baseline"]

@@ -88,6 +88,50 @@ def test_tables_mark_the_single_best_configuration(small_run, tmp_path):
     assert tex.count("\\bfseries") == (2 if best == 1 else 0)  # the configuration and its test result
 
 
+@pytest.mark.parametrize("width, inches", [("text", 7.0), ("column", 3.3)])
+def test_figures_are_made_at_print_size_with_text_of_at_least_7_pt(small_run, width, inches, monkeypatch):
+    """Measured on the rendered figure: its width is the print width, every text drawn is at least
+    7 pt there and lies inside the figure (nothing cut off)."""
+    from matplotlib.text import Text
+
+    drawn = []
+    draw = Text.draw
+    monkeypatch.setattr(Text, "draw", lambda self, renderer: (drawn.append(self), draw(self, renderer))[1])
+
+    from search.results.report import report_figures
+
+    spec, _ = small_run
+    figs = report_figures(spec, width=width)
+    assert set(figs) >= {"heatmap_delta_accuracy", "sparsity", "curves", "seeds"}
+    for name, fig in figs.items():
+        assert fig.get_size_inches()[0] == pytest.approx(inches), name
+        drawn.clear()
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        box = fig.bbox
+        texts = [t for t in drawn if t.get_visible() and t.get_text().strip()]
+        assert texts, name
+        for t in texts:
+            assert t.get_fontsize() >= 7, (name, t.get_text(), t.get_fontsize())
+            extent = t.get_window_extent(renderer)
+            # The rendered glyphs: a line of 7 pt text is at least 7 pt tall at the figure's dpi.
+            assert extent.height / fig.dpi * 72 >= 7 * 0.95, (name, t.get_text())
+            assert box.x0 - 1 <= extent.x0 and extent.x1 <= box.x1 + 1, (name, t.get_text())
+            assert box.y0 - 1 <= extent.y0 and extent.y1 <= box.y1 + 1, (name, t.get_text())
+    delta = figs["heatmap_delta_accuracy"]
+    bar = [a for a in delta.axes if a.get_label() == "<colorbar>"][0]
+    low, high = bar.get_ylim()
+    rope = report_data(spec, load_study(spec).get_trials()).comparison["rope"].iloc[0]
+    assert low == -high and high >= 2 * rope  # never narrower than the region of practical equivalence
+
+
+def test_report_cli_refuses_an_unknown_figure_width(small_run, tmp_path):
+    spec, _ = small_run
+    out = subprocess.run([sys.executable, "-m", "search", "report", spec.path, "--figure-width", "page"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "--figure-width" in out.stderr
+
+
 @pytest.mark.slow
 def test_report_attaches_figures_and_a_note_to_the_study(small_run, tmp_path):
     spec, _ = small_run

@@ -7,6 +7,7 @@ drawn figure (no legend covers a marked point or a line).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -39,6 +40,7 @@ class Heatmap(NamedTuple):
     title: str
     limits: tuple[float, float] = (0.0, 1.0)
     center: float | None = None
+    rope: float | None = None  # differences: the region of practical equivalence, hatched where a cell lies in it
 
 
 def robust_limits(values: Sequence[float], center: float | None = None) -> tuple[float, float]:
@@ -117,7 +119,11 @@ def delta_heatmap_data(summary: pd.DataFrame, comparison: pd.DataFrame, title: s
                        alpha: float = 0.05) -> Heatmap:
     """Panels of the paired difference from the baseline (``mean_diff`` of ``comparison``),
     on a diverging scale centred at 0; a cell whose difference is significant after Holm's
-    correction (t-test, p < ``alpha``) is annotated with a dagger."""
+    correction (t-test, p < ``alpha``) is annotated with a dagger.
+
+    The scale is symmetric and reaches at least twice the region of practical equivalence
+    (``comparison["rope"]``), so differences within it never look dramatic (they are at most
+    half-saturated, and hatched)."""
     import pandas as pd
 
     keys = [c for c in ("param_norm", "param_strength", "param_placement") if c in comparison.columns]
@@ -135,8 +141,12 @@ def delta_heatmap_data(summary: pd.DataFrame, comparison: pd.DataFrame, title: s
         labels[placement] = table.reindex(index=data.values[placement].index,
                                           columns=data.values[placement].columns).astype(object).fillna("")
     cells = [x for f in data.values.values() for x in f.to_numpy(dtype=float).ravel()]
+    rope = float(comparison["rope"].iloc[0]) if "rope" in comparison and len(comparison) else None
+    low, high = robust_limits(cells, center=0.0)
+    if rope is not None:
+        high = max(high, 2 * rope)
     # No baseline line: the centre of the scale is the baseline.
-    return data._replace(labels=labels, baseline=None, limits=robust_limits(cells, center=0.0), center=0.0)
+    return data._replace(labels=labels, baseline=None, limits=(-high, high), center=0.0, rope=rope)
 
 
 def selected_curves(trials: Sequence[optuna.trial.FrozenTrial], metric: str = "accuracy") -> list[Curve]:
@@ -212,25 +222,56 @@ def legend_location(size: tuple[float, float], avoid: np.ndarray, margin: float 
 # ----------------------------------------------------------------------------- drawing
 #
 # ``plot_*`` draw into the Axes they are given (as scikit-learn's Display objects do), so a
-# user can compose them into a figure of their own; ``draw_*`` make the report's figure
-# around them and save it.
+# user can compose them into a figure of their own; ``figure_*`` make the report's figure
+# around them at a print width, without pyplot (a notebook's backend is left alone), and
+# ``draw_*`` save it.
+
+# Figure widths in inches: one column of a two-column paper, and the text's full width.
+WIDTHS = {"column": 3.3, "text": 7.0}
+MIN_FONT_PT = 7  # no text of a figure is smaller at its print width (tests/test_figures.py measures it)
+# Print sizes: the sizes are points on the page, as the figures are made at their print width.
+STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
+         "legend.fontsize": 7, "legend.title_fontsize": 7, "figure.titlesize": 8, "axes.linewidth": 0.6,
+         "lines.linewidth": 1.2, "lines.markersize": 4, "grid.linewidth": 0.5, "hatch.linewidth": 0.6,
+         # 300 dpi raster files; TrueType (Type 42) fonts in PDF and PostScript, which publishers accept
+         # (matplotlib's default Type 3 fonts are rejected by some).
+         "savefig.dpi": 300, "pdf.fonttype": 42, "ps.fonttype": 42}
 
 
-def _pyplot():
+def figure_width(width: str) -> float:
+    if width not in WIDTHS:
+        raise ValueError(f"figure width must be one of {tuple(WIDTHS)}, not {width!r}")
+    return WIDTHS[width]
+
+
+def styled():
+    """The print style (:data:`STYLE`) for what is drawn within."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    # Publication quality: 300 dpi raster files, and TrueType (Type 42) fonts in PDF and PostScript,
-    # which publishers accept (matplotlib's default Type 3 fonts are rejected by some).
-    matplotlib.rcParams.update({"savefig.dpi": 300, "pdf.fonttype": 42, "ps.fonttype": 42})
-    import matplotlib.pyplot as plt
-
-    return plt
+    return matplotlib.rc_context(STYLE)
 
 
-def _save(fig, path: str) -> None:
-    fig.savefig(path)
-    _pyplot().close(fig)
+def new_figure(width: float, height: float):
+    """A Matplotlib figure of ``width`` x ``height`` inches on an Agg canvas, outside pyplot (no global
+    state, no backend switched) and with constrained layout (nothing leaves the figure)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig, path: str) -> None:
+    with styled():
+        fig.savefig(path)
+
+
+def wrapped(text: str, width: float, size: float = 8) -> str:
+    """``text`` in lines that fit ``width`` inches at ``size`` points."""
+    import textwrap
+
+    return textwrap.fill(text, max(30, int(width * 72 / (0.58 * size))))
 
 
 def axes_fractions(ax, points: np.ndarray) -> np.ndarray:
@@ -258,6 +299,7 @@ def _line_points(ax, steps: int = 20) -> np.ndarray:
 def place_legend(ax, avoid: np.ndarray, **kwargs):
     """Draw ``ax``'s legend in the corner that ``legend_location`` picks (``avoid`` in axes
     fractions), or outside the axes, right of them, when no corner is free."""
+    ax.figure.canvas.draw()  # the final layout: the legend's size relative to the axes
     legend = ax.legend(loc="upper right", **kwargs)
     renderer = ax.figure.canvas.get_renderer()
     box, frame = legend.get_window_extent(renderer), ax.get_window_extent(renderer)
@@ -267,46 +309,96 @@ def place_legend(ax, avoid: np.ndarray, **kwargs):
     return ax.legend(loc=loc, **kwargs)
 
 
-def plot_heatmap(data: Heatmap, axes: Sequence, cmap: str = "viridis", fmt_bar: str = "{:.3f}") -> None:
-    """One panel per placement into ``axes`` (as many as ``data.placements``); the colour bar beside the last."""
+def _cell_labels(data: Heatmap, width: float) -> tuple[dict[str, pd.DataFrame], bool]:
+    """The annotations, "mean±std" on two lines where one line per cell would not fit ``width``."""
+    n_cols = sum(data.values[p].shape[1] for p in data.placements)
+    longest = max((len(str(v)) for p in data.placements for v in data.labels[p].to_numpy().ravel()), default=0)
+    one_line = longest * 0.58 * MIN_FONT_PT / 72 + 0.08  # inches per cell
+    side_by_side = n_cols * one_line + 0.9 * len(data.placements) + 0.9 <= width
+    if side_by_side or longest <= 6 or max(data.values[p].shape[1] for p in data.placements) * one_line + 1.8 <= width:
+        return data.labels, False
+    # Two lines, and without the leading zeros of fractions (".824\n±.014"), which a column's cells lack room for.
+    short = lambda v: re.sub(r"(?<![\d.])0\.", ".", str(v)).replace("±", "\n±")  # noqa: E731
+    return {p: f.map(short) for p, f in data.labels.items()}, True
+
+
+def plot_heatmap(data: Heatmap, axes: Sequence, cmap: str = "viridis", fmt_bar: str = "{:.3f}",
+                 labels: dict | None = None, colorbar: bool = True) -> None:
+    """One panel per placement into ``axes`` (as many as ``data.placements``) and one colour bar for all.
+
+    With ``data.rope`` the cells whose value lies within ±rope are hatched (the region of
+    practical equivalence, on a scale that reaches at least twice as far).
+    """
     import seaborn as sns
+    from matplotlib.patches import Rectangle
 
     vmin, vmax = data.limits
+    labels = labels or data.labels
     for ax, placement in zip(axes, data.placements):
         values = data.values[placement]
-        sns.heatmap(values, ax=ax, annot=data.labels[placement].to_numpy(), fmt="", cmap=cmap, vmin=vmin, vmax=vmax,
-                    center=data.center, cbar=placement == data.placements[-1], annot_kws={"fontsize": 7},
-                    linewidths=0.5)
+        sns.heatmap(values, ax=ax, annot=labels[placement].to_numpy(), fmt="", cmap=cmap, vmin=vmin, vmax=vmax,
+                    center=data.center, cbar=False, annot_kws={"fontsize": MIN_FONT_PT}, linewidths=0.5)
+        if data.rope is not None:
+            for (i, j), v in np.ndenumerate(values.to_numpy(dtype=float)):
+                if np.isfinite(v) and abs(v) <= data.rope:
+                    ax.add_patch(Rectangle((j, i), 1, 1, fill=False, hatch="////", edgecolor="0.72", linewidth=0))
         ax.set_title(f"placement: {placement}")
         ax.set_xlabel("strength (log scale)")
         ax.set_ylabel("norm")
         ax.set_xticklabels([f"{float(c):.0e}" for c in values.columns], rotation=0)
         ax.set_yticklabels(list(values.index), rotation=0)
-    if data.baseline is not None and data.placements:
-        bar = axes[len(data.placements) - 1].collections[0].colorbar
-        bar.ax.axhline(data.baseline, color="red", linewidth=2)
-        bar.ax.text(1.6, data.baseline, "baseline " + fmt_bar.format(data.baseline), color="red", va="center",
-                    fontsize=7, transform=bar.ax.get_yaxis_transform())
+    if not (colorbar and data.placements):
+        return
+    fig = axes[0].figure
+    bar = fig.colorbar(axes[0].collections[0], ax=list(axes[:len(data.placements)]), shrink=1.0, aspect=25,
+                       pad=0.02)
+    bar.outline.set_linewidth(0.5)
+    if data.baseline is not None:
+        bar.ax.axhline(data.baseline, color="red", linewidth=1.5)
+        bar.ax.text(1.5, data.baseline, "baseline\n" + fmt_bar.format(data.baseline), color="red", va="center",
+                    fontsize=MIN_FONT_PT, transform=bar.ax.get_yaxis_transform())
 
 
-def draw_heatmap(data: Heatmap, path: str, cmap: str = "viridis", fmt_bar: str = "{:.3f}") -> None:
-    plt = _pyplot()
-    n = max(1, len(data.placements))
-    n_cols = max((data.values[p].shape[1] for p in data.placements), default=1)
-    fig, axes = plt.subplots(1, n, figsize=(1.3 * n_cols * n + 2.5, 3.2), squeeze=False)
-    plot_heatmap(data, list(axes[0]), cmap, fmt_bar)
-    fig.suptitle(data.title)
-    fig.tight_layout()
-    _save(fig, path)
+def figure_heatmap(data: Heatmap, width: str = "text", cmap: str = "viridis", fmt_bar: str = "{:.3f}"):
+    """The heatmap at a print width: panels side by side where their annotations fit, else one
+    above the other; each norm one row (one norm: a short strip, not a tall grid)."""
+    w = figure_width(width)
+    with styled():
+        labels, two_lines = _cell_labels(data, w)
+        n = max(1, len(data.placements))
+        n_cols = max((data.values[p].shape[1] for p in data.placements), default=1)
+        n_rows = max((data.values[p].shape[0] for p in data.placements), default=1)
+        longest = max((len(line) for f in labels.values() for v in f.to_numpy().ravel() for line in str(v).split("\n")),
+                      default=4)
+        cell = max(0.3, longest * 0.58 * MIN_FONT_PT / 72 + 0.08)
+        side = n * (n_cols * cell + 0.6) + 0.9 <= w
+        title = wrapped(data.title, w)
+        panel_h = n_rows * (0.36 if two_lines else 0.24) + 0.62
+        height = (panel_h if side else n * panel_h) + 0.18 * (title.count("\n") + 1) + 0.1
+        fig = new_figure(w, height)
+        axes = fig.subplots(1, n, squeeze=False)[0] if side else fig.subplots(n, 1, squeeze=False)[:, 0]
+        plot_heatmap(data, list(axes), cmap, fmt_bar, labels)
+        fig.suptitle(title)
+    return fig
+
+
+def draw_heatmap(data: Heatmap, path: str, cmap: str = "viridis", fmt_bar: str = "{:.3f}", width: str = "text") -> None:
+    save(figure_heatmap(data, width, cmap, fmt_bar), path)
 
 
 def plot_curve(curve: Curve, ax, baseline: Curve | None = None) -> None:
-    """Train and test mean ±1 std of one configuration into ``ax``; the baseline's test mean dashed."""
+    """Train and test mean ±1 std of one configuration into ``ax``; the baseline's test mean dashed.
+
+    A band's edges are drawn too, so that a narrow band (train accuracy, once every seed fits
+    the training rows) still shows where it lies.
+    """
     for mean, std, name, colour in ((curve.train_mean, curve.train_std, "train", "tab:blue"),
                                     (curve.test_mean, curve.test_std, "test", "tab:orange")):
+        low, high = mean - np.nan_to_num(std), mean + np.nan_to_num(std)
         ax.plot(curve.epoch, mean, color=colour, label=f"{name} (mean)")
-        ax.fill_between(curve.epoch, mean - np.nan_to_num(std), mean + np.nan_to_num(std), color=colour, alpha=0.25,
-                        linewidth=0, label=f"{name} ±1 std")
+        ax.fill_between(curve.epoch, low, high, color=colour, alpha=0.3, linewidth=0, label=f"{name} ±1 std")
+        for edge in (low, high):
+            ax.plot(curve.epoch, edge, color=colour, linewidth=0.4, alpha=0.7)
     if baseline is not None and baseline is not curve:
         ax.plot(baseline.epoch, baseline.test_mean, color="grey", linestyle="--", linewidth=1, label="baseline test")
     ax.set_title(curve.label)
@@ -315,22 +407,27 @@ def plot_curve(curve: Curve, ax, baseline: Curve | None = None) -> None:
     ax.grid(alpha=0.3)
 
 
-def draw_curves(curves: Sequence[Curve], path: str) -> None:
-    plt = _pyplot()
+def figure_curves(curves: Sequence[Curve], width: str = "text"):
+    w = figure_width(width)
     n = len(curves)
-    cols = min(3, n) or 1
+    cols = max(1, min(3 if width == "text" else 2, n))
     rows = max(1, math.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False, sharey=True)
-    base = curves[0] if curves and curves[0].label == "none" else None
-    for ax, c in zip(axes.ravel(), curves):
-        plot_curve(c, ax, base)
-    for ax in axes.ravel()[n:]:
-        ax.axis("off")
-    handles, labels = axes.ravel()[min(1, n - 1) if n else 0].get_legend_handles_labels()
-    # Below the panels: one legend for all, covering none of them.
-    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    _save(fig, path)
+    with styled():
+        fig = new_figure(w, 1.75 * rows + 0.45)
+        axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
+        base = curves[0] if curves and curves[0].label == "none" else None
+        for ax, c in zip(axes.ravel(), curves):
+            plot_curve(c, ax, base)
+        for ax in axes.ravel()[n:]:
+            ax.axis("off")
+        handles, labels = axes.ravel()[min(1, n - 1) if n else 0].get_legend_handles_labels()
+        # Below the panels: one legend for all, covering none of them.
+        fig.legend(handles, labels, loc="outside lower center", ncol=5 if width == "text" else 3, frameon=False)
+    return fig
+
+
+def draw_curves(curves: Sequence[Curve], path: str, width: str = "text") -> None:
+    save(figure_curves(curves, width), path)
 
 
 def plot_distribution(frame: pd.DataFrame, ax, references: dict[str, float] | None = None) -> None:
@@ -345,65 +442,88 @@ def plot_distribution(frame: pd.DataFrame, ax, references: dict[str, float] | No
     metric = column[len("test_"):]
     order = list(dict.fromkeys(frame["configuration"]))
     sns.boxplot(data=frame, y="configuration", x=column, order=order, ax=ax, color="lightgrey",
-                fliersize=0, width=0.6)
+                fliersize=0, width=0.6, linewidth=0.6)
     # Deterministic jitter (seaborn's stripplot draws it from the global RNG), so the same
     # study always renders the same file.
     rows = frame["configuration"].map({c: i for i, c in enumerate(order)}).to_numpy(dtype=float)
     jitter = ((frame["seed"].to_numpy(dtype=float) * 0.6180339887) % 1.0 - 0.5) * 0.4
     dots = np.column_stack([frame[column].to_numpy(dtype=float), rows + jitter])
-    ax.scatter(dots[:, 0], dots[:, 1], s=9, color="tab:blue", alpha=0.7, zorder=3)
+    ax.scatter(dots[:, 0], dots[:, 1], s=6, color="tab:blue", alpha=0.7, zorder=3, linewidths=0)
     marked = np.array([(value, order.index(label)) for label, value in (references or {}).items() if label in order],
                       dtype=np.float64).reshape(-1, 2)
     if len(marked):
-        ax.plot(marked[:, 0], marked[:, 1], marker="D", color="red", markersize=7, linestyle="none",
+        ax.plot(marked[:, 0], marked[:, 1], marker="D", color="red", markersize=5, linestyle="none",
                 label="published single run")
     ax.set_xlabel(f"test {METRIC_LABELS.get(metric, metric)} (one dot per seed)")
     ax.set_ylabel("")
     ax.grid(axis="x", alpha=0.3)
     if len(marked):
-        place_legend(ax, axes_fractions(ax, np.concatenate([marked, dots])), fontsize=8)
+        place_legend(ax, axes_fractions(ax, np.concatenate([marked, dots])))
 
 
-def draw_distribution(frame: pd.DataFrame, path: str, references: dict[str, float] | None = None) -> None:
-    plt = _pyplot()
+def figure_distribution(frame: pd.DataFrame, references: dict[str, float] | None = None, width: str = "text"):
     n = frame["configuration"].nunique()
-    fig, ax = plt.subplots(figsize=(7, 1.0 + 0.32 * n))
-    fig.tight_layout()  # the final axes size first: the legend is placed in it
-    plot_distribution(frame, ax, references)
-    fig.tight_layout()
-    _save(fig, path)
+    with styled():
+        fig = new_figure(figure_width(width), 0.75 + 0.2 * n)
+        plot_distribution(frame, fig.subplots(), references)
+    return fig
+
+
+def draw_distribution(frame: pd.DataFrame, path: str, references: dict[str, float] | None = None,
+                      width: str = "text") -> None:
+    save(figure_distribution(frame, references, width), path)
 
 
 SPARSITY_PANELS = (("mean_activation", "mean activation"), ("mean_zero_fraction", "fraction of exact zeros"))
+PLACEMENT_STYLE = {"pre": ("o", "-"), "post": ("s", "--")}
 
 
 def plot_sparsity(frame: pd.DataFrame, reference: dict[str, float], axes: Sequence) -> None:
     """Mean activation and zero fraction against strength into two ``axes``; the baseline dashed.
 
-    Each legend goes into a corner that no line crosses, else outside the axes.
+    One line per norm and placement (colour: the norm; marker and dashes: the placement),
+    named "l1, pre" in the legend. With a single strength there is nothing to draw a line
+    along: the configurations are points on a categorical axis. Each legend goes into a
+    corner that no line crosses, else outside the axes.
     """
-    import seaborn as sns
-
-    named = frame.rename(columns={"param_norm": "norm", "param_placement": "placement"})  # legend titles in words
+    colours = {n: f"C{i}" for i, n in enumerate(NORM_ORDER)}
+    groups = [(k, g) for k, g in frame.groupby(["param_norm", "param_placement"], sort=False)]
+    groups.sort(key=lambda kg: (NORM_ORDER.index(kg[0][0]) if kg[0][0] in NORM_ORDER else 99, kg[0][1] != "pre"))
+    single = frame["param_strength"].nunique() == 1
     for ax, (col, name) in zip(axes, SPARSITY_PANELS):
-        if not frame.empty:
-            sns.lineplot(data=named, x="param_strength", y=col, hue="norm", style="placement", markers=True, ax=ax,
-                         legend=ax is axes[-1])
+        for i, ((norm, placement), g) in enumerate(groups):
+            marker, dashes = PLACEMENT_STYLE.get(placement, ("^", ":"))
+            x = [i] if single else g["param_strength"].astype(float)
+            ax.plot(x, g[col], color=colours.get(norm, "C3"), marker=marker, linestyle="none" if single else dashes,
+                    label=f"{norm}, {placement}" if ax is axes[-1] else "_nolegend_")  # one legend names them
         if col in reference:
-            ax.axhline(reference[col], color="grey", linestyle="--", label="baseline")
-        ax.set_xscale("log")
-        ax.set_xlabel("strength (log scale)")
+            ax.axhline(reference[col], color="grey", linestyle="--", linewidth=1, label="baseline")
+        if single:
+            ax.set_xticks(range(len(groups)), [f"{n}, {p}" for (n, p), _ in groups])
+            ax.set_xlim(-0.6, len(groups) - 0.4)
+            ax.set_xlabel(f"configuration (strength {float(frame['param_strength'].iloc[0]):g})")
+        else:
+            ax.set_xscale("log")
+            ax.set_xlabel("strength (log scale)")
         ax.set_ylabel(name + " (test inputs)")
         ax.grid(alpha=0.3)
     for ax in axes:
         if ax.get_legend_handles_labels()[0]:
-            place_legend(ax, _line_points(ax), fontsize=7)
+            place_legend(ax, _line_points(ax))
 
 
-def draw_sparsity(frame: pd.DataFrame, reference: dict[str, float], path: str) -> None:
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    fig.tight_layout()
-    plot_sparsity(frame, reference, list(axes))
-    fig.tight_layout()
-    _save(fig, path)
+def figure_sparsity(frame: pd.DataFrame, reference: dict[str, float], width: str = "text"):
+    w = figure_width(width)
+    with styled():
+        if width == "text":
+            fig = new_figure(w, 2.4)
+            axes = fig.subplots(1, 2)
+        else:
+            fig = new_figure(w, 4.0)
+            axes = fig.subplots(2, 1)
+        plot_sparsity(frame, reference, list(axes))
+    return fig
+
+
+def draw_sparsity(frame: pd.DataFrame, reference: dict[str, float], path: str, width: str = "text") -> None:
+    save(figure_sparsity(frame, reference, width), path)

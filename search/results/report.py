@@ -49,8 +49,8 @@ FORMATS = ("png", "pdf", "svg")
 class FigureData:
     """One figure of a report: its file name (without extension), its title, and what to draw.
 
-    ``kind`` names the drawing function in :data:`DRAW`; it is called as
-    ``DRAW[kind](*data, path=path, **options)``.
+    ``kind`` names the function in :data:`FIGURES` that makes it: ``FIGURES[kind](*data,
+    width=width, **options)`` returns a Matplotlib figure at that print width.
     """
 
     name: str
@@ -60,8 +60,8 @@ class FigureData:
     options: dict = field(default_factory=dict)
 
 
-DRAW = {"heatmap": figures.draw_heatmap, "sparsity": figures.draw_sparsity, "curves": figures.draw_curves,
-        "seeds": figures.draw_distribution}
+FIGURES = {"heatmap": figures.figure_heatmap, "sparsity": figures.figure_sparsity, "curves": figures.figure_curves,
+           "seeds": figures.figure_distribution}
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,7 +110,9 @@ def _figures(spec: StudySpec, trials, summary: pd.DataFrame, comparison: pd.Data
     regularized = summary[summary["param_norm"] != "none"]
     if regularized["param_strength"].nunique() > 1:  # one strength makes 1 x 1 panels: the tables say it better
         if not comparison.empty:
-            title = f"test {label}: difference from the baseline (paired, mean over seeds); † Holm p < {ALPHA}"
+            rope = f"{comparison['rope'].iloc[0]:g}"
+            title = (f"test {label}: difference from the baseline (paired, mean over seeds); † Holm p < {ALPHA}; "
+                     f"hatched: within the region of practical equivalence ±{rope}")
             out.append(FigureData(f"heatmap_delta_{m}", title, "heatmap",
                                   (figures.delta_heatmap_data(summary, comparison, title, ALPHA),),
                                   {"cmap": "RdBu" if spec.maximize else "RdBu_r", "fmt_bar": "{:+.3f}"}))
@@ -141,21 +143,24 @@ def _figures(spec: StudySpec, trials, summary: pd.DataFrame, comparison: pd.Data
 
 
 def write_report(spec: StudySpec, out: str | os.PathLike[str] | None = None, fmt: str = "png",
-                 attach: bool = True) -> Report:
+                 attach: bool = True, width: str = "text") -> Report:
     """Write the report of ``spec``'s stored study into ``out`` (default ``reports/<name>``).
 
     With ``attach``, the figures are also attached to the study as Optuna artifacts (kept
     in ``<out>/artifacts``) and the summary becomes the study's note in optuna-dashboard.
+    ``width`` sizes the figures for print: ``"text"`` (7 in, a page's full width) or
+    ``"column"`` (3.3 in, one column of two); their text is at least 7 pt at that size.
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}")
+    figures.figure_width(width)
     stored = read_stored(spec)
     spec = stored.spec  # with the seeds and epochs it was run with
     data = report_data(spec, stored.trials, stored.versions, stored.partial)
     if data.summary.empty:
         raise ValueError(f"study {spec.name!r} has no completed configuration yet")
     folder = Path(out) if out is not None else default_folder(spec)
-    files = _write_into(folder, data, fmt)
+    files = _write_into(folder, data, fmt, width)
     if attach:
         shown = [f for f in files if f.suffix == f".{fmt}" or f.name == "curves.csv"]
         with reading(spec) as study:  # the only write: artifacts and the note
@@ -164,13 +169,23 @@ def write_report(spec: StudySpec, out: str | os.PathLike[str] | None = None, fmt
     return Report(folder, tuple(files), stored.notes, stored.partial)
 
 
-def _write_into(folder: Path, data: ReportData, fmt: str) -> list[Path]:
+def report_figures(spec: StudySpec, width: str = "text") -> dict[str, object]:
+    """The report's figures of ``spec``'s stored study as Matplotlib figures, by name (``"curves"``,
+    ``"seeds"``, ...): to show in a notebook or to finish by hand. Made outside pyplot, so the
+    notebook's backend is left as it is; a notebook shows each one as an image."""
+    figures.figure_width(width)
+    stored = read_stored(spec)
+    data = report_data(stored.spec, stored.trials, stored.versions, stored.partial)
+    return {f.name: FIGURES[f.kind](*f.data, width=width, **f.options) for f in data.figures}
+
+
+def _write_into(folder: Path, data: ReportData, fmt: str, width: str = "text") -> list[Path]:
     """Write the report's files into ``folder``: each appears whole or not at all."""
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".report-", dir=folder))
     try:
         files = []
-        for name in write_files(data, staging, fmt):
+        for name in write_files(data, staging, fmt, width):
             os.replace(staging / name, folder / name)
             files.append(folder / name)
     finally:
@@ -188,7 +203,7 @@ def default_folder(spec: StudySpec) -> Path:
     return project / "reports" / folder
 
 
-def write_files(data: ReportData, folder: Path, fmt: str) -> list[str]:
+def write_files(data: ReportData, folder: Path, fmt: str, width: str = "text") -> list[str]:
     """Write every table, figure and ``report.md`` of ``data`` into ``folder``; returns the file names."""
     m, name, varied = data.spec.objective, data.spec.name, data.spec.data.variance_sources
     texts = {
@@ -207,7 +222,7 @@ def write_files(data: ReportData, folder: Path, fmt: str) -> list[str]:
         write_csv(frame, folder / file)
     figs = []
     for f in data.figures:
-        DRAW[f.kind](*f.data, path=str(folder / f"{f.name}.{fmt}"), **f.options)
+        figures.save(FIGURES[f.kind](*f.data, width=width, **f.options), str(folder / f"{f.name}.{fmt}"))
         written.append(f"{f.name}.{fmt}")
         figs.append((f"{f.name}.{fmt}", f.title))
     written.append("report.md")
