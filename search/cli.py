@@ -10,6 +10,7 @@ URL is masked as ``***`` in everything printed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -162,6 +163,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from search.results.records import stored_frame, write_csv
+    from search.results.setting import sidecar_path, stored_setting, write_setting
     from search.store.claims import read_stored
     from search.store.storage import StudyNotFound
 
@@ -174,12 +176,21 @@ def _export(args: argparse.Namespace) -> int:
     for note in stored.notes:
         print(f"note: {args.study}: {note}", file=sys.stderr)
     frame = stored_frame(stored, args.per_seed)
+    sidecar = sidecar_path(args.out)
+    existed = os.path.exists(sidecar)
     try:
-        write_csv(frame, args.out)
+        write_setting(stored_setting(stored), sidecar)
+        try:
+            write_csv(frame, args.out)
+        except OSError:
+            if not existed:  # nothing half-written: no setting without its table
+                os.unlink(sidecar)
+            raise
     except OSError as exc:
         raise SpecError("command line", "--out", f"cannot write {args.out}: {exc.strerror or exc}") from None
     partial = f" (a partial study: {stored.partial})" if stored.partial else ""
-    print(f"wrote {len(frame)} rows to {args.out}{partial}")
+    print(f"wrote {len(frame)} rows to {args.out}{partial}, its setting (penalty convention, epochs, replicates, "
+          f"data, versions, fingerprint) to {sidecar}")
     return 0
 
 

@@ -62,8 +62,8 @@ def test_report_writes_every_file(small_run, tmp_path, fmt):
     figures = [f"{n}.{fmt}" for n in ("curves", "heatmap_delta_accuracy", "heatmap_std_test_accuracy",
                                        "heatmap_test_accuracy",
                                        "heatmap_zero_fraction", "seeds", "sparsity")]
-    assert names == sorted(figures + ["curves.csv", "references.csv", "report.md", "stats.csv", "summary.csv",
-                                      "summary.md", "summary.tex", "summary-narrow.tex"])
+    assert names == sorted(figures + ["curves.csv", "references.csv", "report.md", "stats.csv", "study.json",
+                                      "summary.csv", "summary.md", "summary.tex", "summary-narrow.tex"])
     for name in figures:
         assert (tmp_path / "out" / name).read_bytes().startswith(MAGIC[fmt]), name
     text = (tmp_path / "out" / "report.md").read_text()
@@ -150,6 +150,48 @@ def test_report_attaches_figures_and_a_note_to_the_study(small_run, tmp_path):
     # Nothing absolute of this machine is stored: the artifacts and the note name the folder relative to the study.
     assert not os.path.isabs(study.user_attrs["actreg_artifacts"])
     assert str(tmp_path) not in note and str(tmp_path) not in json.dumps(study.user_attrs)
+
+
+def test_every_output_carries_the_setting_that_makes_it_interpretable(small_run, tmp_path):
+    """Penalty convention, epochs, replicates and what varied, data, versions and the fingerprint: in
+    study.json beside the CSVs (export's too), the Markdown footer and the LaTeX caption."""
+    from search.results.setting import fingerprint_digest
+
+    spec, _ = small_run
+    out = write_report(spec, tmp_path / "set", attach=False).folder
+    setting = json.loads((out / "study.json").read_text())
+    stored = load_study(spec).user_attrs["actreg_spec"]
+    assert setting["fingerprint"] == fingerprint_digest(stored) and len(setting["fingerprint"]) == 12
+    assert (setting["penalty"], setting["epochs"], setting["replicates"], setting["seeds"]) == ("mean", 5, 3, [0, 1, 2])
+    assert setting["varied_between_replicates"] == "initialization and order (data fixed: one draw)"
+    assert {"keras", "tensorflow", "actreg"} <= set(setting["versions"]) and setting["rope"] == 0.01
+    md = (out / "summary.md").read_text()
+    assert md.rstrip().splitlines()[-1].startswith("Setting: penalty convention mean (Keras >= 3.14")
+    for words in ("5 epochs, batch size", "3 replicates (seeds 0..2)", setting["fingerprint"], "Keras "):
+        assert words in md, words
+    caption = re.search(r"\\caption\{(.*)\}\n", (out / "summary.tex").read_text()).group(1)
+    assert "Setting: penalty convention mean (Keras \\ensuremath{>}= 3.14" in caption
+    assert setting["fingerprint"] in caption and "3 replicates" in caption
+    report_md = (out / "report.md").read_text()
+    assert f"Study fingerprint: {setting['fingerprint']}" in report_md
+    csv = tmp_path / "export" / "table.csv"
+    done = subprocess.run([sys.executable, "-m", "search", "export", spec.path, "--out", str(csv)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "export" / "table.study.json").read_text()) == setting
+    assert "table.study.json" in done.stdout
+
+
+@pytest.mark.slow
+def test_the_dashboard_note_keeps_the_marks_and_verdicts_of_summary_md(small_run, tmp_path):
+    from optuna_dashboard import get_note
+
+    spec, _ = small_run
+    out = write_report(spec, tmp_path / "note", attach=True).folder
+    note = get_note(load_study(spec))
+    table = (out / "summary.md").read_text().strip()
+    assert table in note  # the whole table: marks, verdicts, legend and setting
+    assert "†" in note and "verdict" in note and "Setting:" in note
 
 
 def test_report_defaults_to_the_projects_reports_folder(tmp_path):

@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,14 +28,20 @@ from search.results.records import (
     summary_frame,
     write_csv,
 )
+from search.results.setting import (
+    describe_data,
+    describe_model,
+    replicates_words,
+    setting_words,
+    study_setting,
+    write_setting,
+)
 from search.results.stats import ALPHA, MIN_SEEDS, POWER, VERDICTS, baseline_comparison, reference_table
 from search.store import schema
 from search.store.claims import read_stored, reading
-from search.study.layers import LAYERS
 from search.study.metrics import METRIC_LABELS, METRICS, MINIMIZED
-from search.study.sources import SOURCES
 from search.study.space import iter_param_names
-from search.study.spec import DataSpec, ModelSpec, StudySpec
+from search.study.spec import StudySpec
 from search.study.validation import file_name
 
 if TYPE_CHECKING:
@@ -77,6 +83,7 @@ class ReportData:
     diverged: tuple[str, ...]  # one line per diverged configuration
     figures: tuple[FigureData, ...]
     partial: str | None = None  # "12 of 17 configurations stored" while the study is not complete
+    setting: dict = field(default_factory=dict)  # what the numbers depend on (study.json; see search.results.setting)
 
 
 @dataclass(frozen=True)
@@ -88,17 +95,20 @@ class Report:
 
 
 def report_data(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial],
-                versions: dict[str, str] | None = None, partial: str | None = None) -> ReportData:
+                versions: dict[str, str] | None = None, partial: str | None = None,
+                fingerprint: dict | None = None) -> ReportData:
     """The tables, statistics and figure data of ``spec``'s study from its ``trials`` (``partial``:
-    how much of a study still running, or stopped, they are)."""
+    how much of a study still running, or stopped, they are; ``fingerprint``: as the study recorded it)."""
     names = list(iter_param_names(spec.space))
     m = spec.objective
     summary = summary_frame(trials, names, m, spec.maximize)
     comparison = baseline_comparison(trials, names, m, spec.rope)
     references = reference_table(spec.references, trials)
+    rope = float(comparison["rope"].iloc[0]) if not comparison.empty else None
+    setting = study_setting(spec, dict(versions or {}), fingerprint, partial, rope)
     return ReportData(spec, dict(versions or {}), summary, comparison, references, curves_frame(trials),
                       tuple(diverged_lines(trials)), tuple(_figures(spec, trials, summary, comparison, references)),
-                      partial)
+                      partial, setting)
 
 
 def _figures(spec: StudySpec, trials, summary: pd.DataFrame, comparison: pd.DataFrame,
@@ -156,7 +166,7 @@ def write_report(spec: StudySpec, out: str | os.PathLike[str] | None = None, fmt
     figures.figure_width(width)
     stored = read_stored(spec)
     spec = stored.spec  # with the seeds and epochs it was run with
-    data = report_data(spec, stored.trials, stored.versions, stored.partial)
+    data = report_data(spec, stored.trials, stored.versions, stored.partial, stored.fingerprint)
     if data.summary.empty:
         raise ValueError(f"study {spec.name!r} has no completed configuration yet")
     folder = Path(out) if out is not None else default_folder(spec)
@@ -165,7 +175,8 @@ def write_report(spec: StudySpec, out: str | os.PathLike[str] | None = None, fmt
         shown = [f for f in files if f.suffix == f".{fmt}" or f.name == "curves.csv"]
         with reading(spec) as study:  # the only write: artifacts and the note
             attach_report(study, spec, folder, shown, summary_markdown(data.summary, spec.objective, data.comparison,
-                                                                        spec.data.variance_sources, data.partial))
+                                                                        spec.data.variance_sources, data.partial,
+                                                                        data.setting))
     return Report(folder, tuple(files), stored.notes, stored.partial)
 
 
@@ -175,7 +186,7 @@ def report_figures(spec: StudySpec, width: str = "text") -> dict[str, object]:
     notebook's backend is left as it is; a notebook shows each one as an image."""
     figures.figure_width(width)
     stored = read_stored(spec)
-    data = report_data(stored.spec, stored.trials, stored.versions, stored.partial)
+    data = report_data(stored.spec, stored.trials, stored.versions, stored.partial, stored.fingerprint)
     return {f.name: FIGURES[f.kind](*f.data, width=width, **f.options) for f in data.figures}
 
 
@@ -205,17 +216,20 @@ def default_folder(spec: StudySpec) -> Path:
 
 def write_files(data: ReportData, folder: Path, fmt: str, width: str = "text") -> list[str]:
     """Write every table, figure and ``report.md`` of ``data`` into ``folder``; returns the file names."""
-    m, name, varied = data.spec.objective, data.spec.name, data.spec.data.variance_sources
+    m, name, varied, setting = data.spec.objective, data.spec.name, data.spec.data.variance_sources, data.setting
     texts = {
-        "summary.md": summary_markdown(data.summary, m, data.comparison, varied, data.partial) + "\n",
-        "summary.tex": summary_latex(data.summary, name, m, data.comparison, varied=varied, partial=data.partial),
+        "summary.md": summary_markdown(data.summary, m, data.comparison, varied, data.partial, setting) + "\n",
+        "summary.tex": summary_latex(data.summary, name, m, data.comparison, varied=varied, partial=data.partial,
+                                     setting=setting),
         "summary-narrow.tex": summary_latex(data.summary, name, m, data.comparison, narrow=True, varied=varied,
-                                            partial=data.partial),
+                                            partial=data.partial, setting=setting),
     }
     tables = {"summary.csv": data.summary, "stats.csv": data.comparison, "curves.csv": data.curves}
     if data.references is not None:
         tables["references.csv"] = data.references
-    written = ["summary.csv", *texts, "stats.csv", "curves.csv", *(["references.csv"] * (data.references is not None))]
+    written = ["summary.csv", *texts, "stats.csv", "curves.csv", *(["references.csv"] * (data.references is not None)),
+               "study.json"]
+    write_setting(setting, folder / "study.json")  # the CSVs' setting, as export writes it beside its file
     for file, text in texts.items():
         (folder / file).write_text(text)
     for file, frame in tables.items():
@@ -290,12 +304,13 @@ def verdict_words(comparison: pd.DataFrame) -> str:
 
 
 def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy", comparison: pd.DataFrame | None = None,
-                     varied: str | None = None, partial: str | None = None) -> str:
+                     varied: str | None = None, partial: str | None = None, setting: dict | None = None) -> str:
     """The summary as a Markdown table, best first by :func:`selection_rank`, with its legend.
 
     ``comparison`` adds the marks and the verdicts; ``varied`` says what varied between the
     replicates (``DataSpec.variance_sources``); ``partial`` (``"12 of 17 configurations stored"``)
-    heads a study that is not complete.
+    heads a study that is not complete; ``setting`` (:func:`search.results.setting.study_setting`)
+    closes it in one sentence.
     """
     m, label = metric, METRIC_LABELS[metric]
     frame = summary.reset_index(drop=True)
@@ -328,6 +343,8 @@ def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy", comparison
     lines.append(_legend(m, frame, comparison, varied) + " std: sample standard deviation over seeds (ddof = 1); "
                  "CI: 95% Student-t interval of the mean. Diverged: the loss became NaN or infinite on some seeds; "
                  "such a configuration has no mean, ranks last and is left out of the statistics.")
+    if setting:
+        lines += ["", setting_words(setting)]
     return "\n".join(lines)
 
 
@@ -338,7 +355,7 @@ def _partial_words(partial: str) -> str:
 
 def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
                   comparison: pd.DataFrame | None = None, narrow: bool = False, varied: str | None = None,
-                  partial: str | None = None) -> str:
+                  partial: str | None = None, setting: dict | None = None) -> str:
     """The summary as a LaTeX table (booktabs alone: no siunitx), best first by :func:`selection_rank`.
 
     The default is a ``table*``, the text's full width in one- and two-column templates,
@@ -347,8 +364,9 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
     interval, in place of the test mean's interval), its Holm-corrected p-value and the
     verdict. ``narrow`` gives a ``table`` that
     fits one column of a two-column template: test mean ± std, Δ and the verdict only.
-    ``varied`` (what varied between replicates) and ``partial`` (how much of a study not
-    complete is stored) go into the caption.
+    ``varied`` (what varied between replicates), ``partial`` (how much of a study not
+    complete is stored) and ``setting`` (:func:`search.results.setting.study_setting`: penalty
+    convention, epochs, replicates, data, versions, fingerprint) go into the caption.
     """
     m = metric
     label = METRICS[m].latex
@@ -395,6 +413,8 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
         what += "" if narrow else r"; $p$: paired t-test, Holm-corrected"
     if partial:
         legend = _partial_words(partial) + " " + legend
+    if setting:
+        legend += " " + _tex(setting_words(setting))
     env = "table" if narrow else "table*"
     body = "\n".join(rows)
     return (
@@ -554,7 +574,9 @@ def report_markdown(data: ReportData, figs: Sequence[tuple[str, str]], files: Se
         f"- Penalty convention: {penalty[spec.penalty]}.",
         f"- Search: {spec.sampler}; "
         + (_partial_words(data.partial) if data.partial else f"{len(summary)} configurations completed."),
-        f"- Libraries: {', '.join(f'{k} {v}' for k, v in versions.items())}.",
+        f"- Libraries: {', '.join(f'{k} {v}' for k, v in data.setting.get('versions', versions).items())}.",
+        f"- Study fingerprint: {data.setting.get('fingerprint') or 'not recorded (a study stored by an earlier version)'}"
+        " (the SHA-256 of the settings that determine the numbers; `study.json` holds the whole setting).",
         "",
         f"## Test {METRIC_LABELS[m]}",
         "",
@@ -600,46 +622,6 @@ def diverged_lines(trials: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
     return lines
 
 
-def describe_data(d: DataSpec) -> str:
-    """The data section of a study in words."""
-    # Where each replicate draws its own, the seed stands for the number the file leaves out.
-    shown = replace(d, random_state="the replicate's seed") if d.resample == "draw" else d
-    shown = replace(shown, split_seed="the replicate's seed") if d.resample == "split" else shown
-    what = SOURCES[d.source].describe(shown)
-    if d.test_size is not None:
-        split = (f"a {'stratified ' if d.stratify else ''}random {1 - d.test_size:.0%}/{d.test_size:.0%} "
-                 f"train/test split (split_seed = {shown.split_seed})")
-    elif d.n_train is not None and shown.split_seed is not None:
-        split = (f"{d.n_train} training rows drawn {'stratified ' if d.stratify else ''}at random "
-                 f"(split_seed = {shown.split_seed}), the rest test")
-    elif d.n_train is not None:
-        split = f"the first {d.n_train} rows train, the rest test"
-    else:
-        split = "as split in the file"
-    held = "" if d.validation is None else (f"; {d.validation:.0%} of the training rows held out for validation "
-                                           f"(drawn with split_seed = {shown.split_seed or 0})")
-    return f"{what}; {split}{held}" + ("; inputs standardized on the training rows" if d.standardize else "")
-
-
-def replicates_words(d: DataSpec) -> str:
-    """What each replicate (seed) trains and is tested on, in one sentence."""
-    return {"none": "Every seed trains and is tested on the same rows (one draw of the data).",
-            "split": "Replicate s splits the data with split_seed = s, the same in every configuration.",
-            "draw": "Replicate s draws its own sample with random_state = s, the same in every configuration.",
-            }[d.resample]
-
-
-def describe_model(model: ModelSpec) -> str:
-    """The model section of a study in words."""
-    if model.builder is not None:
-        return f"built by `{model.builder}`"
-    parts = []
-    for layer in model.layers:
-        args = LAYERS[layer.type].describe(layer)
-        parts.append(f"{layer.type}({args}{', regularized' if layer.regularize else ''})")
-    return ", ".join(parts)
-
-
 def _g(v) -> str:
     return f"{float(v):g}"
 
@@ -659,7 +641,9 @@ def _p(v) -> str:
 
 
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                # In text mode OT1 fonts print < and > as ¡ and ¿.
+                "<": r"\ensuremath{<}", ">": r"\ensuremath{>}"}
 # Capital Greek letters that LaTeX has a command for (the others look like Latin capitals).
 _TEX_GREEK_CAPITALS = {"GAMMA", "DELTA", "THETA", "LAMDA", "XI", "PI", "SIGMA", "UPSILON", "PHI", "PSI", "OMEGA"}
 _GREEK_AS_LATIN = {"ALPHA": "A", "BETA": "B", "EPSILON": "E", "ZETA": "Z", "ETA": "H", "IOTA": "I", "KAPPA": "K",

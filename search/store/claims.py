@@ -214,6 +214,7 @@ class Stored:
     trials: list
     versions: dict
     notes: tuple[str, ...] = ()
+    fingerprint: dict | None = None  # as the study recorded it (None in studies stored before fingerprints)
 
     @property
     def completed(self) -> int:
@@ -238,7 +239,8 @@ def read_stored(spec: StudySpec) -> Stored:
         trials = study.get_trials(deepcopy=False)
         spec, notes = described(spec, study)
         versions = study.user_attrs.get(VERSIONS_ATTR, {})
-    return Stored(spec, trials, versions, tuple(notes))
+        fingerprint = study.user_attrs.get(SPEC_ATTR)
+    return Stored(spec, trials, versions, tuple(notes), fingerprint)
 
 
 def _close(storage: optuna.storages.RDBStorage) -> None:
