@@ -71,6 +71,50 @@ class RunReport:
     stopped: str | None = None
     comparison: pd.DataFrame | None = None
 
+    def _best(self) -> str:
+        from search.results.records import selection_rank
+
+        if self.summary.empty:
+            return "no configuration stored"
+        m = next(c[len("mean_test_"):] for c in self.summary.columns if c.startswith("mean_test_"))
+        ok = self.summary[self.summary[STATUS_ATTR] == OK]
+        if ok.empty:
+            return "every configuration diverged"
+        best = ok.sort_values(selection_rank(ok, m)).iloc[0]
+        return (f"best {best['configuration']}: test {METRIC_LABELS.get(m, m)} {best[f'mean_test_{m}']:.3f} ± "
+                f"{best[f'std_test_{m}']:.3f}")
+
+    def __repr__(self) -> str:
+        others = f", {self.configurations_by_others} by other runners" if self.configurations_by_others else ""
+        return (f"RunReport(study {self.study_name!r}: {self.configurations_run} configurations run "
+                f"({self.configurations_diverged} diverged), {self.configurations_failed} failed, "
+                f"{self.configurations_skipped} already stored{others}; {self.fits} fits in "
+                f"{self.wall_seconds:.1f} s; {self._best()}; .summary and .comparison hold the tables)")
+
+    def _repr_html_(self) -> str:
+        """A notebook's view: the counts, then each configuration's mean ± std and verdict, best first."""
+        import html
+
+        from search.results.records import selection_rank
+
+        head = html.escape(repr(self)[len("RunReport("):-1])
+        if self.summary.empty:
+            return f"<p><b>RunReport</b> {head}</p>"
+        m = next(c[len("mean_test_"):] for c in self.summary.columns if c.startswith("mean_test_"))
+        frame = self.summary.sort_values(selection_rank(self.summary, m))
+        verdicts = {} if self.comparison is None or self.comparison.empty else \
+            dict(zip(self.comparison["configuration"], self.comparison["verdict"]))
+        rows = "".join(
+            f"<tr><td>{html.escape(r['configuration'])}</td><td>{int(r['n_seeds'])}</td>"
+            f"<td>{r[f'mean_test_{m}']:.3f} ± {r[f'std_test_{m}']:.3f}</td>"
+            f"<td>{html.escape(verdicts.get(r['configuration'], '–'))}</td></tr>" if r[STATUS_ATTR] == OK else
+            f"<tr><td>{html.escape(r['configuration'])}</td><td>{int(r['n_seeds'])}</td><td>diverged</td>"
+            "<td>–</td></tr>" for _, r in frame.head(20).iterrows())
+        more = f"<p>… {len(frame) - 20} more in <code>.summary</code></p>" if len(frame) > 20 else ""
+        return (f"<p><b>RunReport</b> {head}</p><table><thead><tr><th>configuration</th><th>seeds</th>"
+                f"<th>test {html.escape(METRIC_LABELS.get(m, m))} (mean ± std)</th><th>verdict</th></tr></thead>"
+                f"<tbody>{rows}</tbody></table>{more}")
+
 
 def run_study(spec: StudySpec, *, backend: str = "loky", progress: bool | None = None,
               stream: TextIO | None = None, wait: bool = True) -> RunReport:
@@ -414,8 +458,28 @@ class _Writer:
         self.check()
 
 
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (whose stderr is no terminal, yet shows a bar)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
 def _progress(spec: StudySpec, enabled: bool | None, stream: TextIO) -> Any:
-    from tqdm.auto import tqdm
+    """The progress bar: on a terminal (by default only there), and in a Jupyter notebook, as its widget
+    where ipywidgets is installed, else as text in the cell's output (tqdm.auto would warn)."""
+    notebook = in_notebook()
+    if enabled is None:
+        enabled = True if notebook else None  # None: tqdm's own rule, a bar only on a terminal
+    if notebook and enabled:
+        try:
+            import ipywidgets  # noqa: F401 - tqdm's widget needs it
+            from tqdm.notebook import tqdm as notebook_bar
+
+            return notebook_bar(total=0, unit="fit", desc=spec.name)
+        except ImportError:
+            pass
+    from tqdm.std import tqdm
 
     disable = None if enabled is None else not enabled
     return tqdm(total=0, unit="fit", desc=spec.name, file=stream, disable=disable, dynamic_ncols=True)
