@@ -121,7 +121,7 @@ def write_csv_study(folder: Path, name: str, epochs: int = 5, builder: str = "my
 def per_seed_csv(path: Path, storage: str) -> str:
     spec = load_spec(path).with_overrides(storage=storage)
     frame = export_frame(spec, per_seed=True).drop(columns=RUN_COLUMNS)
-    return frame.sort_values(["configuration", "seed", "split"]).to_csv(index=False)
+    return frame.sort_values(["configuration", "seed", "replicate"]).to_csv(index=False)
 
 
 def test_a_study_with_a_users_csv_and_builder_gives_the_local_numbers_on_the_cluster(cluster, tmp_path):

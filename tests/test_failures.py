@@ -51,7 +51,7 @@ def test_a_diverged_configuration_is_never_averaged_and_ranks_last():
     assert frame.loc["l1", "status"] == "diverged" and frame.loc["l1", "n_diverged"] == 1
     assert math.isnan(frame.loc["l1", "mean_test_accuracy"]) and math.isnan(frame.loc["l1", "std_test_accuracy"])
     assert frame.loc["l1", "rank_test_accuracy"] == 2 and frame.loc["none", "rank_test_accuracy"] == 1
-    assert frame.loc["l1", "split0_test_accuracy"] == pytest.approx(0.9)  # the seeds are still shown
+    assert frame.loc["l1", "replicate0_test_accuracy"] == pytest.approx(0.9)  # the seeds are still shown
 
 
 def _dists(baseline: bool = False):

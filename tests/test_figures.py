@@ -13,7 +13,7 @@ from search.results.records import CURVES_ATTR
 
 def summary(rows):
     cols = ["param_norm", "param_strength", "param_placement", "mean_test_accuracy", "std_test_accuracy",
-            "mean_activation", "mean_zero_fraction"]
+            "mean_test_activation", "mean_test_zero_fraction"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -45,7 +45,7 @@ def test_strength_bins_keep_a_grid_and_bin_a_continuous_search_by_decade():
 def test_sparsity_data_separates_the_baseline():
     frame, ref = sparsity_data(SUMMARY)
     assert len(frame) == 3 and set(frame["param_norm"]) == {"l1", "l2"}
-    assert ref == {"mean_activation": 0.2, "mean_zero_fraction": 0.4}
+    assert ref == {"mean_test_activation": 0.2, "mean_test_zero_fraction": 0.4}
 
 
 def trial(params, acc, curve_test):
@@ -96,7 +96,7 @@ def test_the_delta_heatmap_shows_paired_differences_on_a_scale_centred_at_zero()
 
     comparison = pd.DataFrame({
         "param_norm": ["l1", "l1", "l2"], "param_strength": [1e-4, 1e-2, 1e-4],
-        "param_placement": ["pre", "pre", "post"], "mean_diff": [-0.02, 0.02, -0.01],
+        "param_placement": ["pre", "pre", "post"], "mean_test_diff": [-0.02, 0.02, -0.01],
         "t_pvalue_holm": [0.5, 0.01, float("nan")]})
     h = delta_heatmap_data(SUMMARY, comparison)
     assert h.center == 0.0 and h.limits[0] == -h.limits[1] and h.baseline is None
@@ -163,10 +163,10 @@ def test_sparsity_legends_cross_no_line():
 
     frame = pd.DataFrame({"param_norm": ["l1"] * 3 + ["l2"] * 3, "param_placement": ["pre"] * 6,
                           "param_strength": [1e-4, 1e-3, 1e-2] * 2,
-                          "mean_activation": [0.9, 0.5, 0.1, 0.9, 0.8, 0.7],
-                          "mean_zero_fraction": [0.1, 0.5, 0.9, 0.1, 0.2, 0.3]})
+                          "mean_test_activation": [0.9, 0.5, 0.1, 0.9, 0.8, 0.7],
+                          "mean_test_zero_fraction": [0.1, 0.5, 0.9, 0.1, 0.2, 0.3]})
     axes = new_figure(7, 2.4).subplots(1, 2)
-    plot_sparsity(frame, {"mean_activation": 0.95, "mean_zero_fraction": 0.05}, list(axes))
+    plot_sparsity(frame, {"mean_test_activation": 0.95, "mean_test_zero_fraction": 0.05}, list(axes))
     for ax, baseline in zip(axes, (0.95, 0.05)):
         box = _legend_box(ax)
         for x, y in ax.transAxes.transform(_line_points(ax)):

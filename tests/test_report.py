@@ -34,7 +34,11 @@ def test_report_data_holds_the_tables_statistics_and_figures(small_run):
     assert len(data.summary) == 9 and set(data.summary["status"]) == {"ok"}
     assert len(data.comparison) == 8 and set(data.comparison["n_pairs"]) == {3}
     assert set(data.comparison["configuration"]) == set(data.summary["configuration"]) - {"none"}
-    assert list(data.curves.columns[:3]) == ["configuration", "trial_number", "epoch"] and len(data.curves) == 9 * 5
+    assert list(data.curves.columns[:6]) == ["param_norm", "param_strength", "param_placement", "configuration",
+                                             "trial_number", "epoch"] and len(data.curves) == 9 * 5
+    # One rule with the other tables: the training values say so (fit names them "accuracy", "loss").
+    assert {"mean_train_accuracy", "std_train_loss", "mean_test_accuracy", "std_test_loss"} <= set(data.curves)
+    assert not {"mean_accuracy", "mean_loss"} & set(data.curves)
     (ref,) = data.references.itertuples()
     assert ref.configuration == "none" and ref.where == "above all 3 seeds" and ref.test_percentile == 100.0
     figs = {f.name: f for f in data.figures}
@@ -42,7 +46,7 @@ def test_report_data_holds_the_tables_statistics_and_figures(small_run):
                           "heatmap_zero_fraction", "sparsity", "curves", "seeds"]
     delta = figs["heatmap_delta_accuracy"].data[0]
     assert delta.center == 0.0 and delta.placements == ("pre", "post")
-    by_config = dict(zip(data.comparison["configuration"], data.comparison["mean_diff"]))
+    by_config = dict(zip(data.comparison["configuration"], data.comparison["mean_test_diff"]))
     assert delta.values["pre"].loc["l1", 1e-3] == pytest.approx(by_config["l1(0.001) pre"])
     test = figs["heatmap_test_accuracy"].data[0]
     means = dict(zip(data.summary["configuration"], data.summary["mean_test_accuracy"]))

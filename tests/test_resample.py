@@ -125,8 +125,8 @@ def test_a_drawn_replicate_of_a_study_equals_the_fixed_data_study_of_its_seed_bi
                          .replace("random_state = 3", f"random_state = {seed}"))
         alone = load_spec(fixed).with_overrides(n_jobs=1)
         run_study(alone, progress=False)
-        mine = frame[frame["seed"] == seed].reset_index(drop=True).drop(columns="split")  # the seed's position
-        pd.testing.assert_frame_equal(mine, per_seed(alone).drop(columns="split"), check_exact=True)
+        mine = frame[frame["seed"] == seed].reset_index(drop=True).drop(columns="replicate")  # the seed's position
+        pd.testing.assert_frame_equal(mine, per_seed(alone).drop(columns="replicate"), check_exact=True)
     assert frame[frame["configuration"] == "none"]["test_accuracy"].nunique() > 1  # the replicates differ
 
 

@@ -86,7 +86,7 @@ def test_the_docs_column_tables_are_the_schema():
 def test_names_are_built_one_way():
     assert schema.mean("test", "accuracy") == "mean_test_accuracy"
     assert schema.ci95("low", "test", "r2") == "ci95_low_test_r2"
-    assert schema.split_column(3, "test", "mae") == "split3_test_mae"
+    assert schema.replicate_column(3, "test", "mae") == "replicate3_test_mae"
     assert schema.rank("validation", "f1") == "rank_validation_f1"
     assert schema.per_seed("validation", "loss") == "validation_loss"
     assert schema.param("l1_ratio") == "param_l1_ratio"

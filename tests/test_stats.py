@@ -35,7 +35,7 @@ def test_paired_test_matches_scipy():
     assert out["wilcoxon_pvalue"] == pytest.approx(stats.wilcoxon(d).pvalue)
     assert out["effect_size_dz"] == pytest.approx(d.mean() / d.std(ddof=1))
     half = stats.t.ppf(0.975, 11) * d.std(ddof=1) / math.sqrt(12)
-    assert (out["ci95_low_diff"], out["ci95_high_diff"]) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert (out["ci95_low_test_diff"], out["ci95_high_test_diff"]) == pytest.approx((d.mean() - half, d.mean() + half))
 
 
 def test_paired_test_without_spread():
@@ -60,7 +60,7 @@ def test_baseline_comparison_flags_few_seeds_and_corrects():
     frame = baseline_comparison([base, better, same], ["norm", "strength", "placement"])
     assert list(frame["param_strength"]) == [1e-4, 1e-3]
     assert frame["few_seeds"].all()
-    assert frame["mean_diff"].tolist() == pytest.approx([0.0466667, 0.0], abs=1e-6)
+    assert frame["mean_test_diff"].tolist() == pytest.approx([0.0466667, 0.0], abs=1e-6)
     assert frame["t_pvalue_holm"].iloc[0] == pytest.approx(min(1.0, 2 * frame["t_pvalue"].iloc[0]))
     assert baseline_comparison([better], ["norm"]).empty
 

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 NORM_ORDER = ("l1", "l2", "l1_l2")
+# The summary's sparsity columns (on the test inputs) and their axis names.
+SPARSITY_PANELS = ((schema.mean("test", schema.ACTIVATION), "mean activation"),
+                   (schema.mean("test", schema.ZERO_FRACTION), "fraction of exact zeros"))
 
 
 class Heatmap(NamedTuple):
@@ -117,7 +120,7 @@ def heatmap_data(summary: pd.DataFrame, value: str, label: str | None = None, ti
 
 def delta_heatmap_data(summary: pd.DataFrame, comparison: pd.DataFrame, title: str = "",
                        alpha: float = 0.05) -> Heatmap:
-    """Panels of the paired difference from the baseline (``mean_diff`` of ``comparison``),
+    """Panels of the paired difference from the baseline (``mean_test_diff`` of ``comparison``),
     on a diverging scale centred at 0; a cell whose difference is significant after Holm's
     correction (t-test, p < ``alpha``) is annotated with a dagger.
 
@@ -127,13 +130,13 @@ def delta_heatmap_data(summary: pd.DataFrame, comparison: pd.DataFrame, title: s
     import pandas as pd
 
     keys = [c for c in ("param_norm", "param_strength", "param_placement") if c in comparison.columns]
-    merged = summary.merge(comparison[keys + ["mean_diff", "t_pvalue_holm"]], on=keys, how="left")
+    merged = summary.merge(comparison[keys + ["mean_test_diff", "t_pvalue_holm"]], on=keys, how="left")
     base = merged["param_norm"] == "none"
-    merged.loc[base, "mean_diff"] = 0.0
+    merged.loc[base, "mean_test_diff"] = 0.0
     merged["delta_label"] = [
         "" if pd.isna(d) else f"{d:+.3f}" + ("†" if not pd.isna(p) and p < alpha else "")
-        for d, p in zip(merged["mean_diff"], merged["t_pvalue_holm"])]
-    data = heatmap_data(merged, "mean_diff", None, title)
+        for d, p in zip(merged["mean_test_diff"], merged["t_pvalue_holm"])]
+    data = heatmap_data(merged, "mean_test_diff", None, title)
     labels = {}
     for placement in data.placements:
         part = merged[(merged["param_norm"] != "none") & (merged["param_placement"] == placement)]
@@ -191,9 +194,9 @@ def seed_distribution(trials: Sequence[optuna.trial.FrozenTrial], metric: str = 
 def sparsity_data(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
     """Regularized configurations' sparsity against strength, and the baseline's values."""
     regs = summary[summary["param_norm"] != "none"]
-    cols = ["param_norm", "param_placement", "param_strength", "mean_activation", "mean_zero_fraction"]
+    cols = ["param_norm", "param_placement", "param_strength", *(k for k, _ in SPARSITY_PANELS)]
     base = summary[summary["param_norm"] == "none"]
-    reference = {} if base.empty else {k: float(base[k].iloc[0]) for k in ("mean_activation", "mean_zero_fraction")}
+    reference = {} if base.empty else {k: float(base[k].iloc[0]) for k, _ in SPARSITY_PANELS}
     return regs[cols].sort_values(cols[:3]).reset_index(drop=True), reference
 
 
@@ -474,7 +477,6 @@ def draw_distribution(frame: pd.DataFrame, path: str, references: dict[str, floa
     save(figure_distribution(frame, references, width), path)
 
 
-SPARSITY_PANELS = (("mean_activation", "mean activation"), ("mean_zero_fraction", "fraction of exact zeros"))
 PLACEMENT_STYLE = {"pre": ("o", "-"), "post": ("s", "--")}
 
 

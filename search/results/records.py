@@ -158,18 +158,27 @@ def trial_curves(trial: optuna.trial.FrozenTrial) -> dict[str, list]:
     return trial.system_attrs.get(CURVES_ATTR) or trial.user_attrs[schema.OLD_CURVES_ATTR]
 
 
-def curves_frame(trials: Sequence[optuna.trial.FrozenTrial]) -> pd.DataFrame:
-    """Long table of every complete trial's learning curves: ``configuration``, ``trial_number``,
-    ``epoch``, then ``mean_``/``std_`` of each history key (e.g. ``mean_test_accuracy``)."""
+def curves_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Sequence[str] = ()) -> pd.DataFrame:
+    """Long table of every complete trial's learning curves: the ``param_*`` columns of
+    ``param_names``, ``configuration``, ``trial_number``, ``epoch``, then ``mean_``/``std_`` of
+    each history key with its split: ``mean_train_accuracy`` (what ``fit`` reports as
+    ``accuracy``), ``std_test_loss``."""
     import pandas as pd
 
-    frames = [pd.DataFrame(trial_curves(t)).assign(configuration=configuration_of(t).label,
-                                                     trial_number=t.number)
-              for t in complete_trials(trials)]
+    def named(column: str) -> str:  # the stored history keys name the training values as fit does
+        stat, _, key = column.partition("_")
+        return column if column == "epoch" or key.startswith(("test_", "validation_")) \
+            else schema.curve(stat, f"train_{key}")
+
+    frames = []
+    for t in complete_trials(trials):
+        curves = pd.DataFrame(trial_curves(t)).rename(columns=named)
+        params = {schema.param(p): t.params.get(p) for p in param_names}
+        frames.append(curves.assign(**params, configuration=configuration_of(t).label, trial_number=t.number))
+    first = [*(schema.param(p) for p in param_names), "configuration", "trial_number", "epoch"]
     if not frames:
-        return pd.DataFrame(columns=["configuration", "trial_number", "epoch"])
+        return pd.DataFrame(columns=first)
     frame = pd.concat(frames, ignore_index=True)
-    first = ["configuration", "trial_number", "epoch"]
     return frame[first + [c for c in frame.columns if c not in first]]
 
 
@@ -257,15 +266,15 @@ def _summary_row(trial: optuna.trial.FrozenTrial, param_names: Sequence[str], m:
                         schema.mean("train", other): mean_of(a, "train", other) if ok else math.nan})
             if validated:
                 row[schema.mean("validation", other)] = mean_of(a, "validation", other) if ok else math.nan
+    # A chunk's seeds share one computation: its time is real, a seed's share of it is not reported.
     fit_time = np.asarray(a.get(schema.FIT_TIME_ATTR, [math.nan] * n), dtype=np.float64)
     row.update({
-        "mean_activation": _layer_mean(a[schema.ACTIVATION_ATTR]),
-        "mean_zero_fraction": _layer_mean(a[schema.ZERO_FRACTION_ATTR]),
-        "mean_fit_time": float(fit_time.mean()),
-        "std_fit_time": _std(fit_time),
+        schema.mean("test", schema.ACTIVATION): _layer_mean(a[schema.ACTIVATION_ATTR]),
+        schema.mean("test", schema.ZERO_FRACTION): _layer_mean(a[schema.ZERO_FRACTION_ATTR]),
+        schema.FIT_TIME: float(fit_time.sum()),
     })
     for k, v in enumerate(test):
-        row[schema.split_column(k, "test", m)] = float(v)
+        row[schema.replicate_column(k, "test", m)] = float(v)
     return row
 
 
@@ -287,13 +296,12 @@ def per_seed_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Sequ
         names = [*trial_metrics(trial), "loss"]
         splits = [s for s in ("test", "train", "validation") if schema.per_seed(s, "loss") in a]
         for k, seed in enumerate(a[schema.SEEDS_ATTR]):
-            row = {**params, "seed": seed, "split": k}
+            row = {**params, "seed": seed, schema.REPLICATE: k}
             for name in names:
                 for split in splits:
                     row[schema.per_seed(split, name)] = a[schema.per_seed(split, name)][k]
-            row[schema.ACTIVATION_ATTR] = _mean(a[schema.ACTIVATION_ATTR][k])
-            row[schema.ZERO_FRACTION_ATTR] = _mean(a[schema.ZERO_FRACTION_ATTR][k])
-            row[schema.FIT_TIME_ATTR] = a[schema.FIT_TIME_ATTR][k] if schema.FIT_TIME_ATTR in a else math.nan
+            row[schema.per_seed("test", schema.ACTIVATION)] = _mean(a[schema.ACTIVATION_ATTR][k])
+            row[schema.per_seed("test", schema.ZERO_FRACTION)] = _mean(a[schema.ZERO_FRACTION_ATTR][k])
             if data is not None:
                 replicate = data.for_replicate(seed)
                 row.update(data_random_state=replicate.random_state, data_split_seed=replicate.split_seed)

@@ -106,7 +106,7 @@ def report_data(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial],
     references = reference_table(spec.references, trials)
     rope = float(comparison["rope"].iloc[0]) if not comparison.empty else None
     setting = study_setting(spec, dict(versions or {}), fingerprint, partial, rope)
-    return ReportData(spec, dict(versions or {}), summary, comparison, references, curves_frame(trials),
+    return ReportData(spec, dict(versions or {}), summary, comparison, references, curves_frame(trials, names),
                       tuple(diverged_lines(trials)), tuple(_figures(spec, trials, summary, comparison, references)),
                       partial, setting)
 
@@ -133,7 +133,8 @@ def _figures(spec: StudySpec, trials, summary: pd.DataFrame, comparison: pd.Data
             *validation,
             (f"heatmap_test_{m}", schema.mean("test", m), "mean_std", f"test {label}, mean±std over seeds"),
             (f"heatmap_std_test_{m}", schema.std("test", m), None, f"std of test {label} over seeds"),
-            ("heatmap_zero_fraction", "mean_zero_fraction", None, "fraction of exact zeros in regularized layers"),
+            ("heatmap_zero_fraction", schema.mean("test", schema.ZERO_FRACTION), None,
+             "fraction of exact zeros in regularized layers"),
         ):
             cmap = "viridis_r" if value.startswith("mean_") and value.endswith(f"_{m}") and not spec.maximize \
                 else "viridis"
@@ -336,7 +337,7 @@ def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy", comparison
                      *([_pm(r[schema.mean("validation", m)], r[schema.std("validation", m)])] if validated else []),
                      _pm(r[schema.mean("test", m)], r[schema.std("test", m)]),
                      f"[{_f(r[f'ci95_low_test_{m}'])}, {_f(r[f'ci95_high_test_{m}'])}]",
-                     _pm(r[schema.mean("train", m)], r[schema.std("train", m)]), _f(r["mean_zero_fraction"]),
+                     _pm(r[schema.mean("train", m)], r[schema.std("train", m)]), _f(r[schema.mean("test", schema.ZERO_FRACTION)]),
                      *([judged.get(r["configuration"], "–")] if judged else [])]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
@@ -434,8 +435,8 @@ def _latex_row(r: pd.Series, marked: str, diffs: dict, m: str, narrow: bool, une
     tex_marks = {"★": r"$^{\star}$", "†": r"$^{\dagger}$"}
     config = _tex(r["configuration"]) + "".join(tex_marks[c] for c in marked)
     d = diffs.get(r["configuration"])
-    delta = "--" if d is None else f"${_signed(d['mean_diff'])}$"
-    delta_ci = "" if d is None else f" [${_bound(d['ci95_low_diff'])}$, ${_bound(d['ci95_high_diff'])}$]"
+    delta = "--" if d is None else f"${_signed(d['mean_test_diff'])}$"
+    delta_ci = "" if d is None else f" [${_bound(d['ci95_low_test_diff'])}$, ${_bound(d['ci95_high_test_diff'])}$]"
     p = "--" if d is None else _tex_p(d["t_pvalue_holm"])
     verdict = "--" if d is None else d["verdict"]
     test = rf"${_f(r[f'mean_test_{m}'])} \pm {_f(r[f'std_test_{m}'])}$"
@@ -495,12 +496,12 @@ def stats_markdown(comparison: pd.DataFrame, metric: str = "accuracy") -> str:
     lines = [f"| configuration | pairs | Δ test {METRIC_LABELS[metric]} | 95% CI of Δ | sd of Δ | t-test p (Holm) "
              "| Wilcoxon p (Holm) | d_z | verdict | detectable \\|Δ\\| | replicates to decide |",
              "|---|---:|---:|---|---:|---|---|---:|---|---:|---:|"]
-    for _, r in comparison.sort_values("mean_diff", ascending=metric in MINIMIZED).iterrows():
+    for _, r in comparison.sort_values("mean_test_diff", ascending=metric in MINIMIZED).iterrows():
         flag = " ⚠" if r["few_seeds"] else ""
         needed = r["replicates_needed"]
         lines.append(
-            f"| {r['configuration']}{flag} | {r['n_pairs']} | {r['mean_diff']:+.3f} | "
-            f"[{r['ci95_low_diff']:+.3f}, {r['ci95_high_diff']:+.3f}] | {_f(r['std_diff'])} | "
+            f"| {r['configuration']}{flag} | {r['n_pairs']} | {r['mean_test_diff']:+.3f} | "
+            f"[{r['ci95_low_test_diff']:+.3f}, {r['ci95_high_test_diff']:+.3f}] | {_f(r['std_test_diff'])} | "
             f"{_p(r['t_pvalue'])} ({_p(r['t_pvalue_holm'])}) | "
             f"{_p(r['wilcoxon_pvalue'])} ({_p(r['wilcoxon_pvalue_holm'])}) | {_f(r['effect_size_dz'], 2)} | "
             f"{r['verdict']} | {_f(r['detectable_diff'])} | "

@@ -3,8 +3,8 @@
 For each configuration, d_k = the test metric (accuracy, R2 or MAE) of seed k minus the
 baseline's of the same seed, over the seeds both have. Reported per configuration:
 
-* ``mean_diff`` with its two-sided 95% Student-t interval (``ci95_low_diff``, ``ci95_high_diff``)
-  and ``std_diff``, the sample standard deviation of d;
+* ``mean_test_diff`` with its two-sided 95% Student-t interval (``ci95_low_test_diff``, ``ci95_high_test_diff``)
+  and ``std_test_diff``, the sample standard deviation of d;
 * ``t_pvalue``: paired t-test (H0: mean of d is 0); ``wilcoxon_pvalue``: Wilcoxon signed-rank
   test (zero differences dropped; 1.0 when every difference is zero);
 * ``t_pvalue_holm``, ``wilcoxon_pvalue_holm``: Holm's step-down correction across all
@@ -55,18 +55,18 @@ def paired_test(d: np.ndarray) -> dict[str, float]:
     from scipy import stats
 
     n = len(d)
-    out = {"n_pairs": n, "mean_diff": float(d.mean()) if n else math.nan}
+    out = {"n_pairs": n, "mean_test_diff": float(d.mean()) if n else math.nan}
     sd = float(d.std(ddof=1)) if n > 1 else math.nan
-    out["std_diff"] = sd
+    out["std_test_diff"] = sd
     if n > 1 and sd > 0:
         low, high = ci95(d)
-        out.update(ci95_low_diff=low, ci95_high_diff=high, t_pvalue=float(stats.ttest_1samp(d, 0.0).pvalue), effect_size_dz=out["mean_diff"] / sd)
+        out.update(ci95_low_test_diff=low, ci95_high_test_diff=high, t_pvalue=float(stats.ttest_1samp(d, 0.0).pvalue), effect_size_dz=out["mean_test_diff"] / sd)
     elif n > 1:  # every pair differs by the same amount: no spread to test against
-        same = out["mean_diff"] == 0
-        out.update(ci95_low_diff=out["mean_diff"], ci95_high_diff=out["mean_diff"],
+        same = out["mean_test_diff"] == 0
+        out.update(ci95_low_test_diff=out["mean_test_diff"], ci95_high_test_diff=out["mean_test_diff"],
                    t_pvalue=1.0 if same else 0.0, effect_size_dz=math.nan)
     else:
-        out.update(ci95_low_diff=math.nan, ci95_high_diff=math.nan, t_pvalue=math.nan, effect_size_dz=math.nan)
+        out.update(ci95_low_test_diff=math.nan, ci95_high_test_diff=math.nan, t_pvalue=math.nan, effect_size_dz=math.nan)
     if n == 0:
         out["wilcoxon_pvalue"] = math.nan
     elif np.all(d == 0):
@@ -98,7 +98,7 @@ def baseline_comparison(trials: Sequence[optuna.trial.FrozenTrial], param_names:
     """One row per non-baseline configuration: its paired comparison with the baseline on ``metric``,
     and its verdict.
 
-    A positive ``mean_diff`` means a higher value than the baseline: better for accuracy
+    A positive ``mean_test_diff`` means a higher value than the baseline: better for accuracy
     and R2, worse for MAE. ``rope`` is the region of practical equivalence in the metric's
     units (default: :func:`default_rope`).
 

@@ -87,9 +87,16 @@ def ci95(bound: str, split: str, metric: str) -> str:
     return f"ci95_{bound}_{split}_{metric}"
 
 
-def split_column(k: int, split: str, metric: str) -> str:
-    """``split3_test_accuracy``: the seed at place ``k``'s value, in the summary table."""
-    return f"split{k}_{split}_{metric}"
+def replicate_column(k: int, split: str, metric: str) -> str:
+    """``replicate3_test_accuracy``: the value of the replicate at place ``k`` of the seed order, in the
+    summary table (scikit-learn's ``split3_test_score``; here a replicate, which is not always a split)."""
+    return f"replicate{k}_{split}_{metric}"
+
+
+REPLICATE = "replicate"  # the per-seed table's column: a seed's place in the study's seed order
+# The sparsity of the regularized layers, measured on the test inputs: per seed, and its mean over seeds.
+ACTIVATION, ZERO_FRACTION = "activation", "zero_fraction"
+FIT_TIME = "fit_time"  # the summary's: seconds of training of the configuration's chunks, together
 
 
 def rows(split: str) -> str:
@@ -193,22 +200,23 @@ SUMMARY_COLUMNS: tuple[Field, ...] = (
     Field(std("validation", "<objective>"), "float", "its standard deviation", "`[data] validation`"),
     Field(rank("validation", "<objective>"), "int", "the rank by validation mean: the one that orders the tables "
           "and places the ★", "`[data] validation`"),
-    Field("mean_activation", "float", "mean activated output of the regularized layers on the test inputs, "
+    Field(mean("test", ACTIVATION), "float", "mean activated output of the regularized layers on the test inputs, "
           "over seeds and layers"),
-    Field("mean_zero_fraction", "float", "fraction of those outputs exactly zero, likewise"),
-    Field("mean_fit_time, std_fit_time", "float", "seconds of training per seed (compilation excluded), over seeds"),
-    Field(split_column("<k>", "test", "<objective>"), "float", "each seed's test value, in seed order"),
+    Field(mean("test", ZERO_FRACTION), "float", "fraction of those outputs exactly zero, likewise"),
+    Field(FIT_TIME, "float", "seconds of training of the configuration, all its seeds (compilation excluded); the "
+          "seeds of a chunk train as one computation, so no per-seed time is reported"),
+    Field(replicate_column("<k>", "test", "<objective>"), "float", "each replicate's test value, in seed order"),
 )
 
 PER_SEED_COLUMNS: tuple[Field, ...] = (
     _PARAMS, _LABEL, _TRIAL,
     Field("seed", "int", "the replicate's seed"),
-    Field("split", "int", "its place in the study's seed order (`split<k>_*` of the summary)"),
+    Field(REPLICATE, "int", "its place in the study's seed order (`replicate<k>_*` of the summary)"),
     Field(per_seed("<split>", "<metric>"), "float", "the seed's final value on the split's rows"),
     Field(per_seed("<split>", "loss"), "float", "the seed's final loss, activity penalty included"),
-    Field(ACTIVATION_ATTR, "float", "the seed's mean activated output of the regularized layers (test inputs)"),
-    Field(ZERO_FRACTION_ATTR, "float", "the seed's fraction of those outputs exactly zero"),
-    Field(FIT_TIME_ATTR, "float", "the seed's seconds of training"),
+    Field(per_seed("test", ACTIVATION), "float", "the seed's mean activated output of the regularized layers (test "
+          "inputs)"),
+    Field(per_seed("test", ZERO_FRACTION), "float", "the seed's fraction of those outputs exactly zero"),
     Field("data_random_state", "int", "the sample the seed trained on (with `resample = \"draw\"`, its own)",
           "generated sources"),
     Field("data_split_seed", "int", "the split the seed trained on (with `resample = \"split\"`, its own); empty for "
@@ -219,9 +227,9 @@ STATS_COLUMNS: tuple[Field, ...] = (
     _PARAMS, _LABEL, _TRIAL,
     Field("n_pairs", "int", "seeds that both the configuration and the baseline finished: Δ_k is the "
           "configuration's test metric on seed k minus the baseline's (positive: higher)"),
-    Field("mean_diff", "float", "mean Δ"),
-    Field("std_diff", "float", "standard deviation of Δ (ddof = 1)"),
-    Field("ci95_low_diff, ci95_high_diff", "float", "95% Student-t interval of mean Δ"),
+    Field("mean_test_diff", "float", "mean Δ"),
+    Field("std_test_diff", "float", "standard deviation of Δ (ddof = 1)"),
+    Field("ci95_low_test_diff, ci95_high_test_diff", "float", "95% Student-t interval of mean Δ"),
     Field("t_pvalue, t_pvalue_holm", "float", "paired t-test p-value, and Holm-corrected over the study's "
           "configurations"),
     Field("wilcoxon_pvalue, wilcoxon_pvalue_holm", "float", "Wilcoxon signed-rank p-value (zero differences "
@@ -239,11 +247,11 @@ STATS_COLUMNS: tuple[Field, ...] = (
 )
 
 CURVES_COLUMNS: tuple[Field, ...] = (
-    _LABEL, _TRIAL,
+    _PARAMS, _LABEL, _TRIAL,
     Field("epoch", "int", "a recorded epoch (every `record_every`, and the last)"),
-    Field(curve("mean", "<history>") + ", " + curve("std", "<history>"), "float",
-          "seed mean and std of a training history key: `loss` and `<metric>` on the training rows (as Keras "
-          "names them), `test_loss` and `test_<metric>`"),
+    Field(", ".join(curve(stat, f"<split>_{q}") for q in ("<metric>", "loss") for stat in ("mean", "std")), "float",
+          "seed mean and std after the epoch: `train` as `fit` reports it (over the epoch's batches; Keras names "
+          "it `accuracy`), `test` evaluated with the epoch's final weights"),
 )
 
 TABLES = {
@@ -271,6 +279,30 @@ def markdown(fields: tuple[Field, ...]) -> str:
     return "\n".join(lines)
 
 
+NAMING = (
+    ("`param_<p>`", "a parameter of the configuration", "every table"),
+    ("`<split>_<quantity>`", "one replicate's value on a split's rows: `test_accuracy`, `train_loss`, "
+     "`test_zero_fraction`", "per seed"),
+    ("`mean_<split>_<quantity>`, `std_<split>_<quantity>`", "over the replicates (sample std, ddof = 1)",
+     "summary, curves"),
+    ("`ci95_low_<split>_<quantity>`, `ci95_high_<split>_<quantity>`", "95% Student-t interval of that mean",
+     "summary"),
+    ("`rank_<split>_<quantity>`", "1 = best mean on that split", "summary"),
+    ("`replicate<k>_<split>_<quantity>`", "the replicate at place k of the seed order (scikit-learn's "
+     "`split<k>_test_score`)", "summary"),
+    ("`mean_test_diff`, `std_test_diff`, `ci95_*_test_diff`", "the paired difference from the baseline on the test "
+     "rows, replicate by replicate", "statistics"),
+    ("`seed`, `replicate`", "a replicate's seed, and its place k in the seed order", "per seed"),
+)
+
+
+def naming() -> str:
+    """The naming rule shared by every table, as a Markdown table."""
+    lines = ["| name | what it holds | tables |", "| --- | --- | --- |"]
+    lines += [f"| {n} | {m} | {t} |" for n, m, t in NAMING]
+    return "\n".join(lines)
+
+
 def document() -> str:
     """``docs/columns.md``: every table and attribute, from the declarations above."""
     head = ("# Stored attributes and exported columns\n\n"
@@ -279,7 +311,9 @@ def document() -> str:
             "`[data] validation`), `<metric>` one of the study's metrics (the objective, `<objective>`, first:\n"
             "`accuracy` by default, `r2` or `mae` in a regression study), `<k>` a seed's place in the seed order\n"
             "and `<p>` a parameter of the space. Losses include the activity penalty, as Keras reports them.\n")
-    parts = [head]
+    parts = [head, "## One naming rule\n\n`<split>` is `train`, `test` or `validation`; `<quantity>` a metric, "
+             "`loss`, `activation` or `zero_fraction` (the regularized layers' sparsity, measured on the test inputs). "
+             "The same name means the same thing in every file.\n\n" + naming() + "\n"]
     for title, fields in TABLES.items():
         parts.append(f"## {title}\n\n{markdown(fields)}\n")
     return "\n".join(parts)
