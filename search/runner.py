@@ -71,12 +71,17 @@ class RunReport:
     stopped: str | None = None
     comparison: pd.DataFrame | None = None
 
+    @property
+    def _metric(self) -> str:
+        """The objective: the metric the summary ranks by."""
+        return next(c[len("rank_test_"):] for c in self.summary.columns if c.startswith("rank_test_"))
+
     def _best(self) -> str:
         from search.results.records import selection_rank
 
         if self.summary.empty:
             return "no configuration stored"
-        m = next(c[len("mean_test_"):] for c in self.summary.columns if c.startswith("mean_test_"))
+        m = self._metric
         ok = self.summary[self.summary[STATUS_ATTR] == OK]
         if ok.empty:
             return "every configuration diverged"
@@ -100,7 +105,7 @@ class RunReport:
         head = html.escape(repr(self)[len("RunReport("):-1])
         if self.summary.empty:
             return f"<p><b>RunReport</b> {head}</p>"
-        m = next(c[len("mean_test_"):] for c in self.summary.columns if c.startswith("mean_test_"))
+        m = self._metric
         frame = self.summary.sort_values(selection_rank(self.summary, m))
         verdicts = {} if self.comparison is None or self.comparison.empty else \
             dict(zip(self.comparison["configuration"], self.comparison["verdict"]))

@@ -338,8 +338,8 @@ def test_a_partial_study_says_so_in_the_export_the_report_and_the_tables(tmp_pat
     proc.wait()
     done = actreg("export", str(path), "--out", str(tmp_path / "s.csv"))
     assert done.returncode == 0, done.stderr
-    match = re.fullmatch(r"wrote (\d+) rows to \S+ \(a partial study: (\d+) of 9 configurations stored\)\n",
-                         done.stdout)
+    match = re.fullmatch(r"wrote (\d+) rows to \S+ \(a partial study: (\d+) of 9 configurations stored\), its setting "
+                         r"\(.*\) to \S+\.study\.json\n", done.stdout)
     assert match and match.group(1) == match.group(2), done.stdout
     done = actreg("report", str(path), "--no-attach", "--out", str(tmp_path / "r"))
     assert done.returncode == 0, done.stderr

@@ -123,6 +123,11 @@ def test_a_task_submitted_after_a_worker_died_goes_to_a_new_pool():
         model = ModelSpec((LayerSpec("dense", 8, "relu", True), LayerSpec("dense", 1, "sigmoid")))
         return FitTask(DataSpec(), model, TrainSpec(epochs=epochs), "mean", Configuration("l1", 1e-4, "pre"), (0, 1))
 
+    from joblib.externals.loky import get_reusable_executor
+
+    # Workers of its own: the idle ones an earlier test left would be killed in its place (and loky
+    # replaces an idle worker without breaking the pool), and the test waited out its deadline.
+    get_reusable_executor().shutdown(wait=True, kill_workers=True)
     said = []
     pool = FitPool(2, retries=2, on_retry=said.append)
     try:
