@@ -177,3 +177,18 @@ def test_sparsity_legends_cross_no_line():
         assert [t.get_text() for t in ax.get_legend().get_texts()][-1] == "baseline"
     # One entry per line, named in words (seaborn made "norm" and "placement" entries of their own).
     assert [t.get_text() for t in axes[1].get_legend().get_texts()] == ["l1, pre", "l2, pre", "baseline"]
+
+
+def test_a_collapsed_configuration_does_not_squash_the_seeds_axis():
+    from search.results.figures import new_figure, plot_distribution
+
+    # One of eight configurations collapsed (as l1(1000) post of studies/regression.toml).
+    names = [*"abcdefg", "collapsed"]
+    frame = pd.DataFrame({"configuration": np.repeat(names, 5), "seed": np.tile(np.arange(5), 8),
+                          "test_r2": [*np.linspace(0.30, 0.40, 35), *[-3.5] * 5]})
+    ax = new_figure(7, 1.5).subplots()
+    plot_distribution(frame, ax)
+    low, high = ax.get_xlim()
+    assert 0.2 < low < 0.30 and 0.40 < high < 0.5  # the axis spans the others
+    (note,) = [t.get_text() for t in ax.texts]
+    assert note == "5 seeds at -3.5, off the axis"

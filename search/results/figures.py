@@ -451,9 +451,28 @@ def plot_distribution(frame: pd.DataFrame, ax, references: dict[str, float] | No
     rows = frame["configuration"].map({c: i for i, c in enumerate(order)}).to_numpy(dtype=float)
     jitter = ((frame["seed"].to_numpy(dtype=float) * 0.6180339887) % 1.0 - 0.5) * 0.4
     dots = np.column_stack([frame[column].to_numpy(dtype=float), rows + jitter])
-    ax.scatter(dots[:, 0], dots[:, 1], s=6, color="tab:blue", alpha=0.7, zorder=3, linewidths=0)
     marked = np.array([(value, order.index(label)) for label, value in (references or {}).items() if label in order],
                       dtype=np.float64).reshape(-1, 2)
+    # A configuration that collapsed (R² of -3 beside 0.3) would squash every other box into a line: the
+    # axis spans the others (Tukey's fences) and the seeds beyond it sit at its edge as arrows, with
+    # their median written beside them.
+    low, high = robust_limits(np.concatenate([dots[:, 0], marked[:, 0]]))
+    pad = 0.05 * (high - low)
+    low, high = low - pad, high + pad
+    beyond = (dots[:, 0] < low) | (dots[:, 0] > high)
+    inside = dots[~beyond]
+    ax.scatter(inside[:, 0], inside[:, 1], s=6, color="tab:blue", alpha=0.7, zorder=3, linewidths=0)
+    if beyond.any():
+        ax.set_xlim(low - pad, high + pad)
+        for row in np.unique(rows[beyond]):
+            values = dots[beyond & (rows == row), 0]
+            left = np.median(values) < low
+            edge = low - 0.5 * pad if left else high + 0.5 * pad
+            ax.plot([edge], [row], marker="<" if left else ">", color="tab:blue", markersize=5, linestyle="none")
+            ax.annotate(f"{len(values)} seeds at {np.median(values):.3g}, off the axis", (edge, row), xytext=(6 if left else -6, 0),
+                        textcoords="offset points", ha="left" if left else "right", va="center",
+                        fontsize=MIN_FONT_PT, color="tab:blue")
+        dots = np.column_stack([np.clip(dots[:, 0], low, high), dots[:, 1]])
     if len(marked):
         ax.plot(marked[:, 0], marked[:, 1], marker="D", color="red", markersize=5, linestyle="none",
                 label="published single run")
