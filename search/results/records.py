@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -323,13 +323,19 @@ def ci95(values: np.ndarray) -> tuple[float, float]:
 
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     """Write ``frame`` atomically: readers see the old file or the whole new one."""
+    write_atomically(path, lambda f: frame.to_csv(f, index=False), newline="")
+
+
+def write_atomically(path: str | os.PathLike[str], fill: Callable[[Any], None], **open_args) -> None:
+    """Write a text file through ``fill(file)`` into a temporary file beside ``path``, then move it
+    into place: readers see the old file or the whole new one, and a failure leaves no trace."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".actreg-", suffix=".csv", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=".actreg-", suffix=os.path.splitext(path)[1], dir=folder)
     try:
-        with os.fdopen(fd, "w", newline="") as f:
-            frame.to_csv(f, index=False)
+        with os.fdopen(fd, "w", **open_args) as f:
+            fill(f)
         os.chmod(tmp, 0o644)  # as any other file written here (mkstemp makes it private)
         os.replace(tmp, path)
     except BaseException:

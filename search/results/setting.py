@@ -97,22 +97,10 @@ def setting_words(setting: dict[str, Any]) -> str:
 
 def write_setting(setting: dict[str, Any], path) -> None:
     """``setting`` as ``study.json`` (UTF-8, indented), atomically."""
-    import os
-    import tempfile
+    from search.results.records import write_atomically
 
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".actreg-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(setting, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomically(path, lambda f: f.write(json.dumps(setting, indent=2, ensure_ascii=False) + "\n"),
+                     encoding="utf-8")
 
 
 def sidecar_path(csv_path) -> str:
