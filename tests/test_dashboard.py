@@ -62,7 +62,7 @@ def test_dashboard_serves_the_study_and_stops_cleanly(tmp_path):
                                     timeout=10) as r:
             lines = r.read().decode().splitlines()
         header = lines[0].split(",")
-        assert header[:3] == ["configuration", "trial_number", "epoch"] and "mean_accuracy" in header
+        assert header[3:6] == ["configuration", "trial_number", "epoch"] and "mean_train_accuracy" in header
         assert "mean_test_loss" in header and len(lines) == 1 + 9 * 4  # 9 configurations x 4 epochs
         with urllib.request.urlopen(f"{base}/dashboard/studies/{study['study_id']}", timeout=10) as r:
             assert r.status == 200

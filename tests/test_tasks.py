@@ -65,10 +65,10 @@ def test_regression_with_a_users_builder_in_worker_processes(tmp_path):
     assert best["rank_test_mae"] == "1"
     for row in rows:
         assert float(row["mean_test_mae"]) == pytest.approx(
-            (float(row["split0_test_mae"]) + float(row["split1_test_mae"])) / 2)
+            (float(row["replicate0_test_mae"]) + float(row["replicate1_test_mae"])) / 2)
         assert 0 < float(row["mean_test_mae"]) < 200  # target units (disease progression, 25..346)
     regularized = [r for r in rows if r["param_norm"] == "l1"]
-    assert all(0 <= float(r["mean_zero_fraction"]) <= 1 for r in regularized)  # probes found in the user's model
+    assert all(0 <= float(r["mean_test_zero_fraction"]) <= 1 for r in regularized)  # probes found in the user's model
 
     proc = actreg("report", str(study_file), "--out", str(tmp_path / "rep"), "--no-attach")
     assert proc.returncode == 0, proc.stderr
