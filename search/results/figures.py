@@ -312,21 +312,30 @@ def place_legend(ax, avoid: np.ndarray, **kwargs):
     return ax.legend(loc=loc, **kwargs)
 
 
-def _cell_labels(data: Heatmap, width: float) -> tuple[dict[str, pd.DataFrame], bool]:
-    """The annotations, "mean±std" on two lines where one line per cell would not fit ``width``."""
-    n_cols = sum(data.values[p].shape[1] for p in data.placements)
-    longest = max((len(str(v)) for p in data.placements for v in data.labels[p].to_numpy().ravel()), default=0)
-    one_line = longest * 0.58 * MIN_FONT_PT / 72 + 0.08  # inches per cell
-    side_by_side = n_cols * one_line + 0.9 * len(data.placements) + 0.9 <= width
-    if side_by_side or longest <= 6 or max(data.values[p].shape[1] for p in data.placements) * one_line + 1.8 <= width:
-        return data.labels, False
-    # Two lines, and without the leading zeros of fractions (".824\n±.014"), which a column's cells lack room for.
-    short = lambda v: re.sub(r"(?<![\d.])0\.", ".", str(v)).replace("±", "\n±")  # noqa: E731
-    return {p: f.map(short) for p, f in data.labels.items()}, True
+def _cell_width(labels: dict[str, pd.DataFrame]) -> float:
+    """Inches a heatmap cell needs for the longest line of its annotations at :data:`MIN_FONT_PT`."""
+    longest = max((len(line) for f in labels.values() for v in f.to_numpy().ravel() for line in str(v).split("\n")),
+                  default=4)
+    return max(0.3, longest * 0.58 * MIN_FONT_PT / 72 + 0.08)
+
+
+def _heatmap_layout(data: Heatmap, width: float) -> tuple[dict[str, pd.DataFrame], bool, bool]:
+    """The annotations, whether they take two lines, and whether the panels fit side by side in
+    ``width`` inches: side by side where one-line cells fit, else one above the other; where even
+    one panel's one-line cells do not fit, "mean±std" takes two lines, without the leading zeros of
+    fractions (".824" over "±.014")."""
+    n = len(data.placements)
+    n_cols = max((data.values[p].shape[1] for p in data.placements), default=1)
+    labels, two_lines = data.labels, False
+    if n_cols * _cell_width(labels) + 1.5 > width:
+        short = lambda v: re.sub(r"(?<![\d.])0\.", ".", str(v)).replace("±", "\n±")  # noqa: E731
+        labels, two_lines = {p: f.map(short) for p, f in labels.items()}, True
+    side = n * (n_cols * _cell_width(labels) + 0.6) + 0.9 <= width
+    return labels, two_lines, side
 
 
 def plot_heatmap(data: Heatmap, axes: Sequence, cmap: str = "viridis", fmt_bar: str = "{:.3f}",
-                 labels: dict | None = None, colorbar: bool = True) -> None:
+                 labels: dict | None = None) -> None:
     """One panel per placement into ``axes`` (as many as ``data.placements``) and one colour bar for all.
 
     With ``data.rope`` the cells whose value lies within ±rope are hatched (the region of
@@ -350,7 +359,7 @@ def plot_heatmap(data: Heatmap, axes: Sequence, cmap: str = "viridis", fmt_bar: 
         ax.set_ylabel("norm")
         ax.set_xticklabels([f"{float(c):.0e}" for c in values.columns], rotation=0)
         ax.set_yticklabels(list(values.index), rotation=0)
-    if not (colorbar and data.placements):
+    if not data.placements:
         return
     fig = axes[0].figure
     bar = fig.colorbar(axes[0].collections[0], ax=list(axes[:len(data.placements)]), shrink=1.0, aspect=25,
@@ -367,14 +376,9 @@ def figure_heatmap(data: Heatmap, width: str = "text", cmap: str = "viridis", fm
     above the other; each norm one row (one norm: a short strip, not a tall grid)."""
     w = figure_width(width)
     with styled():
-        labels, two_lines = _cell_labels(data, w)
+        labels, two_lines, side = _heatmap_layout(data, w)
         n = max(1, len(data.placements))
-        n_cols = max((data.values[p].shape[1] for p in data.placements), default=1)
         n_rows = max((data.values[p].shape[0] for p in data.placements), default=1)
-        longest = max((len(line) for f in labels.values() for v in f.to_numpy().ravel() for line in str(v).split("\n")),
-                      default=4)
-        cell = max(0.3, longest * 0.58 * MIN_FONT_PT / 72 + 0.08)
-        side = n * (n_cols * cell + 0.6) + 0.9 <= w
         title = wrapped(data.title, w)
         panel_h = n_rows * (0.36 if two_lines else 0.24) + 0.62
         height = (panel_h if side else n * panel_h) + 0.18 * (title.count("\n") + 1) + 0.1
@@ -469,9 +473,9 @@ def plot_distribution(frame: pd.DataFrame, ax, references: dict[str, float] | No
             left = np.median(values) < low
             edge = low - 0.5 * pad if left else high + 0.5 * pad
             ax.plot([edge], [row], marker="<" if left else ">", color="tab:blue", markersize=5, linestyle="none")
-            ax.annotate(f"{len(values)} seeds at {np.median(values):.3g}, off the axis", (edge, row), xytext=(6 if left else -6, 0),
-                        textcoords="offset points", ha="left" if left else "right", va="center",
-                        fontsize=MIN_FONT_PT, color="tab:blue")
+            ax.annotate(f"{len(values)} seeds at {np.median(values):.3g}, off the axis", (edge, row),
+                        xytext=(6 if left else -6, 0), textcoords="offset points", ha="left" if left else "right",
+                        va="center", fontsize=MIN_FONT_PT, color="tab:blue")
         dots = np.column_stack([np.clip(dots[:, 0], low, high), dots[:, 1]])
     if len(marked):
         ax.plot(marked[:, 0], marked[:, 1], marker="D", color="red", markersize=5, linestyle="none",

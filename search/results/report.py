@@ -104,8 +104,7 @@ def report_data(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial],
     summary = summary_frame(trials, names, m, spec.maximize)
     comparison = baseline_comparison(trials, names, m, spec.rope)
     references = reference_table(spec.references, trials)
-    rope = float(comparison["rope"].iloc[0]) if not comparison.empty else None
-    setting = study_setting(spec, dict(versions or {}), fingerprint, partial, rope)
+    setting = study_setting(spec, dict(versions or {}), fingerprint, partial, comparison)
     return ReportData(spec, dict(versions or {}), summary, comparison, references, curves_frame(trials, names),
                       tuple(diverged_lines(trials)), tuple(_figures(spec, trials, summary, comparison, references)),
                       partial, setting)
@@ -337,7 +336,8 @@ def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy", comparison
                      *([_pm(r[schema.mean("validation", m)], r[schema.std("validation", m)])] if validated else []),
                      _pm(r[schema.mean("test", m)], r[schema.std("test", m)]),
                      f"[{_f(r[f'ci95_low_test_{m}'])}, {_f(r[f'ci95_high_test_{m}'])}]",
-                     _pm(r[schema.mean("train", m)], r[schema.std("train", m)]), _f(r[schema.mean("test", schema.ZERO_FRACTION)]),
+                     _pm(r[schema.mean("train", m)], r[schema.std("train", m)]),
+                     _f(r[schema.mean("test", schema.ZERO_FRACTION)]),
                      *([judged.get(r["configuration"], "–")] if judged else [])]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
@@ -576,7 +576,7 @@ def report_markdown(data: ReportData, figs: Sequence[tuple[str, str]], files: Se
         f"- Search: {spec.sampler}; "
         + (_partial_words(data.partial) if data.partial else f"{len(summary)} configurations completed."),
         f"- Libraries: {', '.join(f'{k} {v}' for k, v in data.setting.get('versions', versions).items())}.",
-        f"- Study fingerprint: {data.setting.get('fingerprint') or 'not recorded (a study stored by an earlier version)'}"
+        f"- Study fingerprint: {data.setting.get('fingerprint') or 'not recorded (stored by an earlier version)'}"
         " (the SHA-256 of the settings that determine the numbers; `study.json` holds the whole setting).",
         "",
         f"## Test {METRIC_LABELS[m]}",

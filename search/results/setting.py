@@ -34,9 +34,9 @@ def fingerprint_digest(fingerprint: dict | None) -> str | None:
 
 
 def study_setting(spec: StudySpec, versions: dict[str, str], fingerprint: dict | None = None,
-                  partial: str | None = None, rope: float | None = None) -> dict[str, Any]:
-    """The setting of ``spec``'s stored study as plain JSON data (``study.json``); ``rope``: the
-    verdicts' region of practical equivalence, as the statistics resolved it."""
+                  partial: str | None = None, comparison=None) -> dict[str, Any]:
+    """The setting of ``spec``'s stored study as plain JSON data (``study.json``); ``comparison``
+    (the statistics against the baseline) gives the verdicts' rope as they resolved it."""
     from search.results.stats import ALPHA
     from search.study.metrics import METRIC_LABELS
 
@@ -60,7 +60,7 @@ def study_setting(spec: StudySpec, versions: dict[str, str], fingerprint: dict |
         "loss": spec.model.loss,
         "metric": METRIC_LABELS[spec.objective],
         "chosen_on": "validation rows" if d.validation is not None else "the test rows that report it",
-        "rope": rope if rope is not None else spec.rope,
+        "rope": float(comparison["rope"].iloc[0]) if comparison is not None and len(comparison) else spec.rope,
         "alpha": ALPHA,
         "search": spec.sampler,
         "partial": partial,
@@ -76,8 +76,7 @@ def stored_setting(stored) -> dict[str, Any]:
 
     spec = stored.spec
     comparison = baseline_comparison(stored.trials, list(iter_param_names(spec.space)), spec.objective, spec.rope)
-    rope = float(comparison["rope"].iloc[0]) if not comparison.empty else None
-    return study_setting(spec, stored.versions, stored.fingerprint, stored.partial, rope)
+    return study_setting(spec, stored.versions, stored.fingerprint, stored.partial, comparison)
 
 
 def setting_words(setting: dict[str, Any]) -> str:

@@ -60,13 +60,15 @@ def paired_test(d: np.ndarray) -> dict[str, float]:
     out["std_test_diff"] = sd
     if n > 1 and sd > 0:
         low, high = ci95(d)
-        out.update(ci95_low_test_diff=low, ci95_high_test_diff=high, t_pvalue=float(stats.ttest_1samp(d, 0.0).pvalue), effect_size_dz=out["mean_test_diff"] / sd)
+        out.update(ci95_low_test_diff=low, ci95_high_test_diff=high, t_pvalue=float(stats.ttest_1samp(d, 0.0).pvalue),
+                   effect_size_dz=out["mean_test_diff"] / sd)
     elif n > 1:  # every pair differs by the same amount: no spread to test against
         same = out["mean_test_diff"] == 0
         out.update(ci95_low_test_diff=out["mean_test_diff"], ci95_high_test_diff=out["mean_test_diff"],
                    t_pvalue=1.0 if same else 0.0, effect_size_dz=math.nan)
     else:
-        out.update(ci95_low_test_diff=math.nan, ci95_high_test_diff=math.nan, t_pvalue=math.nan, effect_size_dz=math.nan)
+        out.update(ci95_low_test_diff=math.nan, ci95_high_test_diff=math.nan, t_pvalue=math.nan,
+                   effect_size_dz=math.nan)
     if n == 0:
         out["wilcoxon_pvalue"] = math.nan
     elif np.all(d == 0):
