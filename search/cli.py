@@ -127,6 +127,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
 
 
+def run() -> None:
+    """The program: :func:`main`, then exit with its status.
+
+    An interruption can leave a fit running on the in-process fitting thread; the interpreter's
+    shutdown would then abort the process (see :func:`search.engine.parallel.fit_abandoned`), so
+    such a process leaves at once, once its output is flushed. Claims were released before
+    :func:`main` returned, and every result is committed: nothing else is left to do.
+    """
+    status = main()
+    parallel = sys.modules.get("search.engine.parallel")
+    if parallel is not None and parallel.fit_abandoned():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
 def _error(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2

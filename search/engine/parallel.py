@@ -341,19 +341,33 @@ def in_process(fn: Callable, *args) -> Any:
             interrupt.check()  # a handler's exception that was swallowed on the way
 
 
+def fit_abandoned() -> bool:
+    """True while the fitting thread still runs a fit that nobody waits for (after an interruption).
+
+    Such a process must leave with :func:`os._exit`: at interpreter shutdown CPython (before 3.14)
+    ends a daemon thread that wants the GIL back with ``pthread_exit``, whose unwinding through
+    TensorFlow's C++ frames aborts the process ("FATAL: exception not rethrown", status -6).
+    """
+    return _FITTING_BUSY.is_set()
+
+
 def _fitting() -> None:
     while True:
         future, fn, args = _FITTING.get()
         if future.set_running_or_notify_cancel():
+            _FITTING_BUSY.set()
             try:
                 future.set_result(fn(*args))
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
                 future.set_exception(exc)
+            finally:
+                _FITTING_BUSY.clear()
 
 
 _FITTING: queue.SimpleQueue = queue.SimpleQueue()
 _FITTING_THREAD: list[threading.Thread] = []
 _FITTING_STARTED = threading.Lock()
+_FITTING_BUSY = threading.Event()
 
 
 def _worker_died_errors() -> tuple[type[BaseException], ...]:
