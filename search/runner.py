@@ -9,8 +9,8 @@ interrupted is claimed again.
 
 Failures are data. A configuration whose loss became NaN or infinite is stored as
 diverged (see :mod:`search.results.records`); one whose fit raised is a FAIL trial with its
-reason, and the run goes on until more than ``max_failures`` configurations failed in
-it. A worker process that dies costs its chunks a retry (see :class:`search.engine.parallel.FitPool`).
+reason (every configuration of a program that raised), and the run goes on until more than
+``max_failures`` programs failed in it. A worker process that dies costs its chunks a retry (see :class:`search.engine.parallel.FitPool`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from search.store.outage import StorageUnavailable
 from search.store.schema import DIVERGED, LABEL_ATTR, OK, RUNNER_ATTR, STATUS_ATTR
 from search.store.storage import redact
 from search.study.metrics import METRIC_LABELS
-from search.study.space import Configuration, distributions, grid, iter_param_names, planned, suggest
+from search.study.space import (Configuration, distributions, grid, iter_param_names, planned, program_groups,
+                                program_of, suggest)
 from search.study.spec import StudySpec
 
 if TYPE_CHECKING:
@@ -199,6 +200,15 @@ class _Runner:
         # for one worker process per core (`dask worker --nworkers CORES --nthreads 1`).
         self.threads = 1 if cluster is not None else runtime.threads_per_worker(self.n_jobs)
         self.chunks = chunk_seeds(spec.seeds, spec.chunk_size)
+        # The configurations one program trains together: fixed by the grid, whoever claims them (see
+        # program_groups); every program of a placement is compiled for as many models as its largest.
+        widest = max(len(c) for c in self.chunks)
+        groups = program_groups(grid(spec.space), spec.configs_per_program(widest)) if spec.sampler == "grid" else []
+        self.group_of = {config_key(c): group for group in groups for c in group}
+        self.slots = {program_of(g[0]): widest * max(len(h) for h in groups if program_of(h[0]) == program_of(g[0]))
+                      for g in groups}
+        self.width = widest
+        self._programs = 0  # programs submitted, to key their tasks
         # A chunk queued beyond the workers' count starts the moment one is free, instead of after
         # the next claim (a claim takes 0.1 s of storage round trips on SQLite).
         self.prefetch = 0 if self.n_jobs == 1 and backend in ("loky", "sequential") and cluster is None else 1
@@ -208,6 +218,7 @@ class _Runner:
         self.heartbeat = Heartbeat(queue.storage)
         self.writer = _Writer()
         self.completed = self.diverged = self.failed = self.fits = 0
+        self._failed_programs: set[int] = set()  # the programs that failed in this run, against max_failures
         self.stopped: str | None = None
         # The reason a claim still held when the runner closes is failed with (and queued again).
         self.released_as = "interrupted: the runner was stopped (Ctrl-C or SIGTERM)"
@@ -237,7 +248,8 @@ class _Runner:
             pool: Any = DaskPool(*self.cluster)
         else:
             pool = FitPool(self.n_jobs, self.backend, self.spec.worker_retries, self.say)
-        active: dict[int, tuple[Claim, Configuration, dict[int, list | FitFailure]]] = {}
+        # program -> (its configurations, {held configuration's key: (claim, configuration, {chunk: outcome})})
+        active: dict[int, tuple[tuple[Configuration, ...], dict[str, tuple[Claim, Configuration, dict]]]] = {}
         poll = max(1.0, min(5.0, self.queue.grace / 4))
         reaped = 0.0
         from search.engine.cluster import ClusterLost
@@ -252,8 +264,8 @@ class _Runner:
                         reaped = time.monotonic()
                     self._feed(pool, active)
                 if len(pool):
-                    for (number, chunk), outcome in pool.wait():
-                        self._collect(active, number, chunk, outcome)
+                    for (program, chunk), outcome in pool.wait():
+                        self._collect(active, program, chunk, outcome)
                     continue
                 self.writer.flush()  # what this runner still holds is being stored, not run elsewhere
                 if self.stopped is not None or not self._wait_for_others():
@@ -267,29 +279,40 @@ class _Runner:
             pool.close()
 
     def _feed(self, pool: FitPool, active: dict) -> None:
-        """Claim configurations while the workers could take more chunks (and one more, queued)."""
+        """Claim programs' configurations while the workers could take more tasks (and one more, queued)."""
         spec = self.spec
         while len(pool) < pool.capacity() + self.prefetch:
             got = self._claim_grid() if spec.sampler == "grid" else self._claim_tpe()
             if got is None:
                 return
-            claim, config = got
-            active[claim.number] = (claim, config, {})
+            held, group = got
+            self._programs += 1
+            active[self._programs] = (group, {config_key(config): (claim, config, {}) for claim, config in held})
+            slots = self.slots.get(program_of(group[0]), self.width)
             for k, seeds in enumerate(self.chunks):
-                pool.submit((claim.number, k), FitTask(spec.data, spec.model, spec.train, spec.penalty, config, seeds,
-                                                       self.threads, spec.metrics))
+                pool.submit((self._programs, k), FitTask(spec.data, spec.model, spec.train, spec.penalty, group, seeds,
+                                                         self.threads, spec.metrics, slots))
 
-    def _collect(self, active: dict, number: int, chunk: int, outcome: list | FitFailure) -> None:
-        claim, config, parts = active[number]
-        parts[chunk] = outcome
-        if not isinstance(outcome, FitFailure):
-            self.fits += len(outcome)
-            self.bar.update(len(outcome))
-            if self.bar.postfix and "compiling" in self.bar.postfix:
-                self.bar.set_postfix_str("fitting")
-        if len(parts) == len(self.chunks):
-            del active[number]
-            self._finish(claim, config, parts)
+    def _collect(self, active: dict, program: int, chunk: int, outcome: list | FitFailure) -> None:
+        """A program's chunk came back: its part of each held configuration (the others, trained for
+        company only, are left to whoever holds them)."""
+        group, held = active[program]
+        n = len(self.chunks[chunk])
+        for i, config in enumerate(group):
+            if config_key(config) not in held:
+                continue
+            claim, _, parts = held[config_key(config)]
+            parts[chunk] = outcome if isinstance(outcome, FitFailure) else outcome[i * n:(i + 1) * n]
+            if not isinstance(outcome, FitFailure):
+                self.fits += n
+                self.bar.update(n)
+            if len(parts) == len(self.chunks):
+                del held[config_key(config)]
+                self._finish(claim, config, parts, program)
+        if self.bar.postfix and "compiling" in self.bar.postfix and not isinstance(outcome, FitFailure):
+            self.bar.set_postfix_str("fitting")
+        if not held:
+            del active[program]
 
     def _wait_for_others(self) -> bool:
         """Say what other runners are fitting; True if this runner should wait for them."""
@@ -310,20 +333,42 @@ class _Runner:
 
     # ------------------------------------------------------------------ claiming
 
-    def _claim_grid(self) -> tuple[Claim, Configuration] | None:
+    def _claim_grid(self) -> tuple[list[tuple[Claim, Configuration]], tuple[Configuration, ...]] | None:
+        """A waiting configuration and the others of its program's group that are waiting too: the
+        claims and the group (which the program trains whole, whoever holds the rest)."""
         while True:
             claim = self.queue.claim_waiting(keyed=True)
             if claim is None:
                 return None
-            self.heartbeat.hold(claim.trial_id)
-            config = Configuration.from_params(claim.trial.params)
-            twin = self.queue.twin_of(claim, config_key(config))
-            if twin is None:
-                return claim, config
-            self.queue.supersede(claim, twin.number)  # queued twice by runners that started together
-            self.heartbeat.drop(claim.trial_id)
+            held = self._hold(claim)
+            if held is not None:
+                break
+        config = held[1]
+        group = self.group_of.get(config_key(config), (config,))
+        claims = [held]
+        for other in group:
+            if other != config and (more := self.queue.claim_key(config_key(other))) is not None:
+                if (also := self._hold(more)) is not None:
+                    claims.append(also)
+        return claims, group
 
-    def _claim_tpe(self) -> tuple[Claim, Configuration] | None:
+    def _hold(self, claim: Claim) -> tuple[Claim, Configuration] | None:
+        """``claim`` and its configuration, held with a heartbeat; ``None`` when it is a twin (the same
+        configuration queued twice by runners that started together), which is superseded."""
+        self.heartbeat.hold(claim.trial_id)
+        config = Configuration.from_params(claim.trial.params)
+        twin = self.queue.twin_of(claim, config_key(config))
+        if twin is None:
+            return claim, config
+        self.queue.supersede(claim, twin.number)
+        self.heartbeat.drop(claim.trial_id)
+        return None
+
+    def _claim_tpe(self) -> tuple[list[tuple[Claim, Configuration]], tuple[Configuration, ...]] | None:
+        got = self._claim_suggested()
+        return None if got is None else ([got], (got[1],))
+
+    def _claim_suggested(self) -> tuple[Claim, Configuration] | None:
         while True:
             claim = self.queue.claim_waiting(keyed=False)  # retries of trials whose runner died come first
             if claim is None:
@@ -347,16 +392,19 @@ class _Runner:
 
     # ------------------------------------------------------------------ storing
 
-    def _finish(self, claim: Claim, config: Configuration, parts: dict[int, list | FitFailure]) -> None:
+    def _finish(self, claim: Claim, config: Configuration, parts: dict[int, list | FitFailure], program: int) -> None:
         """Aggregate a configuration's chunks; the writer thread stores it while the next ones are fitted."""
         failures = [o for o in parts.values() if isinstance(o, FitFailure)]
         if failures:
-            # Counted here, not in the writer: the budget must stop the next claim.
+            # Counted here, not in the writer: the budget must stop the next claim. The budget counts
+            # failed programs: one error fails every configuration its program trains.
             self.failed += 1
+            self._failed_programs.add(program)
             self.say(f"{config.label}: failed: {failures[0].reason}")
-            if self.failed > self.spec.max_failures:
-                self.stopped = (f"{self.failed} configurations failed in this run, more than max_failures = "
-                                f"{self.spec.max_failures}; stopped. The last: {failures[0].reason}")
+            if len(self._failed_programs) > self.spec.max_failures:
+                self.stopped = (f"{len(self._failed_programs)} programs failed in this run ({self.failed} "
+                                f"configurations), more than max_failures = {self.spec.max_failures}; stopped. "
+                                f"The last: {failures[0].reason}")
             self.writer.submit(partial(self._fail, claim, failures[0]))
             return
         spec = self.spec

@@ -16,7 +16,7 @@ from search.results.records import OK, diverged_at, summary_frame, trial_record
 from search.results.report import write_report
 from search.runner import summary_text
 from search.store.claims import load_study
-from search.study.space import iter_param_names
+from search.study.space import Configuration, iter_param_names
 
 pytestmark = pytest.mark.slow  # real processes, databases or clusters
 
@@ -122,12 +122,13 @@ def test_a_study_with_a_diverging_configuration_completes_and_says_so(task, tmp_
 
 
 def test_a_failing_fit_is_a_fail_trial_and_the_study_goes_on(tmp_path, monkeypatch, capsys):
-    path = write_study(tmp_path, name="fails", seeds=2, epochs=2)
+    # One configuration per program (2 seeds, 2 models): the fault fails one configuration.
+    path = write_study(tmp_path, name="fails", seeds=2, epochs=2, extra="models_per_program = 2")
     spec = load_spec(path).with_overrides(n_jobs=1)
     real = search.engine.parallel.fit_seeds
 
     def flaky(task):  # fault injection: this configuration's fit raises
-        if task.config.norm == "l1" and task.config.strength == 0.1 and task.config.placement == "post":
+        if Configuration("l1", 0.1, "post") in task.configs:
             raise RuntimeError("injected fault\nsecond line")
         return real(task)
 
@@ -148,12 +149,33 @@ def test_a_failing_fit_is_a_fail_trial_and_the_study_goes_on(tmp_path, monkeypat
     assert len(export_frame(spec)) == 9
 
 
+def test_a_program_that_raises_fails_its_configurations_and_counts_once(tmp_path, monkeypatch, capsys):
+    """The configurations of a placement train in one program: its error fails each of them, the
+    other programs go on, and the failure budget counts the one error."""
+    path = write_study(tmp_path, name="group", seeds=2, epochs=2)
+    spec = load_spec(path).with_overrides(n_jobs=1)
+    real = search.engine.parallel.fit_seeds
+
+    def flaky(task):
+        if task.configs[0].placement == "post":
+            raise RuntimeError("injected fault")
+        return real(task)
+
+    monkeypatch.setattr(search.engine.parallel, "fit_seeds", flaky)
+    assert main(["run", str(path), "--n-jobs", "1", "--no-progress"]) == 1
+    out, err = capsys.readouterr()
+    assert "5 configurations run (0 diverged), 4 failed" in out  # one program of four: under the budget of 3
+    assert err.count("post: failed: RuntimeError: injected fault") == 4
+    failed = load_study(spec).get_trials(states=(optuna.trial.TrialState.FAIL,))
+    assert sorted(t.params["placement"] for t in failed) == ["post"] * 4
+
+
 def test_past_the_failure_budget_the_run_stops(tmp_path, monkeypatch, capsys):
-    path = write_study(tmp_path, name="budget", seeds=2, epochs=2, extra="max_failures = 1")
+    path = write_study(tmp_path, name="budget", seeds=2, epochs=2, extra="max_failures = 1\nmodels_per_program = 2")
     spec = load_spec(path)
 
     def broken(task):
-        if task.config.norm != "none":
+        if not task.configs[0].is_baseline:
             raise MemoryError("injected")
         return real(task)
 
@@ -161,7 +183,7 @@ def test_past_the_failure_budget_the_run_stops(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(search.engine.parallel, "fit_seeds", broken)
     assert main(["run", str(path), "--n-jobs", "1", "--no-progress"]) == 1
     err = capsys.readouterr().err
-    assert "error: 2 configurations failed in this run, more than max_failures = 1; stopped" in err
+    assert "error: 2 programs failed in this run (2 configurations), more than max_failures = 1; stopped" in err
     trials = load_study(spec).get_trials()
     states = [t.state for t in trials]
     assert states.count(optuna.trial.TrialState.FAIL) == 2

@@ -232,7 +232,7 @@ def _loops(trainer) -> int:
     """The while loops of a trainer's traced epochs: the epochs', the batches' and any others."""
     import tensorflow as tf
 
-    graph = trainer._run.get_concrete_function(tf.TensorSpec([], tf.int32)).graph
+    graph = trainer._run.get_concrete_function(tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)).graph
     return sum("while_body" in f.signature.name for f in graph.as_graph_def().library.function)
 
 

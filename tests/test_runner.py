@@ -8,7 +8,9 @@ import pytest
 from conftest import RUN_COLUMNS, actreg, write_study
 
 from search import export_frame, load_spec, run_study
-from search.store.claims import load_study
+from search.engine import runtime
+from search.store.claims import StudyQueue, load_study
+from search.study.space import distributions, grid
 from search.study.validation import SpecError
 
 N_CONFIGS = 1 + 2 * 2 * 2  # the small study: baseline + {l1, l2} x 2 strengths x 2 placements
@@ -127,3 +129,31 @@ def test_progress_says_compiling_and_counts_fits(tmp_path):
     assert "starting workers, compiling" in text
     assert "18/18" in text  # 9 configurations x 2 seeds, counted as each chunk returns
 
+
+
+@pytest.mark.slow
+def test_a_program_is_claimed_together_and_a_member_held_elsewhere_is_left_to_its_holder(tmp_path):
+    """Configurations as data: one program trains a placement's configurations together, claimed
+    together; one that another runner holds is trained for company (so that every configuration
+    gets the numbers of its one program whoever holds what) and stored by its holder only."""
+    (tmp_path / "alone").mkdir()
+    reference = load_spec(write_study(tmp_path / "alone", name="company", seeds=2, epochs=4)).with_overrides(n_jobs=1)
+    run_study(reference, progress=False)
+    spec = load_spec(write_study(tmp_path, name="company", seeds=2, epochs=4)).with_overrides(n_jobs=1)
+    queue, created = StudyQueue.open(spec, runtime.versions())  # the grid queued, as a first runner queues it
+    queue.fill_grid(grid(spec.space), lambda c: distributions(c, spec.space), created)
+    queue.close()
+    study = load_study(spec)
+    held = next(t for t in study.get_trials() if t.params == {"norm": "l1", "strength": 0.1, "placement": "pre"})
+    storage = study._storage
+    storage.record_heartbeat(held._trial_id)  # another runner's claim, alive
+    assert storage.set_trial_state_values(held._trial_id, state=optuna.trial.TrialState.RUNNING)
+
+    report = run_study(spec, progress=False, wait=False)
+    assert report.configurations_run == N_CONFIGS - 1
+    assert load_study(spec).get_trials()[held.number].state == optuna.trial.TrialState.RUNNING
+    mine = export_frame(spec, per_seed=True).drop(columns=RUN_COLUMNS)
+    alone = export_frame(reference, per_seed=True).drop(columns=RUN_COLUMNS)
+    keys = ["param_norm", "param_strength", "param_placement", "seed"]
+    alone = alone.merge(mine[keys], on=keys).sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(mine.sort_values(keys).reset_index(drop=True), alone, check_exact=True)

@@ -6,7 +6,8 @@ import optuna
 import pytest
 
 from search.study.parse import load_spec
-from search.study.space import Configuration, distributions, grid, iter_param_names, suggest
+from search.study.space import (Configuration, distributions, grid, iter_param_names, program_groups, program_of,
+                                suggest)
 from search.study.spec import FloatRange, SpaceSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,3 +66,32 @@ def test_suggest_is_conditional_on_the_norm():
         study.tell(trial, 0.0)
     assert seen == {"none", "l1_l2"}
     assert list(iter_param_names(space)) == ["norm", "strength", "placement", "l1_ratio"]
+
+
+def test_program_groups_keep_placements_apart_and_the_baseline_alone():
+    configs = grid(load_spec(REPO / "studies" / "seed-circles.toml").space)
+    groups = program_groups(configs, 2)
+    assert sorted(map(repr, (c for g in groups for c in g))) == sorted(map(repr, configs))  # each once
+    assert all(len({program_of(c) for c in g}) == 1 for g in groups)
+    assert (Configuration("none"),) in groups
+    for program in ("pre", "post"):
+        mine = [g for g in groups if program_of(g[0]) == program]
+        assert [len(g) for g in mine] == [2] * 9
+        assert [c for g in mine for c in g] == [c for c in configs if program_of(c) == program]  # grid order
+
+
+@pytest.mark.parametrize("n, per_program, sizes", [
+    (5, 2, [2, 2, 1]),
+    (7, 3, [3, 2, 2]),  # as few groups as the limit allows, sizes within one of each other
+    (4, 10, [4]),
+    (3, 1, [1, 1, 1]),
+])
+def test_program_groups_are_balanced(n, per_program, sizes):
+    configs = [Configuration("l1", 10.0 ** -k, "pre") for k in range(n)]
+    assert [len(g) for g in program_groups(configs, per_program)] == sizes
+    assert program_groups(configs, per_program) == program_groups(list(configs), per_program)
+
+
+def test_program_groups_need_room_for_one():
+    with pytest.raises(ValueError):
+        program_groups([Configuration("none")], 0)

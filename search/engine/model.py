@@ -57,15 +57,17 @@ class ActivityPenalty(keras.regularizers.Regularizer):
         self.l2.assign(l2)
 
     def __call__(self, x):
+        # The factors of the model being traced, where a trainer of several models gives each its own.
+        l1, l2 = getattr(_FORM, "factors", None) or (self.l1, self.l2)
         # Always both terms, whatever the norm: one compiled graph then serves every norm.
         if getattr(_FORM, "one_reduction", False):
-            reg = ops.sum(self.l1 * ops.absolute(x) + self.l2 * ops.square(x))
+            reg = ops.sum(l1 * ops.absolute(x) + l2 * ops.square(x))
         else:
             # A zero factor adds exactly 0.0 to the value and to the gradient, so L1 alone
             # gives the bits of keras.regularizers.L1 (the tests compare them).
             reg = ops.convert_to_tensor(0.0, dtype=x.dtype)
-            reg += self.l1 * ops.sum(ops.absolute(x))
-            reg += self.l2 * ops.sum(ops.square(x))
+            reg += l1 * ops.sum(ops.absolute(x))
+            reg += l2 * ops.sum(ops.square(x))
         if self.penalty == "sum":
             reg = reg * ops.cast(ops.shape(x)[0], dtype=reg.dtype)
         return reg
@@ -75,6 +77,29 @@ class ActivityPenalty(keras.regularizers.Regularizer):
 
 
 _FORM = threading.local()
+
+
+@contextlib.contextmanager
+def model_factors(l1, l2):
+    """Within it, every :class:`ActivityPenalty` traced uses the factors ``l1`` and ``l2`` (tensors)
+    instead of its own variables: the trainer traces each model of a program inside it with the
+    model's own factors, so that one graph trains several configurations at once."""
+    before = getattr(_FORM, "factors", None)
+    _FORM.factors = (l1, l2)
+    try:
+        yield
+    finally:
+        _FORM.factors = before
+
+
+def penalties(model) -> list[ActivityPenalty]:
+    """The distinct :class:`ActivityPenalty` regularizers on ``model``'s layers."""
+    found: list[ActivityPenalty] = []
+    for layer in model.layers:
+        reg = getattr(layer, "activity_regularizer", None)
+        if isinstance(reg, ActivityPenalty) and all(reg is not r for r in found):
+            found.append(reg)
+    return found
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from search.study.space import Configuration
+from search.study.space import Configuration, program_of
 from search.study.spec import DataSpec, ModelSpec, TrainSpec
 
 MAX_CHUNK = 32  # seeds per chunk by default; larger chunks gain little on a CPU
@@ -29,19 +29,42 @@ MAX_CHUNK = 32  # seeds per chunk by default; larger chunks gain little on a CPU
 
 @dataclass(frozen=True)
 class FitTask:
-    """Fit one configuration on a chunk of seeds; ``threads`` sizes the worker's TensorFlow pools.
+    """Fit ``configs`` (of one program: see :func:`search.study.space.program_of`) on a chunk of seeds,
+    every configuration on every seed, in one compiled program; ``threads`` sizes the worker's
+    TensorFlow pools.
 
-    ``metrics`` are measured besides the loss (see :mod:`search.study.metrics`).
+    ``metrics`` are measured besides the loss (see :mod:`search.study.metrics`). ``slots`` is
+    the number of models the program is compiled for (0: configurations x seeds); a smaller
+    task fills the rest with copies of its last model, so that every task of a study's program
+    runs one compilation. A single configuration may be given for ``configs``.
     """
 
     data: DataSpec
     model: ModelSpec
     train: TrainSpec
     penalty: str
-    config: Configuration
+    configs: tuple[Configuration, ...]
     seeds: tuple[int, ...]
     threads: int = 1
     metrics: tuple[str, ...] = ("accuracy",)
+    slots: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.configs, Configuration):
+            object.__setattr__(self, "configs", (self.configs,))
+        programs = {program_of(c) for c in self.configs}
+        if len(programs) != 1:
+            raise ValueError(f"one task trains the configurations of one program, not of {sorted(programs)}")
+        if self.slots and self.slots < self.n_models:
+            raise ValueError(f"{self.n_models} models do not fit {self.slots} slots")
+
+    @property
+    def n_models(self) -> int:
+        return len(self.configs) * len(self.seeds)
+
+    @property
+    def program(self) -> str:
+        return program_of(self.configs[0])
 
 
 def chunk_seeds(seeds: Sequence[int], chunk_size: int | None = None) -> list[tuple[int, ...]]:
@@ -65,11 +88,12 @@ def chunk_seeds(seeds: Sequence[int], chunk_size: int | None = None) -> list[tup
 
 
 def fit_seeds(task: FitTask):
-    """Train ``task.config`` on every seed of ``task.seeds``; returns a list of ``SeedResult``.
+    """Train every configuration of ``task`` on every seed of ``task.seeds``; returns a list of
+    ``SeedResult``, configuration by configuration (seeds in order within each).
 
-    A worker keeps its compiled trainers (one per placement and chunk size) and the
-    seeds' initial weights between tasks: a grid's strengths reuse one compilation. A
-    reused trainer gives the same numbers as a fresh one (the tests check it).
+    A worker keeps its compiled trainers (one per program and size) and the seeds' initial
+    weights between tasks: a grid's norms and strengths reuse one compilation. A reused
+    trainer gives the same numbers as a fresh one (the tests check it).
 
     One fit at a time per process: a Dask worker may run tasks on several threads, but
     initial weights are drawn from Keras's process-wide random state and a compiled
@@ -83,15 +107,21 @@ _ONE_FIT_AT_A_TIME = threading.Lock()
 
 
 def _fit_seeds(task: FitTask):
+    import numpy as np
+
     from search.engine import runtime
     from search.engine.data import make_dataset, replicate_data
     from search.engine.trainer import op_threads
 
+    # The program's models, configuration by configuration, then copies of the last to fill its slots.
+    models = [(config, seed) for config in task.configs for seed in task.seeds]
+    models += [models[-1]] * (max(task.slots, len(models)) - len(models))
+    model_seeds = tuple(seed for _, seed in models)
     if task.data.resample == "none":
         data = make_dataset(task.data)
-    else:  # each seed trains on its own replicate's rows
-        data = _cached(_DATA, (task.data, task.seeds), 4, lambda: replicate_data(task.data, task.seeds))
-    runtime.configure(task.threads, op_threads(task.threads, task.model, task.train, data.rows[0], len(task.seeds)))
+    else:  # each model trains on its seed's replicate's rows
+        data = _cached(_DATA, (task.data, model_seeds), 4, lambda: replicate_data(task.data, model_seeds))
+    runtime.configure(task.threads, op_threads(task.threads, task.model, task.train, data.rows[0], len(models)))
     from search.engine import patches
     from search.engine.model import build_model, initial_state, penalty_factors
 
@@ -100,37 +130,35 @@ def _fit_seeds(task: FitTask):
 
     shape = data.input_shape
     n_outputs = data.n_outputs(task.model.task)
-    config = task.config
+    program = task.program
+    # The program's model: its placement's, with a regularizer whose factors each model sets.
+    template = Configuration("none") if program == "none" else Configuration("l1", 0.0, program)
 
     def compile_trainer():
-        built = build_model(task.model, config, task.penalty, task.seeds[0], shape, task.train.learning_rate,
+        built = build_model(task.model, template, task.penalty, model_seeds[0], shape, task.train.learning_rate,
                             n_outputs=n_outputs)
-        trainer = ChunkTrainer(built.model, data, task.train, len(task.seeds), built.probes, task.model.task,
-                               task.metrics)
-        return trainer, built.regularizer
+        return ChunkTrainer(built.model, data, task.train, len(models), built.probes, task.model.task, task.metrics)
 
-    # Every norm shares its placement's graph (see ActivityPenalty); the baseline has its own. With
-    # per-seed data every chunk of a size shares it too: its rows are loaded for each fit.
-    key = (task.data, task.model, task.train, task.penalty, task.metrics, config.is_baseline, config.placement,
-           len(task.seeds))
-    trainer, regularizer = _cached(_TRAINERS, key, 4, compile_trainer)
-    if regularizer is not None:
-        regularizer.set(*penalty_factors(config))
+    # With per-seed data every task of a program's size shares it too: its rows are loaded for each fit.
+    key = (task.data, task.model, task.train, task.penalty, task.metrics, program, len(models))
+    trainer = _cached(_TRAINERS, key, 4, compile_trainer)
+    factors = np.array([(0.0, 0.0) if c.is_baseline else penalty_factors(c) for c, _ in models], np.float32)
     # A layer list draws the same initial weights for every configuration; a builder may not.
-    variant = () if task.model.builder is None else (config.is_baseline, config.placement)
-    start = [_cached(_WEIGHTS, (task.model, seed, shape, variant), 1024,
-                     lambda seed=seed: initial_state(task.model, config, seed, shape, n_outputs))
-             for seed in task.seeds]
+    start = []
+    for config, seed in models:
+        variant = () if task.model.builder is None else (config.is_baseline, config.placement)
+        start.append(_cached(_WEIGHTS, (task.model, seed, shape, variant), 1024,
+                             lambda config=config, seed=seed: initial_state(task.model, config, seed, shape, n_outputs)))
     began = time.perf_counter()
-    results = trainer.fit([w for w, _ in start], task.seeds, initial_states=[s for _, s in start],
-                          data=data if data.per_seed else None)
-    per_seed = (time.perf_counter() - began) / len(task.seeds)  # the seeds of a chunk share one computation
-    return [dataclasses.replace(r, fit_seconds=per_seed) for r in results]
+    results = trainer.fit([w for w, _ in start], model_seeds, initial_states=[s for _, s in start],
+                          data=data if data.per_seed else None, factors=factors)[:task.n_models]
+    per_model = (time.perf_counter() - began) / task.n_models  # the models of a program share one computation
+    return [dataclasses.replace(r, fit_seconds=per_model) for r in results]
 
 
 # Per-worker caches, least recently used first. A compiled trainer costs a worker about
-# 40 MB, which TensorFlow keeps even after eviction; a study needs three (baseline, pre,
-# post) per chunk size.
+# 40 MB, which TensorFlow keeps even after eviction; a study needs one per program (pre,
+# post: see program_of) and size.
 _TRAINERS: OrderedDict[tuple, tuple] = OrderedDict()
 _WEIGHTS: OrderedDict[tuple, list] = OrderedDict()
 _DATA: OrderedDict[tuple, object] = OrderedDict()  # a chunk's stacked replicates

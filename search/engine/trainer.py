@@ -65,9 +65,12 @@ class SeedResult:
     ``train`` and ``test`` map ``"loss"`` and each metric to its value with the final
     weights, on the training and the test set; ``validation`` likewise on the validation
     rows, when the data has them (else ``None``). ``history`` maps each of
-    :func:`history_keys` to a float32 array of one value per epoch: ``loss`` and the
+    :func:`history_keys` to a float32 array of one value per recorded epoch (every
+    ``record_step``-th and the last, ``TrainSpec.recorded_epochs``; :attr:`recorded_epochs`
+    names them here): ``loss`` and the
     metrics as ``fit`` reports them (over the epoch's batches), ``test_*`` evaluated on
-    the test set after the epoch. ``mean_activation`` and ``zero_fraction`` give, per
+    the test set after the epoch. ``diverged_epoch`` is the first epoch whose training loss,
+    or recorded test loss, was not finite (``None``: none was). ``mean_activation`` and ``zero_fraction`` give, per
     regularized layer, the mean activated output on the test inputs and the fraction of
     its values that are exactly zero. ``weights`` holds the trained weights (in
     ``model.trainable_variables`` order) when asked for.
@@ -82,6 +85,13 @@ class SeedResult:
     weights: tuple[np.ndarray, ...] | None = None
     fit_seconds: float = 0.0  # wall time of the chunk's fit (compilation excluded) per seed of the chunk
     validation: dict[str, float] | None = None
+    history_epochs: tuple[int, ...] = ()  # the 1-based epoch of each history entry; () for every epoch
+    diverged_epoch: int | None = None
+
+    @property
+    def recorded_epochs(self) -> tuple[int, ...]:
+        """The 1-based epoch of each entry of :attr:`history`."""
+        return self.history_epochs or tuple(range(1, len(next(iter(self.history.values()))) + 1))
 
     @property
     def test_accuracy(self) -> float:
@@ -204,9 +214,10 @@ def op_threads(threads: int, model: ModelSpec, train: TrainSpec, n_rows: int, n_
 
 
 class SeedStack:
-    """A chunk's per-seed variables: each of the template's weights and other state (e.g.
-    dropout's random seed) with a leading seed axis, Adam's slots over them, and the seeds'
-    shuffling keys. The graph reads them; :meth:`load` sets them for the next fit.
+    """A program's per-model variables: each of the template's weights and other state (e.g.
+    dropout's random seed) with a leading model axis, Adam's slots over them, the models'
+    shuffling keys (their seeds) and their penalty factors (l1, l2). The graph reads them;
+    :meth:`load` sets them for the next fit.
     """
 
     def __init__(self, template, n_seeds: int, learning_rate: float) -> None:
@@ -223,10 +234,12 @@ class SeedStack:
         self.optimizer.build(self.stacked)
         self._optimizer_start = [v.numpy() for v in self.optimizer.variables]
         self.seed_keys = tf.Variable(tf.zeros([n_seeds], tf.uint32), name="seed_keys")
+        self.factors = tf.Variable(tf.zeros([n_seeds, 2], tf.float32), name="factors")
 
     def load(self, initial_weights: Sequence[Sequence[np.ndarray]], initial_states: Sequence[Sequence[np.ndarray]],
-             seeds: Sequence[int]) -> None:
-        """Seed k's weights and state from ``initial_*[k]``; a fresh optimizer; the seeds' keys."""
+             seeds: Sequence[int], factors: np.ndarray | None = None) -> None:
+        """Model k's weights and state from ``initial_*[k]``; a fresh optimizer; the seeds' keys;
+        ``factors[k]`` = (l1, l2) of model k (zeros when ``None``)."""
         for i, var in enumerate(self.stacked):
             var.assign(np.stack([w[i] for w in initial_weights]))
         for i, var in enumerate(self.stacked_state):
@@ -234,10 +247,13 @@ class SeedStack:
         for var, value in zip(self.optimizer.variables, self._optimizer_start):
             var.assign(value)
         self.seed_keys.assign(np.asarray(seeds, dtype=np.uint32))
+        n = len(seeds)
+        self.factors.assign(np.zeros((n, 2), np.float32) if factors is None else np.asarray(factors, np.float32))
 
-    def read(self) -> tuple[list, list]:
-        """The stacked weights and states, read inside the graph."""
-        return [v.read_value() for v in self.stacked], [v.read_value() for v in self.stacked_state]
+    def read(self) -> tuple[list, list, object]:
+        """The stacked weights, states and penalty factors, read inside the graph."""
+        return [v.read_value() for v in self.stacked], [v.read_value() for v in self.stacked_state], \
+            self.factors.read_value()
 
 
 @dataclass(frozen=True, eq=False)
@@ -261,15 +277,20 @@ class _Graph:
     batch: int
     shuffle: bool
     probe_model: object | None
+    penalized: bool  # the template carries an ActivityPenalty: each model traces it with its own factors
 
 
-def _seed_loss(g: _Graph, values, states, x, y, training: bool):
-    """One seed's loss, metric sums and updated state: the same calls, in the same order, as Keras's
-    own ``train_step``/``test_step``, with the seed's variables mapped in by a stateless scope."""
+def _seed_loss(g: _Graph, values, states, factors, x, y, training: bool):
+    """One model's loss, metric sums and updated state: the same calls, in the same order, as Keras's
+    own ``train_step``/``test_step``, with the model's variables mapped in by a stateless scope and
+    its penalty factors given to the regularizer."""
     import keras
 
+    from search.engine.model import model_factors
+
     mapping = list(zip(g.stack.weights, values)) + list(zip(g.stack.state, states))
-    with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as sc:
+    with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as sc, \
+            model_factors(factors[0], factors[1]) if g.penalized else contextlib.nullcontext():
         y_pred = g.template(x, training=training)
         loss = g.template.compute_loss(x, y, y_pred, training=training)
         new_states = [sc.get_current_value(v) for v in g.stack.state]
@@ -286,23 +307,24 @@ def _per_seed(g: _Graph, fn, per_seed_args, shared=()):
     return tf.vectorized_map(lambda a: fn(*a, *shared), tuple(per_seed_args))
 
 
-def _evaluate(g: _Graph, values, states, x, y):
-    """Every seed's loss and metrics on ``x``, ``y`` (inference mode); with per-seed data, seed k's on its own."""
+def _evaluate(g: _Graph, values, states, factors, x, y):
+    """Every model's loss and metrics on ``x``, ``y`` (inference mode); with per-seed data, model k's on its own."""
     import tensorflow as tf
 
     if g.per_seed_data:
-        per_seed, shared = (values, states, x, y), ()
+        per_seed, shared = (values, states, factors, x, y), ()
     elif g.n_seeds == 1:
-        per_seed, shared = (values, states), (x, y)
+        per_seed, shared = (values, states, factors), (x, y)
     else:
         # Each seed gets its own copy of the rows. Shared rows made pfor multiply them by every
         # seed's weights at once, (rows, seeds x units), then transpose: a third of an XLA epoch.
-        per_seed, shared = (values, states, *(tf.broadcast_to(t[None], [g.n_seeds, *t.shape]) for t in (x, y))), ()
-    loss, stats, _ = _per_seed(g, lambda v, st, x_, y_: _seed_loss(g, v, st, x_, y_, False), per_seed, shared)
+        per_seed, shared = (values, states, factors,
+                            *(tf.broadcast_to(t[None], [g.n_seeds, *t.shape]) for t in (x, y))), ()
+    loss, stats, _ = _per_seed(g, lambda v, st, f, x_, y_: _seed_loss(g, v, st, f, x_, y_, False), per_seed, shared)
     return loss, metric_values(g.metrics, stats, tf.cast(tf.shape(y)[1 if g.per_seed_data else 0], tf.float32))
 
 
-def _train_step(g: _Graph, v, st, x_, y_):
+def _train_step(g: _Graph, v, st, f, x_, y_):
     """One seed's training-mode loss, metric sums and new state; under XLA also its gradient.
 
     Under XLA each seed differentiates its own loss inside the vectorized map. (A gradient
@@ -313,10 +335,10 @@ def _train_step(g: _Graph, v, st, x_, y_):
     import tensorflow as tf
 
     if not g.jit:
-        return _seed_loss(g, v, st, x_, y_, True)
+        return _seed_loss(g, v, st, f, x_, y_, True)
     with tf.GradientTape() as tape:
         tape.watch(v)
-        loss, stats, new_states = _seed_loss(g, v, st, x_, y_, True)
+        loss, stats, new_states = _seed_loss(g, v, st, f, x_, y_, True)
     return loss, stats, new_states, tape.gradient(loss, v, unconnected_gradients="zero")
 
 
@@ -335,18 +357,18 @@ def _step(g: _Graph, order, start, size: int, sums):
 
     stacked = g.stack.stacked
     with contextlib.nullcontext() if g.jit else tf.GradientTape() as tape:
-        values, states = g.stack.read()
+        values, states, factors = g.stack.read()
         step = lambda *a: _train_step(g, *a)  # noqa: E731
         if order is None and g.per_seed_data:
-            out = _per_seed(g, step, (values, states, _rows(g.x_train, start, size, 1),
+            out = _per_seed(g, step, (values, states, factors, _rows(g.x_train, start, size, 1),
                                       _rows(g.y_train, start, size, 1)))
         elif order is None:
-            out = _per_seed(g, step, (values, states), shared=(_rows(g.x_train, start, size),
-                                                               _rows(g.y_train, start, size)))
+            out = _per_seed(g, step, (values, states, factors), shared=(_rows(g.x_train, start, size),
+                                                                        _rows(g.y_train, start, size)))
         else:
             idx = tf.slice(order, [0, start], [g.n_seeds, size])
             batch_dims = 1 if g.per_seed_data else 0  # each seed's rows from its own data, or from the shared rows
-            out = _per_seed(g, step, (values, states, tf.gather(g.x_train, idx, batch_dims=batch_dims),
+            out = _per_seed(g, step, (values, states, factors, tf.gather(g.x_train, idx, batch_dims=batch_dims),
                                       tf.gather(g.y_train, idx, batch_dims=batch_dims)))
         loss, stats, new_states = out[:3]
         total = tf.reduce_sum(loss)
@@ -370,8 +392,15 @@ def _read_data(g: _Graph) -> _Graph:
     return dataclasses.replace(g, **{n: getattr(g, n).read_value() for n in names if getattr(g, n) is not None})
 
 
-def _run_epochs(g: _Graph, epochs):
-    """Train ``epochs`` epochs; the history as a tensor (epochs, len(history_keys), seeds)."""
+def _run_epochs(g: _Graph, epochs, step):
+    """Train ``epochs`` epochs, recording every ``step``-th and the last.
+
+    Returns the history as a tensor (records, len(history_keys), models) and each model's
+    first bad epoch (0: none): the first whose training loss, or recorded test loss, is
+    not finite. The test rows are
+    evaluated at the recorded epochs only: they change nothing in training, and evaluating
+    them every epoch cost the case-study MLP 40% of its time.
+    """
     import tensorflow as tf
 
     g = _read_data(g)
@@ -379,6 +408,7 @@ def _run_epochs(g: _Graph, epochs):
     n_full, last = divmod(n_rows, g.batch)
     n_stats = stats_size(g.metrics)
     history = tf.TensorArray(tf.float32, size=epochs)
+    first_bad = tf.zeros([g.n_seeds], tf.int32)
     for epoch in tf.range(epochs):
         order = _permutations(g.stack.seed_keys, tf.cast(epoch, tf.uint32), n_rows) if g.shuffle else None
         sums = (tf.zeros([g.n_seeds]), tf.zeros([g.n_seeds, n_stats]))
@@ -390,10 +420,27 @@ def _run_epochs(g: _Graph, epochs):
             sums = _step(g, order, n_full * g.batch, last, sums)
         loss_sum, stats_sum = sums
         seen = g.n_train.read_value()
-        test_loss, test_values = _evaluate(g, *g.stack.read(), g.x_test, g.y_test)
+        done = epoch + 1
+        record = (done % step == 0) | (done == epochs)
+        values, states, factors = g.stack.read()
+
+        def evaluate(values=values, states=states, factors=factors):
+            loss, metric = _evaluate(g, values, states, factors, g.x_test, g.y_test)
+            return loss, tuple(metric)
+
+        def skip():
+            return tf.zeros([g.n_seeds]), tuple(tf.zeros([g.n_seeds]) for _ in g.metrics)
+
+        test_loss, test_values = tf.cond(record, evaluate, skip)
+        train_loss = loss_sum / seen
+        # Weights that went bad in an epoch's last step show in the next epoch's training loss (checking
+        # them every epoch cost the case-study MLP 18% of its time).
+        finite = tf.math.is_finite(train_loss) & (tf.math.is_finite(test_loss) | ~record)
+        first_bad = tf.where((first_bad == 0) & ~finite, done, first_bad)
         history = history.write(epoch, tf.stack(
-            [loss_sum / seen, *metric_values(g.metrics, stats_sum, seen), test_loss, *test_values]))
-    return history.stack()
+            [train_loss, *metric_values(g.metrics, stats_sum, seen), test_loss, *test_values]))
+    at = tf.concat([tf.range(step - 1, epochs - 1, step), [epochs - 1]], axis=0)  # the recorded epochs, 0-based
+    return tf.gather(history.stack(), at), first_bad
 
 
 def _final(g: _Graph):
@@ -404,10 +451,11 @@ def _final(g: _Graph):
     import tensorflow as tf
 
     g = _read_data(g)
-    values, states = g.stack.read()
-    train = _evaluate(g, values, states, g.x_train, g.y_train)
-    test = _evaluate(g, values, states, g.x_test, g.y_test)
-    validation = None if g.x_validation is None else _evaluate(g, values, states, g.x_validation, g.y_validation)
+    values, states, factors = g.stack.read()
+    train = _evaluate(g, values, states, factors, g.x_train, g.y_train)
+    test = _evaluate(g, values, states, factors, g.x_test, g.y_test)
+    validation = None if g.x_validation is None else \
+        _evaluate(g, values, states, factors, g.x_validation, g.y_validation)
     if g.probe_model is None:
         empty = tf.zeros([g.n_seeds, 0])
         return train, test, validation, empty, empty
@@ -449,7 +497,7 @@ class ChunkTrainer:
         import tensorflow as tf
 
         from search.engine import vectorize
-        from search.engine.model import one_reduction, unrolled
+        from search.engine.model import one_reduction, penalties, unrolled
 
         looping = _looping(n_seeds)
         self.template, self.n_seeds, self.train = template, n_seeds, train
@@ -475,41 +523,58 @@ class ChunkTrainer:
                           for i, a in enumerate(arrays)]
         else:
             self._data = [None if a is None else tf.constant(a) for a in arrays]
+        self.penalized = bool(penalties(template))
         g = _Graph(template, self._stack, task, self.metrics, n_seeds, jit, *self._data, data.per_seed, n_train,
-                   train.batch_size, train.shuffle, probe_model)
-        self._run = tf.function(lambda epochs: _run_epochs(g, epochs), jit_compile=jit)
-        self._final = tf.function(lambda: _final(g))
+                   train.batch_size, train.shuffle, probe_model, self.penalized)
+        self._run = tf.function(lambda epochs, step: _run_epochs(g, epochs, step), jit_compile=jit)
+        # The final evaluation compiles as the epochs do: under XLA, as TensorFlow's kernels round a model's
+        # numbers differently in programs of other sizes, and its numbers must not depend on the company.
+        self._final = tf.function(lambda: _final(g), jit_compile=jit)
         # Traced now, so that the penalty's form is fixed: under XLA it is summed in one reduction.
         # Several seeds' recurrent layers are traced unrolled: vectorized_map turns a recurrence
         # loop into a loop of its own, with bookkeeping per step that costs more than the step.
         with one_reduction() if jit else contextlib.nullcontext(), \
                 unrolled(template) if n_seeds > 1 else contextlib.nullcontext():
             with vectorize.for_xla() if jit else contextlib.nullcontext():  # the rules XLA runs faster
-                self._run.get_concrete_function(tf.TensorSpec([], tf.int32))
-            self._final.get_concrete_function()
+                self._run.get_concrete_function(tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32))
+                self._final.get_concrete_function()
 
     def fit(self, initial_weights: Sequence[Sequence[np.ndarray]], seeds: Sequence[int],
             keep_weights: bool = False, initial_states: Sequence[Sequence[np.ndarray]] | None = None,
-            data: Dataset | None = None) -> list[SeedResult]:
-        """Train from ``initial_weights[k]`` (seed k's weights, in trainable-variable order).
+            data: Dataset | None = None, factors: np.ndarray | None = None) -> list[SeedResult]:
+        """Train model k from ``initial_weights[k]`` (its weights, in trainable-variable order),
+        shuffled by ``seeds[k]``.
 
-        ``initial_states[k]`` holds seed k's other variables (``non_trainable_variables``
+        ``initial_states[k]`` holds model k's other variables (``non_trainable_variables``
         order); by default the template's values. ``data`` (per-seed, of the shapes the
-        trainer was built with) replaces the seeds' rows for this fit and the next ones.
+        trainer was built with) replaces the models' rows for this fit and the next ones.
+        ``factors[k]`` = (l1, l2) are model k's penalty factors, for a template with an
+        :class:`~search.engine.model.ActivityPenalty` (by default its own, for every model).
+        The history is recorded every ``train.record_step`` epochs and at the last.
         """
         import tensorflow as tf
 
+        from search.engine.model import penalties
+
         if len(initial_weights) != self.n_seeds or len(seeds) != self.n_seeds:
-            raise ValueError(f"this trainer fits {self.n_seeds} seeds at a time")
+            raise ValueError(f"this trainer fits {self.n_seeds} models at a time")
         if data is not None:
             self._load(data)
         if initial_states is None:
             initial_states = [[v.numpy() for v in self.template.non_trainable_variables]] * self.n_seeds
-        self._stack.load(initial_weights, initial_states, seeds)
-        hist = self._run(tf.constant(self.train.epochs)).numpy()
+        if factors is None and self.penalized:
+            reg = penalties(self.template)[0]
+            factors = np.tile([[float(reg.l1.numpy()), float(reg.l2.numpy())]], (self.n_seeds, 1))
+        self._stack.load(initial_weights, initial_states, seeds, factors)
+        step = self.train.record_step
+        hist, first_bad = self._run(tf.constant(self.train.epochs), tf.constant(step))
+        hist, first_bad = hist.numpy(), first_bad.numpy()
+        epochs = self.train.recorded_epochs
         final = tf.nest.map_structure(lambda t: None if t is None else t.numpy(), self._final())
         trained = [v.numpy() for v in self._stack.stacked] if keep_weights else None
-        return [self._result(k, seed, hist, final, trained) for k, seed in enumerate(seeds)]
+        return [dataclasses.replace(self._result(k, seed, hist, final, trained), history_epochs=epochs,
+                                    diverged_epoch=int(first_bad[k]) or None)
+                for k, seed in enumerate(seeds)]
 
     def _load(self, data: Dataset) -> None:
         if not (self.per_seed_data and data.per_seed):

@@ -38,6 +38,7 @@ from search.store import schema
 from search.store.schema import CURVES_ATTR, DIVERGED, OK, SCHEMA
 from search.study.metrics import METRICS
 from search.study.space import Configuration
+from search.study.spec import TrainSpec
 
 if TYPE_CHECKING:
     import optuna
@@ -58,27 +59,25 @@ class TrialRecord:
 
 
 def diverged_at(result: SeedResult) -> int | None:
-    """The first epoch (1-based) after which the seed's loss was NaN or infinite; ``None`` if it never was.
+    """The first epoch (1-based) after which the seed's training went bad; ``None`` if it never did.
 
-    A loss that is finite every epoch but a final loss that is not (or a final metric that
-    is NaN) counts as diverging at the last epoch.
+    Bad: a loss that was NaN or infinite in the recorded history, or what the trainer saw
+    every epoch (``result.diverged_epoch``: the training loss not finite; weights that went bad
+    in an epoch's last step show there one epoch later).
+    A history that is finite throughout but a final loss that is not (or a final metric
+    that is NaN) counts as diverging at the last epoch.
     """
+    epochs = result.recorded_epochs
     losses = np.stack([np.asarray(v, dtype=np.float64) for k, v in result.history.items() if k.endswith("loss")])
-    bad = np.flatnonzero(~np.isfinite(losses).all(axis=0))
-    if len(bad):
-        return int(bad[0]) + 1
+    bad = [epochs[i] for i in np.flatnonzero(~np.isfinite(losses).all(axis=0))[:1]]
+    if result.diverged_epoch is not None:
+        bad.append(result.diverged_epoch)
+    if bad:
+        return min(bad)
     finals = [*result.train.values(), *result.test.values()]
     if not all(math.isfinite(v) for v in finals):
-        return len(next(iter(result.history.values())))
+        return epochs[-1]
     return None
-
-
-def record_epochs(epochs: int, step: int) -> list[int]:
-    """1-based epochs at which curves are recorded: every ``step`` epochs and the last."""
-    out = list(range(step, epochs + 1, step))
-    if not out or out[-1] != epochs:
-        out.append(epochs)
-    return out
 
 
 def trial_record(results: Sequence[SeedResult], epochs: int, record_step: int,
@@ -94,8 +93,10 @@ def trial_record(results: Sequence[SeedResult], epochs: int, record_step: int,
     """
     objective = metrics[0]
     diverged = [(r.seed, e) for r in results if (e := diverged_at(r)) is not None]
-    at = np.array(record_epochs(epochs, record_step)) - 1
-    curves: dict[str, list] = {"epoch": [int(e + 1) for e in at]}
+    wanted = TrainSpec(epochs=epochs, record_every=record_step).recorded_epochs
+    index = {e: i for i, e in enumerate(results[0].recorded_epochs)}
+    at = np.array([index[e] for e in wanted])
+    curves: dict[str, list] = {"epoch": list(wanted)}
     for key in results[0].history:
         h = np.stack([r.history[key][at] for r in results]).astype(np.float64)
         curves[schema.curve("mean", key)] = _floats(h.mean(axis=0))

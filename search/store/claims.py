@@ -414,6 +414,16 @@ class StudyQueue:
             if not self._waiting:
                 return None
 
+    def claim_key(self, key: str) -> Claim | None:
+        """Claim a WAITING trial of the configuration ``key`` from the waiting trials read last (no
+        read of the storage); ``None`` when there is none or another runner was first. A runner
+        claims this way the configurations that one program trains with the one it claimed."""
+        for i, (number, waiting_key) in enumerate(self._waiting):
+            if waiting_key == key:
+                del self._waiting[i]
+                return self._claim(self._trial_id(number))
+        return None
+
     def claim_new(self) -> Claim:
         """A new trial, claimed by this runner, for the sampler to fill (TPE)."""
         import optuna

@@ -80,7 +80,7 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
     s = source
     known(doc, s, "", {
         "name", "storage", "seeds", "n_jobs", "penalty", "sampler", "n_trials", "sampler_seed",
-        "chunk_size", "data", "model", "train", "space", "reference", "metric",
+        "chunk_size", "models_per_program", "data", "model", "train", "space", "reference", "metric",
         "heartbeat_grace", "max_failures", "worker_retries", "scheduler", "rope", "storage_patience",
     })
     name = get(doc, s, "name", str, required=True)
@@ -101,6 +101,10 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
     chunk_size = doc.get("chunk_size")
     if chunk_size is not None:
         check(is_int(chunk_size) and chunk_size > 0, s, "chunk_size", "must be a positive integer")
+    models_per_program = doc.get("models_per_program")
+    if models_per_program is not None:
+        check(is_int(models_per_program) and models_per_program > 0, s, "models_per_program",
+              "must be a positive integer")
 
     settings = _run_settings(doc, s)
 
@@ -132,7 +136,7 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
     return StudySpec(
         name=name, storage=storage, seeds=seeds, data=data, model=model, train=train, space=space,
         n_jobs=n_jobs, penalty=penalty, sampler=sampler, n_trials=n_trials, sampler_seed=sampler_seed,
-        chunk_size=chunk_size, references=references, path=None if source.startswith("<") else source,
+        chunk_size=chunk_size, models_per_program=models_per_program, references=references, path=None if source.startswith("<") else source,
         metric=metric, rope=rope, **settings,
     )
 

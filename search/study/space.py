@@ -8,7 +8,7 @@ and never touches Keras.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -138,6 +138,43 @@ def _distribution(values: tuple[float, ...] | FloatRange) -> optuna.distribution
     if isinstance(values, FloatRange):
         return optuna.distributions.FloatDistribution(values.low, values.high, log=values.log)
     return optuna.distributions.CategoricalDistribution(list(values))
+
+
+def program_of(config: Configuration) -> str:
+    """The compiled program that trains ``config``: one per placement, which the configurations of a
+    placement share (their penalty factors are numbers the program reads, one pair per model), and
+    one for the baseline.
+
+    The baseline keeps a program of its own: a zero penalty adds exactly nothing to the value or
+    the gradient, but under XLA the penalty's presence changes how the rest is fused, and with it
+    the rounding (the tests compare the bits).
+    """
+    return "none" if config.is_baseline else config.placement
+
+
+def program_groups(configs: Sequence[Configuration], per_program: int) -> list[tuple[Configuration, ...]]:
+    """``configs`` in groups that one program trains together: at most ``per_program`` of one program
+    (see :func:`program_of`) per group, in the order given, as few groups as that allows and of
+    sizes that differ by at most one.
+
+    The groups depend on the configurations and ``per_program`` only, so that a study trains
+    every configuration in the same company whoever claims it (see ``models_per_program``).
+    """
+    if per_program < 1:
+        raise ValueError("per_program must be positive")
+    by_program: dict[str, list[Configuration]] = {}
+    for config in configs:
+        by_program.setdefault(program_of(config), []).append(config)
+    out = []
+    for members in by_program.values():
+        n_groups = -(-len(members) // per_program)
+        base, extra = divmod(len(members), n_groups)
+        start = 0
+        for i in range(n_groups):
+            size = base + (1 if i < extra else 0)
+            out.append(tuple(members[start:start + size]))
+            start += size
+    return out
 
 
 def planned(spec: StudySpec) -> int:

@@ -20,6 +20,9 @@ RESAMPLE = ("none", "split", "draw")
 # The loss decides the task; the task decides the output layer and the metrics.
 LOSSES = {"binary_crossentropy": "binary", "sparse_categorical_crossentropy": "multiclass", "mse": "regression"}
 OPTIMIZERS = ("adam",)
+# Models per compiled program by default: the case-study MLP costs the same per model from 4 to 64
+# models in one program, and more beyond (the activations of a program leave the cache).
+MODELS_PER_PROGRAM = 64
 
 
 
@@ -124,6 +127,14 @@ class TrainSpec:
     def record_step(self) -> int:
         return self.record_every or max(1, self.epochs // 100)
 
+    @property
+    def recorded_epochs(self) -> tuple[int, ...]:
+        """1-based epochs at which curves are recorded: every :attr:`record_step` epochs and the last."""
+        out = list(range(self.record_step, self.epochs + 1, self.record_step))
+        if not out or out[-1] != self.epochs:
+            out.append(self.epochs)
+        return tuple(out)
+
 
 @dataclass(frozen=True)
 class FloatRange:
@@ -172,6 +183,7 @@ class StudySpec:
     n_trials: int | None = None
     sampler_seed: int = 0
     chunk_size: int | None = None
+    models_per_program: int | None = None  # None: MODELS_PER_PROGRAM
     references: tuple[Reference, ...] = ()
     path: str | None = None
     metric: str | None = None  # None: the task's first metric (accuracy, or r2 for regression)
@@ -179,10 +191,18 @@ class StudySpec:
     rope: float | None = None  # region of practical equivalence in the metric's units; None: the metric's default
     # How runs behave, not what they compute (left out of the fingerprint, like storage and n_jobs):
     heartbeat_grace: int = 60  # seconds without a heartbeat after which a claimed configuration is retried
-    max_failures: int = 3  # configurations that may fail in one run before the run stops
+    max_failures: int = 3  # programs (their configurations) that may fail in one run before the run stops
     worker_retries: int = 2  # times a chunk of seeds is retried after its worker process died
     storage_patience: int = 300  # seconds a lost storage connection is retried before the run stops
     scheduler: str | None = None  # a Dask scheduler's address: the fits run on its cluster
+
+    def configs_per_program(self, chunk: int) -> int:
+        """How many configurations one compiled program trains together on chunks of ``chunk`` seeds:
+        as many as ``models_per_program`` models allow (at least one). By default a chunk of one
+        seed trains alone, on ``model.fit``'s own operations, bit for bit."""
+        if self.models_per_program is None and chunk == 1:
+            return 1
+        return max(1, (self.models_per_program or MODELS_PER_PROGRAM) // chunk)
 
     @property
     def objective(self) -> str:
