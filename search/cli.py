@@ -167,9 +167,12 @@ def _run(args: argparse.Namespace) -> int:
     print(summary_text(report.summary, spec.objective, comparison=report.comparison,
                        varied=spec.data.variance_sources))
     others = f", {report.configurations_by_others} by other runners" if report.configurations_by_others else ""
+    fitted = (f" (fitting {report.training_seconds:.1f} s summed over the processes, XLA's compilation included; "
+              f"programs of up to {report.models_per_program} models; peak memory of a fitting process "
+              f"{report.peak_memory_mb:,.0f} MB)" if report.fits else "")
     print(f"\n{report.configurations_run} configurations run ({report.configurations_diverged} diverged), "
           f"{report.configurations_failed} failed, {report.configurations_skipped} already stored{others}; "
-          f"{report.fits} fits in {report.wall_seconds:.1f} s; storage: {report.storage}")
+          f"{report.fits} fits in {report.wall_seconds:.1f} s{fitted}; storage: {report.storage}")
     if report.stopped:
         print(f"error: {report.stopped}", file=sys.stderr)
     elif report.configurations_failed:

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from search import interrupt
 from search.engine import runtime
-from search.engine.checks import check_study
-from search.engine.parallel import FitFailure, FitPool, FitTask, chunk_seeds
+from search.engine.checks import activation_bytes, check_study
+from search.engine.parallel import FitFailure, FitPool, FitTask, chunk_seeds, warm_workers
 from search.results.records import selection_rank, summary_frame, trial_record
 from search.results.stats import ALPHA, baseline_comparison
 from search.store.claims import Claim, Heartbeat, StudyQueue, config_key
@@ -54,7 +54,10 @@ class RunReport:
     runner (``configurations_diverged`` of them diverged), ``configurations_failed``
     raised, ``configurations_skipped`` were stored before this run began and
     ``configurations_by_others`` were stored meanwhile by other runners. ``stopped``
-    says why the run stopped early (the failure budget), else ``None``. ``storage`` is
+    says why the run stopped early (the failure budget), else ``None``. ``training_seconds``
+    is the time the programs took to fit (XLA compiles a program at its first fit in a
+    process: included), summed over the processes that fitted them, beside ``wall_seconds``; ``peak_memory_mb`` the largest peak resident
+    memory of one of those processes. ``storage`` is
     the storage URL with any password masked. ``comparison`` holds each configuration's
     paired statistics and verdict against the baseline (see :mod:`search.results.stats`).
     """
@@ -71,6 +74,9 @@ class RunReport:
     configurations_by_others: int = 0
     stopped: str | None = None
     comparison: pd.DataFrame | None = None
+    training_seconds: float = 0.0  # the programs' fit time (XLA's compilation included), summed over processes
+    peak_memory_mb: float = 0.0  # the largest peak resident memory of a process that fitted them
+    models_per_program: int = 0  # the largest program's models (configurations x seeds of a chunk)
 
     @property
     def _metric(self) -> str:
@@ -164,14 +170,16 @@ def _connect(spec: StudySpec) -> tuple[Any, Any]:
 
 def _run(spec: StudySpec, backend: str, progress: bool | None, stream: TextIO, wait: bool,
          cluster: tuple[Any, Any] | None, data: Any, started: float) -> RunReport:
+    n_jobs = runtime.resolve_n_jobs(spec.n_jobs)
+    if cluster is None and backend == "loky" and n_jobs > 1:
+        warm_workers(n_jobs)  # they import TensorFlow while this process opens the storage and claims
     queue, created = StudyQueue.open(spec, runtime.versions())
     try:
         queue.reap()
         skipped = queue.completed_count()
         if spec.sampler == "grid":
             queue.fill_grid(grid(spec.space), lambda c: distributions(c, spec.space), created)
-        run = _Runner(spec, queue, backend, _progress(spec, progress, stream), stream, wait, skipped,
-                      data.rows, cluster)
+        run = _Runner(spec, queue, backend, _progress(spec, progress, stream), stream, wait, skipped, data, cluster)
         try:
             run.drain()
         finally:
@@ -184,17 +192,17 @@ def _run(spec: StudySpec, backend: str, progress: bool | None, stream: TextIO, w
     comparison = baseline_comparison(trials, names, spec.objective, spec.rope)
     return RunReport(spec.name, redact(spec.storage), run.completed, skipped, run.fits,
                      time.perf_counter() - started, summary, run.diverged, run.failed, by_others, run.stopped,
-                     comparison)
+                     comparison, run.training_seconds, run.peak_memory_mb, max(run.slots.values(), default=run.width))
 
 
 class _Runner:
     """One runner's loop: claim configurations as workers free up, fit them, store them; until none is left."""
 
     def __init__(self, spec: StudySpec, queue: StudyQueue, backend: str, bar: Any, stream: TextIO, wait: bool,
-                 skipped: int, rows: tuple[int, int, int], cluster: tuple[Any, Any] | None = None) -> None:
+                 skipped: int, data: Any, cluster: tuple[Any, Any] | None = None) -> None:
         self.spec, self.queue, self.backend, self.bar, self.stream, self.wait = spec, queue, backend, bar, stream, wait
         self.cluster = cluster  # (Dask client, shipment): the fits run there
-        self.rows = rows  # training, test and validation rows: accuracies are exact fractions of them
+        self.rows = data.rows  # training, test and validation rows: accuracies are exact fractions of them
         self.n_jobs = runtime.resolve_n_jobs(spec.n_jobs)
         # TensorFlow threads per task: the local cores shared by the workers; on a Dask cluster one,
         # for one worker process per core (`dask worker --nworkers CORES --nthreads 1`).
@@ -203,7 +211,8 @@ class _Runner:
         # The configurations one program trains together: fixed by the grid, whoever claims them (see
         # program_groups); every program of a placement is compiled for as many models as its largest.
         widest = max(len(c) for c in self.chunks)
-        groups = program_groups(grid(spec.space), spec.configs_per_program(widest)) if spec.sampler == "grid" else []
+        per_program = spec.configs_per_program(widest, activation_bytes(spec, data.rows, data.input_shape))
+        groups = program_groups(grid(spec.space), per_program) if spec.sampler == "grid" else []
         self.group_of = {config_key(c): group for group in groups for c in group}
         self.slots = {program_of(g[0]): widest * max(len(h) for h in groups if program_of(h[0]) == program_of(g[0]))
                       for g in groups}
@@ -218,6 +227,7 @@ class _Runner:
         self.heartbeat = Heartbeat(queue.storage)
         self.writer = _Writer()
         self.completed = self.diverged = self.failed = self.fits = 0
+        self.training_seconds = self.peak_memory_mb = 0.0
         self._failed_programs: set[int] = set()  # the programs that failed in this run, against max_failures
         self.stopped: str | None = None
         # The reason a claim still held when the runner closes is failed with (and queued again).
@@ -298,6 +308,9 @@ class _Runner:
         company only, are left to whoever holds them)."""
         group, held = active[program]
         n = len(self.chunks[chunk])
+        if not isinstance(outcome, FitFailure):
+            self.training_seconds += sum(r.fit_seconds for r in outcome)
+            self.peak_memory_mb = max(self.peak_memory_mb, *(r.peak_memory_mb for r in outcome))
         for i, config in enumerate(group):
             if config_key(config) not in held:
                 continue

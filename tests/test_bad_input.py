@@ -107,6 +107,7 @@ CASES: list[tuple[str, bool, bool, Callable[[Path, Path], list[str]]]] = [
     ("study-grace-too-short", False, False, lambda t, s: ["run", S(study_with(t, "heartbeat_grace = 1"))]),
     ("study-negative-budget", False, False, lambda t, s: ["run", S(study_with(t, "max_failures = -1"))]),
     ("study-retries-text", False, False, lambda t, s: ["run", S(study_with(t, 'worker_retries = "x"'))]),
+    ("study-no-models-per-program", False, False, lambda t, s: ["run", S(study_with(t, "models_per_program = 0"))]),
     ("study-no-seeds", False, False, lambda t, s: ["run", S(study_with(t, replace=("seeds = 3", "seeds = 0")))]),
     ("study-inf-strength", False, False,
      lambda t, s: ["run", S(study_with(t, replace=("strength = [1e-3, 1e-1]", "strength = [inf]")))]),

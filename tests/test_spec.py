@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -249,3 +250,17 @@ def test_the_scheduler_is_a_run_setting_left_out_of_the_fingerprint():
     assert here.with_overrides(scheduler="tls://sched.example:8786").scheduler == "tls://sched.example:8786"
     with pytest.raises(SpecError, match="command line: --scheduler: must be a Dask scheduler address"):
         here.with_overrides(scheduler="8786")
+
+
+@pytest.mark.parametrize("models_per_program, chunk, model_bytes, expected", [
+    (None, 30, None, 2),  # 64 models: two configurations of 30 seeds
+    (None, 1, None, 1),  # one seed: a model alone, model.fit's own operations
+    (4, 1, None, 4),  # unless asked for company
+    (None, 5, 1 << 20, 12),
+    (None, 10, 100 << 20, 1),  # 1 GiB of activations holds 10 such models: one configuration
+    (1000, 10, 10 << 20, 10),  # the memory bound before models_per_program
+    (8, 30, None, 1),  # at least one configuration, whatever the chunk
+])
+def test_configurations_per_program(models_per_program, chunk, model_bytes, expected):
+    spec = dataclasses.replace(load_spec(REPO / "studies" / "seed-circles.toml"), models_per_program=models_per_program)
+    assert spec.configs_per_program(chunk, model_bytes) == expected

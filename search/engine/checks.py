@@ -7,6 +7,7 @@ naming the file, the key and the problem.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from search.engine.data import DataError, Dataset, check_targets, make_dataset
@@ -56,3 +57,17 @@ def output_shape(layers: Sequence[LayerSpec], input_shape: tuple[int, ...], src:
         raise SpecError(src, f"model.layers[{len(layers) - 1}]",
                         f"the model's output has shape {shape}; add a flatten layer or return_sequences = false")
     return shape
+
+
+def activation_bytes(spec: StudySpec, rows: tuple[int, int, int], input_shape: tuple[int, ...]) -> int | None:
+    """An estimate of one model's activations in a program, in bytes: every layer's outputs over the
+    largest set of rows evaluated at once (the training rows at the end, the test rows at recorded
+    epochs), three times (forward values, gradients, fused temporaries); ``None`` for a builder's
+    model, whose layers are known only once built. It bounds how many models share a program."""
+    if spec.model.builder is not None:
+        return None
+    shape, floats = tuple(int(d) for d in input_shape), 0
+    for layer in spec.model.layers:
+        shape = LAYERS[layer.type].shape(layer, shape)
+        floats += math.prod(shape)
+    return 4 * 3 * max(rows) * floats

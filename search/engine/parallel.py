@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import queue
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -153,7 +154,18 @@ def _fit_seeds(task: FitTask):
     results = trainer.fit([w for w, _ in start], model_seeds, initial_states=[s for _, s in start],
                           data=data if data.per_seed else None, factors=factors)[:task.n_models]
     per_model = (time.perf_counter() - began) / task.n_models  # the models of a program share one computation
-    return [dataclasses.replace(r, fit_seconds=per_model) for r in results]
+    peak = _peak_memory_mb()
+    return [dataclasses.replace(r, fit_seconds=per_model, peak_memory_mb=peak) for r in results]
+
+
+def _peak_memory_mb() -> float:
+    """This process's peak resident memory so far, in MB (0 where the platform does not say)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
 
 
 # Per-worker caches, least recently used first. A compiled trainer costs a worker about
@@ -336,6 +348,26 @@ class FitPool:
         if running and self._executor is not None:
             self._executor.shutdown(wait=False, kill_workers=True)
             self._executor = None
+
+
+def warm_workers(n_jobs: int) -> None:
+    """Start ``n_jobs`` loky worker processes and have each import TensorFlow and Keras now (about 4 s
+    of a worker's start), while this process opens the storage and claims: the first chunks then
+    find their workers ready. Returns at once; the pool is the one :class:`FitPool` reuses."""
+    from joblib.externals.loky import get_reusable_executor
+
+    executor = get_reusable_executor(max_workers=n_jobs, reuse=True)
+    for _ in range(n_jobs):
+        executor.submit(_warm_up)
+
+
+def _warm_up() -> None:
+    from search.engine import runtime
+
+    runtime.import_tensorflow()  # the thread pools are sized by the first task, which knows the chunk
+    import keras  # noqa: F401
+
+    from search.engine import model, trainer  # noqa: F401
 
 
 def in_process(fn: Callable, *args) -> Any:

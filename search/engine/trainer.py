@@ -86,6 +86,7 @@ class SeedResult:
     fit_seconds: float = 0.0  # wall time of the chunk's fit (compilation excluded) per seed of the chunk
     validation: dict[str, float] | None = None
     history_epochs: tuple[int, ...] = ()  # the 1-based epoch of each history entry; () for every epoch
+    peak_memory_mb: float = 0.0  # the peak resident memory of the process that fitted it, after the fit
     diverged_epoch: int | None = None
 
     @property
@@ -362,9 +363,13 @@ def _step(g: _Graph, order, start, size: int, sums):
         if order is None and g.per_seed_data:
             out = _per_seed(g, step, (values, states, factors, _rows(g.x_train, start, size, 1),
                                       _rows(g.y_train, start, size, 1)))
-        elif order is None:
+        elif order is None and g.n_seeds == 1:
             out = _per_seed(g, step, (values, states, factors), shared=(_rows(g.x_train, start, size),
                                                                         _rows(g.y_train, start, size)))
+        elif order is None:  # each model its own copy of the shared rows, as in _evaluate (2.3x faster)
+            out = _per_seed(g, step, (values, states, factors,
+                                      *(tf.broadcast_to(t[None], [g.n_seeds, *t.shape]) for t in
+                                        (_rows(g.x_train, start, size), _rows(g.y_train, start, size)))))
         else:
             idx = tf.slice(order, [0, start], [g.n_seeds, size])
             batch_dims = 1 if g.per_seed_data else 0  # each seed's rows from its own data, or from the shared rows

@@ -23,6 +23,9 @@ OPTIMIZERS = ("adam",)
 # Models per compiled program by default: the case-study MLP costs the same per model from 4 to 64
 # models in one program, and more beyond (the activations of a program leave the cache).
 MODELS_PER_PROGRAM = 64
+# Activations of one program at most (an estimate from the layers' shapes): more configurations
+# than fit it train in more programs, so that a grid of any size trains in bounded memory.
+PROGRAM_BYTES = 1 << 30
 
 
 
@@ -196,13 +199,17 @@ class StudySpec:
     storage_patience: int = 300  # seconds a lost storage connection is retried before the run stops
     scheduler: str | None = None  # a Dask scheduler's address: the fits run on its cluster
 
-    def configs_per_program(self, chunk: int) -> int:
+    def configs_per_program(self, chunk: int, model_bytes: int | None = None) -> int:
         """How many configurations one compiled program trains together on chunks of ``chunk`` seeds:
-        as many as ``models_per_program`` models allow (at least one). By default a chunk of one
-        seed trains alone, on ``model.fit``'s own operations, bit for bit."""
+        as many as ``models_per_program`` models allow, and as :data:`PROGRAM_BYTES` of activations
+        allow at ``model_bytes`` per model (an estimate; at least one configuration). By default a
+        chunk of one seed trains alone, on ``model.fit``'s own operations, bit for bit."""
         if self.models_per_program is None and chunk == 1:
             return 1
-        return max(1, (self.models_per_program or MODELS_PER_PROGRAM) // chunk)
+        models = self.models_per_program or MODELS_PER_PROGRAM
+        if model_bytes:
+            models = min(models, PROGRAM_BYTES // model_bytes)
+        return max(1, models // chunk)
 
     @property
     def objective(self) -> str:
