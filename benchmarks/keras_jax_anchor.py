@@ -10,9 +10,11 @@ compiling run.
 ``--outputs`` says what each epoch records: ``accuracy`` (the training loss and the test
 accuracy, the anchor as first written) or ``all`` (what actreg's history and ``fit``'s
 ``validation_data`` record: training loss and accuracy over the epoch's batches, test loss,
-activity penalty included, and test accuracy).
+activity penalty included, and test accuracy). ``--record-every K`` evaluates the test set
+only every K-th epoch and at the last (``lax.cond``), as a study records its curves
+(``[train] record_every``, by default every epochs/100); 1, the default, every epoch.
 
-    python benchmarks/keras_jax_anchor.py --epochs 1000 --seeds 30 [--outputs all]
+    python benchmarks/keras_jax_anchor.py --epochs 1000 --seeds 30 [--outputs all] [--record-every 10]
 
 Needs ``pip install -e ".[bench]"`` (jax, optax); without them it says so and exits 3.
 """
@@ -38,6 +40,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs after the compiling one (best counts)")
     parser.add_argument("--outputs", choices=("accuracy", "all"), default="accuracy",
                         help="per epoch: training loss and test accuracy, or also training accuracy and test loss")
+    parser.add_argument("--record-every", type=int, default=1, metavar="K",
+                        help="evaluate the test set every K-th epoch and at the last (default 1: every epoch)")
     args = parser.parse_args(argv)
     try:
         import jax
@@ -77,7 +81,16 @@ def main(argv=None) -> int:
     def correct(y_pred, y):
         return jnp.sum((y_pred > 0.5) == (y > 0.5))
 
-    def epoch(carry, key):
+    def evaluated(weights, record):
+        """The test set's loss and accuracy, computed only where ``record`` is true."""
+        def evaluate(w):
+            test_loss, test_pred = loss_fn(w, x_test, y_test, training=False)
+            return test_loss, correct(test_pred, y_test) / x_test.shape[0]
+        return jax.lax.cond(record, evaluate, lambda w: (jnp.float32(0), jnp.float32(0)), weights)
+
+    def epoch(carry, scanned):
+        key, index = scanned
+        record = ((index + 1) % args.record_every == 0) | (index + 1 == args.epochs)
         weights, opt_state = carry
         order = jax.random.permutation(key, x_train.shape[0])
         xs, ys = x_train[order], y_train[order]
@@ -91,17 +104,19 @@ def main(argv=None) -> int:
                 total, hits = total + loss * xb.shape[0], hits + correct(y_pred, yb)
             else:
                 total = total + loss
+        test_loss, test_accuracy = evaluated(weights, record) if args.record_every > 1 or everything else (None, None)
         if everything:
-            test_loss, test_pred = loss_fn(weights, x_test, y_test, training=False)
-            record = (total / xs.shape[0], hits / xs.shape[0], test_loss, correct(test_pred, y_test) / x_test.shape[0])
-        else:
+            out = (total / xs.shape[0], hits / xs.shape[0], test_loss, test_accuracy)
+        elif args.record_every > 1:
+            out = (total, test_accuracy)
+        else:  # as first written
             test_pred, _ = model.stateless_call(weights, [], x_test)
-            record = (total, jnp.mean((test_pred > 0.5) == (y_test > 0.5)))
-        return (weights, opt_state), record
+            out = (total, jnp.mean((test_pred > 0.5) == (y_test > 0.5)))
+        return (weights, opt_state), out
 
     def train(weights, key):
         keys = jax.random.split(key, args.epochs)
-        (weights, _), history = jax.lax.scan(epoch, (weights, adam.init(weights)), keys)
+        (weights, _), history = jax.lax.scan(epoch, (weights, adam.init(weights)), (keys, jnp.arange(args.epochs)))
         return history
 
     run = jax.jit(jax.vmap(train))
@@ -115,7 +130,7 @@ def main(argv=None) -> int:
         accuracy = jax.block_until_ready(run(stacked, keys))[-1]
         best = min(best, time.perf_counter() - start)
     print(json.dumps({
-        "way": "keras-on-jax vmap", "outputs": args.outputs,
+        "way": "keras-on-jax vmap", "outputs": args.outputs, "record_every": args.record_every,
         "us_per_model_epoch": round(best / args.epochs / args.seeds * 1e6, 2),
         "seeds": args.seeds, "epochs": args.epochs, "compile_seconds": round(compile_s - best, 2),
         "final_test_accuracy_mean": round(float(accuracy[:, -1].mean()), 4),

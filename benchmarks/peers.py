@@ -6,8 +6,10 @@ ways are measured in the same run, interleaved (round 1: actreg, the anchors; ro
 ``model.fit`` is timed inside actreg's own bench (``actreg bench --json``). The anchor runs
 twice per round: recording per epoch the training loss and the test accuracy only, and
 recording what actreg records (training loss and accuracy, test loss and accuracy).
+``--record-every K`` has actreg and the anchors evaluate the test set every K-th epoch
+(as a study records its curves: every epochs/100), not every epoch.
 
-    python benchmarks/peers.py --rounds 3 --epochs 1000 --seeds 30
+    python benchmarks/peers.py --rounds 3 --epochs 1000 --seeds 30 [--record-every 10]
 
 The anchor needs the ``bench`` extra (``pip install -e ".[bench]"``: jax, optax); without
 it, its row says "skipped" and the others are still measured.
@@ -24,9 +26,9 @@ from pathlib import Path
 ANCHOR = Path(__file__).with_name("keras_jax_anchor.py")
 
 
-def actreg_round(epochs: int, seeds: int, fit_epochs: int) -> dict[str, float]:
+def actreg_round(epochs: int, seeds: int, fit_epochs: int, record_every: int) -> dict[str, float]:
     out = _run([sys.executable, "-m", "search", "bench", "--json", "--epochs", str(epochs), "--seeds", str(seeds),
-                "--fit-epochs", str(fit_epochs)])
+                "--fit-epochs", str(fit_epochs), "--record-every", str(record_every)])
     return {"actreg": out["actreg_us_per_model_epoch"], "keras model.fit": out["keras_fit_us_per_model_epoch"]}
 
 
@@ -35,9 +37,9 @@ ANCHORS = {"accuracy": "keras-on-jax vmap (anchor: train loss, test accuracy)",
            "all": "keras-on-jax vmap (anchor: actreg's outputs)"}
 
 
-def anchor_round(epochs: int, seeds: int, outputs: str) -> dict[str, float] | None:
+def anchor_round(epochs: int, seeds: int, outputs: str, record_every: int) -> dict[str, float] | None:
     proc = subprocess.run([sys.executable, str(ANCHOR), "--epochs", str(epochs), "--seeds", str(seeds),
-                           "--outputs", outputs], capture_output=True, text=True)
+                           "--outputs", outputs, "--record-every", str(record_every)], capture_output=True, text=True)
     if proc.returncode == 3:  # jax or optax missing: the anchor said why
         print(proc.stderr.strip().splitlines()[-1], file=sys.stderr)
         return None
@@ -70,17 +72,21 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=1000)
     parser.add_argument("--seeds", type=int, default=30)
     parser.add_argument("--fit-epochs", type=int, default=5, help="epochs of model.fit per round (default 5)")
+    parser.add_argument("--record-every", type=int, default=1, metavar="K",
+                        help="actreg and the anchors evaluate the test set every K-th epoch and at the last "
+                             "(default 1, every epoch, as model.fit with validation_data; a study: epochs/100)")
     args = parser.parse_args(argv)
     rounds, anchor = [], True
     for k in range(args.rounds):
-        measured = actreg_round(args.epochs, args.seeds, args.fit_epochs)
+        measured = actreg_round(args.epochs, args.seeds, args.fit_epochs, args.record_every)
         for outputs in ANCHORS if anchor else ():
-            got = anchor_round(args.epochs, args.seeds, outputs)
+            got = anchor_round(args.epochs, args.seeds, outputs, args.record_every)
             anchor = got is not None
             measured.update(got or {})
         rounds.append(measured)
         print(f"round {k + 1}/{args.rounds}: " + ", ".join(f"{w} {v:g}" for w, v in measured.items()), file=sys.stderr)
-    print(f"case-study MLP, {args.seeds} seeds x {args.epochs} epochs, best of {args.rounds} interleaved rounds")
+    print(f"case-study MLP, {args.seeds} seeds x {args.epochs} epochs, test set every {args.record_every} epoch(s) "
+          f"(model.fit: every epoch), best of {args.rounds} interleaved rounds")
     print(table(rounds))
     if not anchor:
         print("keras-on-jax vmap (anchors): skipped (needs the bench extra: jax, optax)")

@@ -10,8 +10,9 @@ microseconds per epoch per model:
   (:func:`search.engine.parallel.fit_seeds`), split into chunks as a study splits them (at most 32
   seeds per graph), on trainers that an identical first pass compiled, so tracing, XLA
   compilation and drawing the seeds' initial weights (reported separately, per compiled
-  trainer, as ``actreg_setup_seconds``) are not counted either; the per-epoch test
-  evaluation is. The best of ``repeats`` timed passes counts (the host's noise only ever
+  trainer, as ``actreg_setup_seconds``) are not counted either; the test evaluation is,
+  at the epochs a study records (``record_every``: by default every epochs/100, and the
+  last; 1 evaluates every epoch, as ``fit`` with ``validation_data`` does). The best of ``repeats`` timed passes counts (the host's noise only ever
   adds time), as the Keras-on-JAX anchor in ``benchmarks/`` counts its own.
 """
 
@@ -40,13 +41,14 @@ class BenchResult:
     actreg_setup_seconds: float
     case: str = "case-study MLP"
     repeats: int = 1
+    record_every: int = 0  # the trainer evaluated the test rows every so many epochs (and at the last)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def measure(epochs: int | None = None, seeds: int | None = None, fit_epochs: int = 20, cores: int | None = None,
-            spec: StudySpec | None = None, repeats: int = 3) -> BenchResult:
+            spec: StudySpec | None = None, repeats: int = 3, record_every: int | None = None) -> BenchResult:
     """Time both trainers; ``cores`` sizes TensorFlow's thread pools (default: all); actreg's
     best of ``repeats`` timed passes counts.
 
@@ -78,6 +80,8 @@ def measure(epochs: int | None = None, seeds: int | None = None, fit_epochs: int
         train = replace(spec.train, epochs=epochs or spec.train.epochs)
         task, metrics, case = spec.model.task, spec.metrics, f"study {spec.name}, {config.label}"
         seeds = seeds or len(spec.seeds)
+    if record_every is not None:
+        train = replace(train, record_every=record_every)
     chunks = chunk_seeds(list(range(seeds)), chunk_size)
     runtime.configure(cores, op_threads(cores, model_spec, train, len(data.x_train), len(chunks[0])))
     shape = data.x_train.shape[1:]
@@ -101,7 +105,7 @@ def measure(epochs: int | None = None, seeds: int | None = None, fit_epochs: int
         actreg_us_per_model_epoch=round(actreg_us, 2),
         speedup=round(keras_us / actreg_us, 1),
         seeds=seeds, epochs=train.epochs, cores=cores, keras_fit_epochs=fit_epochs,
-        actreg_setup_seconds=round(setup, 2), case=case, repeats=repeats,
+        actreg_setup_seconds=round(setup, 2), case=case, repeats=repeats, record_every=train.record_step,
     )
 
 
@@ -127,6 +131,7 @@ def format_result(r: BenchResult) -> str:
         f"{r.case}, {r.cores} cores",
         f"keras model.fit : {r.keras_fit_us_per_model_epoch:12.1f} us per model-epoch ({r.keras_fit_epochs} epochs)",
         f"actreg trainer  : {r.actreg_us_per_model_epoch:12.2f} us per model-epoch ({r.seeds} seeds x {r.epochs} epochs,"
-        f" best of {r.repeats}, + {r.actreg_setup_seconds:.1f} s to compile a trainer)",
+        f" test rows every {r.record_every} epochs, best of {r.repeats}, + {r.actreg_setup_seconds:.1f} s to compile"
+        " a trainer)",
         f"speedup         : {r.speedup:12.1f} x",
     ])

@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "on 2 cores, one of digits-cnn 0.15-0.3 s)")
     bench.add_argument("--repeats", type=int, default=3, metavar="N",
                        help="timed passes of actreg's trainer after the compiling one; the best counts (default 3)")
+    bench.add_argument("--record-every", type=int, metavar="K",
+                       help="evaluate the test rows every K epochs and at the last (default: as a study records, "
+                            "every epochs/100; 1: every epoch, as model.fit with validation_data)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -141,6 +144,8 @@ def run() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
+    if parallel is not None:
+        parallel.stop_workers()  # nothing is left for them: the program need not wait for their shutdown
     sys.exit(status)
 
 
@@ -296,12 +301,13 @@ def _bench(args: argparse.Namespace) -> int:
 
     from search.bench import format_result, measure
 
-    for name in ("epochs", "seeds", "fit_epochs", "repeats"):
+    for name in ("epochs", "seeds", "fit_epochs", "repeats", "record_every"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise SpecError("command line", f"--{name.replace('_', '-')}", "must be a positive integer")
     spec = load_spec(args.study) if args.study else None
-    result = measure(epochs=args.epochs, seeds=args.seeds, fit_epochs=args.fit_epochs, spec=spec, repeats=args.repeats)
+    result = measure(epochs=args.epochs, seeds=args.seeds, fit_epochs=args.fit_epochs, spec=spec, repeats=args.repeats,
+                     record_every=args.record_every)
     print(json.dumps(result.as_dict()) if args.json else format_result(result))
     return 0
 

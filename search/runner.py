@@ -173,13 +173,23 @@ def _run(spec: StudySpec, backend: str, progress: bool | None, stream: TextIO, w
     n_jobs = runtime.resolve_n_jobs(spec.n_jobs)
     if cluster is None and backend == "loky" and n_jobs > 1:
         warm_workers(n_jobs)  # they import TensorFlow while this process opens the storage and claims
-    queue, created = StudyQueue.open(spec, runtime.versions())
+    bar = _progress(spec, progress, stream)  # from the first second; counted once the queue is read
+    bar.set_postfix_str("opening the storage")
+    queue = None
     try:
+        queue, created = StudyQueue.open(spec, runtime.versions())
         queue.reap()
         skipped = queue.completed_count()
         if spec.sampler == "grid":
             queue.fill_grid(grid(spec.space), lambda c: distributions(c, spec.space), created)
-        run = _Runner(spec, queue, backend, _progress(spec, progress, stream), stream, wait, skipped, data, cluster)
+        run = _Runner(spec, queue, backend, bar, stream, wait, skipped, data, cluster)
+    except BaseException:
+        bar.leave = False  # the error's line alone, without an empty bar above it
+        bar.close()
+        if queue is not None:
+            queue.close()
+        raise
+    try:
         try:
             run.drain()
         finally:

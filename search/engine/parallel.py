@@ -327,9 +327,7 @@ class FitPool:
 
     def _pool(self):
         if self._executor is None:
-            from joblib.externals.loky import get_reusable_executor
-
-            self._executor = get_reusable_executor(max_workers=self.n_jobs, reuse=True)
+            self._executor = _executor(self.n_jobs)
         return self._executor
 
     def close(self) -> None:
@@ -354,11 +352,30 @@ def warm_workers(n_jobs: int) -> None:
     """Start ``n_jobs`` loky worker processes and have each import TensorFlow and Keras now (about 4 s
     of a worker's start), while this process opens the storage and claims: the first chunks then
     find their workers ready. Returns at once; the pool is the one :class:`FitPool` reuses."""
+    executor = _executor(n_jobs)
+    for _ in range(n_jobs):
+        executor.submit(_warm_up)
+
+
+def _executor(n_jobs: int):
+    """loky's reusable executor of ``n_jobs`` workers (the one pool of this process), remembered for
+    :func:`stop_workers`."""
     from joblib.externals.loky import get_reusable_executor
 
     executor = get_reusable_executor(max_workers=n_jobs, reuse=True)
-    for _ in range(n_jobs):
-        executor.submit(_warm_up)
+    if executor not in _EXECUTORS:
+        _EXECUTORS.append(executor)
+    return executor
+
+
+_EXECUTORS: list = []
+
+
+def stop_workers() -> None:
+    """Stop the idle worker processes of this process's pool now, without waiting for them (at exit,
+    Python's own shutdown would wait about 2 s for each to tear TensorFlow down)."""
+    while _EXECUTORS:
+        _EXECUTORS.pop().shutdown(wait=False, kill_workers=True)
 
 
 def _warm_up() -> None:
