@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from search import interrupt
 from search.engine import runtime
 from search.engine.checks import activation_bytes, check_study
-from search.engine.parallel import FitFailure, FitPool, FitTask, chunk_seeds, warm_workers
+from search.engine.parallel import FitFailure, FitPool, FitTask, chunk_seeds
 from search.results.records import selection_rank, summary_frame, trial_record
 from search.results.stats import ALPHA, baseline_comparison
 from search.store.claims import Claim, Heartbeat, StudyQueue, config_key
@@ -170,9 +170,6 @@ def _connect(spec: StudySpec) -> tuple[Any, Any]:
 
 def _run(spec: StudySpec, backend: str, progress: bool | None, stream: TextIO, wait: bool,
          cluster: tuple[Any, Any] | None, data: Any, started: float) -> RunReport:
-    n_jobs = runtime.resolve_n_jobs(spec.n_jobs)
-    if cluster is None and backend == "loky" and n_jobs > 1:
-        warm_workers(n_jobs)  # they import TensorFlow while this process opens the storage and claims
     bar = _progress(spec, progress, stream)  # from the first second; counted once the queue is read
     bar.set_postfix_str("opening the storage")
     queue = None

@@ -348,15 +348,6 @@ class FitPool:
             self._executor = None
 
 
-def warm_workers(n_jobs: int) -> None:
-    """Start ``n_jobs`` loky worker processes and have each import TensorFlow and Keras now (about 4 s
-    of a worker's start), while this process opens the storage and claims: the first chunks then
-    find their workers ready. Returns at once; the pool is the one :class:`FitPool` reuses."""
-    executor = _executor(n_jobs)
-    for _ in range(n_jobs):
-        executor.submit(_warm_up)
-
-
 def _executor(n_jobs: int):
     """loky's reusable executor of ``n_jobs`` workers (the one pool of this process), remembered for
     :func:`stop_workers`."""
@@ -376,15 +367,6 @@ def stop_workers() -> None:
     Python's own shutdown would wait about 2 s for each to tear TensorFlow down)."""
     while _EXECUTORS:
         _EXECUTORS.pop().shutdown(wait=False, kill_workers=True)
-
-
-def _warm_up() -> None:
-    from search.engine import runtime
-
-    runtime.import_tensorflow()  # the thread pools are sized by the first task, which knows the chunk
-    import keras  # noqa: F401
-
-    from search.engine import model, trainer  # noqa: F401
 
 
 def in_process(fn: Callable, *args) -> Any:
