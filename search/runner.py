@@ -19,6 +19,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TextIO
@@ -29,9 +30,11 @@ from search.engine.checks import activation_bytes, check_study
 from search.engine.parallel import FitFailure, FitPool, FitTask, chunk_seeds
 from search.results.records import selection_rank, summary_frame, trial_record
 from search.results.stats import ALPHA, baseline_comparison
-from search.store.claims import Claim, Heartbeat, StudyQueue, config_key
+from search.results.race import block_seeds, looks_of, next_look, planned_fits, racing
+from search.store.claims import Claim, Heartbeat, StudyQueue, block_key, config_key
 from search.store.outage import StorageUnavailable
-from search.store.schema import DIVERGED, LABEL_ATTR, OK, RUNNER_ATTR, STATUS_ATTR
+from search.store.schema import (DIVERGED, LABEL_ATTR, OK, RACE_BLOCK_ATTR, RACE_REASON, RUNNER_ATTR, SEEDS_ATTR,
+                                 STATUS_ATTR)
 from search.store.storage import redact
 from search.study.metrics import METRIC_LABELS
 from search.study.space import (Configuration, distributions, grid, iter_param_names, planned, program_groups,
@@ -176,9 +179,14 @@ def _run(spec: StudySpec, backend: str, progress: bool | None, stream: TextIO, w
     try:
         queue, created = StudyQueue.open(spec, runtime.versions())
         queue.reap()
-        skipped = queue.completed_count()
+        skipped = _stored(queue, spec)
         if spec.sampler == "grid":
-            queue.fill_grid(grid(spec.space), lambda c: distributions(c, spec.space), created)
+            queue.fill_grid(grid(spec.space), lambda c: distributions(c, spec.space), created,
+                            None if spec.race is None else 0)
+        if spec.race is not None:  # a race resumed: its current block again where it failed or was lost
+            taken = queue.race()
+            if racing(spec, taken) and len(taken) < len(looks_of(spec)):
+                queue.enqueue_missing(racing(spec, taken), lambda c: distributions(c, spec.space), block=len(taken))
         run = _Runner(spec, queue, backend, bar, stream, wait, skipped, data, cluster)
     except BaseException:
         bar.leave = False  # the error's line alone, without an empty bar above it
@@ -192,14 +200,24 @@ def _run(spec: StudySpec, backend: str, progress: bool | None, stream: TextIO, w
         finally:
             run.close()
         trials, names = queue.trials(), list(iter_param_names(spec.space))
-        by_others = max(0, queue.completed_count() - skipped - run.completed)
+        race = queue.race() if spec.race is not None else None
+        by_others = max(0, _stored(queue, spec) - skipped - run.configurations)
     finally:
         queue.close()
     summary = summary_frame(trials, names, spec.objective, spec.maximize)
-    comparison = baseline_comparison(trials, names, spec.objective, spec.rope)
-    return RunReport(spec.name, redact(spec.storage), run.completed, skipped, run.fits,
+    comparison = baseline_comparison(trials, names, spec.objective, spec.rope, race=race)
+    return RunReport(spec.name, redact(spec.storage), run.configurations, skipped, run.fits,
                      time.perf_counter() - started, summary, run.diverged, run.failed, by_others, run.stopped,
-                     comparison, run.training_seconds, run.peak_memory_mb, max(run.slots.values(), default=run.width))
+                     comparison, run.training_seconds, run.peak_memory_mb, run.largest_program)
+
+
+def _stored(queue: StudyQueue, spec: StudySpec) -> int:
+    """Configurations stored in the study: with a complete trial (in a race, with a complete first block)."""
+    if spec.race is None:
+        return queue.completed_count()
+    from search.results.records import complete_trials
+
+    return len(complete_trials(queue.trials()))
 
 
 class _Runner:
@@ -214,16 +232,8 @@ class _Runner:
         # TensorFlow threads per task: the local cores shared by the workers; on a Dask cluster one,
         # for one worker process per core (`dask worker --nworkers CORES --nthreads 1`).
         self.threads = 1 if cluster is not None else runtime.threads_per_worker(self.n_jobs)
-        self.chunks = chunk_seeds(spec.seeds, spec.chunk_size)
-        # The configurations one program trains together: fixed by the grid, whoever claims them (see
-        # program_groups); every program of a placement is compiled for as many models as its largest.
-        widest = max(len(c) for c in self.chunks)
-        per_program = spec.configs_per_program(widest, activation_bytes(spec, data.rows, data.input_shape))
-        groups = program_groups(grid(spec.space), per_program) if spec.sampler == "grid" else []
-        self.group_of = {config_key(c): group for group in groups for c in group}
-        self.slots = {program_of(g[0]): widest * max(len(h) for h in groups if program_of(h[0]) == program_of(g[0]))
-                      for g in groups}
-        self.width = widest
+        self._model_bytes = activation_bytes(spec, data.rows, data.input_shape)
+        self._plans: dict[int | None, _Plan] = {}  # per block of a race (None: every seed at once)
         self._programs = 0  # programs submitted, to key their tasks
         # A chunk queued beyond the workers' count starts the moment one is free, instead of after
         # the next claim (a claim takes 0.1 s of storage round trips on SQLite).
@@ -240,8 +250,12 @@ class _Runner:
         # The reason a claim still held when the runner closes is failed with (and queued again).
         self.released_as = "interrupted: the runner was stopped (Ctrl-C or SIGTERM)"
         self.skipped = skipped
-        total = planned(spec)
-        self.bar.reset(total=max(0, total - skipped) * len(spec.seeds))
+        self.stored_configs: set[str] = set()  # the configurations this runner stored something of
+        self.largest_program = 0  # models
+        if spec.race is None:
+            self.bar.reset(total=max(0, planned(spec) - skipped) * len(spec.seeds))
+        else:  # what the race may still fit: it shrinks as configurations stop
+            self.bar.reset(total=max(0, planned_fits(spec, queue.race()) - self._race_fits_stored()))
         self._waiting_for: tuple[int, ...] = ()
         self._counted = time.monotonic()  # when the bar last counted the study's complete trials
         # Until the first chunk returns, the workers start and compile (seconds): say so, and keep
@@ -249,6 +263,24 @@ class _Runner:
         self.bar.set_postfix_str("starting workers, compiling")
         self._ticking = threading.Event()
         threading.Thread(target=self._tick, name="actreg-progress", daemon=True).start()
+
+    def plan(self, block: int | None) -> _Plan:
+        """The chunks of seeds and the programs of ``block`` (a race's; ``None``: the whole study)."""
+        if block not in self._plans:
+            spec = self.spec
+            if block is None:
+                seeds, configs = spec.seeds, grid(spec.space) if spec.sampler == "grid" else []
+            else:
+                seeds, configs = block_seeds(spec, block), racing(spec, self.queue.race()[:block])
+            self._plans[block] = _Plan.of(spec, seeds, configs, self._model_bytes)
+        return self._plans[block]
+
+    def _race_fits_stored(self) -> int:
+        """Fits of the race stored so far (a resumed race's bar counts from there)."""
+        import optuna
+
+        complete = self.queue.trials((optuna.trial.TrialState.COMPLETE,))
+        return sum(len(t.user_attrs.get(SEEDS_ATTR, [])) for t in complete)
 
     def _tick(self) -> None:
         while not self._ticking.wait(1.0):
@@ -285,6 +317,8 @@ class _Runner:
                         self._collect(active, program, chunk, outcome)
                     continue
                 self.writer.flush()  # what this runner still holds is being stored, not run elsewhere
+                if self.stopped is None and self.spec.race is not None and self._take_look():
+                    continue
                 if self.stopped is not None or not self._wait_for_others():
                     return
                 time.sleep(poll)
@@ -302,19 +336,22 @@ class _Runner:
             got = self._claim_grid() if spec.sampler == "grid" else self._claim_tpe()
             if got is None:
                 return
-            held, group = got
+            held, group, block = got
+            plan = self.plan(block)
             self._programs += 1
-            active[self._programs] = (group, {config_key(config): (claim, config, {}) for claim, config in held})
-            slots = self.slots.get(program_of(group[0]), self.width)
-            for k, seeds in enumerate(self.chunks):
+            active[self._programs] = (group, {config_key(config): (claim, config, {}) for claim, config in held},
+                                      plan.chunks)
+            slots = plan.slots.get(program_of(group[0]), plan.width)
+            self.largest_program = max(self.largest_program, slots)
+            for k, seeds in enumerate(plan.chunks):
                 pool.submit((self._programs, k), FitTask(spec.data, spec.model, spec.train, spec.penalty, group, seeds,
                                                          self.threads, spec.metrics, slots))
 
     def _collect(self, active: dict, program: int, chunk: int, outcome: list | FitFailure) -> None:
         """A program's chunk came back: its part of each held configuration (the others, trained for
         company only, are left to whoever holds them)."""
-        group, held = active[program]
-        n = len(self.chunks[chunk])
+        group, held, chunks = active[program]
+        n = len(chunks[chunk])
         if not isinstance(outcome, FitFailure):
             self.training_seconds += sum(r.fit_seconds for r in outcome)
             self.peak_memory_mb = max(self.peak_memory_mb, *(r.peak_memory_mb for r in outcome))
@@ -326,13 +363,18 @@ class _Runner:
             if not isinstance(outcome, FitFailure):
                 self.fits += n
                 self.bar.update(n)
-            if len(parts) == len(self.chunks):
+            if len(parts) == len(chunks):
                 del held[config_key(config)]
                 self._finish(claim, config, parts, program)
         if self.bar.postfix and "compiling" in self.bar.postfix and not isinstance(outcome, FitFailure):
             self.bar.set_postfix_str("fitting")
         if not held:
             del active[program]
+
+    @property
+    def configurations(self) -> int:
+        """Configurations this runner stored (in a race, something of: a configuration has several blocks)."""
+        return self.completed if self.spec.race is None else len(self.stored_configs)
 
     def _wait_for_others(self) -> bool:
         """Say what other runners are fitting; True if this runner should wait for them."""
@@ -353,36 +395,59 @@ class _Runner:
 
     # ------------------------------------------------------------------ claiming
 
-    def _claim_grid(self) -> tuple[list[tuple[Claim, Configuration]], tuple[Configuration, ...]] | None:
+    def _claim_grid(self) -> tuple[list[tuple[Claim, Configuration]], tuple[Configuration, ...], int | None] | None:
         """A waiting configuration and the others of its program's group that are waiting too: the
-        claims and the group (which the program trains whole, whoever holds the rest)."""
+        claims, the group (which the program trains whole, whoever holds the rest) and the race's block."""
         while True:
             claim = self.queue.claim_waiting(keyed=True)
             if claim is None:
                 return None
-            held = self._hold(claim)
+            block = claim.trial.user_attrs.get(RACE_BLOCK_ATTR) if self.spec.race is not None else None
+            held = self._hold(claim, block)
             if held is not None:
                 break
         config = held[1]
-        group = self.group_of.get(config_key(config), (config,))
+        group = self.plan(block).group_of.get(config_key(config), (config,))
         claims = [held]
         for other in group:
-            if other != config and (more := self.queue.claim_key(config_key(other))) is not None:
-                if (also := self._hold(more)) is not None:
+            if other != config and (more := self.queue.claim_key(block_key(other, block))) is not None:
+                if (also := self._hold(more, block)) is not None:
                     claims.append(also)
-        return claims, group
+        return claims, group, block
 
-    def _hold(self, claim: Claim) -> tuple[Claim, Configuration] | None:
+    def _hold(self, claim: Claim, block: int | None = None) -> tuple[Claim, Configuration] | None:
         """``claim`` and its configuration, held with a heartbeat; ``None`` when it is a twin (the same
         configuration queued twice by runners that started together), which is superseded."""
         self.heartbeat.hold(claim.trial_id)
         config = Configuration.from_params(claim.trial.params)
-        twin = self.queue.twin_of(claim, config_key(config))
+        twin = self.queue.twin_of(claim, block_key(config, block))
         if twin is None:
             return claim, config
         self.queue.supersede(claim, twin.number)
         self.heartbeat.drop(claim.trial_id)
         return None
+
+    def _take_look(self) -> bool:
+        """Take the race's next look if every configuration racing in it has its replicates; queue the
+        next block for those still racing. True when there is new work to claim."""
+        queue, spec = self.queue, self.spec
+        taken = queue.race()
+        look = next_look(spec, queue.trials(), taken)
+        if look is None:
+            return False
+        taken = queue.record_look([*taken, look])
+        look = taken[len(taken) - 1]
+        stopped = {k: d for k, d in look["decisions"].items() if d["stopped"]}
+        still = racing(spec, taken)
+        tally = ", ".join(f"{count} {name}" for name, count in _tally(stopped).items()) or "none stopped"
+        self.say(f"race: look {look['look'] + 1} of {len(looks_of(spec))} at {look['replicates']} replicates: "
+                 f"{tally}; {max(0, len(still) - 1)} still racing")
+        self.bar.total = self.bar.n + max(0, planned_fits(spec, taken) - self._race_fits_stored())
+        self.bar.refresh()
+        if not still or len(taken) >= len(looks_of(spec)):
+            return False
+        queue.enqueue_missing(still, lambda c: distributions(c, spec.space), block=len(taken))
+        return True
 
     def _claim_tpe(self) -> tuple[list[tuple[Claim, Configuration]], tuple[Configuration, ...]] | None:
         got = self._claim_suggested()
@@ -447,6 +512,7 @@ class _Runner:
                      "another runner fits it again")
             return
         self.completed += 1
+        self.stored_configs.add(config_key(config))
         if record.status == DIVERGED:
             self.diverged += 1
             a = record.user_attrs
@@ -465,7 +531,7 @@ class _Runner:
     def _refresh_bar(self, now: bool = False) -> None:
         """Count what other runners stored too (every few seconds: the count reads the study), so
         that the bar shows the study's progress."""
-        if now or time.monotonic() - self._counted > COUNT_EVERY_S:
+        if self.spec.race is None and (now or time.monotonic() - self._counted > COUNT_EVERY_S):
             done = self.queue.completed_count() - self.skipped
             self.bar.n = min(self.bar.total, max(self.bar.n, done * len(self.spec.seeds)))
             self._counted = time.monotonic()
@@ -485,6 +551,41 @@ class _Runner:
                 self.heartbeat.close()
             self._ticking.set()
             self.bar.close()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How a study's (or a race block's) seeds and configurations become tasks: the chunks of seeds,
+    each configuration's program group, and the models each program of a placement is compiled for.
+
+    The groups are fixed by the configurations and ``models_per_program``, whoever claims them (see
+    :func:`search.study.space.program_groups`); every program of a placement is compiled for as
+    many models as its largest (a smaller one fills its slots), so a process compiles it once.
+    """
+
+    chunks: list[tuple[int, ...]]
+    group_of: dict[str, tuple[Configuration, ...]]
+    slots: dict[str, int]
+    width: int
+
+    @classmethod
+    def of(cls, spec: StudySpec, seeds: Sequence[int], configs: Sequence[Configuration],
+           model_bytes: int | None) -> _Plan:
+        chunks = chunk_seeds(seeds, spec.chunk_size)
+        width = max(len(c) for c in chunks)
+        groups = program_groups(configs, spec.configs_per_program(width, model_bytes)) if configs else []
+        slots: dict[str, int] = {}
+        for g in groups:
+            slots[program_of(g[0])] = max(slots.get(program_of(g[0]), 0), width * len(g))
+        return cls(chunks, {config_key(c): g for g in groups for c in g}, slots, width)
+
+
+def _tally(decisions: dict[str, dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for d in decisions.values():
+        name = d["reason"] if d["reason"] in ("futile", "diverged", "baseline diverged", "last look") else d["verdict"]
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 class _Writer:
@@ -600,7 +701,12 @@ def summary_text(summary: pd.DataFrame, metric: str = "accuracy", limit: int = 2
     chosen = ("ranked by the validation rows; test on rows not used to choose" if validated else
               "ranked by the test rows that report it (no validation rows): the best test value is optimistic")
     lines.append(f"({chosen}" + (f"; varied between seeds: {varied}" if varied else "") + ")")
-    if judged:
+    if judged and RACE_REASON in comparison.columns:
+        rope = comparison["rope"].iloc[0]
+        lines.append(f"(verdicts of a race against the baseline, each at the look where the configuration stopped "
+                     f"(its seeds); region of practical equivalence ±{rope:g}; at most a {ALPHA:.0%} chance of any "
+                     "wrong verdict over all looks; `actreg report` for the numbers)")
+    elif judged:
         rope = comparison["rope"].iloc[0]
         lines.append(f"(verdict against the baseline, region of practical equivalence ±{rope:g}; "
                      f"at most a {ALPHA:.0%} chance of any wrong verdict; `actreg report` for the numbers)")

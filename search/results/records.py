@@ -123,12 +123,21 @@ def trial_record(results: Sequence[SeedResult], epochs: int, record_step: int,
                 column = schema.per_seed(split, name)
                 attrs[column] = [None if v is None else round(v * n) / n for v in attrs[column]]
     attrs[schema.FIT_TIME_ATTR] = [float(r.fit_seconds) for r in results]
+    attrs[schema.ACTIVATION_ATTR] = [_floats(r.mean_activation) for r in results]  # per seed, per regularized layer
+    attrs[schema.ZERO_FRACTION_ATTR] = [_floats(r.zero_fraction) for r in results]
+    return _finished(attrs, curves, maximize)
+
+
+def _finished(attrs: dict[str, Any], curves: dict[str, list], maximize: bool) -> TrialRecord:
+    """The record of a configuration from its per-seed attributes and its curves: the means, spreads,
+    summary line and trial value that follow from them (see :func:`trial_record`)."""
+    objective = attrs[schema.METRIC_ATTR]
+    n_seeds, n_diverged = len(attrs[schema.SEEDS_ATTR]), attrs[schema.N_DIVERGED_ATTR]
+    validated = schema.per_seed("validation", objective) in attrs
     test = np.asarray(attrs[schema.per_seed("test", objective)], dtype=np.float64)
     train = np.asarray(attrs[schema.per_seed("train", objective)], dtype=np.float64)
     test_mean, train_mean = mean_of(attrs, "test", objective), mean_of(attrs, "train", objective)
     attrs.update({
-        schema.ACTIVATION_ATTR: [_floats(r.mean_activation) for r in results],  # per seed, per regularized layer
-        schema.ZERO_FRACTION_ATTR: [_floats(r.zero_fraction) for r in results],
         schema.std("test", objective): _finite(_std(test)),
         schema.mean("train", objective): _finite(train_mean),
         schema.std("train", objective): _finite(_std(train)),
@@ -143,14 +152,71 @@ def trial_record(results: Sequence[SeedResult], epochs: int, record_step: int,
     intermediate = {int(e): float(v) for e, v in zip(curves["epoch"], curves[schema.mean("test", objective)])
                     if v is not None}
     # "summary": what optuna-dashboard's attribute table shows at a glance.
-    if diverged:
-        attrs[schema.SUMMARY_ATTR] = f"diverged on {len(diverged)} of {len(results)} seeds"
+    if n_diverged:
+        attrs[schema.SUMMARY_ATTR] = f"diverged on {n_diverged} of {n_seeds} seeds"
         return TrialRecord(-math.inf if maximize else math.inf, attrs, intermediate, DIVERGED, system)
     low, high = ci95(test)
     chosen = f"validation {objective} {value:.3f}, " if validated else ""
     attrs[schema.SUMMARY_ATTR] = (f"{chosen}test {objective} {test_mean:.3f} ± {_std(test):.3f} "
-                                  f"(95% CI {low:.3f}–{high:.3f}), train {train_mean:.3f}, {len(results)} seeds")
+                                  f"(95% CI {low:.3f}–{high:.3f}), train {train_mean:.3f}, {n_seeds} seeds")
     return TrialRecord(value, attrs, intermediate, OK, system)
+
+
+# Per-seed lists of a record beside the per-split metrics: joined seed by seed when blocks merge.
+_PER_SEED_LISTS = (schema.SEEDS_ATTR, schema.FIT_TIME_ATTR, schema.ACTIVATION_ATTR, schema.ZERO_FRACTION_ATTR,
+                   schema.DIVERGED_SEEDS_ATTR, schema.DIVERGED_EPOCHS_ATTR)
+
+
+def merged_trial(blocks: Sequence[optuna.trial.FrozenTrial]) -> optuna.trial.FrozenTrial:
+    """One configuration's complete blocks of replicates (a race's, in block order) as one trial: the
+    per-seed lists joined, and everything that follows from them computed again, as
+    :func:`trial_record` computes it from all the seeds at once (curves: pooled means and standard
+    deviations). It carries the first block's number, parameters and queue attributes."""
+    import optuna
+
+    first = blocks[0]
+    if len(blocks) == 1:
+        return first
+    attrs = {k: v for k, v in first.user_attrs.items()}
+    metrics = attrs[schema.METRICS_ATTR]
+    lists = [*_PER_SEED_LISTS, *(schema.per_seed(split, name) for split in schema.SPLITS
+                                 for name in (*metrics, "loss"))]
+    for key in lists:
+        if any(key in b.user_attrs for b in blocks):
+            attrs[key] = [v for b in blocks for v in b.user_attrs.get(key, [])]
+    attrs[schema.N_DIVERGED_ATTR] = sum(b.user_attrs[schema.N_DIVERGED_ATTR] for b in blocks)
+    attrs[schema.STATUS_ATTR] = DIVERGED if attrs[schema.N_DIVERGED_ATTR] else OK
+    attrs.pop(schema.RACE_BLOCK_ATTR, None)
+    curves = _pooled_curves([trial_curves(b) for b in blocks], [len(b.user_attrs[schema.SEEDS_ATTR]) for b in blocks])
+    # Only a diverged record's value depends on the direction: the worst, which its blocks' values show.
+    maximize = all(b.value != math.inf for b in blocks)
+    record = _finished(attrs, curves, maximize)
+    return optuna.trial.FrozenTrial(
+        number=first.number, state=optuna.trial.TrialState.COMPLETE, value=record.value, values=None,
+        datetime_start=first.datetime_start, datetime_complete=blocks[-1].datetime_complete, params=first.params,
+        distributions=first.distributions, user_attrs=record.user_attrs,
+        system_attrs={**first.system_attrs, **record.system_attrs}, intermediate_values=record.intermediate_values,
+        trial_id=first._trial_id)  # the first block's: readers name the configuration by it
+
+
+def _pooled_curves(curves: Sequence[dict[str, list]], sizes: Sequence[int]) -> dict[str, list]:
+    """Mean and sample standard deviation over every seed of several blocks, from each block's."""
+    out: dict[str, list] = {"epoch": list(curves[0]["epoch"])}
+    n = np.asarray(sizes, dtype=np.float64)[:, None]
+    for column in curves[0]:
+        if not column.startswith("mean_"):
+            continue
+        spread = "std_" + column[len("mean_"):]
+        means = np.array([[np.nan if v is None else v for v in c[column]] for c in curves], dtype=np.float64)
+        stds = np.array([[np.nan if v is None else v for v in c.get(spread, [])] or [np.nan] * means.shape[1]
+                         for c in curves], dtype=np.float64)
+        total = n.sum()
+        mean = (n * means).sum(axis=0) / total
+        within = np.where(n > 1, (n - 1) * np.nan_to_num(stds) ** 2, 0.0).sum(axis=0)
+        between = (n * (means - mean) ** 2).sum(axis=0)
+        out[column] = _floats(mean)
+        out[spread] = _floats(np.sqrt((within + between) / (total - 1)) if total > 1 else np.full(len(mean), np.nan))
+    return out
 
 
 def trial_curves(trial: optuna.trial.FrozenTrial) -> dict[str, list]:
@@ -349,19 +415,27 @@ def configuration_of(trial: optuna.trial.FrozenTrial) -> Configuration:
 
 
 def complete_trials(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
-    """Complete trials with results, one per configuration (the first), in trial order."""
+    """Complete trials with results, one per configuration (the first), in trial order.
+
+    In a race each configuration's replicates come in blocks, one trial each
+    (``race_block`` 0, 1, ...): its complete blocks from the first on are one trial here
+    (:func:`merged_trial`), so every table sees one configuration with all its replicates.
+    """
     import optuna
 
-    seen, out = set(), []
+    blocks: dict[Configuration, dict[int, optuna.trial.FrozenTrial]] = {}
     for t in sorted(trials, key=lambda t: t.number):
         if t.state != optuna.trial.TrialState.COMPLETE or schema.SEEDS_ATTR not in t.user_attrs:
             continue
-        key = configuration_of(t)
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append(t)
-    return out
+        blocks.setdefault(configuration_of(t), {}).setdefault(t.user_attrs.get(schema.RACE_BLOCK_ATTR, 0), t)
+    out = []
+    for by_block in blocks.values():
+        run = []
+        while len(run) in by_block:  # the blocks from the first on, without a gap
+            run.append(by_block[len(run)])
+        if run:
+            out.append(merged_trial(run))
+    return sorted(out, key=lambda t: t.number)
 
 
 def finite_trials(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:

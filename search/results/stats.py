@@ -22,6 +22,7 @@ from NaN weights and are no finding. A diverged baseline leaves nothing to compa
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -31,6 +32,7 @@ import numpy as np
 from search.results.records import ci95, complete_trials, configuration_of, finite_trials, mean_of
 from search.store import schema
 from search.study.metrics import METRICS
+from search.study.spec import MIN_PAIRS
 
 if TYPE_CHECKING:
     import optuna
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
 
     from search.study.spec import Reference
 
-MIN_SEEDS = 5
+MIN_SEEDS = MIN_PAIRS
 ALPHA = 0.05  # familywise error rate of the verdicts (and the level of the report's † mark)
 POWER = 0.8  # the power at which detectable differences and needed replicates are computed
 VERDICTS = ("better", "worse", "equivalent", "undecided")  # the three regions, then none shown
@@ -91,12 +93,14 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
-_COLUMNS = schema.names(schema.STATS_COLUMNS)
+_RACE_COLUMNS = (schema.RACE_REPLICATES, schema.RACE_REASON)
+_COLUMNS = [c for c in schema.names(schema.STATS_COLUMNS) if c not in _RACE_COLUMNS]
 VERDICT_COLUMNS = _COLUMNS[_COLUMNS.index("rope"):]  # what verdicts() fills in
 
 
 def baseline_comparison(trials: Sequence[optuna.trial.FrozenTrial], param_names: Sequence[str],
-                        metric: str = "accuracy", rope: float | None = None) -> pd.DataFrame:
+                        metric: str = "accuracy", rope: float | None = None,
+                        race: Sequence[dict] | None = None) -> pd.DataFrame:
     """One row per non-baseline configuration: its paired comparison with the baseline on ``metric``,
     and its verdict.
 
@@ -104,13 +108,19 @@ def baseline_comparison(trials: Sequence[optuna.trial.FrozenTrial], param_names:
     and R2, worse for MAE. ``rope`` is the region of practical equivalence in the metric's
     units (default: :func:`default_rope`).
 
+    ``race``: the looks a race took (see :mod:`search.results.race`); then each verdict is the
+    race's, at the look where the configuration stopped (``race_replicates``, ``race_reason``),
+    not a test of all its pairs at once, which would ignore that the race looked before. Its
+    p-values are that look's, scaled by ``alpha`` over the look's level, so that a verdict's is
+    at most ``alpha`` as in a study of fixed replicates.
+
     Empty when the study has no baseline (``norm = "none"``) among its complete trials.
     """
     import pandas as pd
 
     done = finite_trials(trials)
     base = next((t for t in done if configuration_of(t).is_baseline), None)
-    columns = [schema.param(p) for p in param_names] + schema.names(schema.STATS_COLUMNS)
+    columns = [schema.param(p) for p in param_names] + _COLUMNS + (list(_RACE_COLUMNS) if race is not None else [])
     if base is None:
         return pd.DataFrame(columns=columns)
     base_acc = _by_seed(base, metric)
@@ -132,10 +142,36 @@ def baseline_comparison(trials: Sequence[optuna.trial.FrozenTrial], param_names:
     frame["few_seeds"] = frame["n_pairs"] < MIN_SEEDS
     rope = default_rope(metric, np.nanmean(np.asarray(list(base_acc.values()), dtype=np.float64))) \
         if rope is None else rope
+    if race:
+        rope = race[0]["rope"]
     judged = verdicts(diffs, rope, maximize=not METRICS[metric].minimize)
-    for name in VERDICT_COLUMNS:
+    if race is not None:
+        _race_verdicts(judged, [configuration_of(t) for t in done if t is not base], race)
+    for name in VERDICT_COLUMNS + (list(_RACE_COLUMNS) if race is not None else []):
         frame[name] = [v[name] for v in judged]
     return frame[columns]
+
+
+def _race_verdicts(judged: list[dict], configs: Sequence, race: Sequence[dict]) -> None:
+    """Replace the fixed-replicates verdicts of ``judged`` by the race's (see :func:`baseline_comparison`)."""
+    from search.store.claims import config_key
+
+    last = {}  # each configuration's last decision, with its look's replicates and level
+    for look in race:
+        for key, d in look["decisions"].items():
+            last[key] = {**d, "replicates": look["replicates"], "level": look["level"], "alpha": look["alpha"]}
+    for row, config in zip(judged, configs):
+        d = last.get(config_key(config))
+        if d is None:  # not looked at yet
+            row.update(verdict="undecided", p_better=None, p_worse=None, p_equivalent=None,
+                       **{schema.RACE_REPLICATES: None, schema.RACE_REASON: "racing"})
+            continue
+        scale = d["alpha"] / d["level"] if d["level"] > 0 else math.inf
+        row.update({f"p_{k}": None if d[f"p_{k}_raw"] is None else min(1.0, d[f"p_{k}_raw"] * scale)
+                    for k in VERDICTS[:3]})
+        row.update(verdict=d["verdict"], **{schema.RACE_REPLICATES: d["replicates"], schema.RACE_REASON: d["reason"]})
+        if d["verdict"] != "undecided":
+            row.update(detectable_diff=None, replicates_needed=None)
 
 
 def default_rope(metric: str, baseline_mean: float) -> float:
@@ -336,3 +372,115 @@ def reference_table(references: Sequence[Reference], trials: Sequence[optuna.tri
                        test_percentile=pos["percentile"], test_z=pos["z"], where=pos["words"])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- races: verdicts at looks
+
+
+@functools.lru_cache(maxsize=64)
+def sequential_levels(fractions: tuple[float, ...], level: float, points: int = 801) -> tuple[float, ...]:
+    """One-sided nominal significance levels of a group-sequential test at overall ``level``, with
+    looks at the information ``fractions`` (increasing, the last 1) and O'Brien–Fleming-type
+    spending (Lan & DeMets 1983: α(t) = 2 − 2Φ(z_{level/2} / √t)).
+
+    Look j rejects when its p-value is at most ``levels[j]``; under the null the chance of a
+    rejection at any look is then ``level`` (for a z-statistic; applied to t-tests' p-values,
+    the significance-level approach of Jennison & Turnbull 2000, §3.8). Computed by recursive
+    numerical integration of the statistic's path (Armitage, McPherson & Rowe 1969):
+    deterministic, about 1e-6 accurate. A look that spends (almost) nothing gets level 0.
+    O'Brien–Fleming spends little early and keeps most of ``level`` for the last look, whose
+    level is then close to a single test's: a race reaches the verdicts of the full study.
+    """
+    from scipy import optimize
+    from scipy import stats as st
+
+    z = float(st.norm.isf(level / 2))
+    spent, previous, levels = 0.0, 0.0, []
+    grid = density = None  # the sub-density of the sum S at the last look, on paths that never crossed
+    for t in fractions:
+        if not previous < t <= 1.0:
+            raise ValueError("information fractions must increase to at most 1")
+        target = 2.0 * float(st.norm.sf(z / math.sqrt(t))) - spent
+        sd = math.sqrt(t - previous)
+        if density is None:
+            def crossed(b):
+                return float(st.norm.sf(b / sd))
+        else:
+            weights = np.gradient(grid)
+
+            def crossed(b):
+                return float(np.sum(density * st.norm.sf((b - grid) / sd) * weights))
+        far = 12.0 * math.sqrt(t)
+        if target <= 1e-14:  # spends nothing here
+            bound, hit = far, 0.0
+            levels.append(0.0)
+        else:
+            bound = float(optimize.brentq(lambda b: crossed(b) - target, -far, far, xtol=1e-12))
+            hit = crossed(bound)
+            levels.append(float(st.norm.sf(bound / math.sqrt(t))))
+        new_grid = np.linspace(-far, bound, points)
+        if density is None:
+            new_density = st.norm.pdf(new_grid / sd) / sd
+        else:
+            kernel = st.norm.pdf((new_grid[:, None] - grid[None, :]) / sd) / sd
+            new_density = kernel @ (density * np.gradient(grid))
+        grid, density = new_grid, new_density
+        spent += hit
+        previous = t
+    return tuple(levels)
+
+
+def race_decisions(improvements: Sequence[np.ndarray], rope: float, look: int, looks: Sequence[int],
+                   m: int, alpha: float = ALPHA, futility: float | None = 1.0) -> list[dict]:
+    """The verdicts at ``looks[look]`` of the configurations still racing, from their improvements
+    (positive: better; one per replicate, the look's replicates), with ``m`` configurations in the
+    race from its start.
+
+    Each region of :func:`verdicts` is a group-sequential test: its p-value at this look against
+    :func:`sequential_levels` of the race's looks at ``alpha / m`` (Bonferroni over the
+    configurations). Guarantee: the chance that any configuration gets a wrong verdict at any
+    look is at most ``alpha``, as far as the t-test's model holds. A configuration without a
+    verdict stops as ``undecided`` for futility when even a mean ``futility`` standard errors
+    closer to a verdict than its own could not reach one at the last look with its spread (a
+    stop that never gives a verdict, so the guarantee stands); ``None``: it races to the end.
+    Returns per configuration ``verdict``, ``stopped`` (True when it races no more), ``reason``
+    and the three unadjusted p-values.
+    """
+    fractions = tuple(n / looks[-1] for n in looks)
+    level = sequential_levels(fractions, alpha / m)[look]
+    final = sequential_levels(fractions, alpha / m)[-1]
+    p = _region_pvalues(improvements, rope)
+    out = []
+    for j, g in enumerate(improvements):
+        row = {f"p_{k}_raw": None if np.isnan(p[k][j]) else float(p[k][j]) for k in VERDICTS[:3]}
+        verdict = next((k for k in VERDICTS[:3] if level > 0 and row[f"p_{k}_raw"] is not None
+                        and row[f"p_{k}_raw"] <= level), "undecided")
+        last = look == len(looks) - 1
+        if verdict != "undecided":
+            row.update(verdict=verdict, stopped=True, reason=verdict)
+        elif last:
+            row.update(verdict="undecided", stopped=True, reason="last look")
+        elif futility is not None and _futile(np.asarray(g, dtype=np.float64), rope, looks[-1], final, futility):
+            row.update(verdict="undecided", stopped=True, reason="futile")
+        else:
+            row.update(verdict="undecided", stopped=False, reason="racing")
+        out.append(row)
+    return out
+
+
+def _futile(g: np.ndarray, rope: float, last: int, level: float, margin: float) -> bool:
+    """Whether ``g`` could not reach a verdict at ``last`` replicates, at the last look's ``level``,
+    with its sd and a mean ``margin`` standard errors closer to either verdict than its own."""
+    from scipy import stats as st
+
+    n = len(g)
+    if n < 2 or level <= 0:
+        return False
+    mean, sd = abs(float(g.mean())), float(g.std(ddof=1))
+    if sd == 0:
+        return False
+    reach = float(st.t.isf(level, last - 1)) * sd / math.sqrt(last)  # a verdict's distance from rope at the end
+    slack = margin * sd / math.sqrt(n)
+    outside = mean + slack > rope + reach
+    inside = max(mean - slack, 0.0) < rope - reach
+    return not (outside or inside)

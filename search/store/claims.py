@@ -55,6 +55,8 @@ from search.store.schema import (
     PENALTY_ATTR,
     PROCESS_ATTR,
     QUEUED_ATTR,
+    RACE_ATTR,
+    RACE_BLOCK_ATTR,
     RUNNER_ATTR,
     SPEC_ATTR,
     SUPERSEDED_ATTR,
@@ -79,6 +81,11 @@ QUEUE_STILL_S = 3.0
 def config_key(config: Configuration) -> str:
     """A canonical, exact key of ``config`` (floats by their shortest round-trip repr)."""
     return json.dumps(config.params, sort_keys=True)
+
+
+def block_key(config: Configuration, block: int | None) -> str:
+    """The queue's key of ``config``'s replicates in a race's ``block`` (``None``: no race)."""
+    return config_key(config) if block is None else f"{config_key(config)}#{block}"
 
 
 def trial_key(trial: optuna.trial.FrozenTrial) -> str | None:
@@ -338,7 +345,8 @@ class StudyQueue:
 
     # ------------------------------------------------------------------ the queue
 
-    def fill_grid(self, configs: Iterable[Configuration], distributions, created: bool) -> None:
+    def fill_grid(self, configs: Iterable[Configuration], distributions, created: bool, block: int | None = None
+                  ) -> None:
         """Queue the grid's configurations that have no live trial.
 
         Runners that start together would each queue the whole grid (the duplicates are
@@ -352,7 +360,7 @@ class StudyQueue:
         study = self.study
         if not created and QUEUED_ATTR not in study.user_attrs:
             self._wait_for_the_queue()
-        self.enqueue_missing(configs, distributions)
+        self.enqueue_missing(configs, distributions, block)
         if QUEUED_ATTR not in study.user_attrs:
             study.set_user_attr(QUEUED_ATTR, True)
 
@@ -370,26 +378,42 @@ class StudyQueue:
             elif last >= 0 and time.monotonic() - since > QUEUE_STILL_S:
                 return
 
-    def enqueue_missing(self, configs: Iterable[Configuration], distributions) -> int:
+    def enqueue_missing(self, configs: Iterable[Configuration], distributions, block: int | None = None) -> int:
         """Queue every configuration of ``configs`` that has no live trial; returns how many.
 
         A configuration whose trials all failed is queued again: a new run retries it.
-        ``distributions(config)`` gives the Optuna distributions of its parameters.
+        ``distributions(config)`` gives the Optuna distributions of its parameters. In a race,
+        ``block`` says which block of replicates the trials hold (see :func:`block_key`).
         """
         import optuna
 
         live = {trial_key(t) for t in self.trials(_live_states())}
         added = 0
         for config in configs:
-            key = config_key(config)
+            key = block_key(config, block)
             if key in live:
                 continue
+            attrs = {KEY_ATTR: key, LABEL_ATTR: config.label} | ({} if block is None else {RACE_BLOCK_ATTR: block})
             self.study.add_trial(optuna.trial.create_trial(
                 state=optuna.trial.TrialState.WAITING, params=config.params, distributions=distributions(config),
-                user_attrs={KEY_ATTR: key, LABEL_ATTR: config.label}))
+                user_attrs=attrs))
             live.add(key)
             added += 1
         return added
+
+    def race(self) -> list[dict]:
+        """The race's looks taken so far (read afresh: another runner may have taken one)."""
+        return list(self.storage.get_study_user_attrs(self.study_id).get(RACE_ATTR, []))
+
+    def record_look(self, looks: list[dict]) -> list[dict]:
+        """Record the race's looks, unless another runner recorded as many or more meanwhile; returns
+        what is recorded. Runners that take the same look compute the same decisions from the same
+        stored numbers, so either record is the other."""
+        stored = self.race()
+        if len(stored) >= len(looks):
+            return stored
+        self.study.set_user_attr(RACE_ATTR, looks)
+        return looks
 
     def claim_waiting(self, *, keyed: bool = True) -> Claim | None:
         """Claim the oldest WAITING trial that this runner can have; ``None`` when none is left.

@@ -49,6 +49,8 @@ SUPERSEDED_ATTR = "superseded_by"
 DUPLICATE_ATTR = "duplicate_of"
 FAIL_REASON_ATTR = "fail_reason"
 FAIL_DETAILS_ATTR = "fail_details"
+# Written by a race's runner: the block of replicates a trial holds (its seeds are those of the block).
+RACE_BLOCK_ATTR = "race_block"
 
 # ---------------------------------------------------------------------------- study attributes
 SPEC_ATTR = "actreg_spec"
@@ -58,6 +60,8 @@ QUEUED_ATTR = "actreg_queued"
 GRACE_ATTR = "heartbeat_grace"
 ARTIFACTS_ATTR = "actreg_artifacts"
 DIGESTS_ATTR = "actreg_artifact_digests"
+RACE_ATTR = "actreg_race"
+RACE_REPLICATES, RACE_REASON = "race_replicates", "race_reason"  # stats.csv's columns of a race
 
 
 # ---------------------------------------------------------------------------- names with parts
@@ -162,6 +166,8 @@ TRIAL_ATTRS: tuple[Field, ...] = (
           "PRUNED trials"),
     Field(DUPLICATE_ATTR, "int", "the complete trial whose numbers a TPE trial took (same configuration)",
           "TPE studies"),
+    Field(RACE_BLOCK_ATTR, "int", "which block of the configuration's replicates the trial holds: 0 for the "
+          "first look's, k for those added for look k; the tables join a configuration's blocks", "`[race]`"),
 )
 
 STUDY_ATTRS: tuple[Field, ...] = (
@@ -173,6 +179,8 @@ STUDY_ATTRS: tuple[Field, ...] = (
           "`heartbeat_grace`, which every runner of the study uses"),
     Field(ARTIFACTS_ATTR, "str", "folder of the report's files as optuna-dashboard artifacts", "after `actreg report`"),
     Field(DIGESTS_ATTR, "dict", "digests of the report's files attached already", "after `actreg report`"),
+    Field(RACE_ATTR, "list[dict]", "the race's looks as they were taken: replicates, and each configuration's "
+          "verdict, whether it stopped, why, and its p-values", "`[race]`"),
 )
 
 _PARAMS = Field(param("<p>"), "float|str", "the configuration: `param_norm`, `param_strength`, `param_placement` "
@@ -244,6 +252,10 @@ STATS_COLUMNS: tuple[Field, ...] = (
     Field("detectable_diff", "float", "the smallest |Δ| detectable with 80% power at these replicates and this sd "
           "of Δ", "undecided"),
     Field("replicates_needed", "int", "the replicates that would decide it, were Δ its observed mean", "undecided"),
+    Field(RACE_REPLICATES, "int", "the replicates at the look where the configuration stopped (or the last look "
+          "taken); its verdict and p-values are that look's, scaled so that 0.05 decides", "`[race]`"),
+    Field(RACE_REASON, "str", "why it stopped: its verdict, `futile` (no verdict reachable by the last look), "
+          "`last look`, `diverged`, `baseline diverged`; `racing` while it races", "`[race]`"),
 )
 
 CURVES_COLUMNS: tuple[Field, ...] = (

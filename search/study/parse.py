@@ -21,6 +21,7 @@ from search.study.metrics import TASK_METRICS, offered
 from search.study.sources import SOURCES, Source
 from search.study.spec import (
     LOSSES,
+    MIN_PAIRS,
     NORMS,
     OPTIMIZERS,
     PENALTIES,
@@ -31,6 +32,7 @@ from search.study.spec import (
     FloatRange,
     LayerSpec,
     ModelSpec,
+    RaceSpec,
     Reference,
     SpaceSpec,
     StudySpec,
@@ -80,7 +82,7 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
     s = source
     known(doc, s, "", {
         "name", "storage", "seeds", "n_jobs", "penalty", "sampler", "n_trials", "sampler_seed",
-        "chunk_size", "models_per_program", "data", "model", "train", "space", "reference", "metric",
+        "chunk_size", "models_per_program", "data", "model", "train", "space", "reference", "metric", "race",
         "heartbeat_grace", "max_failures", "worker_retries", "scheduler", "rope", "storage_patience",
     })
     name = get(doc, s, "name", str, required=True)
@@ -129,6 +131,7 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
         check("l1_l2" in space.norm, s, "space.l1_ratio", 'only applies to norm "l1_l2", which space.norm lacks')
     rope = get(doc, s, "rope", float)
     check(rope is None or rope > 0, s, "rope", "must be a positive number (in the units of the metric)")
+    race = _race(_table(doc, s, "race"), s, seeds, space, sampler) if "race" in doc else None
     references = _references(doc.get("reference", []), s)
     if references:
         check(model.task != "regression", s, "reference", "published references hold accuracies; "
@@ -136,7 +139,7 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
     return StudySpec(
         name=name, storage=storage, seeds=seeds, data=data, model=model, train=train, space=space,
         n_jobs=n_jobs, penalty=penalty, sampler=sampler, n_trials=n_trials, sampler_seed=sampler_seed,
-        chunk_size=chunk_size, models_per_program=models_per_program, references=references, path=None if source.startswith("<") else source,
+        chunk_size=chunk_size, models_per_program=models_per_program, race=race, references=references, path=None if source.startswith("<") else source,
         metric=metric, rope=rope, **settings,
     )
 
@@ -296,6 +299,31 @@ def _layer(item: Any, s: str, key: str) -> LayerSpec:
     known(item, s, key, {"type", "regularize"} | LAYERS[kind].keys)
     return LayerSpec(type=kind, regularize=get(item, s, f"{key}.regularize", bool, default=False),
                      **LAYERS[kind].parse(item, s, key))
+
+
+def _race(t: Mapping[str, Any], s: str, seeds: tuple[int, ...], space: SpaceSpec, sampler: str) -> RaceSpec:
+    known(t, s, "race", {"min_replicates", "max_replicates", "every", "alpha", "futility"})
+    check(sampler == "grid", s, "race", 'races a grid: it needs sampler = "grid"')
+    check("none" in space.norm and len(space.norm) > 1, s, "race",
+          'needs the baseline and something to race against it: space.norm with "none" and another norm')
+    d = RaceSpec()
+    first = get(t, s, "race.min_replicates", int, default=d.min_replicates)
+    check(first >= MIN_PAIRS, s, "race.min_replicates", f"must be at least {MIN_PAIRS}: fewer pairs give no verdict")
+    last = get(t, s, "race.max_replicates", int, default=len(seeds))
+    check(first < last <= len(seeds), s, "race.max_replicates",
+          f"must be more than min_replicates ({first}) and at most the study's {len(seeds)} seeds")
+    every = get(t, s, "race.every", int)
+    check(every is None or every > 0, s, "race.every", "must be a positive integer (default: doubling)")
+    alpha = get(t, s, "race.alpha", float, default=d.alpha)
+    check(0 < alpha < 1, s, "race.alpha", "must be between 0 and 1")
+    futility = t.get("futility", d.futility)
+    if futility is False:
+        futility = None
+    else:
+        check(is_number(futility) and not isinstance(futility, bool) and futility >= 0, s, "race.futility",
+              "must be a number of standard errors (at least 0), or false")
+        futility = float(futility)
+    return RaceSpec(first, last if "max_replicates" in t else None, every, alpha, futility)
 
 
 def _train(t: Mapping[str, Any], s: str) -> TrainSpec:

@@ -20,6 +20,8 @@ RESAMPLE = ("none", "split", "draw")
 # The loss decides the task; the task decides the output layer and the metrics.
 LOSSES = {"binary_crossentropy": "binary", "sparse_categorical_crossentropy": "multiclass", "mse": "regression"}
 OPTIMIZERS = ("adam",)
+# Fewer pairs of replicates than this give no verdict against the baseline: too few to trust a t-test's model.
+MIN_PAIRS = 5
 # Models per compiled program by default: the case-study MLP costs the same per model from 4 to 64
 # models in one program, and more beyond (the activations of a program leave the cache).
 MODELS_PER_PROGRAM = 64
@@ -170,6 +172,35 @@ class Reference:
 
 
 @dataclass(frozen=True)
+class RaceSpec:
+    """``[race]``: replicates added in looks until each configuration's verdict is known.
+
+    Looks at ``min_replicates``, then at twice as many (or ``every`` more) up to
+    ``max_replicates`` (by default every seed of the study). At each look every configuration
+    still racing gets its verdict against the baseline with the error rate ``alpha`` held over
+    looks and configurations (see :func:`search.results.stats.race_decisions`); a decided
+    configuration stops, the baseline goes on while any races. ``futility``: a configuration
+    that could not reach a verdict by the last look even if its mean were this many standard
+    errors closer to one stops as undecided; ``None``: it races to the end.
+    """
+
+    min_replicates: int = 5
+    max_replicates: int | None = None
+    every: int | None = None
+    alpha: float = 0.05
+    futility: float | None = 1.25
+
+    def looks(self, seeds: int) -> tuple[int, ...]:
+        """The number of replicates at each look, for a study of ``seeds`` seeds."""
+        last = min(self.max_replicates or seeds, seeds)
+        looks, n = [], self.min_replicates
+        while n < last:
+            looks.append(n)
+            n = n + self.every if self.every else n * 2
+        return (*looks, last)
+
+
+@dataclass(frozen=True)
 class StudySpec:
     """Everything a study needs; ``path`` is the study file it came from (or ``None``)."""
 
@@ -187,6 +218,7 @@ class StudySpec:
     sampler_seed: int = 0
     chunk_size: int | None = None
     models_per_program: int | None = None  # None: MODELS_PER_PROGRAM
+    race: RaceSpec | None = None  # [race]: replicates in looks until the verdicts are known
     references: tuple[Reference, ...] = ()
     path: str | None = None
     metric: str | None = None  # None: the task's first metric (accuracy, or r2 for regression)

@@ -1,0 +1,116 @@
+"""Races: replicates added in looks until each configuration's verdict against the baseline is known.
+
+A race (``[race]``, :class:`search.study.spec.RaceSpec`) fits every configuration of the grid
+on the first look's replicates (block 0: the study's first ``min_replicates`` seeds), then
+takes a look: each configuration still racing gets its verdict with the error rate held over
+the looks and the configurations (:func:`search.results.stats.race_decisions`), and those
+decided, or that could not be decided by the last look, stop. The others and the baseline get
+the next block of replicates (the next seeds, up to the next look's number), and so on up to
+the last look. Every block of a configuration is a trial of its own; the tables join them
+(:func:`search.results.records.complete_trials`).
+
+The looks taken are stored with the study (:data:`search.store.schema.RACE_ATTR`): a list of
+records, one per look, each with its replicates and every racing configuration's decision.
+Everything here is a function of the stored numbers, so runners that take the same look
+record the same decisions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from search.results.records import complete_trials, configuration_of
+from search.results.stats import _by_seed, default_rope, race_decisions, sequential_levels
+from search.store import schema
+from search.store.claims import config_key
+from search.store.schema import DIVERGED, OK
+from search.study.metrics import METRICS
+from search.study.space import Configuration, grid
+
+if TYPE_CHECKING:
+    import optuna
+
+    from search.study.spec import StudySpec
+
+BASELINE = Configuration("none")
+
+
+def looks_of(spec: StudySpec) -> tuple[int, ...]:
+    """The replicates at each look of the race of ``spec``."""
+    return spec.race.looks(len(spec.seeds))
+
+
+def block_seeds(spec: StudySpec, block: int) -> tuple[int, ...]:
+    """The seeds of block ``block``: the replicates look ``block`` adds."""
+    looks = looks_of(spec)
+    return tuple(spec.seeds[looks[block - 1] if block else 0:looks[block]])
+
+
+def racing(spec: StudySpec, taken: Sequence[dict]) -> list[Configuration]:
+    """The grid's configurations still racing after the looks ``taken`` (the baseline first, while any races)."""
+    stopped = {key for look in taken for key, d in look["decisions"].items() if d["stopped"]}
+    others = [c for c in grid(spec.space) if not c.is_baseline and config_key(c) not in stopped]
+    return [BASELINE, *others] if others else []
+
+
+def next_look(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial], taken: Sequence[dict]
+              ) -> dict[str, Any] | None:
+    """The record of the race's next look, or ``None`` while a configuration racing in it lacks some of
+    its replicates (a block not yet complete: being fitted, failed, or not yet queued).
+
+    A configuration that diverged stops with reason ``diverged``; if the baseline diverged every
+    configuration stops (``baseline diverged``): there is nothing to compare with.
+    """
+    looks, k = looks_of(spec), len(taken)
+    if k >= len(looks):
+        return None
+    need = set(spec.seeds[:looks[k]])
+    members = racing(spec, taken)
+    stored = {configuration_of(t): t for t in complete_trials(trials)}
+    if any(c not in stored or not need <= set(stored[c].user_attrs[schema.SEEDS_ATTR]) for c in members):
+        return None
+    metric = spec.objective
+    base = stored[BASELINE]
+    base_values = _by_seed(base, metric)
+    seeds = [s for s in spec.seeds[:looks[k]]]
+    rope = taken[0]["rope"] if taken else (spec.rope if spec.rope is not None else
+                                           default_rope(metric, np.mean([base_values[s] for s in seeds])))
+    m = sum(1 for c in grid(spec.space) if not c.is_baseline)
+    level = sequential_levels(tuple(n / looks[-1] for n in looks), spec.race.alpha / m)[k]
+    sign = -1.0 if METRICS[metric].minimize else 1.0
+    decisions: dict[str, dict[str, Any]] = {}
+    judged, improvements = [], []
+    for config in members[1:]:
+        if base.user_attrs.get(schema.STATUS_ATTR, OK) == DIVERGED:
+            decisions[config_key(config)] = _stop("baseline diverged")
+        elif stored[config].user_attrs.get(schema.STATUS_ATTR, OK) == DIVERGED:
+            decisions[config_key(config)] = _stop("diverged")
+        else:
+            values = _by_seed(stored[config], metric)
+            judged.append(config)
+            improvements.append(np.array([sign * (values[s] - base_values[s]) for s in seeds]))
+    if judged:
+        rows = race_decisions(improvements, rope, k, looks, m, spec.race.alpha, spec.race.futility)
+        for config, row in zip(judged, rows):
+            decisions[config_key(config)] = row
+    return {"look": k, "replicates": looks[k], "rope": rope, "level": level, "alpha": spec.race.alpha,
+            "configurations": m, "decisions": decisions}
+
+
+def _stop(reason: str) -> dict[str, Any]:
+    return {"verdict": "undecided", "stopped": True, "reason": reason,
+            "p_better_raw": None, "p_worse_raw": None, "p_equivalent_raw": None}
+
+
+def planned_fits(spec: StudySpec, taken: Sequence[dict]) -> int:
+    """The fits the race will have made when it ends if every configuration racing now races to the
+    last look (the baseline runs as long as any configuration races)."""
+    looks = looks_of(spec)
+    if not taken:
+        return len(grid(spec.space)) * looks[-1]
+    stopped = [look["replicates"] for look in taken for d in look["decisions"].values() if d["stopped"]]
+    still = racing(spec, taken)
+    return sum(stopped) + (len(still) * looks[-1] if still else taken[-1]["replicates"])
