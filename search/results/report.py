@@ -96,13 +96,14 @@ class Report:
 
 def report_data(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial],
                 versions: dict[str, str] | None = None, partial: str | None = None,
-                fingerprint: dict | None = None) -> ReportData:
+                fingerprint: dict | None = None, race: Sequence[dict] | None = None) -> ReportData:
     """The tables, statistics and figure data of ``spec``'s study from its ``trials`` (``partial``:
-    how much of a study still running, or stopped, they are; ``fingerprint``: as the study recorded it)."""
+    how much of a study still running, or stopped, they are; ``fingerprint``: as the study recorded it;
+    ``race``: the looks a race took)."""
     names = list(iter_param_names(spec.space))
     m = spec.objective
     summary = summary_frame(trials, names, m, spec.maximize)
-    comparison = baseline_comparison(trials, names, m, spec.rope)
+    comparison = baseline_comparison(trials, names, m, spec.rope, race=race)
     references = reference_table(spec.references, trials)
     setting = study_setting(spec, dict(versions or {}), fingerprint, partial, comparison)
     return ReportData(spec, dict(versions or {}), summary, comparison, references, curves_frame(trials, names),
@@ -166,7 +167,7 @@ def write_report(spec: StudySpec, out: str | os.PathLike[str] | None = None, fmt
     figures.figure_width(width)
     stored = read_stored(spec)
     spec = stored.spec  # with the seeds and epochs it was run with
-    data = report_data(spec, stored.trials, stored.versions, stored.partial, stored.fingerprint)
+    data = report_data(spec, stored.trials, stored.versions, stored.partial, stored.fingerprint, stored.race)
     if data.summary.empty:
         raise ValueError(f"study {spec.name!r} has no completed configuration yet")
     folder = Path(out) if out is not None else default_folder(spec)
@@ -186,7 +187,7 @@ def report_figures(spec: StudySpec, width: str = "text") -> dict[str, object]:
     notebook's backend is left as it is; a notebook shows each one as an image."""
     figures.figure_width(width)
     stored = read_stored(spec)
-    data = report_data(stored.spec, stored.trials, stored.versions, stored.partial, stored.fingerprint)
+    data = report_data(stored.spec, stored.trials, stored.versions, stored.partial, stored.fingerprint, stored.race)
     return {f.name: FIGURES[f.kind](*f.data, width=width, **f.options) for f in data.figures}
 
 
@@ -520,6 +521,8 @@ def verdicts_markdown(comparison: pd.DataFrame, metric: str = "accuracy") -> str
     m = len(comparison)
     rope = comparison["rope"].iloc[0]
     lower = " (for MAE lower is better, so better means a lower MAE)" if metric in MINIMIZED else ""
+    if schema.RACE_REASON in comparison:
+        return race_markdown(comparison, metric, tally, rope, lower)
     return (f"Verdicts: {tally}. Region of practical equivalence: ±{_g(rope)} test {METRIC_LABELS[metric]}{lower}. "
             "For each configuration the true mean difference Δ lies in one of three regions: beyond +rope "
             "(better), within ±rope (equivalent) or beyond −rope (worse). Each region is tested with the paired "
@@ -529,6 +532,25 @@ def verdicts_markdown(comparison: pd.DataFrame, metric: str = "accuracy") -> str
             f"that any verdict of this study is wrong is at most {ALPHA}, as far as the t-test's model holds. "
             f"An undecided configuration lists the smallest |Δ| these replicates would detect with {POWER:.0%} power "
             "(at its sd of Δ), and the replicates that would decide it if Δ were its observed mean.")
+
+
+def race_markdown(comparison: pd.DataFrame, metric: str, tally: str, rope: float, lower: str) -> str:
+    """The verdicts of a race: how they were reached, and where each configuration stopped."""
+    m = len(comparison)
+    rows = ["| configuration | stopped at (replicates) | why | verdict |", "|---|---:|---|---|"]
+    for _, r in comparison.sort_values([schema.RACE_REPLICATES, "configuration"], na_position="last").iterrows():
+        at = "–" if not _present(r[schema.RACE_REPLICATES]) else f"{int(r[schema.RACE_REPLICATES])}"
+        rows.append(f"| {r['configuration']} | {at} | {r[schema.RACE_REASON]} | {r['verdict']} |")
+    return (f"Verdicts of a race: {tally}. Region of practical equivalence: ±{_g(rope)} test "
+            f"{METRIC_LABELS[metric]}{lower}. Replicates were added in looks; at each look every configuration "
+            "still racing was tested as in a study of fixed replicates (three regions, each with the paired "
+            "t-statistic), against the nominal level of an O'Brien–Fleming group-sequential test of the "
+            f"looks at {ALPHA} / {m} (Lan–DeMets spending; Bonferroni over the {m} configurations), and stopped "
+            "with its verdict; one that could not reach a verdict by the last look stopped as `futile`. The "
+            "baseline ran as long as any configuration raced. So the chance that any verdict of this race is "
+            f"wrong, at whatever look, is at most {ALPHA}, as far as the t-test's model holds. The p-values in "
+            "`stats.csv` are those of the look where each configuration stopped, scaled so that a verdict's is at "
+            f"most {ALPHA}; the intervals and tests beside them use every replicate it has.\n\n" + "\n".join(rows))
 
 
 def references_markdown(refs: pd.DataFrame) -> str:

@@ -63,6 +63,9 @@ def study_setting(spec: StudySpec, versions: dict[str, str], fingerprint: dict |
         "rope": float(comparison["rope"].iloc[0]) if comparison is not None and len(comparison) else spec.rope,
         "alpha": ALPHA,
         "search": spec.sampler,
+        "race": None if spec.race is None else {
+            "looks": list(spec.race.looks(len(seeds))), "alpha": spec.race.alpha, "futility": spec.race.futility,
+            "method": "O'Brien-Fleming group-sequential levels (Lan-DeMets) at alpha / configurations, per look"},
         "partial": partial,
         "versions": {**versions, "actreg": __version__},
     }
@@ -75,7 +78,8 @@ def stored_setting(stored) -> dict[str, Any]:
     from search.study.space import iter_param_names
 
     spec = stored.spec
-    comparison = baseline_comparison(stored.trials, list(iter_param_names(spec.space)), spec.objective, spec.rope)
+    comparison = baseline_comparison(stored.trials, list(iter_param_names(spec.space)), spec.objective, spec.rope,
+                                     race=stored.race)
     return study_setting(spec, stored.versions, stored.fingerprint, stored.partial, comparison)
 
 
@@ -88,9 +92,12 @@ def setting_words(setting: dict[str, Any]) -> str:
     libraries = ", ".join(f"{name} {v[key]}" for key, name in
                           (("keras", "Keras"), ("tensorflow", "TensorFlow"), ("actreg", "actreg")) if key in v)
     digest = f"; study fingerprint {setting['fingerprint']}" if setting["fingerprint"] else ""
+    race = setting.get("race")
+    raced = (f"; raced: looks at {', '.join(map(str, race['looks']))} replicates, each configuration stopped at its "
+             "verdict" if race else "")
     return (f"Setting: penalty convention {setting['penalty_meaning']}; {setting['epochs']} epochs, batch size "
             f"{setting['batch_size']}, {setting['optimizer']}; {setting['replicates']} replicates ({span}), varied "
-            f"between them: {setting['varied_between_replicates']}; data: {setting['data'].replace('`', '')}; "
+            f"between them: {setting['varied_between_replicates']}{raced}; data: {setting['data'].replace('`', '')}; "
             f"{libraries}{digest}.")
 
 

@@ -222,21 +222,35 @@ class Stored:
     versions: dict
     notes: tuple[str, ...] = ()
     fingerprint: dict | None = None  # as the study recorded it (None in studies stored before fingerprints)
+    race: list | None = None  # the looks a race took (see search.results.race); None without [race]
 
     @property
     def completed(self) -> int:
-        """Configurations with a complete trial."""
+        """Configurations with a complete trial (in a race, with its first block complete)."""
         import optuna
 
-        return len({trial_key(t) for t in self.trials if t.state == optuna.trial.TrialState.COMPLETE})
+        done = [t for t in self.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if self.race is not None:
+            return len({config_key(Configuration.from_params(t.params)) for t in done})
+        return len({trial_key(t) for t in done})
 
     @property
     def partial(self) -> str | None:
-        """``"12 of 17 configurations stored"`` while the study is not complete, else ``None``."""
-        from search.study.space import planned
+        """``"12 of 17 configurations stored"`` while the study is not complete (a race: ``"race at look 2
+        of 6, 9 configurations still racing"`` until it ends), else ``None``."""
+        from search.study.space import grid, planned
 
         total = planned(self.spec)
-        return None if self.completed >= total else f"{self.completed} of {total} configurations stored"
+        if self.completed < total:
+            return f"{self.completed} of {total} configurations stored"
+        if self.race is None:
+            return None
+        looks = self.spec.race.looks(len(self.spec.seeds))
+        stopped = {k for look in self.race for k, d in look["decisions"].items() if d["stopped"]}
+        still = [c for c in grid(self.spec.space) if not c.is_baseline and config_key(c) not in stopped]
+        if not still or len(self.race) >= len(looks):
+            return None
+        return f"race at look {len(self.race)} of {len(looks)}, {len(still)} configurations still racing"
 
 
 def read_stored(spec: StudySpec) -> Stored:
@@ -247,7 +261,8 @@ def read_stored(spec: StudySpec) -> Stored:
         spec, notes = described(spec, study)
         versions = study.user_attrs.get(VERSIONS_ATTR, {})
         fingerprint = study.user_attrs.get(SPEC_ATTR)
-    return Stored(spec, trials, versions, tuple(notes), fingerprint)
+        race = list(study.user_attrs.get(RACE_ATTR, [])) if spec.race is not None else None
+    return Stored(spec, trials, versions, tuple(notes), fingerprint, race)
 
 
 def _close(storage: optuna.storages.RDBStorage) -> None:
