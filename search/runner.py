@@ -270,10 +270,27 @@ class _Runner:
             spec = self.spec
             if block is None:
                 seeds, configs = spec.seeds, grid(spec.space) if spec.sampler == "grid" else []
+                self._plans[block] = _Plan.of(spec, seeds, configs, self._model_bytes)
             else:
                 seeds, configs = block_seeds(spec, block), racing(spec, self.queue.race()[:block])
-            self._plans[block] = _Plan.of(spec, seeds, configs, self._model_bytes)
+                self._plans[block] = _Plan.of(spec, seeds, configs, self._model_bytes, self._race_slots())
         return self._plans[block]
+
+    def _race_slots(self) -> dict[str, int]:
+        """The models each program of a race is compiled for, the same at every block: as many as its
+        largest group in the widest chunk of any block. Blocks grow and configurations stop, and a
+        program of another size is another compilation (seconds, and memory TensorFlow keeps: loky
+        restarts a worker whose memory grew by 300 MB)."""
+        spec, slots = self.spec, {}
+        counts: dict[str, int] = {}
+        for config in grid(spec.space):
+            counts[program_of(config)] = counts.get(program_of(config), 0) + 1
+        for block in range(len(looks_of(spec))):
+            width = max(len(c) for c in chunk_seeds(block_seeds(spec, block), spec.chunk_size))
+            per_program = spec.configs_per_program(width, self._model_bytes)
+            for program, n in counts.items():
+                slots[program] = max(slots.get(program, 0), width * min(per_program, n))
+        return slots
 
     def _race_fits_stored(self) -> int:
         """Fits of the race stored so far (a resumed race's bar counts from there)."""
@@ -570,13 +587,15 @@ class _Plan:
 
     @classmethod
     def of(cls, spec: StudySpec, seeds: Sequence[int], configs: Sequence[Configuration],
-           model_bytes: int | None) -> _Plan:
+           model_bytes: int | None, slots: dict[str, int] | None = None) -> _Plan:
+        """The plan of ``configs`` on ``seeds``; ``slots`` fixes the programs' sizes (a race's)."""
         chunks = chunk_seeds(seeds, spec.chunk_size)
         width = max(len(c) for c in chunks)
         groups = program_groups(configs, spec.configs_per_program(width, model_bytes)) if configs else []
-        slots: dict[str, int] = {}
-        for g in groups:
-            slots[program_of(g[0])] = max(slots.get(program_of(g[0]), 0), width * len(g))
+        if slots is None:
+            slots = {}
+            for g in groups:
+                slots[program_of(g[0])] = max(slots.get(program_of(g[0]), 0), width * len(g))
         return cls(chunks, {config_key(c): g for g in groups for c in g}, slots, width)
 
 
