@@ -466,9 +466,9 @@ class _Runner:
         queue.enqueue_missing(still, lambda c: distributions(c, spec.space), block=len(taken))
         return True
 
-    def _claim_tpe(self) -> tuple[list[tuple[Claim, Configuration]], tuple[Configuration, ...]] | None:
+    def _claim_tpe(self) -> tuple[list[tuple[Claim, Configuration]], tuple[Configuration, ...], None] | None:
         got = self._claim_suggested()
-        return None if got is None else ([got], (got[1],))
+        return None if got is None else ([got], (got[1],), None)
 
     def _claim_suggested(self) -> tuple[Claim, Configuration] | None:
         while True:

@@ -208,7 +208,7 @@ def test_every_shipped_study_is_valid_and_fits_its_data(name):
     assert len(data.x_train) > 0 and len(data.x_test) > 0
     if name.startswith("seed-"):  # the case study: 30 seeds of 4000 epochs, or at least 30 replicates of new data
         assert spec.train.epochs == 4000 and spec.data.n_train == 30
-        if name.endswith("-resampled"):
+        if name.endswith(("-resampled", "-race")):
             assert spec.data.resample == "draw" and len(spec.seeds) >= 30
         else:
             assert spec.data.resample == "none" and len(spec.seeds) == 30 and spec.data.random_state == 1
