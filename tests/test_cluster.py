@@ -264,3 +264,21 @@ def test_a_shipped_file_lands_under_its_digest_and_is_checked(tmp_path):
     forged = ShippedFile("other.csv", "0" * 64, b"x")
     with pytest.raises(ClusterError, match="another SHA-256"):
         forged.materialize()
+
+
+def test_a_race_on_the_cluster_takes_the_local_race_s_looks_and_verdicts(cluster, tmp_path):
+    """A race's blocks are tasks like any other: on Dask it stops each configuration where a local race does."""
+    from test_race import race_study
+
+    path = race_study(tmp_path, seeds=10)
+    local, remote = f"sqlite:///{tmp_path / 'local.db'}", f"sqlite:///{tmp_path / 'remote.db'}"
+    proc = actreg("run", str(path), "--storage", local, "--n-jobs", "1", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    proc = actreg("run", str(path), "--storage", remote, "--scheduler", cluster.address, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "race: look 1 of 2 at 5 replicates" in proc.stderr
+    assert per_seed_csv(path, remote) == per_seed_csv(path, local)
+    import optuna
+
+    looks = [optuna.load_study(study_name="race", storage=s).user_attrs["actreg_race"] for s in (local, remote)]
+    assert looks[0] == looks[1]
