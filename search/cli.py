@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run or resume a study", description=(
         "Run every configuration of STUDY.toml over its seeds and store one Optuna trial per "
-        "configuration. Re-running the same command resumes: stored configurations are skipped. "
+        "configuration (with [race], one per block of replicates, until each configuration's verdict "
+        "is known). Re-running the same command resumes: stored configurations are skipped. "
         "Any number of runs of the same study (on machines sharing its storage) split the work."))
     run.add_argument("study", metavar="STUDY.toml")
     run.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: the file's, else sqlite beside it)")

@@ -1,16 +1,20 @@
 """Run a study: claim configurations -> fit them over seeds (joblib) -> finish their trials.
 
 A study is a shared queue (see :mod:`search.store.claims`): any number of ``actreg run``
-processes, on any machines that reach the storage, claim configurations one at a time,
-fit them and finish their trials; a runner that finds nothing left to claim waits for
-the configurations other runners hold (taking over those whose runner died) and then
-stops. Resuming is the same thing with one runner: what is stored is skipped, what was
-interrupted is claimed again.
+processes, on any machines that reach the storage, claim the configurations of one
+compiled program at a time (see :func:`search.study.space.program_groups`), fit them and
+finish their trials; a runner that finds nothing left to claim waits for the
+configurations other runners hold (taking over those whose runner died) and then stops.
+Resuming is the same thing with one runner: what is stored is skipped, what was
+interrupted is claimed again. A race (``[race]``, see :mod:`search.results.race`) queues
+each look's block of replicates once the previous look is taken, by whichever runner
+finds it complete.
 
 Failures are data. A configuration whose loss became NaN or infinite is stored as
 diverged (see :mod:`search.results.records`); one whose fit raised is a FAIL trial with its
 reason (every configuration of a program that raised), and the run goes on until more than
-``max_failures`` programs failed in it. A worker process that dies costs its chunks a retry (see :class:`search.engine.parallel.FitPool`).
+``max_failures`` programs failed in it. A worker process that dies costs its chunks a retry
+(see :class:`search.engine.parallel.FitPool`).
 """
 
 from __future__ import annotations
@@ -314,8 +318,9 @@ class _Runner:
             pool: Any = DaskPool(*self.cluster)
         else:
             pool = FitPool(self.n_jobs, self.backend, self.spec.worker_retries, self.say)
-        # program -> (its configurations, {held configuration's key: (claim, configuration, {chunk: outcome})})
-        active: dict[int, tuple[tuple[Configuration, ...], dict[str, tuple[Claim, Configuration, dict]]]] = {}
+        # program -> (its configurations, {held configuration's key: (claim, configuration, {chunk: outcome})},
+        # its chunks of seeds)
+        active: dict[int, tuple[tuple[Configuration, ...], dict[str, tuple[Claim, Configuration, dict]], list]] = {}
         poll = max(1.0, min(5.0, self.queue.grace / 4))
         reaped = 0.0
         from search.engine.cluster import ClusterLost

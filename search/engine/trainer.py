@@ -1,4 +1,4 @@
-"""The compiled trainer: many seeds of one configuration in one TensorFlow graph.
+"""The compiled trainer: many models (configurations x seeds) in one TensorFlow graph.
 
 Why not ``model.fit``: its per-epoch overhead (callbacks, iterator, Python) costs about
 0.1 s on a 2-core machine, more than the arithmetic of a small model by orders of
@@ -22,11 +22,17 @@ dense, conv2d, maxpool2d, flatten and activation layers (not what ``vectorized_m
 of dropout and LSTMs), and only runs long enough to repay the compilation (see
 :func:`use_xla`).
 
-Fidelity: a chunk of one seed performs the same operations as ``model.fit(...,
+Fidelity: a program of one model performs the same operations as ``model.fit(...,
 shuffle=False)`` (without ``vectorized_map``) and gives bit-identical weights and history.
-Chunks of several seeds use batched kernels, whose rounding differs slightly (about 1e-7
-after a few epochs) and may depend on which seeds share the chunk; the same chunk always
-gives the same numbers.
+Programs of several models use batched kernels, whose rounding differs slightly (about 1e-7
+after a few epochs). Under XLA every operation works within one model's slice, so a model's
+numbers do not depend on the program's other models (configurations or seeds), their number
+or their order; without XLA TensorFlow's batched kernels may round them differently in
+programs of other sizes. The same program always gives the same numbers.
+
+Models: one per (configuration, seed) of a program. The configurations of a placement differ
+only in the two factors of their :class:`~search.engine.model.ActivityPenalty`, which each model
+reads from a per-model variable (:meth:`SeedStack.load`), so one compilation trains them all.
 """
 
 from __future__ import annotations
