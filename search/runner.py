@@ -34,7 +34,8 @@ from search.engine.checks import activation_bytes, check_study
 from search.engine.parallel import FitFailure, FitPool, FitTask, chunk_seeds
 from search.results.records import selection_rank, summary_frame, trial_record
 from search.results.stats import ALPHA, baseline_comparison
-from search.results.race import block_seeds, looks_of, next_look, planned_fits, racing
+from search.results.dashboard import save_notes
+from search.results.race import block_seeds, looks_of, next_look, planned_fits, race_notes, racing
 from search.store.claims import Claim, Heartbeat, StudyQueue, block_key, config_key
 from search.store.outage import StorageUnavailable
 from search.store.schema import (DIVERGED, LABEL_ATTR, OK, RACE_BLOCK_ATTR, RACE_REASON, RUNNER_ATTR, SEEDS_ATTR,
@@ -457,8 +458,11 @@ class _Runner:
         look = next_look(spec, queue.trials(), taken)
         if look is None:
             return False
-        taken = queue.record_look([*taken, look])
+        recorded = queue.record_look([*taken, look])
+        ours, taken = recorded[-1] is look, recorded
         look = taken[len(taken) - 1]
+        if ours:  # the dashboard shows where the race stands: the study's note and the stopped blocks' notes
+            save_notes(queue.storage, queue.study_id, *race_notes(spec, queue.trials(), taken))
         stopped = {k: d for k, d in look["decisions"].items() if d["stopped"]}
         still = racing(spec, taken)
         tally = ", ".join(f"{count} {name}" for name, count in _tally(stopped).items()) or "none stopped"

@@ -144,6 +144,23 @@ def verdicts_of(spec) -> dict[str, tuple]:
     return {r.configuration: (r.verdict, r.race_replicates, r.race_reason) for r in frame.itertuples()}
 
 
+def dashboard_json(spec, path: str) -> dict:
+    """What optuna-dashboard's web API answers at ``path`` for the study's storage (its app, called in-process)."""
+    import json
+    from wsgiref.util import setup_testing_defaults
+
+    from optuna_dashboard import wsgi
+
+    from search.store.storage import open_storage
+
+    environ = {"PATH_INFO": path}
+    setup_testing_defaults(environ)
+    statuses = []
+    body = b"".join(wsgi(open_storage(spec.storage, create=False))(environ, lambda s, h, *exc: statuses.append(s)))
+    assert statuses == ["200 OK"], body
+    return json.loads(body)
+
+
 @pytest.mark.slow
 def test_a_race_stops_each_configuration_at_its_verdict_and_resumes(tmp_path):
     spec = load_spec(race_study(tmp_path)).with_overrides(n_jobs=1)
@@ -166,6 +183,18 @@ def test_a_race_stops_each_configuration_at_its_verdict_and_resumes(tmp_path):
     first = verdicts_of(spec)
     assert all(v[0] == v[2] == "worse" for k, v in first.items() if "(10)" in k)
     assert report.fits < (len(comparison) + 1) * 20
+    # optuna-dashboard shows where each configuration stopped: the study's note and its blocks' notes.
+    detail = dashboard_json(spec, f"/api/studies/{study._study_id}")
+    note = detail["note"]["body"]
+    assert note.startswith("# race\n\nThe race is over after look")
+    for label, (verdict, replicates, reason) in first.items():
+        row = next(line for line in note.splitlines() if line.startswith(f"| {label} |"))
+        assert f"| {replicates} | **{verdict}**" in row
+    for t in detail["trials"]:  # every block, the baseline's too, says what its configuration came to
+        label = {a["key"]: a["value"] for a in t["user_attrs"]}[schema.LABEL_ATTR]
+        verdict, replicates, _ = first.get(label, ("the baseline", summary.loc["none", "n_seeds"], ""))
+        assert t["note"]["body"].startswith(f"**{label}**: ")
+        assert verdict in t["note"]["body"] and f"Its {replicates} replicates are in t" in t["note"]["body"]
     again = run_study(spec, progress=False)  # the race is over: nothing to do, the same verdicts
     assert again.configurations_run == 0 and again.fits == 0
     assert verdicts_of(spec) == first

@@ -1,4 +1,4 @@
-"""optuna-dashboard: serve a study's storage, and attach a report's files to the study."""
+"""optuna-dashboard: serve a study's storage, attach a report's files to the study, write a race's notes."""
 
 from __future__ import annotations
 
@@ -98,3 +98,24 @@ def attach_report(study: optuna.Study, spec: StudySpec, folder: Path, paths: Seq
     study.set_user_attr(ARTIFACTS_ATTR, str(shown / "artifacts"))
     save_note(study, f"# {spec.name}\n\nWritten by `actreg report` into `{shown}` (beside the study file).\n\n"
               + summary)
+
+
+def save_notes(storage: optuna.storages.BaseStorage, study_id: int, study_note: str,
+               trial_notes: dict[int, str]) -> int:
+    """The study's note and trials' notes as optuna-dashboard shows them, each written only where it
+    changed; returns how many were written.
+
+    optuna-dashboard's public ``save_note`` takes a live ``optuna.Trial``, which a finished trial
+    cannot become (its sampler would write to it); its notes are study system attributes, written
+    here by its own helpers (``tests/test_race.py`` reads them back through its web API).
+    """
+    from optuna_dashboard import _note
+
+    attrs = storage.get_study_system_attrs(study_id)
+    written = 0
+    for trial_id, body in [*trial_notes.items(), (None, study_note)]:
+        current = _note.get_note_from_system_attrs(attrs, trial_id)
+        if current["body"] != body:
+            _note.save_note_with_version(storage, study_id, trial_id, current["version"] + 1, body)
+            written += 1
+    return written

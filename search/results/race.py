@@ -114,3 +114,65 @@ def planned_fits(spec: StudySpec, taken: Sequence[dict]) -> int:
     stopped = [look["replicates"] for look in taken for d in look["decisions"].values() if d["stopped"]]
     still = racing(spec, taken)
     return sum(stopped) + (len(still) * looks[-1] if still else taken[-1]["replicates"])
+
+
+def race_notes(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial], taken: Sequence[dict]
+               ) -> tuple[str, dict[int, str]]:
+    """The race so far as optuna-dashboard notes (Markdown): the study's, with every configuration's
+    replicates and verdict, and one for each stored block of a configuration that has stopped (by
+    trial id), with its verdict and the trials that hold its other replicates."""
+    import optuna
+
+    looks = looks_of(spec)
+    stops: dict[str, tuple[dict, dict]] = {}
+    for look in taken:
+        for key, d in look["decisions"].items():
+            if d["stopped"]:
+                stops.setdefault(key, (look, d))
+    blocks: dict[Configuration, list[optuna.trial.FrozenTrial]] = {}
+    for t in trials:
+        if t.state == optuna.trial.TrialState.COMPLETE and schema.RACE_BLOCK_ATTR in t.user_attrs:
+            blocks.setdefault(configuration_of(t), []).append(t)
+    still = racing(spec, taken)
+    over = not still or len(taken) >= len(looks)
+
+    def where(config: Configuration) -> tuple[int, str]:
+        mine = sorted(blocks.get(config, []), key=lambda t: t.user_attrs[schema.RACE_BLOCK_ATTR])
+        return (sum(len(t.user_attrs[schema.SEEDS_ATTR]) for t in mine),
+                ", ".join(f"#{t.number}" for t in mine) or "–")
+
+    def status(config: Configuration) -> str:
+        if config.is_baseline:
+            return "the baseline (it gets replicates while any configuration races)"
+        stop = stops.get(config_key(config))
+        if stop is None:
+            return "racing" if not over else "undecided (last look)"
+        look, d = stop
+        why = "" if d["reason"] == d["verdict"] else f" ({d['reason']})"
+        return f"**{d['verdict']}**{why} at look {look['look'] + 1} ({look['replicates']} replicates)"
+
+    if taken:
+        last = taken[-1]
+        head = (f"The race is over after look {last['look'] + 1} of {len(looks)}." if over else
+                f"Race in progress: look {last['look'] + 1} of {len(looks)} taken at {last['replicates']} "
+                f"replicates; {max(0, len(still) - 1)} configurations still racing.")
+    else:
+        head = f"Race in progress: the first look comes at {looks[0]} replicates."
+    rows = ["| configuration | replicates stored | verdict | trials (blocks) |", "|---|---:|---|---|"]
+    for config in grid(spec.space):
+        n, numbers = where(config)
+        rows.append(f"| {config.label} | {n} | {status(config)} | {numbers} |")
+    study_note = (f"# {spec.name}\n\n{head} Looks at {', '.join(map(str, looks))} replicates; each verdict "
+                  f"against the baseline, with the chance of any wrong verdict at most {spec.race.alpha} over "
+                  "all looks and configurations. Written by `actreg run` at each look; `actreg report` puts "
+                  "the report's summary here.\n\n" + "\n".join(rows))
+    trial_notes = {}
+    for config, mine in blocks.items():
+        if config_key(config) not in stops and not (over and (config.is_baseline or config in still)):
+            continue
+        n, numbers = where(config)
+        text = (f"**{config.label}**: {status(config)}. " + (f"Its {n} replicates are in this trial." if len(mine) == 1
+                else f"Its {n} replicates are in the trials {numbers}, one per block; the study's tables join them."))
+        for t in mine:
+            trial_notes[t._trial_id] = text
+    return study_note, trial_notes
