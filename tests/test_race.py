@@ -17,6 +17,7 @@ from conftest import RUN_COLUMNS, seed_result, trials_so_far, write_study
 
 from search import export_frame, load_spec, run_study
 from search.results.records import complete_trials, merged_trial, trial_record
+from search.results.report import write_report
 from search.results.stats import race_decisions, sequential_levels
 from search.store import schema
 from search.store.claims import load_study
@@ -195,6 +196,17 @@ def test_a_race_stops_each_configuration_at_its_verdict_and_resumes(tmp_path):
         verdict, replicates, _ = first.get(label, ("the baseline", summary.loc["none", "n_seeds"], ""))
         assert t["note"]["body"].startswith(f"**{label}**: ")
         assert verdict in t["note"]["body"] and f"Its {replicates} replicates are in t" in t["note"]["body"]
+    # The report's † marks the race's better and worse verdicts, not p-values of all the replicates
+    # (they take no account of the looks), and every legend says so.
+    out = write_report(spec, tmp_path / "report", attach=False).folder
+    md = (out / "summary.md").read_text()
+    for label, (verdict, _, _) in first.items():
+        row = next(line for line in md.splitlines() if line.startswith("| ") and f"| {label}" in line)
+        assert ("†" in row) == (verdict in ("better", "worse")), row
+    assert "† a verdict of the race, better or worse" in md
+    tex = (out / "summary.tex").read_text()
+    assert "a verdict of the race, better or worse" in tex and "not adjusted for the race's looks" in tex
+    assert "Holm's correction" not in md + tex
     again = run_study(spec, progress=False)  # the race is over: nothing to do, the same verdicts
     assert again.configurations_run == 0 and again.fits == 0
     assert verdicts_of(spec) == first

@@ -122,7 +122,8 @@ def delta_heatmap_data(summary: pd.DataFrame, comparison: pd.DataFrame, title: s
                        alpha: float = 0.05) -> Heatmap:
     """Panels of the paired difference from the baseline (``mean_test_diff`` of ``comparison``),
     on a diverging scale centred at 0; a cell whose difference is significant after Holm's
-    correction (t-test, p < ``alpha``) is annotated with a dagger.
+    correction (t-test, p < ``alpha``) is annotated with a dagger, or, where ``comparison`` has a
+    boolean ``dagger`` column (a race's verdicts), each cell it marks.
 
     The scale is symmetric and reaches at least twice the region of practical equivalence
     (``comparison["rope"]``), so differences within it never look dramatic (they are at most
@@ -130,12 +131,13 @@ def delta_heatmap_data(summary: pd.DataFrame, comparison: pd.DataFrame, title: s
     import pandas as pd
 
     keys = [c for c in ("param_norm", "param_strength", "param_placement") if c in comparison.columns]
-    merged = summary.merge(comparison[keys + ["mean_test_diff", "t_pvalue_holm"]], on=keys, how="left")
+    if "dagger" not in comparison:
+        comparison = comparison.assign(dagger=[not pd.isna(p) and p < alpha for p in comparison["t_pvalue_holm"]])
+    merged = summary.merge(comparison[keys + ["mean_test_diff", "dagger"]], on=keys, how="left")
     base = merged["param_norm"] == "none"
     merged.loc[base, "mean_test_diff"] = 0.0
-    merged["delta_label"] = [
-        "" if pd.isna(d) else f"{d:+.3f}" + ("†" if not pd.isna(p) and p < alpha else "")
-        for d, p in zip(merged["mean_test_diff"], merged["t_pvalue_holm"])]
+    merged["delta_label"] = ["" if pd.isna(d) else f"{d:+.3f}" + ("†" if not pd.isna(m) and bool(m) else "")
+                             for d, m in zip(merged["mean_test_diff"], merged["dagger"])]
     data = heatmap_data(merged, "mean_test_diff", None, title)
     labels = {}
     for placement in data.placements:

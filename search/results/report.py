@@ -121,10 +121,13 @@ def _figures(spec: StudySpec, trials, summary: pd.DataFrame, comparison: pd.Data
     if regularized["param_strength"].nunique() > 1:  # one strength makes 1 x 1 panels: the tables say it better
         if not comparison.empty:
             rope = f"{comparison['rope'].iloc[0]:g}"
-            title = (f"test {label}: difference from the baseline (paired, mean over seeds); † Holm p < {ALPHA}; "
+            dagger = "† the race's verdict is better or worse" if schema.RACE_REASON in comparison \
+                else f"† Holm p < {ALPHA}"
+            title = (f"test {label}: difference from the baseline (paired, mean over seeds); {dagger}; "
                      f"hatched: within the region of practical equivalence ±{rope}")
             out.append(FigureData(f"heatmap_delta_{m}", title, "heatmap",
-                                  (figures.delta_heatmap_data(summary, comparison, title, ALPHA),),
+                                  (figures.delta_heatmap_data(summary, comparison.assign(dagger=daggered(comparison)),
+                                                              title, ALPHA),),
                                   {"cmap": "RdBu" if spec.maximize else "RdBu_r", "fmt_bar": "{:+.3f}"}))
         validation = ((f"heatmap_validation_{m}", schema.mean("validation", m), "mean_std",
                        f"validation {label} (the rows configurations are chosen on), mean±std over seeds"),) \
@@ -258,8 +261,7 @@ def marks(summary: pd.DataFrame, comparison: pd.DataFrame | None = None, metric:
     ★ goes to the single finite configuration ranked first by :func:`selection_rank` (the
     validation metric where the study has validation rows, else the test metric), and to
     none when several share the best mean (a tie has no winner). † marks each configuration
-    whose paired difference from the baseline is significant after Holm's correction
-    (t-test, p < ALPHA).
+    of :func:`daggered`.
     """
     frame = summary.reset_index(drop=True)
     out: dict[int, str] = {}
@@ -267,12 +269,29 @@ def marks(summary: pd.DataFrame, comparison: pd.DataFrame | None = None, metric:
     if len(best) == 1:
         out[int(best.index[0])] = "★"
     if comparison is not None and not comparison.empty:
-        significant = {r["configuration"] for _, r in comparison.iterrows() if _present(r["t_pvalue_holm"])
-                       and r["t_pvalue_holm"] < ALPHA}
+        significant = set(comparison["configuration"][daggered(comparison)])
         for i, r in frame.iterrows():
             if r["configuration"] in significant:
                 out[int(i)] = out.get(int(i), "") + "†"
     return out
+
+
+def daggered(comparison: pd.DataFrame) -> pd.Series:
+    """Which rows of ``comparison`` get a †: a paired difference from the baseline significant after
+    Holm's correction (t-test, p < ALPHA); in a race, a verdict of better or worse, since p-values of
+    all a configuration's replicates take no account of the looks that decided when it stopped."""
+    if schema.RACE_REASON in comparison:
+        return comparison["verdict"].isin(["better", "worse"])
+    return comparison["t_pvalue_holm"].map(lambda p: _present(p) and p < ALPHA).astype(bool)
+
+
+def dagger_words(comparison: pd.DataFrame | None, latex: bool = False) -> str:
+    """What † means in the tables and figures of ``comparison`` (a race's or not), as a sentence."""
+    p = f"$p < {ALPHA}$" if latex else f"p < {ALPHA}"
+    if comparison is not None and schema.RACE_REASON in comparison:
+        return ("a verdict of the race, better or worse: the difference from the baseline shown beyond the region "
+                "of practical equivalence, with the error held over the looks")
+    return f"paired difference from the baseline significant after Holm's correction (t-test, {p})"
 
 
 def selection_words(summary: pd.DataFrame, metric: str = "accuracy") -> str:
@@ -287,7 +306,7 @@ def selection_words(summary: pd.DataFrame, metric: str = "accuracy") -> str:
 
 def _legend(metric: str, summary: pd.DataFrame, comparison: pd.DataFrame | None, varied: str | None) -> str:
     text = (f"{selection_words(summary, metric)} No mark when several configurations share the best mean. "
-            f"† paired difference from the baseline significant after Holm's correction (t-test, p < {ALPHA}).")
+            f"† {dagger_words(comparison)}.")
     if comparison is not None and not comparison.empty:
         text += " " + verdict_words(comparison)
     if varied:
@@ -396,8 +415,8 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
     else:
         chosen = (rf"$^\star$ the best mean test {label}, chosen on the same test rows that report it, so its test "
                   "value is optimistic")
-    legend = (rf"{chosen}; its result in bold (no mark when several configurations share it); $^\dagger$ paired "
-              f"difference from the baseline significant after Holm's correction (t-test, $p < {ALPHA}$).")
+    legend = (rf"{chosen}; its result in bold (no mark when several configurations share it); $^\dagger$ "
+              f"{dagger_words(comparison, latex=True)}.")
     if diffs:
         rope = next(iter(diffs.values()))["rope"]
         legend += (rf" Verdict: the difference from the baseline shown beyond a region of practical equivalence of "
@@ -412,7 +431,9 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
         what += f"; varied between seeds: {_tex(varied)}"
     if diffs:
         what += r"; $\Delta$: paired difference from the baseline, seed by seed"
-        what += "" if narrow else r"; $p$: paired t-test, Holm-corrected"
+        what += "" if narrow else r"; $p$: paired t-test, Holm-corrected" + (
+            " (of all its replicates: not adjusted for the race's looks, which the verdicts are)"
+            if schema.RACE_REASON in comparison else "")
     if partial:
         legend = _partial_words(partial) + " " + legend
     if setting:
