@@ -462,7 +462,8 @@ class _Runner:
         ours, taken = recorded[-1] is look, recorded
         look = taken[len(taken) - 1]
         if ours:  # the dashboard shows where the race stands: the study's note and the stopped blocks' notes
-            save_notes(queue.storage, queue.study_id, *race_notes(spec, queue.trials(), taken))
+            self.writer.submit(partial(save_notes, queue.storage, queue.study_id,
+                                       *race_notes(spec, queue.trials(), taken)))
         stopped = {k: d for k, d in look["decisions"].items() if d["stopped"]}
         still = racing(spec, taken)
         tally = ", ".join(f"{count} {name}" for name, count in _tally(stopped).items()) or "none stopped"

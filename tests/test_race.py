@@ -145,6 +145,24 @@ def verdicts_of(spec) -> dict[str, tuple]:
     return {r.configuration: (r.verdict, r.race_replicates, r.race_reason) for r in frame.itertuples()}
 
 
+def test_notes_are_written_where_they_changed_and_a_shorter_one_leaves_nothing_of_the_longer():
+    from optuna_dashboard._note import get_note_from_system_attrs
+
+    from search.results.dashboard import save_notes
+
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage)
+    trial = study.ask()
+    study.tell(trial, 1.0)
+    sid, tid = study._study_id, trial._trial_id
+    assert save_notes(storage, sid, "x" * 5000, {tid: "y" * 4100}) == 2  # notes of several chunks
+    assert save_notes(storage, sid, "x" * 5000, {tid: "y" * 4100}) == 0  # unchanged: nothing written
+    assert save_notes(storage, sid, "short", {tid: "y" * 4100}) == 1
+    attrs = storage.get_study_system_attrs(sid)
+    assert get_note_from_system_attrs(attrs, None) == {"version": 2, "body": "short"}
+    assert get_note_from_system_attrs(attrs, tid)["body"] == "y" * 4100
+
+
 def dashboard_json(spec, path: str) -> dict:
     """What optuna-dashboard's web API answers at ``path`` for the study's storage (its app, called in-process)."""
     import json

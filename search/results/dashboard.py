@@ -106,16 +106,30 @@ def save_notes(storage: optuna.storages.BaseStorage, study_id: int, study_note: 
     changed; returns how many were written.
 
     optuna-dashboard's public ``save_note`` takes a live ``optuna.Trial``, which a finished trial
-    cannot become (its sampler would write to it); its notes are study system attributes, written
-    here by its own helpers (``tests/test_race.py`` reads them back through its web API).
+    cannot become (its sampler would write to it), and reads all the study's attributes again for
+    each note. Its notes are study system attributes in its own layout (a version and the body in
+    chunks), written here with one read for them all (``tests/test_race.py`` reads them back
+    through its web API).
     """
     from optuna_dashboard import _note
 
     attrs = storage.get_study_system_attrs(study_id)
+    chunks: dict[str, int] = {}  # a note's key prefix -> how many chunks it has stored
+    for key in attrs:
+        if ":note_str:" in key:
+            prefix = key[:key.index(":note_str:") + len(":note_str:")]
+            chunks[prefix] = chunks.get(prefix, 0) + 1
     written = 0
     for trial_id, body in [*trial_notes.items(), (None, study_note)]:
         current = _note.get_note_from_system_attrs(attrs, trial_id)
-        if current["body"] != body:
-            _note.save_note_with_version(storage, study_id, trial_id, current["version"] + 1, body)
-            written += 1
+        if current["body"] == body:
+            continue
+        storage.set_study_system_attr(study_id, _note.note_ver_key(trial_id), current["version"] + 1)
+        parts = _note.split_body(body, trial_id)
+        for key, value in parts.items():
+            storage.set_study_system_attr(study_id, key, value)
+        prefix = _note.note_str_key_prefix(trial_id)
+        for i in range(len(parts), chunks.get(prefix, 0)):  # a shorter note: the old chunks past it emptied
+            storage.set_study_system_attr(study_id, f"{prefix}{i}", "")
+        written += 1
     return written
