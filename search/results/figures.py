@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from search.results.records import configuration_of, finite_trials, trial_curves
+from search.results.stats import daggered
 from search.store import schema
 from search.study.metrics import METRIC_LABELS, MINIMIZED
 
@@ -118,12 +119,10 @@ def heatmap_data(summary: pd.DataFrame, value: str, label: str | None = None, ti
                    robust_limits(cells + ([baseline] if baseline is not None else [])))
 
 
-def delta_heatmap_data(summary: pd.DataFrame, comparison: pd.DataFrame, title: str = "",
-                       alpha: float = 0.05) -> Heatmap:
+def delta_heatmap_data(summary: pd.DataFrame, comparison: pd.DataFrame, title: str = "") -> Heatmap:
     """Panels of the paired difference from the baseline (``mean_test_diff`` of ``comparison``),
-    on a diverging scale centred at 0; a cell whose difference is significant after Holm's
-    correction (t-test, p < ``alpha``) is annotated with a dagger, or, where ``comparison`` has a
-    boolean ``dagger`` column (a race's verdicts), each cell it marks.
+    on a diverging scale centred at 0; the cells of :func:`search.results.stats.daggered` (a
+    significant difference, or in a race a verdict of better or worse) are annotated with a dagger.
 
     The scale is symmetric and reaches at least twice the region of practical equivalence
     (``comparison["rope"]``), so differences within it never look dramatic (they are at most
@@ -131,9 +130,8 @@ def delta_heatmap_data(summary: pd.DataFrame, comparison: pd.DataFrame, title: s
     import pandas as pd
 
     keys = [c for c in ("param_norm", "param_strength", "param_placement") if c in comparison.columns]
-    if "dagger" not in comparison:
-        comparison = comparison.assign(dagger=[not pd.isna(p) and p < alpha for p in comparison["t_pvalue_holm"]])
-    merged = summary.merge(comparison[keys + ["mean_test_diff", "dagger"]], on=keys, how="left")
+    merged = summary.merge(comparison.assign(dagger=daggered(comparison))[keys + ["mean_test_diff", "dagger"]],
+                           on=keys, how="left")
     base = merged["param_norm"] == "none"
     merged.loc[base, "mean_test_diff"] = 0.0
     merged["delta_label"] = ["" if pd.isna(d) else f"{d:+.3f}" + ("†" if not pd.isna(m) and bool(m) else "")

@@ -36,7 +36,7 @@ from search.results.setting import (
     study_setting,
     write_setting,
 )
-from search.results.stats import ALPHA, MIN_SEEDS, POWER, VERDICTS, baseline_comparison, reference_table
+from search.results.stats import ALPHA, MIN_SEEDS, POWER, VERDICTS, baseline_comparison, daggered, reference_table
 from search.store import schema
 from search.store.claims import read_stored, reading
 from search.study.metrics import METRIC_LABELS, METRICS, MINIMIZED
@@ -126,8 +126,7 @@ def _figures(spec: StudySpec, trials, summary: pd.DataFrame, comparison: pd.Data
             title = (f"test {label}: difference from the baseline (paired, mean over seeds); {dagger}; "
                      f"hatched: within the region of practical equivalence ±{rope}")
             out.append(FigureData(f"heatmap_delta_{m}", title, "heatmap",
-                                  (figures.delta_heatmap_data(summary, comparison.assign(dagger=daggered(comparison)),
-                                                              title, ALPHA),),
+                                  (figures.delta_heatmap_data(summary, comparison, title),),
                                   {"cmap": "RdBu" if spec.maximize else "RdBu_r", "fmt_bar": "{:+.3f}"}))
         validation = ((f"heatmap_validation_{m}", schema.mean("validation", m), "mean_std",
                        f"validation {label} (the rows configurations are chosen on), mean±std over seeds"),) \
@@ -274,15 +273,6 @@ def marks(summary: pd.DataFrame, comparison: pd.DataFrame | None = None, metric:
             if r["configuration"] in significant:
                 out[int(i)] = out.get(int(i), "") + "†"
     return out
-
-
-def daggered(comparison: pd.DataFrame) -> pd.Series:
-    """Which rows of ``comparison`` get a †: a paired difference from the baseline significant after
-    Holm's correction (t-test, p < ALPHA); in a race, a verdict of better or worse, since p-values of
-    all a configuration's replicates take no account of the looks that decided when it stopped."""
-    if schema.RACE_REASON in comparison:
-        return comparison["verdict"].isin(["better", "worse"])
-    return comparison["t_pvalue_holm"].map(lambda p: _present(p) and p < ALPHA).astype(bool)
 
 
 def dagger_words(comparison: pd.DataFrame | None, latex: bool = False) -> str:

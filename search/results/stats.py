@@ -152,6 +152,16 @@ def baseline_comparison(trials: Sequence[optuna.trial.FrozenTrial], param_names:
     return frame[columns]
 
 
+def daggered(comparison: pd.DataFrame) -> pd.Series:
+    """Which rows of ``comparison`` (:func:`baseline_comparison`) the tables and figures mark with a †:
+    a paired difference from the baseline significant after Holm's correction (t-test, p < ALPHA); in
+    a race, a verdict of better or worse, since p-values of all a configuration's replicates take no
+    account of the looks that decided when it stopped."""
+    if schema.RACE_REASON in comparison:
+        return comparison["verdict"].isin(["better", "worse"])
+    return comparison["t_pvalue_holm"].map(lambda p: p is not None and not math.isnan(p) and p < ALPHA).astype(bool)
+
+
 def _race_verdicts(judged: list[dict], configs: Sequence, race: Sequence[dict]) -> None:
     """Replace the fixed-replicates verdicts of ``judged`` by the race's (see :func:`baseline_comparison`)."""
     from search.store.claims import config_key
