@@ -12,8 +12,9 @@ microseconds per epoch per model:
   compilation and drawing the seeds' initial weights (reported separately, per compiled
   trainer, as ``actreg_setup_seconds``) are not counted either; the test evaluation is,
   at the epochs a study records (``record_every``: by default every epochs/100, and the
-  last; 1 evaluates every epoch, as ``fit`` with ``validation_data`` does). The best of ``repeats`` timed passes counts (the host's noise only ever
-  adds time), as the Keras-on-JAX anchor in ``benchmarks/`` counts its own.
+  last; 1 evaluates every epoch, as ``fit`` with ``validation_data`` does). The best of
+  ``repeats`` timed passes counts (the host's noise only ever adds time), as the
+  Keras-on-JAX anchor in ``benchmarks/`` counts its own.
 """
 
 from __future__ import annotations

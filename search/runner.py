@@ -64,9 +64,9 @@ class RunReport:
     ``configurations_by_others`` were stored meanwhile by other runners. ``stopped``
     says why the run stopped early (the failure budget), else ``None``. ``training_seconds``
     is the time the programs took to fit (XLA compiles a program at its first fit in a
-    process: included), summed over the processes that fitted them, beside ``wall_seconds``; ``peak_memory_mb`` the largest peak resident
-    memory of one of those processes. ``storage`` is
-    the storage URL with any password masked. ``comparison`` holds each configuration's
+    process: included), summed over the processes that fitted them, beside ``wall_seconds``;
+    ``peak_memory_mb`` the largest peak resident memory of one of those processes. ``storage``
+    is the storage URL with any password masked. ``comparison`` holds each configuration's
     paired statistics and verdict against the baseline (see :mod:`search.results.stats`).
     """
 
@@ -454,16 +454,15 @@ class _Runner:
         """Take the race's next look if every configuration racing in it has its replicates; queue the
         next block for those still racing. True when there is new work to claim."""
         queue, spec = self.queue, self.spec
-        taken = queue.race()
-        look = next_look(spec, queue.trials(), taken)
+        taken, trials = queue.race(), queue.trials()
+        look = next_look(spec, trials, taken)
         if look is None:
             return False
         recorded = queue.record_look([*taken, look])
         ours, taken = recorded[-1] is look, recorded
-        look = taken[len(taken) - 1]
+        look = taken[-1]
         if ours:  # the dashboard shows where the race stands: the study's note and the stopped blocks' notes
-            self.writer.submit(partial(save_notes, queue.storage, queue.study_id,
-                                       *race_notes(spec, queue.trials(), taken)))
+            self.writer.submit(partial(save_notes, queue.storage, queue.study_id, *race_notes(spec, trials, taken)))
         stopped = {k: d for k, d in look["decisions"].items() if d["stopped"]}
         still = racing(spec, taken)
         tally = ", ".join(f"{count} {name}" for name, count in _tally(stopped).items()) or "none stopped"

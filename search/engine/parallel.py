@@ -169,9 +169,9 @@ def _peak_memory_mb() -> float:
 
 
 # Per-worker caches, least recently used first. A compiled trainer costs a worker about
-# 40 MB, which TensorFlow keeps even after eviction; a study needs one per program (pre,
-# post: see program_of) and size.
-_TRAINERS: OrderedDict[tuple, tuple] = OrderedDict()
+# 40 MB, which TensorFlow keeps even after eviction; a study needs one per program (baseline,
+# pre, post: see program_of) and size.
+_TRAINERS: OrderedDict[tuple, object] = OrderedDict()
 _WEIGHTS: OrderedDict[tuple, list] = OrderedDict()
 _DATA: OrderedDict[tuple, object] = OrderedDict()  # a chunk's stacked replicates
 

@@ -73,13 +73,13 @@ class SeedResult:
     rows, when the data has them (else ``None``). ``history`` maps each of
     :func:`history_keys` to a float32 array of one value per recorded epoch (every
     ``record_step``-th and the last, ``TrainSpec.recorded_epochs``; :attr:`recorded_epochs`
-    names them here): ``loss`` and the
-    metrics as ``fit`` reports them (over the epoch's batches), ``test_*`` evaluated on
-    the test set after the epoch. ``diverged_epoch`` is the first epoch whose training loss,
-    or recorded test loss, was not finite (``None``: none was). ``mean_activation`` and ``zero_fraction`` give, per
-    regularized layer, the mean activated output on the test inputs and the fraction of
-    its values that are exactly zero. ``weights`` holds the trained weights (in
-    ``model.trainable_variables`` order) when asked for.
+    names them here): ``loss`` and the metrics as ``fit`` reports them (over the epoch's
+    batches), ``test_*`` evaluated on the test set after the epoch. ``diverged_epoch`` is the
+    first epoch whose training loss, or recorded test loss, was not finite (``None``: none
+    was). ``mean_activation`` and ``zero_fraction`` give, per regularized layer, the mean
+    activated output on the test inputs and the fraction of its values that are exactly zero.
+    ``weights`` holds the trained weights (in ``model.trainable_variables`` order) when asked
+    for.
     """
 
     seed: int
@@ -89,7 +89,7 @@ class SeedResult:
     zero_fraction: tuple[float, ...]
     history: dict[str, np.ndarray]
     weights: tuple[np.ndarray, ...] | None = None
-    fit_seconds: float = 0.0  # wall time of the chunk's fit (compilation excluded) per seed of the chunk
+    fit_seconds: float = 0.0  # wall time of the program's fit (compilation excluded) per model it trained
     validation: dict[str, float] | None = None
     history_epochs: tuple[int, ...] = ()  # the 1-based epoch of each history entry; () for every epoch
     peak_memory_mb: float = 0.0  # the peak resident memory of the process that fitted it, after the fit
@@ -407,10 +407,9 @@ def _run_epochs(g: _Graph, epochs, step):
     """Train ``epochs`` epochs, recording every ``step``-th and the last.
 
     Returns the history as a tensor (records, len(history_keys), models) and each model's
-    first bad epoch (0: none): the first whose training loss, or recorded test loss, is
-    not finite. The test rows are
-    evaluated at the recorded epochs only: they change nothing in training, and evaluating
-    them every epoch cost the case-study MLP 40% of its time.
+    first bad epoch (0: none): the first whose training loss, or recorded test loss, is not
+    finite. The test rows are evaluated at the recorded epochs only: they change nothing in
+    training, and evaluating them every epoch cost the case-study MLP 40% of its time.
     """
     import tensorflow as tf
 

@@ -456,9 +456,8 @@ def race_decisions(improvements: Sequence[np.ndarray], rope: float, look: int, l
     Returns per configuration ``verdict``, ``stopped`` (True when it races no more), ``reason``
     and the three unadjusted p-values.
     """
-    fractions = tuple(n / looks[-1] for n in looks)
-    level = sequential_levels(fractions, alpha / m)[look]
-    final = sequential_levels(fractions, alpha / m)[-1]
+    levels = sequential_levels(tuple(n / looks[-1] for n in looks), alpha / m)
+    level, final = levels[look], levels[-1]
     p = _region_pvalues(improvements, rope)
     out = []
     for j, g in enumerate(improvements):

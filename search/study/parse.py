@@ -139,7 +139,8 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
     return StudySpec(
         name=name, storage=storage, seeds=seeds, data=data, model=model, train=train, space=space,
         n_jobs=n_jobs, penalty=penalty, sampler=sampler, n_trials=n_trials, sampler_seed=sampler_seed,
-        chunk_size=chunk_size, models_per_program=models_per_program, race=race, references=references, path=None if source.startswith("<") else source,
+        chunk_size=chunk_size, models_per_program=models_per_program, race=race, references=references,
+        path=None if source.startswith("<") else source,
         metric=metric, rope=rope, **settings,
     )
 
