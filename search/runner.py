@@ -733,11 +733,13 @@ def summary_text(summary: pd.DataFrame, metric: str = "accuracy", limit: int = 2
         rope = comparison["rope"].iloc[0]
         lines.append(f"(verdicts of a race against the baseline, each at the look where the configuration stopped "
                      f"(its seeds); region of practical equivalence ±{rope:g}; at most a {ALPHA:.0%} chance of any "
-                     "wrong verdict over all looks; `actreg report` for the numbers)")
+                     "wrong verdict over all looks for independent replicates; no verdict before 30; "
+                     "`actreg report` for the numbers)")
     elif judged:
         rope = comparison["rope"].iloc[0]
         lines.append(f"(verdict against the baseline, region of practical equivalence ±{rope:g}; "
-                     f"at most a {ALPHA:.0%} chance of any wrong verdict; `actreg report` for the numbers)")
+                     f"at most a {ALPHA:.0%} chance of any wrong verdict for independent replicates; no verdict "
+                     "with fewer than 30; `actreg report` for the numbers)")
     return "\n".join(lines)
 
 

@@ -97,13 +97,16 @@ def test_the_delta_heatmap_shows_paired_differences_on_a_scale_centred_at_zero()
     comparison = pd.DataFrame({
         "param_norm": ["l1", "l1", "l2"], "param_strength": [1e-4, 1e-2, 1e-4],
         "param_placement": ["pre", "pre", "post"], "mean_test_diff": [-0.02, 0.02, -0.01],
-        "t_pvalue_holm": [0.5, 0.01, float("nan")]})
+        "t_pvalue_holm": [0.5, 0.01, float("nan")], "rope": [0.01] * 3,
+        "verdict": ["undecided", "better", "equivalent"]})
     h = delta_heatmap_data(SUMMARY, comparison)
     assert h.center == 0.0 and h.limits[0] == -h.limits[1] and h.baseline is None
     assert h.values["pre"].loc["l1", 1e-4] == -0.02 and h.values["pre"].loc["l1", 1e-2] == 0.02
     assert h.labels["pre"].loc["l1", 1e-2] == "+0.020†"  # significant after Holm
     assert h.labels["pre"].loc["l1", 1e-4] == "-0.020"
     assert h.values["post"].loc["l2", 1e-4] == -0.01
+    # Hatched: the equivalent verdicts alone, not every mean within the rope (l1(1e-4) pre is undecided).
+    assert h.hatched["post"].loc["l2", 1e-4] and not h.hatched["pre"].to_numpy().any()
 
 
 def test_figures_are_300_dpi_and_pdf_fonts_are_truetype(tmp_path):

@@ -39,7 +39,8 @@ def test_paired_test_matches_scipy():
 
 
 def test_paired_test_without_spread():
-    assert paired_test(np.zeros(6))["t_pvalue"] == 1.0
+    assert paired_test(np.zeros(6))["t_pvalue"] == 1.0  # equal pairs: no difference
+    assert math.isnan(paired_test(np.full(6, 1 / 70))["t_pvalue"])  # no spread, no t-statistic
     assert paired_test(np.zeros(6))["wilcoxon_pvalue"] == 1.0
     assert math.isnan(paired_test(np.array([0.1]))["t_pvalue"])
 

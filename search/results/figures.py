@@ -44,7 +44,8 @@ class Heatmap(NamedTuple):
     title: str
     limits: tuple[float, float] = (0.0, 1.0)
     center: float | None = None
-    rope: float | None = None  # differences: the region of practical equivalence, hatched where a cell lies in it
+    rope: float | None = None  # differences: the region of practical equivalence (the scale reaches twice as far)
+    hatched: dict[str, pd.DataFrame] | None = None  # differences: the cells whose verdict is equivalent
 
 
 def robust_limits(values: Sequence[float], center: float | None = None) -> tuple[float, float]:
@@ -126,30 +127,33 @@ def delta_heatmap_data(summary: pd.DataFrame, comparison: pd.DataFrame, title: s
 
     The scale is symmetric and reaches at least twice the region of practical equivalence
     (``comparison["rope"]``), so differences within it never look dramatic (they are at most
-    half-saturated, and hatched)."""
+    half-saturated); the cells whose verdict is equivalent are hatched."""
     import pandas as pd
 
     keys = [c for c in ("param_norm", "param_strength", "param_placement") if c in comparison.columns]
-    merged = summary.merge(comparison.assign(dagger=daggered(comparison))[keys + ["mean_test_diff", "dagger"]],
-                           on=keys, how="left")
+    merged = summary.merge(comparison.assign(dagger=daggered(comparison), equivalent=comparison["verdict"] == "equivalent")
+                           [keys + ["mean_test_diff", "dagger", "equivalent"]], on=keys, how="left")
     base = merged["param_norm"] == "none"
     merged.loc[base, "mean_test_diff"] = 0.0
     merged["delta_label"] = ["" if pd.isna(d) else f"{d:+.3f}" + ("†" if not pd.isna(m) and bool(m) else "")
                              for d, m in zip(merged["mean_test_diff"], merged["dagger"])]
     data = heatmap_data(merged, "mean_test_diff", None, title)
-    labels = {}
+    labels, hatched = {}, {}
     for placement in data.placements:
         part = merged[(merged["param_norm"] != "none") & (merged["param_placement"] == placement)]
+        shape = {"index": data.values[placement].index, "columns": data.values[placement].columns}
         table = part.pivot_table(index="param_norm", columns="param_strength", values="delta_label", aggfunc="first")
-        labels[placement] = table.reindex(index=data.values[placement].index,
-                                          columns=data.values[placement].columns).astype(object).fillna("")
+        labels[placement] = table.reindex(**shape).astype(object).fillna("")
+        shown = part.assign(equivalent=part["equivalent"].eq(True)).pivot_table(
+            index="param_norm", columns="param_strength", values="equivalent", aggfunc="first")
+        hatched[placement] = shown.reindex(**shape).fillna(False).astype(bool)
     cells = [x for f in data.values.values() for x in f.to_numpy(dtype=float).ravel()]
     rope = float(comparison["rope"].iloc[0]) if "rope" in comparison and len(comparison) else None
     low, high = robust_limits(cells, center=0.0)
     if rope is not None:
         high = max(high, 2 * rope)
     # No baseline line: the centre of the scale is the baseline.
-    return data._replace(labels=labels, baseline=None, limits=(-high, high), center=0.0, rope=rope)
+    return data._replace(labels=labels, baseline=None, limits=(-high, high), center=0.0, rope=rope, hatched=hatched)
 
 
 def selected_curves(trials: Sequence[optuna.trial.FrozenTrial], metric: str = "accuracy") -> list[Curve]:
@@ -338,8 +342,8 @@ def plot_heatmap(data: Heatmap, axes: Sequence, cmap: str = "viridis", fmt_bar: 
                  labels: dict | None = None) -> None:
     """One panel per placement into ``axes`` (as many as ``data.placements``) and one colour bar for all.
 
-    With ``data.rope`` the cells whose value lies within ±rope are hatched (the region of
-    practical equivalence, on a scale that reaches at least twice as far).
+    With ``data.hatched`` the cells whose verdict is ``equivalent`` are hatched (shown to lie within
+    the region of practical equivalence; a mean within it is not enough).
     """
     import seaborn as sns
     from matplotlib.patches import Rectangle
@@ -350,9 +354,9 @@ def plot_heatmap(data: Heatmap, axes: Sequence, cmap: str = "viridis", fmt_bar: 
         values = data.values[placement]
         sns.heatmap(values, ax=ax, annot=labels[placement].to_numpy(), fmt="", cmap=cmap, vmin=vmin, vmax=vmax,
                     center=data.center, cbar=False, annot_kws={"fontsize": MIN_FONT_PT}, linewidths=0.5)
-        if data.rope is not None:
-            for (i, j), v in np.ndenumerate(values.to_numpy(dtype=float)):
-                if np.isfinite(v) and abs(v) <= data.rope:
+        if data.hatched is not None:
+            for (i, j), shown in np.ndenumerate(data.hatched[placement].to_numpy(dtype=bool)):
+                if shown:
                     ax.add_patch(Rectangle((j, i), 1, 1, fill=False, hatch="////", edgecolor="0.72", linewidth=0))
         ax.set_title(f"placement: {placement}")
         ax.set_xlabel("strength (log scale)")

@@ -69,6 +69,8 @@ def next_look(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial], taken
         return None
     need = set(spec.seeds[:looks[k]])
     members = racing(spec, taken)
+    if not members:  # the race is over: every configuration has stopped
+        return None
     stored = {configuration_of(t): t for t in complete_trials(trials)}
     if any(c not in stored or not need <= set(stored[c].user_attrs[schema.SEEDS_ATTR]) for c in members):
         return None
@@ -101,7 +103,7 @@ def next_look(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial], taken
 
 
 def _stop(reason: str) -> dict[str, Any]:
-    return {"verdict": "undecided", "stopped": True, "reason": reason,
+    return {"verdict": "undecided", "stopped": True, "reason": reason, "withheld": None,
             "p_better_raw": None, "p_worse_raw": None, "p_equivalent_raw": None}
 
 

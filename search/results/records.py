@@ -281,11 +281,31 @@ def summary_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Seque
         return pd.DataFrame(columns=[schema.param(p) for p in param_names] + ["n_seeds", schema.mean("test", m)])
     frame = pd.DataFrame(rows)
     finite = frame[schema.STATUS_ATTR] == OK
+    shared = shared_seeds([t for t, ok in zip(complete_trials(trials), finite) if ok])
+    even = all(len(t.user_attrs[schema.SEEDS_ATTR]) == len(shared) for t, ok in zip(complete_trials(trials), finite) if ok)
+    frame[schema.RANKED_ON] = len(shared)
     for split in ("test", "validation"):
         if schema.mean(split, m) in frame:
-            ranks = frame[schema.mean(split, m)].where(finite).rank(method="min", ascending=not maximize)
+            means = frame[schema.mean(split, m)] if even else pd.Series(
+                [_mean_over(t, split, m, shared) for t in complete_trials(trials)], index=frame.index)
+            ranks = means.where(finite).rank(method="min", ascending=not maximize)
             frame[schema.rank(split, m)] = ranks.fillna(int(finite.sum()) + 1).astype(int)  # diverged: after the finite
     return frame
+
+
+def shared_seeds(trials: Sequence[optuna.trial.FrozenTrial]) -> list[int]:
+    """The seeds that every one of ``trials`` has, in order: a race's configurations, stopped at
+    different looks, share the replicates of the looks before the first stop."""
+    sets = [set(t.user_attrs[schema.SEEDS_ATTR]) for t in trials]
+    return sorted(set.intersection(*sets)) if sets else []
+
+
+def _mean_over(trial: optuna.trial.FrozenTrial, split: str, metric: str, seeds: Sequence[int]) -> float:
+    """The mean of ``trial``'s per-seed ``split`` values over ``seeds`` (NaN without them)."""
+    a = trial.user_attrs
+    by_seed = dict(zip(a[schema.SEEDS_ATTR], a.get(schema.per_seed(split, metric), [])))
+    values = [by_seed[s] for s in seeds if by_seed.get(s) is not None]
+    return float(np.mean(values)) if values else math.nan
 
 
 def selection_rank(summary: pd.DataFrame, metric: str) -> str:

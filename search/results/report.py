@@ -36,7 +36,17 @@ from search.results.setting import (
     study_setting,
     write_setting,
 )
-from search.results.stats import ALPHA, MIN_SEEDS, POWER, VERDICTS, baseline_comparison, daggered, reference_table
+from search.results.stats import (
+    ALPHA,
+    MIN_SEEDS,
+    POWER,
+    SKEW_FACTOR,
+    VERDICT_MIN_PAIRS,
+    VERDICTS,
+    baseline_comparison,
+    daggered,
+    reference_table,
+)
 from search.store import schema
 from search.store.claims import read_stored, reading
 from search.study.metrics import METRIC_LABELS, METRICS, MINIMIZED
@@ -124,7 +134,7 @@ def _figures(spec: StudySpec, trials, summary: pd.DataFrame, comparison: pd.Data
             dagger = "† the race's verdict is better or worse" if schema.RACE_REASON in comparison \
                 else f"† Holm p < {ALPHA}"
             title = (f"test {label}: difference from the baseline (paired, mean over seeds); {dagger}; "
-                     f"hatched: within the region of practical equivalence ±{rope}")
+                     f"hatched: equivalent (shown within ±{rope})")
             out.append(FigureData(f"heatmap_delta_{m}", title, "heatmap",
                                   (figures.delta_heatmap_data(summary, comparison, title),),
                                   {"cmap": "RdBu" if spec.maximize else "RdBu_r", "fmt_bar": "{:+.3f}"}))
@@ -287,11 +297,15 @@ def dagger_words(comparison: pd.DataFrame | None, latex: bool = False) -> str:
 def selection_words(summary: pd.DataFrame, metric: str = "accuracy") -> str:
     """On which rows ★ and the ranks were chosen, in one sentence."""
     label = METRIC_LABELS[metric]
+    shared = ""
+    if schema.RANKED_ON in summary and len(summary) and summary[schema.RANKED_ON].iloc[0] < summary["n_seeds"].max():
+        shared = (f" Ranks and ★ compare the means over the {int(summary[schema.RANKED_ON].iloc[0])} seeds that every "
+                  "configuration has (they stopped at different looks); each row's mean is over its own seeds.")
     if schema.rank("validation", metric) in summary:
         return (f"★ marks the best mean validation {label}, chosen on validation rows carved out of the training "
-                "rows; the test columns report it on rows that played no part in the choice.")
+                "rows; the test columns report it on rows that played no part in the choice." + shared)
     return (f"★ marks the best mean test {label}, chosen on the same test rows that report it: its test value is "
-            "optimistic (the largest of several noisy means); give [data] validation to choose on other rows.")
+            "optimistic (the largest of several noisy means); give [data] validation to choose on other rows." + shared)
 
 
 def _legend(metric: str, summary: pd.DataFrame, comparison: pd.DataFrame | None, varied: str | None) -> str:
@@ -309,8 +323,9 @@ def verdict_words(comparison: pd.DataFrame) -> str:
     rope = comparison["rope"].iloc[0]
     return (f"Verdict against the baseline with a region of practical equivalence of ±{_g(rope)}: better or worse "
             f"when the difference is shown to lie beyond it, equivalent when shown to lie within it, else undecided; "
-            f"the chance of any wrong verdict in the study is at most {ALPHA} (paired t-tests of each region, "
-            "Bonferroni over the configurations).")
+            f"the chance of any wrong verdict in the study is at most {ALPHA} for independent replicates (studentized "
+            f"bootstrap tests of each region, Bonferroni over the configurations; no verdict with fewer than "
+            f"{VERDICT_MIN_PAIRS} replicates, no spread or a strong skew).")
 
 
 def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy", comparison: pd.DataFrame | None = None,
@@ -411,7 +426,8 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
         rope = next(iter(diffs.values()))["rope"]
         legend += (rf" Verdict: the difference from the baseline shown beyond a region of practical equivalence of "
                    rf"$\pm{_g(rope)}$ (better, worse) or within it (equivalent), else undecided; the chance of any "
-                   f"wrong verdict is at most {ALPHA}.")
+                   f"wrong verdict is at most {ALPHA} for independent replicates (studentized bootstrap; no verdict "
+                   f"with fewer than {VERDICT_MIN_PAIRS} replicates, no spread or a strong skew).")
     n_seeds = "" if uneven else f" {int(frame['n_seeds'].iloc[0])}"
     what = (rf"mean $\pm$ sample std over{n_seeds} seeds" if narrow or diffs else
             rf"mean $\pm$ sample std over{n_seeds} seeds; 95\% Student-t interval of the mean")
@@ -516,11 +532,28 @@ def stats_markdown(comparison: pd.DataFrame, metric: str = "accuracy") -> str:
             f"[{r['ci95_low_test_diff']:+.3f}, {r['ci95_high_test_diff']:+.3f}] | {_f(r['std_test_diff'])} | "
             f"{_p(r['t_pvalue'])} ({_p(r['t_pvalue_holm'])}) | "
             f"{_p(r['wilcoxon_pvalue'])} ({_p(r['wilcoxon_pvalue_holm'])}) | {_f(r['effect_size_dz'], 2)} | "
-            f"{r['verdict']} | {_f(r['detectable_diff'])} | "
+            f"{_verdict_cell(r)} | {_f(r['detectable_diff'])} | "
             f"{'–' if not _present(needed) else f'{int(needed):,}'} |")
     if comparison["few_seeds"].any():
         lines.append(f"\n⚠ fewer than {MIN_SEEDS} paired seeds: these tests have almost no power; read them as anecdotes.")
     return "\n".join(lines)
+
+
+def _verdict_cell(r: pd.Series) -> str:
+    """A row's verdict, and why it was withheld if it was."""
+    withheld = r.get("withheld")
+    return f"{r['verdict']} ({withheld})" if isinstance(withheld, str) and withheld else str(r["verdict"])
+
+
+def verdict_method_words(m: int) -> str:
+    """How each region is tested and what the stated error rate rests on, in sentences."""
+    return (f"Each region is tested with the studentized bootstrap of the paired differences (equivalent: two "
+            "one-sided tests; better and worse: the difference shown outside the rope, in that direction), its "
+            f"p-value multiplied by the {m} configurations. A verdict is withheld (undecided) with fewer than "
+            f"{VERDICT_MIN_PAIRS} replicates, with no spread, or with a skewness the bootstrap does not correct at "
+            f"that many replicates (n < {SKEW_FACTOR}·G1²). So the chance that any verdict is wrong is at most "
+            f"{ALPHA} for independent replicates, as checked by simulation on normal, heavy-tailed, skewed, "
+            "binomial and stepped differences (benchmarks/calibration.py, docs/reports.md).")
 
 
 def verdicts_markdown(comparison: pd.DataFrame, metric: str = "accuracy") -> str:
@@ -536,13 +569,10 @@ def verdicts_markdown(comparison: pd.DataFrame, metric: str = "accuracy") -> str
         return race_markdown(comparison, metric, tally, rope, lower)
     return (f"Verdicts: {tally}. Region of practical equivalence: ±{_g(rope)} test {METRIC_LABELS[metric]}{lower}. "
             "For each configuration the true mean difference Δ lies in one of three regions: beyond +rope "
-            "(better), within ±rope (equivalent) or beyond −rope (worse). Each region is tested with the paired "
-            "t-statistic (equivalent: two one-sided tests; better and worse: the difference shown outside the "
-            f"rope, in that direction), and its p-value is multiplied by the {m} configurations (p_better, p_worse, "
-            f"p_equivalent in `stats.csv`); a verdict needs an adjusted p-value of at most {ALPHA}. So the chance "
-            f"that any verdict of this study is wrong is at most {ALPHA}, as far as the t-test's model holds. "
-            f"An undecided configuration lists the smallest |Δ| these replicates would detect with {POWER:.0%} power "
-            "(at its sd of Δ), and the replicates that would decide it if Δ were its observed mean.")
+            "(better), within ±rope (equivalent) or beyond −rope (worse). " + verdict_method_words(m) +
+            " (p_better, p_worse, p_equivalent in `stats.csv`; a verdict needs one of at most "
+            f"{ALPHA}.) An undecided configuration lists the smallest |Δ| these replicates would detect with "
+            f"{POWER:.0%} power (at its sd of Δ), and the replicates that would decide it if Δ were its observed mean.")
 
 
 def race_markdown(comparison: pd.DataFrame, metric: str, tally: str, rope: float, lower: str) -> str:
@@ -551,15 +581,14 @@ def race_markdown(comparison: pd.DataFrame, metric: str, tally: str, rope: float
     rows = ["| configuration | stopped at (replicates) | why | verdict |", "|---|---:|---|---|"]
     for _, r in comparison.sort_values([schema.RACE_REPLICATES, "configuration"], na_position="last").iterrows():
         at = "–" if not _present(r[schema.RACE_REPLICATES]) else f"{int(r[schema.RACE_REPLICATES])}"
-        rows.append(f"| {r['configuration']} | {at} | {r[schema.RACE_REASON]} | {r['verdict']} |")
+        rows.append(f"| {r['configuration']} | {at} | {r[schema.RACE_REASON]} | {_verdict_cell(r)} |")
     return (f"Verdicts of a race: {tally}. Region of practical equivalence: ±{_g(rope)} test "
             f"{METRIC_LABELS[metric]}{lower}. Replicates were added in looks; at each look every configuration "
-            "still racing was tested as in a study of fixed replicates (three regions, each with the paired "
-            "t-statistic), against the nominal level of an O'Brien–Fleming group-sequential test of the "
-            f"looks at {ALPHA} / {m} (Lan–DeMets spending; Bonferroni over the {m} configurations), and stopped "
-            "with its verdict; one that could not reach a verdict by the last look stopped as `futile`. The "
-            "baseline ran as long as any configuration raced. So the chance that any verdict of this race is "
-            f"wrong, at whatever look, is at most {ALPHA}, as far as the t-test's model holds. The p-values in "
+            "still racing was tested as in a study of fixed replicates, against the nominal level of an "
+            f"O'Brien–Fleming group-sequential test of the looks at {ALPHA} / {m} (Lan–DeMets spending; "
+            f"Bonferroni over the {m} configurations), and stopped with its verdict; one that could not reach a "
+            "verdict by the last look stopped as `futile`. The baseline ran as long as any configuration raced. "
+            + verdict_method_words(m) + " The p-values in "
             "`stats.csv` are those of the look where each configuration stopped, scaled so that a verdict's is at "
             f"most {ALPHA}; the intervals and tests beside them use every replicate it has.\n\n" + "\n".join(rows))
 

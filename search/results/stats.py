@@ -64,10 +64,9 @@ def paired_test(d: np.ndarray) -> dict[str, float]:
         low, high = ci95(d)
         out.update(ci95_low_test_diff=low, ci95_high_test_diff=high, t_pvalue=float(stats.ttest_1samp(d, 0.0).pvalue),
                    effect_size_dz=out["mean_test_diff"] / sd)
-    elif n > 1:  # every pair differs by the same amount: no spread to test against
-        same = out["mean_test_diff"] == 0
+    elif n > 1:  # every pair differs by the same amount: no spread, no t-statistic (equal pairs: no difference)
         out.update(ci95_low_test_diff=out["mean_test_diff"], ci95_high_test_diff=out["mean_test_diff"],
-                   t_pvalue=1.0 if same else 0.0, effect_size_dz=math.nan)
+                   t_pvalue=1.0 if out["mean_test_diff"] == 0 else math.nan, effect_size_dz=math.nan)
     else:
         out.update(ci95_low_test_diff=math.nan, ci95_high_test_diff=math.nan, t_pvalue=math.nan,
                    effect_size_dz=math.nan)
@@ -173,13 +172,14 @@ def _race_verdicts(judged: list[dict], configs: Sequence, race: Sequence[dict]) 
     for row, config in zip(judged, configs):
         d = last.get(config_key(config))
         if d is None:  # not looked at yet
-            row.update(verdict="undecided", p_better=None, p_worse=None, p_equivalent=None,
+            row.update(verdict="undecided", withheld=None, p_better=None, p_worse=None, p_equivalent=None,
                        **{schema.RACE_REPLICATES: None, schema.RACE_REASON: "racing"})
             continue
         scale = d["alpha"] / d["level"] if d["level"] > 0 else math.inf
         row.update({f"p_{k}": None if d[f"p_{k}_raw"] is None else min(1.0, d[f"p_{k}_raw"] * scale)
                     for k in VERDICTS[:3]})
-        row.update(verdict=d["verdict"], **{schema.RACE_REPLICATES: d["replicates"], schema.RACE_REASON: d["reason"]})
+        row.update(verdict=d["verdict"], withheld=d.get("withheld"),
+                   **{schema.RACE_REPLICATES: d["replicates"], schema.RACE_REASON: d["reason"]})
         if d["verdict"] != "undecided":
             row.update(detectable_diff=None, replicates_needed=None)
 
@@ -198,129 +198,185 @@ def verdicts(diffs: Sequence[np.ndarray], rope: float, maximize: bool = True,
     With Δ_j the true mean difference, oriented so that positive is an improvement (the
     sign is flipped when lower is better, for MAE), the line is split in three regions:
     ``better`` (Δ > rope), ``equivalent`` (|Δ| ≤ rope, the region of practical equivalence)
-    and ``worse`` (Δ < −rope). Per configuration each region is tested with the paired
-    t-statistic (partitioning principle, Finner & Strassburger 2002):
+    and ``worse`` (Δ < −rope). Per configuration each region is tested (partitioning
+    principle, Finner & Strassburger 2002):
 
     * ``equivalent`` needs Δ > −rope and Δ < rope both shown: two one-sided tests (TOST),
       ``p_equivalent`` is the larger of their p-values;
     * ``better`` needs |Δ| ≤ rope and Δ ≤ −rope rejected: ``p_better`` is the larger of the
-      p-value of |Δ| ≤ rope (the folded test: the chance, at |Δ| = rope, of a mean at least as
-      far out as the observed one) and of Δ ≤ −rope; ``worse`` is the mirror image.
+      p-value of |Δ| ≤ rope (the folded test: the chance, at Δ = rope or Δ = −rope, whichever
+      is larger, of a mean at least as far out as the observed one) and of Δ ≤ −rope;
+      ``worse`` is the mirror image.
 
-    Exactly one region holds the truth for each configuration, so there are exactly as
-    many true hypotheses as configurations: each p-value is multiplied by their number m
-    (Bonferroni, which Shaffer's refinement of Holm reduces to under this constraint) and
-    a verdict is declared when its adjusted p-value is at most ``alpha``; at most one can
-    be. Guarantee: the probability that any configuration of the study gets a wrong
-    verdict is at most ``alpha``, as far as the t-test's model holds (replicates
-    independent, their mean difference about normal).
+    Each test reads its tails from the studentized bootstrap of the differences
+    (:mod:`search.results.bootstrap`), not from Student's t: its one-sided error shrinks as 1/n
+    where the t-test's shrinks as 1/√n, which matters at alpha / m. Exactly one region holds the
+    truth for each configuration, so there are exactly as many true hypotheses as
+    configurations: each p-value is multiplied by their number m (Bonferroni, which Shaffer's
+    refinement of Holm reduces to under this constraint) and a verdict is declared when its
+    adjusted p-value is at most ``alpha``; at most one can be.
 
-    Fewer than :data:`MIN_SEEDS` pairs are ``undecided`` whatever their numbers: too few to
-    trust a t-test's model. With at least that many pairs that all differ by the same
-    amount (no spread), the amount decides. Undecided configurations get :func:`power`'s
-    numbers (where the pairs have a spread).
+    A verdict is withheld (``undecided``, the reason in ``withheld``; see :func:`shape_check`)
+    with fewer than :data:`VERDICT_MIN_PAIRS` pairs, with no spread, or with a skewness that
+    the bootstrap does not correct at that many pairs.
+
+    Guarantee, and its conditions: the chance that any configuration of the study gets a wrong
+    verdict is at most ``alpha`` for independent replicates whose differences have a finite
+    variance; it is exact in the limit and checked, not proven, at finite n:
+    ``benchmarks/calibration.py`` measures it by Monte Carlo on normal, t3, skewed (±2),
+    binomial and stepped (two-point) differences at n = 30 to 100 and m = 1 to 36, every cell
+    at most ``alpha`` plus 3 Monte Carlo standard errors (docs/reports.md). No bound on the
+    metric is used, so MAE's differences are judged the same way. Undecided configurations get
+    :func:`power`'s numbers where the pairs have a spread.
     """
     m = max(1, len(diffs))
     g = [np.asarray(d, dtype=np.float64) * (1.0 if maximize else -1.0) for d in diffs]
     out = []
     for improvement, row in zip(g, decide(g, rope, alpha)):
         row.update(rope=rope, detectable_diff=None, replicates_needed=None)
-        if row["verdict"] == "undecided" and len(improvement) >= 2 and np.std(improvement, ddof=1) > 0:
+        if row["verdict"] == "undecided" and len(improvement) >= 2 and np.ptp(improvement) > 0:
             row.update(power(improvement, rope, alpha / m))
         out.append(row)
     return out
 
 
+VERDICT_MIN_PAIRS = 30  # fewer pairs give no verdict: a tail the sample missed cannot be seen (docs/reports.md)
+SKEW_FACTOR = 50  # a verdict needs n >= SKEW_FACTOR * G1**2 (the sample skewness G1), measured by the harness
+
+
+def shape_check(g: np.ndarray) -> str | None:
+    """Why the paired differences ``g`` get no verdict, or ``None`` when they may have one:
+
+    * ``fewer than 30 replicates`` (:data:`VERDICT_MIN_PAIRS`): at 10 or 20 replicates a
+      distribution with skewness 2 gets wrong verdicts 3 to 24 times in 100 studies whatever the
+      test (t, Hall's transformation, the bootstrap-t), since most of its samples miss the tail;
+    * ``no spread``: every pair differs by the same amount, so the sample says nothing about how
+      far its mean may be from the truth (a penalty that changes one test row in most replicates
+      looks like that at five replicates);
+    * ``skewed``: n < :data:`SKEW_FACTOR` · G1², with G1 the sample skewness: a tail that the
+      bootstrap's correction does not reach at this n (Cochran's rule of thumb, n > 25 G1²,
+      in the form the calibration harness measured to hold at alpha / 36).
+    """
+    n = len(g)
+    if n < VERDICT_MIN_PAIRS:
+        return f"fewer than {VERDICT_MIN_PAIRS} replicates"
+    if not np.ptp(g) > 0:
+        return "no spread"
+    if n < SKEW_FACTOR * skewness(g) ** 2:
+        return "skewed"
+    return None
+
+
+def skewness(g: np.ndarray) -> float:
+    """The sample skewness G1 = m3 / m2^1.5 (moments about the mean, divided by n); 0 without spread."""
+    c = np.asarray(g, dtype=np.float64) - np.mean(g)
+    m2 = float(np.mean(c * c))
+    return float(np.mean(c ** 3) / m2 ** 1.5) if m2 > 0 else 0.0
+
+
 def decide(improvements: Sequence[np.ndarray], rope: float, alpha: float = ALPHA) -> list[dict]:
-    """The verdicts of :func:`verdicts` and their adjusted p-values, for improvements (positive: better)."""
+    """The verdicts of :func:`verdicts`, their adjusted p-values and why a verdict was withheld,
+    for improvements (positive: better)."""
     m = max(1, len(improvements))
-    p = _region_pvalues(improvements, rope)
-    out = []
-    for j in range(len(improvements)):
-        adjusted = {k: None if np.isnan(p[k][j]) else min(1.0, m * float(p[k][j])) for k in p}
-        verdict = next((k for k in VERDICTS[:3] if adjusted[k] is not None and adjusted[k] <= alpha), "undecided")
-        out.append({"verdict": verdict, "p_better": adjusted["better"], "p_worse": adjusted["worse"],
-                    "p_equivalent": adjusted["equivalent"]})
-    return out
+    verdict, withheld, p = region_verdicts(improvements, rope, alpha / m)
+    return [{"verdict": verdict[j], "withheld": withheld[j],
+             **{f"p_{k}": None if np.isnan(p[k][j]) else min(1.0, m * float(p[k][j])) for k in p}}
+            for j in range(len(improvements))]
 
 
-def _region_pvalues(g: Sequence[np.ndarray], rope: float) -> dict[str, np.ndarray]:
+def region_verdicts(improvements: Sequence[np.ndarray], rope: float, level: float, withheld_pvalues: bool = True
+                    ) -> tuple[list[str], list[str | None], dict[str, np.ndarray]]:
+    """Each row's verdict at ``level`` (a region whose unadjusted p-value is at most ``level``, unless
+    :func:`shape_check` withholds it), the reason it was withheld, and the unadjusted p-values
+    (NaN for withheld rows unless ``withheld_pvalues``: the tables show them, a simulation need not).
+    Rows are independent of one another: a study's configurations, or many studies' at once."""
+    withheld = [shape_check(np.asarray(g, dtype=np.float64)) for g in improvements]
+    judged = [j for j in range(len(improvements)) if withheld_pvalues or withheld[j] is None]
+    some = _region_pvalues([improvements[j] for j in judged], rope, level)
+    p = {k: np.full(len(improvements), np.nan) for k in some}
+    for k in p:
+        p[k][judged] = some[k]
+    verdict = ["undecided" if withheld[j] else next(
+        (k for k in VERDICTS[:3] if level > 0 and p[k][j] <= level), "undecided") for j in range(len(improvements))]
+    return verdict, withheld, p
+
+
+def _region_pvalues(g: Sequence[np.ndarray], rope: float, level: float) -> dict[str, np.ndarray]:
     """Unadjusted p-values of "better", "worse" and "equivalent" for each configuration's improvements
-    ``g[j]`` (see :func:`verdicts`), computed for all configurations at once; NaN with too few pairs."""
-    from scipy import stats
+    ``g[j]`` (see :func:`verdicts`), from the studentized bootstrap with enough resamples to resolve
+    ``level``; NaN for fewer than two pairs or no spread (no t-statistic), and at a level too small
+    to reach (see :func:`search.results.bootstrap.resamples_for`)."""
+    from search.results import bootstrap
 
-    n = np.array([len(x) for x in g], dtype=np.float64)
-    enough = n >= MIN_SEEDS
-    mean = np.array([x.mean() if len(x) else np.nan for x in g])
-    sd = np.array([x.std(ddof=1) if len(x) > 1 else np.nan for x in g])
-    spread = enough & (sd > 0)
-    se = np.where(spread, sd / np.sqrt(np.maximum(n, 1)), 1.0)
-    df = np.maximum(n - 1, 1)
-    above_minus = stats.t.sf((mean + rope) / se, df)  # H: Δ ≤ −rope
-    below_plus = stats.t.cdf((mean - rope) / se, df)  # H: Δ ≥ rope
-    outside = _folded_pvalue(np.abs(mean), rope, se, df)  # H: |Δ| ≤ rope
-    out = {"better": np.maximum(outside, above_minus), "worse": np.maximum(outside, below_plus),
-           "equivalent": np.maximum(above_minus, below_plus)}
-    still = enough & ~spread  # no spread: the t-statistics are infinite, and the amount decides
-    out["better"] = np.where(still, np.where(mean > rope, 0.0, 1.0), out["better"])
-    out["worse"] = np.where(still, np.where(mean < -rope, 0.0, 1.0), out["worse"])
-    out["equivalent"] = np.where(still, np.where(np.abs(mean) < rope, 0.0, 1.0), out["equivalent"])
-    return {k: np.where(enough, v, np.nan) for k, v in out.items()}
-
-
-def _folded_pvalue(distance, rope: float, se, df):
-    """P(|mean| ≥ ``distance``) when Δ = rope: the p-value of |Δ| ≤ rope (arrays or numbers)."""
-    from scipy import stats
-
-    return np.minimum(1.0, stats.t.sf((distance - rope) / se, df) + stats.t.cdf((-distance - rope) / se, df))
+    out = {k: np.full(len(g), np.nan) for k in VERDICTS[:3]}
+    by_length: dict[int, list[int]] = {}
+    for j, x in enumerate(g):
+        if len(x) >= 2 and np.ptp(x) > 0:
+            by_length.setdefault(len(x), []).append(j)
+    resamples = bootstrap.resamples_for(level)
+    for n, rows in by_length.items() if resamples else ():
+        x = np.stack([np.asarray(g[j], dtype=np.float64) for j in rows])
+        mean, se = x.mean(axis=1), x.std(axis=1, ddof=1) / math.sqrt(n)
+        a = np.abs(mean)
+        upper = np.stack([(mean + rope) / se, (a - rope) / se, (a + rope) / se], axis=1)
+        lower = np.stack([(mean - rope) / se, (-a - rope) / se, (rope - a) / se], axis=1)
+        up, low = bootstrap.tail_counts(x, upper, lower, resamples)
+        tail = (1.0 + np.concatenate([up, low], axis=1)) / (resamples + 1.0)
+        above_minus, below_plus = tail[:, 0], tail[:, 3]  # H: Δ ≤ −rope; H: Δ ≥ rope
+        folded = np.minimum(1.0, np.maximum(tail[:, 1] + tail[:, 4], tail[:, 2] + tail[:, 5]))  # H: |Δ| ≤ rope
+        out["better"][rows] = np.maximum(folded, above_minus)
+        out["worse"][rows] = np.maximum(folded, below_plus)
+        out["equivalent"][rows] = np.maximum(above_minus, below_plus)
+    return out
 
 
 def power(g: np.ndarray, rope: float, level: float, target: float = POWER,
           max_replicates: int = 1_000_000) -> dict[str, float | int | None]:
-    """For improvements ``g`` (one per replicate) tested at ``level`` (alpha over the configurations):
+    """For improvements ``g`` (one per replicate) tested at ``level`` (alpha over the configurations),
+    were the true sd of Δ the observed one (noncentral t: the sd is estimated in each study):
 
     * ``detectable_diff``: the smallest true difference |Δ| that the same number of
-      replicates, with the observed sd of Δ, would call ``better`` (or ``worse``) with
-      probability ``target``: the folded test's critical distance plus the ``target``
-      quantile of the mean;
+      replicates would call ``better`` (or ``worse``) with probability ``target``; ``None``
+      below :data:`VERDICT_MIN_PAIRS` replicates, where nothing is decided;
     * ``replicates_needed``: how many replicates would reach a verdict with probability
-      ``target`` if the true difference were the observed mean and the sd stayed: ``better``
-      or ``worse`` when the mean lies outside the rope, ``equivalent`` inside it; ``None``
-      when the mean sits on the rope's edge or more than ``max_replicates`` would be needed.
+      ``target`` if the true difference were the observed mean: ``better`` or ``worse`` when
+      the mean lies outside the rope, ``equivalent`` inside it (both of TOST's bounds must be
+      shown); ``None`` when the mean sits on the rope's edge or more than ``max_replicates``
+      would be needed.
+
+    Both count the verdicts that :func:`shape_check` withholds from normal differences (a
+    sample skewness beyond its limit by chance), so they promise what the verdicts deliver.
     """
+    from scipy import optimize
     from scipy import stats
 
-    n, mean, sd = len(g), float(g.mean()), float(g.std(ddof=1))
+    n, mean, sd = len(g), abs(float(g.mean())), float(g.std(ddof=1))
 
-    def critical(k: int) -> float:
-        """The distance of the mean from 0 beyond which the folded test rejects |Δ| ≤ rope at ``level``."""
-        from scipy.optimize import brentq
+    def kept(k: int) -> float:
+        """The chance that normal differences pass :func:`shape_check`'s skewness test at k replicates."""
+        limit = math.sqrt(k / SKEW_FACTOR)
+        spread = math.sqrt(6.0 * (k - 2) / ((k + 1) * (k + 3)))
+        return 1.0 - 2.0 * float(stats.norm.sf(limit / spread))
 
-        se, df = sd / math.sqrt(k), k - 1
-        one_sided = rope + float(stats.t.isf(level, df)) * se
-        if float(stats.t.cdf((-one_sided - rope) / se, df)) < level * 1e-6:  # the far tail adds nothing
-            return one_sided
-        upper = rope + float(stats.t.isf(level / 2, df)) * se  # the two-sided bound: always far enough
-        return float(brentq(lambda c: float(_folded_pvalue(c, rope, se, df)) - level, one_sided, upper))
+    def outside(k: int, delta: float) -> float:  # P(better) at a true |Δ| = delta
+        df = k - 1
+        return float(stats.nct.sf(stats.t.isf(level, df), df, (delta - rope) * math.sqrt(k) / sd)) * kept(k)
 
-    def decided(k: int) -> bool:
-        se, df = sd / math.sqrt(k), k - 1
-        if abs(mean) > rope:
-            return abs(mean) >= critical(k) + float(stats.t.ppf(target, df)) * se
-        return rope - abs(mean) >= (float(stats.t.isf(level, df)) + float(stats.t.ppf(target, df))) * se
+    def inside(k: int, delta: float) -> float:  # P(equivalent): both one-sided tests reject
+        df, c = k - 1, float(stats.t.isf(level, k - 1))
+        miss = sum(float(stats.nct.cdf(c, df, (rope + s * delta) * math.sqrt(k) / sd)) for s in (1, -1))
+        return max(0.0, 1.0 - miss) * kept(k)
 
-    detectable = critical(n) + float(stats.t.ppf(target, n - 1)) * sd / math.sqrt(n)
-    if abs(mean) == rope:
+    detectable = None
+    if n >= VERDICT_MIN_PAIRS and kept(n) > target:
+        detectable = float(optimize.brentq(lambda d: outside(n, d) - target, rope, rope + 100 * sd + 1.0))
+    if mean == rope:
         return {"detectable_diff": detectable, "replicates_needed": None}
-    # The normal approximation underestimates k (t's quantiles exceed z's): from there up in steps of
-    # 5% to a k that decides, then bisection for the first one; a few tests of k instead of ~40.
-    z = float(stats.norm.isf(level / 2 if abs(mean) > rope else level)) + float(stats.norm.ppf(target))
-    low = max(n, int((z * sd / abs(abs(mean) - rope)) ** 2) - 1)
-    if low > max_replicates:
-        return {"detectable_diff": detectable, "replicates_needed": None}
+    decided = (lambda k: outside(k, mean) >= target) if mean > rope else (lambda k: inside(k, mean) >= target)
+    low = max(n, VERDICT_MIN_PAIRS - 1)  # undecided at low (or below the minimum)
     high = low + 1
     while not decided(high):
-        low, high = high, max(high + 1, int(high * 1.05))
+        low, high = high, max(high + 1, int(high * 1.5))
         if high > max_replicates:
             return {"detectable_diff": detectable, "replicates_needed": None}
     while high - low > 1:
@@ -448,22 +504,25 @@ def race_decisions(improvements: Sequence[np.ndarray], rope: float, look: int, l
 
     Each region of :func:`verdicts` is a group-sequential test: its p-value at this look against
     :func:`sequential_levels` of the race's looks at ``alpha / m`` (Bonferroni over the
-    configurations). Guarantee: the chance that any configuration gets a wrong verdict at any
-    look is at most ``alpha``, as far as the t-test's model holds. A configuration without a
+    configurations), read from the studentized bootstrap, with :func:`shape_check`'s withholding.
+    Guarantee: the chance that any configuration gets a wrong verdict at any look is at most
+    ``alpha``, on the conditions of :func:`verdicts` (checked for races by
+    ``benchmarks/calibration.py``). Looks before :data:`VERDICT_MIN_PAIRS` replicates decide
+    nothing, but may stop a configuration for futility. A configuration without a
     verdict stops as ``undecided`` for futility when even a mean ``futility`` standard errors
     closer to a verdict than its own could not reach one at the last look with its spread (a
     stop that never gives a verdict, so the guarantee stands); ``None``: it races to the end.
-    Returns per configuration ``verdict``, ``stopped`` (True when it races no more), ``reason``
-    and the three unadjusted p-values.
+    Returns per configuration ``verdict``, ``stopped`` (True when it races no more), ``reason``,
+    ``withheld`` (see :func:`shape_check`) and the three unadjusted p-values.
     """
     levels = sequential_levels(tuple(n / looks[-1] for n in looks), alpha / m)
     level, final = levels[look], levels[-1]
-    p = _region_pvalues(improvements, rope)
+    verdicts_now, withheld, p = region_verdicts(improvements, rope, level)
     out = []
     for j, g in enumerate(improvements):
         row = {f"p_{k}_raw": None if np.isnan(p[k][j]) else float(p[k][j]) for k in VERDICTS[:3]}
-        verdict = next((k for k in VERDICTS[:3] if level > 0 and row[f"p_{k}_raw"] is not None
-                        and row[f"p_{k}_raw"] <= level), "undecided")
+        row["withheld"] = withheld[j]
+        verdict = verdicts_now[j]
         last = look == len(looks) - 1
         if verdict != "undecided":
             row.update(verdict=verdict, stopped=True, reason=verdict)

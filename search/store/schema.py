@@ -27,6 +27,7 @@ SPLITS = ("train", "test", "validation")
 SCHEMA_ATTR = "schema"
 METRIC_ATTR = "metric"
 METRICS_ATTR = "metrics"
+RANKED_ON = "ranked_on_seeds"
 SEEDS_ATTR = "seeds"
 STATUS_ATTR = "status"
 N_DIVERGED_ATTR = "n_diverged"
@@ -200,7 +201,10 @@ SUMMARY_COLUMNS: tuple[Field, ...] = (
     Field(std("test", "<metric>"), "float", "sample standard deviation over seeds (ddof = 1; empty for one seed)"),
     Field(ci95("low", "test", "<objective>") + ", " + ci95("high", "test", "<objective>"), "float",
           "two-sided 95% Student-t interval of the mean: mean ± t(0.975, n−1) · std / √n"),
-    Field(rank("test", "<objective>"), "int", "1 = best mean; equal means share the best rank"),
+    Field(rank("test", "<objective>"), "int", "1 = best mean over the seeds that every finite configuration has "
+          "(`ranked_on_seeds`); equal means share the best rank"),
+    Field(RANKED_ON, "int", "how many seeds the ranks compare: all of them, or in a race (configurations stopped at "
+          "different looks) the replicates every finite configuration shares"),
     Field(mean("train", "<metric>"), "float", "the mean on the training rows, with the final weights"),
     Field(std("train", "<objective>"), "float", "its standard deviation"),
     Field(mean("validation", "<metric>"), "float", "the mean on the validation rows (the objective's is the trial "
@@ -243,12 +247,14 @@ STATS_COLUMNS: tuple[Field, ...] = (
     Field("wilcoxon_pvalue, wilcoxon_pvalue_holm", "float", "Wilcoxon signed-rank p-value (zero differences "
           "dropped), and Holm-corrected"),
     Field("effect_size_dz", "float", "Cohen's d_z = mean(Δ) / sd(Δ)"),
-    Field("few_seeds", "bool", "fewer than 5 pairs: the row is an anecdote, its verdict undecided"),
+    Field("few_seeds", "bool", "fewer than 5 pairs: the row is an anecdote (a verdict needs 30)"),
     Field("rope", "float", "the region of practical equivalence, ± in the metric's units"),
     Field("verdict", "str", "`better`, `worse`, `equivalent` or `undecided`; at most a 5% chance of any wrong "
-          "verdict in the study"),
-    Field("p_better, p_worse, p_equivalent", "float", "each region's p-value times the number of configurations; "
-          "a verdict needs one of at most 0.05"),
+          "verdict in the study (studentized bootstrap; the conditions in docs/reports.md)"),
+    Field("withheld", "str", "why the verdict was withheld (then `undecided`): `fewer than 30 replicates`, "
+          "`no spread` or `skewed`; empty when the checks passed"),
+    Field("p_better, p_worse, p_equivalent", "float", "each region's p-value (studentized bootstrap) times the "
+          "number of configurations; a verdict needs one of at most 0.05"),
     Field("detectable_diff", "float", "the smallest |Δ| detectable with 80% power at these replicates and this sd "
           "of Δ", "undecided"),
     Field("replicates_needed", "int", "the replicates that would decide it, were Δ its observed mean", "undecided"),

@@ -294,12 +294,16 @@ def spec_fingerprint(spec: StudySpec) -> dict[str, Any]:
 
     Where the results are stored (``storage``), how many workers compute them and where
     (``n_jobs``, ``scheduler``), how runs treat failures, the file's path and the published references
-    do not change them and are left out.
+    do not change them and are left out. So is the ``rope`` of a study of fixed replicates: it
+    changes the verdicts a reader draws, not the numbers; a race's rope decides which fits are made,
+    so there it counts (as do ``[race]`` and its ``alpha``).
     """
     d = asdict(spec)
     for key in ("storage", "n_jobs", "path", "references", "heartbeat_grace", "max_failures", "worker_retries",
-                "scheduler", "rope", "storage_patience"):
+                "scheduler", "storage_patience"):
         d.pop(key)
+    if spec.race is None:
+        d.pop("rope")
     d["model"].pop("builder_path")  # where the builder's module lies, not what it computes
     for key, default in ADDED_DATA_KEYS.items():  # at their defaults, studies stored earlier keep their fingerprint
         if d["data"][key] == default:

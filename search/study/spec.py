@@ -20,7 +20,7 @@ RESAMPLE = ("none", "split", "draw")
 # The loss decides the task; the task decides the output layer and the metrics.
 LOSSES = {"binary_crossentropy": "binary", "sparse_categorical_crossentropy": "multiclass", "mse": "regression"}
 OPTIMIZERS = ("adam",)
-# Fewer pairs of replicates than this give no verdict against the baseline: too few to trust a t-test's model.
+# Fewer pairs of replicates than this make a comparison an anecdote (a verdict needs 30: results/stats.py).
 MIN_PAIRS = 5
 # Models per compiled program by default: the case-study MLP costs the same per model from 4 to 64
 # models in one program, and more beyond (the activations of a program leave the cache).
