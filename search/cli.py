@@ -263,7 +263,7 @@ def _check_output_folder(folder: str, key: str) -> None:
 
 def _not_run(args: argparse.Namespace, exc: Exception) -> int:
     print(f"error: {args.study}: name: {exc}; run `actreg run {args.study}` first", file=sys.stderr)
-    return 1
+    return 2  # a storage without the study is bad input, as a bad storage is (1 means a configuration failed)
 
 
 def _version() -> str:

@@ -33,7 +33,7 @@ from search.engine import runtime
 from search.engine.checks import activation_bytes, check_study
 from search.engine.parallel import FitFailure, FitPool, FitTask, chunk_seeds
 from search.results.records import selection_rank, summary_frame, trial_record
-from search.results.stats import ALPHA, baseline_comparison
+from search.results.stats import ALPHA, baseline_comparison, verdict_labels
 from search.results.dashboard import save_notes
 from search.results.race import block_seeds, looks_of, next_look, planned_fits, race_notes, racing
 from search.store.claims import Claim, Heartbeat, StudyQueue, block_key, config_key
@@ -122,8 +122,7 @@ class RunReport:
             return f"<p><b>RunReport</b> {head}</p>"
         m = self._metric
         frame = self.summary.sort_values(selection_rank(self.summary, m))
-        verdicts = {} if self.comparison is None or self.comparison.empty else \
-            dict(zip(self.comparison["configuration"], self.comparison["verdict"]))
+        verdicts = verdict_labels(self.comparison)
         rows = "".join(
             f"<tr><td>{html.escape(r['configuration'])}</td><td>{int(r['n_seeds'])}</td>"
             f"<td>{r[f'mean_test_{m}']:.3f} ± {r[f'std_test_{m}']:.3f}</td>"
@@ -701,8 +700,7 @@ def summary_text(summary: pd.DataFrame, metric: str = "accuracy", limit: int = 2
     ordered = summary.sort_values([rank] + cols, na_position="first")
     ok = ordered[ordered[STATUS_ATTR] == OK]
     table = _concat(ok.head(limit), ordered[ordered[STATUS_ATTR] != OK])
-    judged = {} if comparison is None or comparison.empty else dict(zip(comparison["configuration"],
-                                                                         comparison["verdict"]))
+    judged = verdict_labels(comparison)
     name = METRIC_LABELS.get(m, m)
     head = f"{'rank':>4}  {'configuration':<28}"
     if validated:

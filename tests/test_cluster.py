@@ -270,7 +270,7 @@ def test_a_race_on_the_cluster_takes_the_local_race_s_looks_and_verdicts(cluster
     """A race's blocks are tasks like any other: on Dask it stops each configuration where a local race does."""
     from test_race import race_study
 
-    path = race_study(tmp_path, seeds=10)
+    path = race_study(tmp_path, seeds=40)
     local, remote = f"sqlite:///{tmp_path / 'local.db'}", f"sqlite:///{tmp_path / 'remote.db'}"
     proc = actreg("run", str(path), "--storage", local, "--n-jobs", "1", "--no-progress")
     assert proc.returncode == 0, proc.stderr

@@ -23,7 +23,7 @@ from search.store import schema
 from search.store.claims import load_study
 from search.study.spec import RaceSpec
 
-RACE = "[race]\nmin_replicates = 5\n"
+RACE = "[race]\nmin_replicates = 30\n"  # a verdict needs 30 replicates
 
 
 @pytest.mark.parametrize("first, last, every, looks", [
@@ -127,7 +127,7 @@ def test_a_configurations_blocks_join_into_the_record_of_all_its_replicates():
     assert complete_trials(blocks[1:]) == []  # a block without the first is no record yet
 
 
-def race_study(tmp_path, name="race", seeds=20, extra=""):
+def race_study(tmp_path, name="race", seeds=60, extra=""):
     """A small race whose replicates draw their data: L1 and L2 at 1e-3 (harmless) and 10 (collapsing)."""
     path = write_study(tmp_path, name=name, seeds=seeds, epochs=30, extra=extra + RACE)
     path.write_text(path.read_text().replace("strength = [1e-3, 1e-1]", "strength = [1e-3, 10.0]")
@@ -186,7 +186,7 @@ def test_a_race_stops_each_configuration_at_its_verdict_and_resumes(tmp_path):
     report = run_study(spec, progress=False)
     study = load_study(spec)
     looks = study.user_attrs[schema.RACE_ATTR]
-    assert [look["replicates"] for look in looks] == [5, 10, 20][:len(looks)]
+    assert [look["replicates"] for look in looks] == [30, 60][:len(looks)]
     comparison = report.comparison.set_index("configuration")
     assert set(comparison["race_reason"]) <= {"better", "worse", "equivalent", "futile", "last look"}
     # Every configuration has the replicates of the look where it stopped, in blocks stored once each.
@@ -198,10 +198,11 @@ def test_a_race_stops_each_configuration_at_its_verdict_and_resumes(tmp_path):
                                   t.user_attrs[schema.RACE_BLOCK_ATTR])
                                  for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE)
     assert set(blocks.values()) == {1}
-    # The collapsed configurations (strength 10) are worse after ten replicates, with fewer fits than 20 each.
+    # The collapsed configurations (strength 10) are worse at the first look, with fewer fits than 60 each.
     first = verdicts_of(spec)
-    assert all(v[0] == v[2] == "worse" for k, v in first.items() if "(10)" in k)
-    assert report.fits < (len(comparison) + 1) * 20
+    assert all(v[0] == v[2] == "worse" and v[1] == 30 for k, v in first.items() if "(10)" in k)
+    assert report.fits < (len(comparison) + 1) * 60
+    again_looks = len(looks)
     # optuna-dashboard shows where each configuration stopped: the study's note and its blocks' notes.
     detail = dashboard_json(spec, f"/api/studies/{study._study_id}")
     note = detail["note"]["body"]
@@ -225,9 +226,10 @@ def test_a_race_stops_each_configuration_at_its_verdict_and_resumes(tmp_path):
     tex = (out / "summary.tex").read_text()
     assert "a verdict of the race, better or worse" in tex and "not adjusted for the race's looks" in tex
     assert "Holm's correction" not in md + tex
-    again = run_study(spec, progress=False)  # the race is over: nothing to do, the same verdicts
+    again = run_study(spec, progress=False)  # the race is over: nothing to do, the same verdicts, no new look
     assert again.configurations_run == 0 and again.fits == 0
     assert verdicts_of(spec) == first
+    assert len(load_study(spec).user_attrs[schema.RACE_ATTR]) == again_looks
 
 
 @pytest.mark.slow

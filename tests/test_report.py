@@ -211,8 +211,15 @@ def test_report_cli_on_a_study_never_run(tmp_path):
     path = write_study(tmp_path, name="never")
     proc = subprocess.run([sys.executable, "-m", "search", "report", str(path), "--out", str(tmp_path / "r")],
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and "run `actreg run" in proc.stderr
+    assert proc.returncode == 2 and "run `actreg run" in proc.stderr
     assert not (tmp_path / "r").exists()
+    (tmp_path / "empty.db").write_bytes(b"")
+    for db, says in (("none.db", "no database at"), ("empty.db", "is an empty file: it holds no study")):
+        for command in (["export", "--out", str(tmp_path / "e.csv")], ["report", "--no-attach"]):
+            proc = subprocess.run([sys.executable, "-m", "search", command[0], str(path), *command[1:], "--storage",
+                                   f"sqlite:///{tmp_path}/{db}"], capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and says in proc.stderr, proc.stderr
+    assert (tmp_path / "empty.db").stat().st_size == 0 and not (tmp_path / "none.db").exists()
 
 
 def pdflatex_or_skip() -> str:

@@ -128,3 +128,22 @@ def test_the_star_goes_to_the_validation_winner_and_the_test_rows_only_report():
                                                                            "placement": "pre"}, [55, 56])], names)
     assert "its test value is optimistic" in summary_markdown(plain)
     assert "so its test value is optimistic" in summary_latex(plain, "plain")
+
+
+def test_ranks_and_the_star_compare_the_seeds_every_configuration_has():
+    """A race stops configurations at different looks: one stopped after five lucky seeds must not rank
+    above one that was as good on those five and ran on. Ranks compare the shared seeds; each row's mean
+    stays over its own seeds, and the legend says so."""
+    trials = [
+        trial(0, {"norm": "none"}, [50] * 10),
+        trial(1, {"norm": "l1", "strength": 1e-4, "placement": "pre"}, [60] * 5),  # stopped at five seeds
+        trial(2, {"norm": "l1", "strength": 1e-3, "placement": "pre"}, [61] * 5 + [40] * 5),  # lower mean over ten
+    ]
+    frame = summary_frame(trials, ["norm", "strength", "placement"]).set_index("trial_number")
+    assert frame.loc[2, "mean_test_accuracy"] < frame.loc[1, "mean_test_accuracy"]
+    assert list(frame["rank_test_accuracy"]) == [3, 2, 1] and set(frame["ranked_on_seeds"]) == {5}
+    summary = frame.reset_index()
+    assert marks(summary) == {2: "★"}
+    assert "compare the means over the 5 seeds that every configuration has" in summary_markdown(summary)
+    even = summary_frame([trials[0], trials[2]], ["norm", "strength", "placement"])
+    assert set(even["ranked_on_seeds"]) == {10} and "5 seeds that every" not in summary_markdown(even)

@@ -112,7 +112,7 @@ def test_export_csv_columns(small_study, tmp_path):
 
 def test_export_of_a_study_never_run_fails_cleanly(small_study, tmp_path):
     proc = actreg("export", str(small_study), "--out", str(tmp_path / "x.csv"))
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # bad input, as a bad storage is
     assert proc.stderr.strip().splitlines() == [
         f"error: {small_study}: name: no database at {tmp_path / 'small.db'}; run `actreg run {small_study}` first"]
     assert not (tmp_path / "small.db").exists() and not (tmp_path / "x.csv").exists()

@@ -34,6 +34,16 @@ def test_resampling_and_validation_are_part_of_the_study_and_the_rope_is_not():
     assert fingerprint_diff(current, spec_fingerprint(parse_spec({**BASE, "rope": 0.05}))) == []
 
 
+def test_a_races_rope_and_alpha_are_part_of_it():
+    """A race's rope decides which fits are made (a configuration stops at its verdict): a runner with
+    another rope, or another alpha, would join a race that is not the one its file describes."""
+    race = {**BASE, "seeds": 60, "race": {"min_replicates": 30}}
+    current = spec_fingerprint(parse_spec(race))
+    assert fingerprint_diff(current, spec_fingerprint(parse_spec({**race, "rope": 0.3}))) == ["rope"]
+    other = spec_fingerprint(parse_spec({**race, "race": {"min_replicates": 30, "alpha": 0.1}}))
+    assert fingerprint_diff(current, other) == ["race.alpha"]
+
+
 def test_a_users_data_file_counts_by_content(tmp_path):
     (tmp_path / "d.csv").write_text("a,y\n1,0\n2,1\n3,0\n4,1\n")
     doc = {**BASE, "data": {"source": "csv", "path": "d.csv", "target": "y", "n_train": 2}}

@@ -46,6 +46,8 @@ from search.results.stats import (
     baseline_comparison,
     daggered,
     reference_table,
+    verdict_cell,
+    verdict_labels,
 )
 from search.store import schema
 from search.store.claims import read_stored, reading
@@ -341,8 +343,7 @@ def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy", comparison
     frame = summary.reset_index(drop=True)
     marked = marks(frame, comparison, m)
     validated = schema.mean("validation", m) in frame
-    judged = {} if comparison is None or comparison.empty else dict(zip(comparison["configuration"],
-                                                                         comparison["verdict"]))
+    judged = verdict_labels(comparison)
     head = ["rank", "configuration", "seeds", *([f"validation {label}"] if validated else []),
             f"test {label} (mean ± std)", "95% CI", f"train {label}", "zero fraction", *(["verdict"] if judged else [])]
     align = ["---:", "---", "---:", *(["---"] if validated else []), "---", "---", "---", "---:",
@@ -532,17 +533,11 @@ def stats_markdown(comparison: pd.DataFrame, metric: str = "accuracy") -> str:
             f"[{r['ci95_low_test_diff']:+.3f}, {r['ci95_high_test_diff']:+.3f}] | {_f(r['std_test_diff'])} | "
             f"{_p(r['t_pvalue'])} ({_p(r['t_pvalue_holm'])}) | "
             f"{_p(r['wilcoxon_pvalue'])} ({_p(r['wilcoxon_pvalue_holm'])}) | {_f(r['effect_size_dz'], 2)} | "
-            f"{_verdict_cell(r)} | {_f(r['detectable_diff'])} | "
+            f"{verdict_cell(r)} | {_f(r['detectable_diff'])} | "
             f"{'–' if not _present(needed) else f'{int(needed):,}'} |")
     if comparison["few_seeds"].any():
         lines.append(f"\n⚠ fewer than {MIN_SEEDS} paired seeds: these tests have almost no power; read them as anecdotes.")
     return "\n".join(lines)
-
-
-def _verdict_cell(r: pd.Series) -> str:
-    """A row's verdict, and why it was withheld if it was."""
-    withheld = r.get("withheld")
-    return f"{r['verdict']} ({withheld})" if isinstance(withheld, str) and withheld else str(r["verdict"])
 
 
 def verdict_method_words(m: int) -> str:
@@ -581,7 +576,7 @@ def race_markdown(comparison: pd.DataFrame, metric: str, tally: str, rope: float
     rows = ["| configuration | stopped at (replicates) | why | verdict |", "|---|---:|---|---|"]
     for _, r in comparison.sort_values([schema.RACE_REPLICATES, "configuration"], na_position="last").iterrows():
         at = "–" if not _present(r[schema.RACE_REPLICATES]) else f"{int(r[schema.RACE_REPLICATES])}"
-        rows.append(f"| {r['configuration']} | {at} | {r[schema.RACE_REASON]} | {_verdict_cell(r)} |")
+        rows.append(f"| {r['configuration']} | {at} | {r[schema.RACE_REASON]} | {verdict_cell(r)} |")
     return (f"Verdicts of a race: {tally}. Region of practical equivalence: ±{_g(rope)} test "
             f"{METRIC_LABELS[metric]}{lower}. Replicates were added in looks; at each look every configuration "
             "still racing was tested as in a study of fixed replicates, against the nominal level of an "

@@ -161,6 +161,19 @@ def daggered(comparison: pd.DataFrame) -> pd.Series:
     return comparison["t_pvalue_holm"].map(lambda p: p is not None and not math.isnan(p) and p < ALPHA).astype(bool)
 
 
+def verdict_cell(r) -> str:
+    """A row's verdict, and why it was withheld if it was."""
+    withheld = r.get("withheld")
+    return f"{r['verdict']} ({withheld})" if isinstance(withheld, str) and withheld else str(r["verdict"])
+
+
+def verdict_labels(comparison: pd.DataFrame | None) -> dict[str, str]:
+    """Each configuration's verdict as the tables print it (with why it was withheld), by label."""
+    if comparison is None or comparison.empty:
+        return {}
+    return {r["configuration"]: verdict_cell(r) for _, r in comparison.iterrows()}
+
+
 def _race_verdicts(judged: list[dict], configs: Sequence, race: Sequence[dict]) -> None:
     """Replace the fixed-replicates verdicts of ``judged`` by the race's (see :func:`baseline_comparison`)."""
     from search.store.claims import config_key
@@ -217,8 +230,8 @@ def verdicts(diffs: Sequence[np.ndarray], rope: float, maximize: bool = True,
     adjusted p-value is at most ``alpha``; at most one can be.
 
     A verdict is withheld (``undecided``, the reason in ``withheld``; see :func:`shape_check`)
-    with fewer than :data:`VERDICT_MIN_PAIRS` pairs, with no spread, or with a skewness that
-    the bootstrap does not correct at that many pairs.
+    with fewer than :data:`VERDICT_MIN_PAIRS` pairs or with no spread; with a skewness that the
+    bootstrap does not correct at that many pairs, it must pass Cantelli's inequality as well.
 
     Guarantee, and its conditions: the chance that any configuration of the study gets a wrong
     verdict is at most ``alpha`` for independent replicates whose differences have a finite
@@ -255,7 +268,9 @@ def shape_check(g: np.ndarray) -> str | None:
       looks like that at five replicates);
     * ``skewed``: n < :data:`SKEW_FACTOR` · G1², with G1 the sample skewness: a tail that the
       bootstrap's correction does not reach at this n (Cochran's rule of thumb, n > 25 G1²,
-      in the form the calibration harness measured to hold at alpha / 36).
+      in the form the calibration harness measured to hold at alpha / 36). Such a configuration
+      is not withheld outright: it must pass Cantelli's bound too (see :func:`region_verdicts`),
+      which a collapse far beyond the rope does and a mean near its edge does not.
     """
     n = len(g)
     if n < VERDICT_MIN_PAIRS:
@@ -289,16 +304,47 @@ def region_verdicts(improvements: Sequence[np.ndarray], rope: float, level: floa
     """Each row's verdict at ``level`` (a region whose unadjusted p-value is at most ``level``, unless
     :func:`shape_check` withholds it), the reason it was withheld, and the unadjusted p-values
     (NaN for withheld rows unless ``withheld_pvalues``: the tables show them, a simulation need not).
+    A skewed row's p-values are the larger of the bootstrap's and Cantelli's (:func:`_cantelli`);
+    ``skewed`` is its reason only where the bootstrap alone would have decided.
     Rows are independent of one another: a study's configurations, or many studies' at once."""
-    withheld = [shape_check(np.asarray(g, dtype=np.float64)) for g in improvements]
-    judged = [j for j in range(len(improvements)) if withheld_pvalues or withheld[j] is None]
+    checks = [shape_check(np.asarray(g, dtype=np.float64)) for g in improvements]
+    judged = [j for j in range(len(improvements)) if withheld_pvalues or checks[j] in (None, "skewed")]
     some = _region_pvalues([improvements[j] for j in judged], rope, level)
     p = {k: np.full(len(improvements), np.nan) for k in some}
     for k in p:
         p[k][judged] = some[k]
-    verdict = ["undecided" if withheld[j] else next(
-        (k for k in VERDICTS[:3] if level > 0 and p[k][j] <= level), "undecided") for j in range(len(improvements))]
+
+    def first(j: int) -> str:
+        return next((k for k in VERDICTS[:3] if level > 0 and p[k][j] <= level), "undecided")
+
+    verdict, withheld = [], []
+    for j, check in enumerate(checks):
+        if check == "skewed":
+            alone = first(j)
+            for k, bound in _cantelli(np.asarray(improvements[j], dtype=np.float64), rope).items():
+                p[k][j] = max(p[k][j], bound)
+            verdict.append(first(j))
+            withheld.append("skewed" if verdict[-1] != alone else None)
+        else:
+            verdict.append("undecided" if check else first(j))
+            withheld.append(check)
     return verdict, withheld, p
+
+
+def _cantelli(g: np.ndarray, rope: float) -> dict[str, float]:
+    """The region p-values of :func:`verdicts` from Cantelli's inequality, P(X̄ − Δ ≥ k·se) ≤ 1 / (1 + k²),
+    which holds for a mean of any distribution with that standard error (here the sample's): what a
+    skewed configuration must pass besides the bootstrap, whose correction does not reach its tail."""
+    n = len(g)
+    mean, se = float(np.mean(g)), float(np.std(g, ddof=1)) / math.sqrt(n)
+
+    def tail(k: float) -> float:
+        return 1.0 / (1.0 + k * k) if k > 0 else 1.0
+
+    above_minus, below_plus = tail((mean + rope) / se), tail((rope - mean) / se)  # H: Δ ≤ −rope; H: Δ ≥ rope
+    folded = tail((abs(mean) - rope) / se)  # H: |Δ| ≤ rope (the far side's chance is at most as large)
+    return {"better": max(folded, above_minus), "worse": max(folded, below_plus),
+            "equivalent": max(above_minus, below_plus)}
 
 
 def _region_pvalues(g: Sequence[np.ndarray], rope: float, level: float) -> dict[str, np.ndarray]:

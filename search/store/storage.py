@@ -211,6 +211,8 @@ def _check_sqlite_file(url: str, path: str, create: bool) -> None:
         return
     size = os.path.getsize(path)
     if size == 0:
+        if not create:  # a reader would create Optuna's schema in it first (and fail on a read-only one)
+            raise StudyNotFound(f"{path} is an empty file: it holds no study")
         return  # SQLite takes an empty file as an empty database
     try:
         with open(path, "rb") as f:
