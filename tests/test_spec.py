@@ -61,6 +61,8 @@ BAD = [
     ("colour", "red", "colour", "unknown key"),
     ("rope", -0.01, "rope", "positive number"),
     ("rope", "wide", "rope", "must be a number"),
+    ("rope", 1e300, "rope", "must be less than 1"),  # every configuration would be equivalent
+    ("rope", float("inf"), "rope", "must be a number"),
     ("data.source", "mnist", "data.source", "'circles', 'moons'"),
     ("data.n_train", 100, "data.n_train", "between 1"),
     ("data.noise", -1, "data.noise", ">= 0"),

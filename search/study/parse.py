@@ -130,7 +130,11 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
     if space.l1_ratio is not None:
         check("l1_l2" in space.norm, s, "space.l1_ratio", 'only applies to norm "l1_l2", which space.norm lacks')
     rope = get(doc, s, "rope", float)
-    check(rope is None or rope > 0, s, "rope", "must be a positive number (in the units of the metric)")
+    check(rope is None or 0 < rope < math.inf, s, "rope", "must be a positive number (in the units of the metric)")
+    objective = metric or TASK_METRICS[model.task][0]
+    check(rope is None or objective not in ("accuracy", "f1") or rope < 1, s, "rope",
+          f"must be less than 1: two {objective} values differ by at most 1, so every configuration would be "
+          "equivalent")
     race = _race(_table(doc, s, "race"), s, seeds, space, sampler) if "race" in doc else None
     references = _references(doc.get("reference", []), s)
     if references:

@@ -276,6 +276,12 @@ class StudySpec:
             spec = replace(spec, n_jobs=job_count(n_jobs, src, "--n-jobs"))
         if seeds is not None:
             spec = replace(spec, seeds=seed_list(seeds, src, "--seeds"))
+            if spec.race is not None:  # the file's own seeds were checked against [race] when it was read
+                need = max(spec.race.min_replicates + 1, spec.race.max_replicates or 0)
+                check(len(spec.seeds) >= need, src, "--seeds",
+                      f"the race needs at least {need} seeds (race.min_replicates = {spec.race.min_replicates}"
+                      + (f", race.max_replicates = {spec.race.max_replicates}" if spec.race.max_replicates else "")
+                      + "): with fewer its first look would be its last")
         if epochs is not None:
             check(isinstance(epochs, int) and epochs > 0, src, "--epochs", "must be a positive integer")
             spec = replace(spec, train=replace(spec.train, epochs=epochs))
