@@ -294,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ns", default="5,10,20,30,50,100", help="replicates per cell (default 5,10,20,30,50,100)")
     parser.add_argument("--ms", default="1,4,12,36", help="configurations per study (default 1,4,12,36)")
     parser.add_argument("--race-ms", default="1,36", help="configurations per race (default 1,36; empty: no race)")
+    parser.add_argument("--no-price", dest="price", action="store_false",
+                        help="leave out the price of validity and the power promises")
     parser.add_argument("--markdown", help="also write the tables as Markdown to this file")
     args = parser.parse_args(argv)
     if args.quick:
@@ -303,8 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ints = lambda text: tuple(int(v) for v in text.split(",") if v.strip())  # noqa: E731
         cells = calibrate(SHAPES, ints(args.ns), ints(args.ms), args.studies, tuple(PROCEDURES),
                           ints(args.race_ms), args.race_studies)
-        costs = price((10, 30, 100), (1, 4), args.studies)
-        kept = promises(args.studies)
+        costs = price((10, 30, 100), (1, 4), args.studies) if args.price else []
+        kept = promises(args.studies) if args.price else []
     failed = [r for r in cells if r["fail"] and r["procedure"] == "actreg"]
     print(f"{len(cells)} cells, {len(failed)} of actreg's above alpha + 3 s.e.")
     if args.markdown:

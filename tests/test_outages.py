@@ -248,6 +248,13 @@ def test_a_read_only_folder_is_read_by_export_report_and_refused_by_run_in_one_l
         done = actreg("report", str(path), "--no-attach", "--out", str(out))
         assert done.returncode == 0, done.stderr
         assert (out / "report.md").exists()
+        # Without --no-attach: the files are written, and one line says that the attachment was skipped.
+        done = actreg("report", str(path), "--out", str(tmp_path / "attached"))
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "attached" / "report.md").exists() and not (tmp_path / "attached" / "artifacts").exists()
+        assert done.stderr.strip() == (f"note: {path}: storage: the folder {folder} is read-only: the report is "
+                                       "written but not attached to the study (its figures and note in "
+                                       "optuna-dashboard); --no-attach says so at once")
         done = actreg("run", str(path), "--no-progress")
         assert done.returncode == 2 and "Traceback" not in done.stderr
         assert done.stderr.strip() == (f"error: sqlite:///{folder}/ro.db: the folder {folder} is read-only; "
@@ -346,3 +353,24 @@ def test_a_partial_study_says_so_in_the_export_the_report_and_the_tables(tmp_pat
     stored = f"Partial study: {match.group(2)} of 9 configurations stored"
     for name in ("report.md", "summary.md", "summary.tex", "summary-narrow.tex"):
         assert stored in (tmp_path / "r" / name).read_text(), name
+
+
+def test_the_write_ahead_log_stays_small_while_a_runner_writes(tmp_path):
+    """SQLite's log folds into the file every 100 pages and is cut back after: by default it grew to
+    4 MB for a 565 kB study and stayed so, which filled a 3 MB disk that the study would fit."""
+    import optuna
+
+    from search.store.storage import WAL_LIMIT_BYTES, open_storage
+
+    db = tmp_path / "wal.db"
+    storage = open_storage(f"sqlite:///{db}", create=True, access="run")
+    study = optuna.create_study(storage=storage, study_name="wal")
+    largest = 0
+    for k in range(300):
+        trial = study.ask()
+        trial.set_user_attr("payload", "x" * 2000)
+        study.tell(trial, float(k))
+        wal = db.with_name("wal.db-wal")
+        largest = max(largest, wal.stat().st_size if wal.exists() else 0)
+    assert db.stat().st_size > 600_000  # a study larger than the log may grow to
+    assert largest <= WAL_LIMIT_BYTES + 110 * 4096, largest

@@ -51,6 +51,7 @@ from search.results.stats import (
 )
 from search.store import schema
 from search.store.claims import read_stored, reading
+from search.store.storage import read_only
 from search.study.metrics import METRIC_LABELS, METRICS, MINIMIZED
 from search.study.space import iter_param_names
 from search.study.spec import StudySpec
@@ -185,6 +186,12 @@ def write_report(spec: StudySpec, out: str | os.PathLike[str] | None = None, fmt
     if data.summary.empty:
         raise ValueError(f"study {spec.name!r} has no completed configuration yet")
     folder = Path(out) if out is not None else default_folder(spec)
+    notes = stored.notes
+    locked = read_only(spec.storage) if attach else None
+    if locked:  # found before anything is written: the files are, the attachment is not
+        attach = False
+        notes += (f"storage: {locked}: the report is written but not attached to the study (its figures and "
+                  "note in optuna-dashboard); --no-attach says so at once",)
     files = _write_into(folder, data, fmt, width)
     if attach:
         shown = [f for f in files if f.suffix == f".{fmt}" or f.name == "curves.csv"]
@@ -192,7 +199,7 @@ def write_report(spec: StudySpec, out: str | os.PathLike[str] | None = None, fmt
             attach_report(study, spec, folder, shown, summary_markdown(data.summary, spec.objective, data.comparison,
                                                                         spec.data.variance_sources, data.partial,
                                                                         data.setting))
-    return Report(folder, tuple(files), stored.notes, stored.partial)
+    return Report(folder, tuple(files), notes, stored.partial)
 
 
 def report_figures(spec: StudySpec, width: str = "text") -> dict[str, object]:

@@ -391,7 +391,8 @@ def power(g: np.ndarray, rope: float, level: float, target: float = POWER,
       would be needed.
 
     Both count the verdicts that :func:`shape_check` withholds from normal differences (a
-    sample skewness beyond its limit by chance), so they promise what the verdicts deliver.
+    sample skewness beyond its limit by chance), so they promise what the verdicts deliver; for
+    a skewed sample ``replicates_needed`` is at least what its skewness check asks (50 · G1²).
     """
     from scipy import optimize
     from scipy import stats
@@ -419,7 +420,8 @@ def power(g: np.ndarray, rope: float, level: float, target: float = POWER,
     if mean == rope:
         return {"detectable_diff": detectable, "replicates_needed": None}
     decided = (lambda k: outside(k, mean) >= target) if mean > rope else (lambda k: inside(k, mean) >= target)
-    low = max(n, VERDICT_MIN_PAIRS - 1)  # undecided at low (or below the minimum)
+    # Undecided at low: below the minimum, or where the skewness check would still ask more of it.
+    low = max(n, VERDICT_MIN_PAIRS - 1, math.ceil(SKEW_FACTOR * skewness(g) ** 2) - 1)
     high = low + 1
     while not decided(high):
         low, high = high, max(high + 1, int(high * 1.5))

@@ -129,6 +129,20 @@ def _check_writable(url: str, path: str) -> None:
                            "`dashboard` can read it, a run needs to write it")
 
 
+def read_only(url: str) -> str | None:
+    """Why a SQLite storage at ``url`` cannot be written (a read-only file or folder), else ``None``
+    (other storages are found out when they refuse a write)."""
+    path = sqlite_path(url)
+    if path is None or not os.path.exists(path):
+        return None
+    folder = os.path.dirname(os.path.abspath(path))
+    if not _folder_writable(folder):
+        return f"the folder {folder} is read-only"
+    if not os.access(path, os.W_OK):
+        return f"{path} is read-only"
+    return None
+
+
 def _folder_writable(folder: str) -> bool:
     """Whether files can be made in ``folder`` (a read-only mount too, which ``os.access`` misses for root)."""
     if not os.access(folder, os.W_OK):
@@ -238,6 +252,10 @@ def _check_sqlite_file(url: str, path: str, create: bool) -> None:
 _BEGIN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # engine -> how its transactions begin
 
 
+WAL_CHECKPOINT_PAGES = 100
+WAL_LIMIT_BYTES = 256 * 1024
+
+
 def _begin_transactions(engine, begin: str) -> None:
     """Make every transaction of the SQLite ``engine`` start with ``begin``: ``BEGIN IMMEDIATE`` for a
     runner (its claims, see the module), in WAL mode; a plain ``BEGIN`` for a reader, whose
@@ -249,6 +267,10 @@ def _begin_transactions(engine, begin: str) -> None:
         def _connect(dbapi_connection, record) -> None:
             _set_wal(dbapi_connection)
             dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+            # The log folds into the file every ~100 pages and is cut back to 256 kB after, so that it
+            # never grows past the study (by default it grows to 4 MB and stays: a small disk filled).
+            dbapi_connection.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+            dbapi_connection.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
 
         engine.dispose()  # the connections opened while the schema was made lack the pragmas
     if not _LISTENING:
