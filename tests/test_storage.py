@@ -54,3 +54,18 @@ def test_a_users_data_file_counts_by_content(tmp_path):
     assert fingerprint_diff(first, spec_fingerprint(parse_spec(doc, source=str(moved / "s.toml")))) == []
     (moved / "d.csv").write_text("a,y\n1,0\n2,1\n3,0\n5,1\n")
     assert fingerprint_diff(first, spec_fingerprint(parse_spec(doc, source=str(moved / "s.toml")))) == ["data.path"]
+
+
+def test_a_relative_path_that_makes_folders_says_where_the_file_went(tmp_path, monkeypatch, capsys):
+    from search.store.storage import open_storage
+
+    monkeypatch.chdir(tmp_path)
+    open_storage("sqlite:///no/such/dir/x.db", create=True, access="run")
+    assert (tmp_path / "no/such/dir/x.db").exists()
+    err = capsys.readouterr().err
+    assert err == (f"note: sqlite:///no/such/dir/x.db: a relative path: made the folder {tmp_path}/no/such/dir "
+                   f"for the new database {tmp_path}/no/such/dir/x.db (sqlite://// with four slashes is an "
+                   "absolute path)\n")
+    open_storage("sqlite:///no/such/dir/x.db", create=True, access="run")  # the folder is there now: no note
+    open_storage(f"sqlite:///{tmp_path}/abs/y.db", create=True, access="run")  # an absolute path: no note
+    assert capsys.readouterr().err == ""

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 import time
 import warnings
 import weakref
@@ -216,10 +217,16 @@ def _check_sqlite_file(url: str, path: str, create: bool) -> None:
     if not os.path.exists(path):
         if not create:
             raise StudyNotFound(f"no database at {path}")
+        made = None
+        if not os.path.isdir(parent) and not os.path.isabs(path):  # a mistyped relative path makes folders here
+            made = parent
         try:
             os.makedirs(parent, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"{shown}: cannot create the folder {parent}: {exc.strerror}") from None
+        if made:
+            print(f"note: {shown}: a relative path: made the folder {made} for the new database "
+                  f"{os.path.abspath(path)} (sqlite://// with four slashes is an absolute path)", file=sys.stderr)
         if not os.access(parent, os.W_OK):
             raise StorageError(f"{shown}: cannot create {path}: the folder is not writable")
         return
