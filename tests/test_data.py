@@ -75,3 +75,25 @@ def test_standardize_uses_the_training_rows_only():
     np.testing.assert_allclose(data.x_train.mean(axis=0), 0, atol=1e-5)
     np.testing.assert_allclose(data.x_train.std(axis=0), 1, atol=1e-4)
     assert np.abs(data.x_test.mean(axis=0)).max() > 1e-3  # the test rows were not used for the fit
+
+
+@pytest.mark.parametrize("data, key, words", [
+    ({"validation": 0.01}, "data.validation",
+     "puts 1 of 30 rows on one side, fewer than the 2 classes a stratified split puts on each"),
+    ({"test_size": 0.99, "n_train": None, "split_seed": 0}, "data.test_size",
+     "puts 1 of 100 rows on one side, fewer than the 2 classes"),
+])
+def test_a_split_scikit_learn_refuses_is_said_in_the_study_files_words(data, key, words):
+    """The user wrote data.validation, not scikit-learn's test_size: the line names their key and their rows."""
+    doc = {"name": "c", "data": {"source": "circles"},
+           "model": {"layers": [{"type": "dense", "units": 4, "activation": "relu", "regularize": True},
+                                {"type": "dense", "units": 1, "activation": "sigmoid"}]},
+           "space": {"norm": ["none", "l1"], "strength": [1e-4]}}
+    doc["data"].update({k: v for k, v in data.items() if v is not None})
+    if data.get("n_train", 0) is None:
+        doc["data"].pop("n_train", None)
+    from search.study.readers import DataError
+
+    with pytest.raises(DataError) as err:
+        make_dataset(parse_spec(doc, source="s.toml").data)
+    assert err.value.key == key and words in err.value.problem and "test_size =" not in err.value.problem

@@ -155,10 +155,26 @@ def _draw(rows: np.ndarray, y: np.ndarray, key: str, seed: int, stratify: bool |
     """A seeded random split of ``rows`` (stratified by ``y`` when ``stratify``), each part in row order."""
     from sklearn.model_selection import train_test_split
 
+    if stratify:  # what scikit-learn would refuse, said in the study file's words
+        classes, counts = np.unique(y, return_counts=True)
+        n = len(rows)
+        if "test_size" in size:
+            t = size["test_size"]
+            held = math.ceil(t * n) if isinstance(t, float) and t < 1 else int(t)
+        else:
+            t = size["train_size"]
+            held = n - (math.floor(t * n) if isinstance(t, float) and t < 1 else int(t))
+        if counts.min() < 2:
+            raise DataError(key, f"class {classes[counts.argmin()]!s} has a single row of {n}: a classification "
+                                 "split is stratified and needs two of every class; give more rows")
+        if min(held, n - held) < len(classes):
+            raise DataError(key, f"puts {min(held, n - held)} of {n} rows on one side, fewer than the "
+                                 f"{len(classes)} classes a stratified split puts on each; give more rows to each "
+                                 "side")
     try:
         first, second = train_test_split(rows, random_state=seed, stratify=y if stratify else None, **size)
-    except ValueError as exc:  # e.g. a class with a single row cannot be stratified
-        raise DataError(key, str(exc)) from None
+    except ValueError as exc:  # anything else scikit-learn refuses: its words, with the key and the rows
+        raise DataError(key, f"cannot split {len(rows)} rows so ({exc})") from None
     return np.sort(first), np.sort(second)
 
 
