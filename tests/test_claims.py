@@ -113,6 +113,44 @@ def test_kill_9_of_runners_at_random_moments_then_one_run_completes(tmp_path):
     check_queue_drained(spec)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+def test_a_runner_killed_alone_takes_its_workers_and_their_tracker_with_it(tmp_path):
+    """kill -9 of the runner alone (not its process group): its loky workers (780 MB each) and their
+    resource tracker end within seconds, not when a later run reaps them."""
+    path = write_study(tmp_path, name="orphans", seeds=2, epochs=20000)  # the workers are mid-fit for a minute
+    spec = load_spec(path)
+    proc = popen_run(path, "--n-jobs", "2")
+    try:
+        deadline = time.monotonic() + 300
+        while len(worker_pids(proc.pid)) < 2 or not (tmp_path / "orphans.db").exists() or not trials_so_far(
+                "orphans", spec.storage, (optuna.trial.TrialState.RUNNING,)):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+            time.sleep(0.2)
+        time.sleep(3)  # into the fits: a busy worker reads no queue that could tell it its runner died
+        children = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+        assert len(children) >= 3  # two workers and the resource tracker
+        os.kill(proc.pid, signal.SIGKILL)  # the runner alone
+        proc.wait(timeout=10)  # not communicate(): the workers hold the runner's pipes open while they live
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in children if _alive(pid)]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in worker_pids(1) + [p for p in locals().get("children", []) if _alive(p)]:
+            os.kill(pid, signal.SIGKILL)  # without the watch they would outlive the test
+        proc.communicate()
+
+
 def test_a_worker_killed_mid_fit_costs_a_retry_not_the_run(tmp_path):
     path = write_study(tmp_path, name="worker", seeds=2, epochs=300)
     spec = load_spec(path)

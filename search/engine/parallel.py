@@ -13,6 +13,7 @@ or in a chunk, and a study must give the same numbers whatever ``n_jobs`` is.
 from __future__ import annotations
 
 import dataclasses
+import os
 import queue
 import sys
 import threading
@@ -353,13 +354,28 @@ def _executor(n_jobs: int):
     :func:`stop_workers`."""
     from joblib.externals.loky import get_reusable_executor
 
-    executor = get_reusable_executor(max_workers=n_jobs, reuse=True)
+    executor = get_reusable_executor(max_workers=n_jobs, reuse=True, initializer=_die_with, initargs=(os.getpid(),))
     if executor not in _EXECUTORS:
         _EXECUTORS.append(executor)
     return executor
 
 
 _EXECUTORS: list = []
+PARENT_WATCH_SECONDS = 0.5
+
+
+def _die_with(parent: int) -> None:
+    """In a worker: end this process when ``parent`` (the runner that started it) is gone. A runner
+    killed with SIGKILL cannot stop its workers, and loky's would live on (780 MB each, their
+    resource tracker too) until a later run reaped them. A thread that looks at the parent's id
+    twice a second, rather than PR_SET_PDEATHSIG, which fires when the thread that forked the
+    worker ends, not its process."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_WATCH_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="actreg-parent-watch", daemon=True).start()
 
 
 def stop_workers() -> None:
