@@ -191,7 +191,7 @@ def _race_verdicts(judged: list[dict], configs: Sequence, race: Sequence[dict]) 
         scale = d["alpha"] / d["level"] if d["level"] > 0 else math.inf
         row.update({f"p_{k}": None if d[f"p_{k}_raw"] is None else min(1.0, d[f"p_{k}_raw"] * scale)
                     for k in VERDICTS[:3]})
-        row.update(verdict=d["verdict"], withheld=d.get("withheld"),
+        row.update(verdict=d["verdict"], withheld=d.get("withheld") if d["reason"] == "last look" else None,
                    **{schema.RACE_REPLICATES: d["replicates"], schema.RACE_REASON: d["reason"]})
         if d["verdict"] != "undecided":
             row.update(detectable_diff=None, replicates_needed=None)
