@@ -137,6 +137,8 @@ def test_a_runner_killed_alone_takes_its_workers_and_their_tracker_with_it(tmp_p
         time.sleep(3)  # into the fits: a busy worker reads no queue that could tell it its runner died
         children = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
         assert len(children) >= 3  # two workers and the resource tracker
+        tracker = [p for p in children if b"resource_tracker" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert tracker and b"-Wignore:resource_tracker:UserWarning" in Path(f"/proc/{tracker[0]}/cmdline").read_bytes()
         os.kill(proc.pid, signal.SIGKILL)  # the runner alone
         proc.wait(timeout=10)  # not communicate(): the workers hold the runner's pipes open while they live
         deadline = time.monotonic() + 10

@@ -354,6 +354,8 @@ def _executor(n_jobs: int):
     :func:`stop_workers`."""
     from joblib.externals.loky import get_reusable_executor
 
+    if QUIET_TRACKER not in sys.warnoptions:  # loky's resource tracker inherits these as -W flags
+        sys.warnoptions.append(QUIET_TRACKER)
     executor = get_reusable_executor(max_workers=n_jobs, reuse=True, initializer=_die_with, initargs=(os.getpid(),))
     if executor not in _EXECUTORS:
         _EXECUTORS.append(executor)
@@ -362,6 +364,10 @@ def _executor(n_jobs: int):
 
 _EXECUTORS: list = []
 PARENT_WATCH_SECONDS = 0.5
+# Workers stopped with kill_workers (at an interruption, or idle at exit) leave their semaphores to
+# loky's resource tracker, which unlinks them and warns "leaked semlock objects" after the run's
+# summary: noise about a clean-up that it does.
+QUIET_TRACKER = "ignore:resource_tracker:UserWarning"
 
 
 def _die_with(parent: int) -> None:
