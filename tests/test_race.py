@@ -198,9 +198,11 @@ def test_a_race_stops_each_configuration_at_its_verdict_and_resumes(tmp_path):
                                   t.user_attrs[schema.RACE_BLOCK_ATTR])
                                  for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE)
     assert set(blocks.values()) == {1}
-    # The collapsed configurations (strength 10) are worse at the first look, with fewer fits than 60 each.
+    # The collapsed configurations (strength 10) are worse, most at the first look (one whose collapses vary
+    # is skewed there, and Cantelli's bound waits for the second), with fewer fits than 60 each.
     first = verdicts_of(spec)
-    assert all(v[0] == v[2] == "worse" and v[1] == 30 for k, v in first.items() if "(10)" in k)
+    collapsed = [v for k, v in first.items() if "(10)" in k]
+    assert all(v[0] == v[2] == "worse" for v in collapsed) and sum(v[1] == 30 for v in collapsed) >= 2
     assert report.fits < (len(comparison) + 1) * 60
     again_looks = len(looks)
     # optuna-dashboard shows where each configuration stopped: the study's note and its blocks' notes.

@@ -174,18 +174,23 @@ def test_regression_by_mae_gets_the_same_logic_with_a_rope_of_one_percent_of_the
 
 
 @pytest.mark.slow
-def test_a_real_study_gets_equivalent_worse_and_undecided(tmp_path):
-    """strength 1e-12 changes nothing worth a ROPE of 0.05 (equivalent); L1 at 10 collapses the
-    network (worse); with two seeds nothing is decided."""
+def test_a_real_study_gets_worse_and_undecided_and_withholds_pairs_without_spread(tmp_path):
+    """L1 at 10 collapses the network (worse); strength 1e-12 changes no prediction in any replicate, so
+    its pairs have no spread and its verdict is withheld; L1 at 1e-3 changes a few test rows in a few
+    replicates, within a ROPE of 0.05 but with mostly equal pairs, which the bootstrap does not take
+    for a shown equivalence at 30 replicates; with two seeds nothing is decided."""
     path = write_study(tmp_path, name="verdicts", seeds=30, epochs=30, extra="rope = 0.05")
     text = path.read_text().replace("random_state = 3", 'resample = "draw"')
     text = text.replace('norm = ["none", "l1", "l2"]', 'norm = ["none", "l1"]').replace(
-        "strength = [1e-3, 1e-1]", "strength = [1e-12, 10]").replace('placement = ["pre", "post"]',
-                                                                      'placement = ["post"]')
+        "strength = [1e-3, 1e-1]", "strength = [1e-12, 1e-3, 10]").replace('placement = ["pre", "post"]',
+                                                                           'placement = ["post"]')
     path.write_text(text)
     report = run_study(load_spec(path).with_overrides(n_jobs=1), progress=False)
-    verdict = dict(zip(report.comparison["configuration"], report.comparison["verdict"]))
-    assert verdict == {"l1(1e-12) post": "equivalent", "l1(10) post": "worse"}
+    frame = report.comparison.set_index("configuration")
+    assert frame.loc["l1(10) post", "verdict"] == "worse"
+    assert tuple(frame.loc["l1(1e-12) post", ["verdict", "withheld"]]) == ("undecided", "no spread")
+    assert frame.loc["l1(0.001) post", "verdict"] in ("equivalent", "undecided")
+    assert abs(frame.loc["l1(0.001) post", "mean_test_diff"]) < 0.05
     assert set(report.comparison["rope"]) == {0.05}
     few = load_spec(path).with_overrides(n_jobs=1, seeds=2, storage=f"sqlite:///{tmp_path}/two.db")
     two = run_study(few, progress=False).comparison
