@@ -330,6 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few cells: normal, skew-2 and step1 at n 30, m 1 and 12")
     parser.add_argument("--studies", type=int, default=2000, help="simulated studies per fixed-n cell (default 2000)")
     parser.add_argument("--race-studies", type=int, default=1000, help="simulated races per race cell (default 1000)")
+    parser.add_argument("--shapes", default=",".join(SHAPES), help=f"the shapes (default {','.join(SHAPES)})")
     parser.add_argument("--ns", default="5,10,20,30,50,100", help="replicates per cell (default 5,10,20,30,50,100)")
     parser.add_argument("--ms", default="1,4,12,36", help="configurations per study (default 1,4,12,36)")
     parser.add_argument("--race-ms", default="1,36", help="configurations per race (default 1,36; empty: no race)")
@@ -343,7 +344,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         costs, kept = [], []
     else:
         ints = lambda text: tuple(int(v) for v in text.split(",") if v.strip())  # noqa: E731
-        cells = calibrate(SHAPES, ints(args.ns), ints(args.ms), args.studies, tuple(PROCEDURES),
+        shapes = tuple(v for v in args.shapes.split(",") if v)
+        unknown = sorted(set(shapes) - set(SHAPES))
+        if unknown:
+            parser.error(f"--shapes: unknown {', '.join(unknown)}; choose from {', '.join(SHAPES)}")
+        cells = calibrate(shapes, ints(args.ns), ints(args.ms), args.studies, tuple(PROCEDURES),
                           ints(args.race_ms), args.race_studies)
         costs = price((10, 30, 100), (1, 4), args.studies) if args.price else []
         kept = promises(args.studies) if args.price else []

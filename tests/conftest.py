@@ -156,6 +156,19 @@ def trials_so_far(study_name: str, storage: str, states=None) -> list:
         return []
 
 
+def benchmark(*names: str):
+    """The modules of ``benchmarks/`` named (they are scripts, not part of the package)."""
+    import importlib
+
+    root = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    sys.path.insert(0, root)
+    try:
+        modules = tuple(importlib.import_module(name) for name in names)
+    finally:
+        sys.path.remove(root)
+    return modules if len(modules) > 1 else modules[0]
+
+
 def worker_pids(runner: int) -> list[int]:
     """The loky worker processes of ``runner`` (not its resource tracker)."""
     out = []

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import benchmark
 
 pytestmark = pytest.mark.slow  # real processes, databases or clusters
 
@@ -36,14 +37,8 @@ def test_bench_rejects_a_non_positive_count():
 def _benchmarks():
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1] / "benchmarks"
-    sys.path.insert(0, str(root))
-    try:
-        import floors
-        import peers
-    finally:
-        sys.path.remove(str(root))
-    return root, peers, floors
+    peers, floors = benchmark("peers", "floors")
+    return Path(__file__).resolve().parents[1] / "benchmarks", peers, floors
 
 
 def test_the_peers_table_ranks_by_best_round_and_gives_multiples_of_actreg():

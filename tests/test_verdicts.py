@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import optuna
 import pytest
-from conftest import write_study
+from conftest import benchmark, write_study
 
 from search import load_spec, run_study
 from search.results.stats import ALPHA, baseline_comparison, decide, default_rope, power, skewness, verdicts
@@ -88,15 +86,7 @@ def test_many_configurations_raise_the_bar():
 
 
 def _calibration():
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1] / "benchmarks"
-    sys.path.insert(0, str(root))
-    try:
-        import calibration
-    finally:
-        sys.path.remove(str(root))
-    return calibration
+    return benchmark("calibration")
 
 
 @pytest.mark.parametrize("shape,delta,m", [("normal", 0.01, 4), ("skew-2", 0.01, 4), ("skew+2", -0.01, 4),
