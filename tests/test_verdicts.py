@@ -186,3 +186,15 @@ def test_a_real_study_gets_worse_and_undecided_and_withholds_pairs_without_sprea
     two = run_study(few, progress=False).comparison
     assert set(two["verdict"]) == {"undecided"}
     assert two.set_index("configuration").loc["l1(10) post", "replicates_needed"] > 2
+
+
+@pytest.mark.filterwarnings("error")
+def test_non_finite_pairs_and_rounding_are_withheld_without_a_warning():
+    noise = np.random.default_rng(0).normal(0, 0.01, 39)
+    assert verdicts([np.r_[noise, np.inf]], 0.01)[0]["withheld"] == "not finite"
+    assert verdicts([np.r_[noise, np.nan]], 0.01)[0]["withheld"] == "not finite"
+    (v,) = verdicts([np.r_[np.zeros(39), 1e-17]], 0.01)  # float rounding is no spread
+    assert (v["verdict"], v["withheld"], v["replicates_needed"]) == ("undecided", "no spread", None)
+    assert verdicts([np.random.default_rng(1).normal(0, 1e-300, 40)], 0.01)[0]["withheld"] == "no spread"
+    tiny = np.random.default_rng(2).normal(0, 1e-6, 40)  # a real spread far below the rope: equivalent
+    assert verdicts([tiny], 0.01)[0]["verdict"] == "equivalent"

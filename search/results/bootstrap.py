@@ -52,6 +52,7 @@ def tail_counts(x: np.ndarray, upper: np.ndarray, lower: np.ndarray, resamples: 
     up = np.zeros(upper.shape, dtype=np.int64)
     low = np.zeros(lower.shape, dtype=np.int64)
     centred = x - x.mean(axis=1, keepdims=True)
+    centred /= np.max(np.abs(centred), axis=1, keepdims=True)  # t* does not depend on the scale: none overflows
     scale = np.max(centred * centred, axis=1, keepdims=True)  # the largest a resample's second moment can be
     for c, start in enumerate(range(0, resamples, CHUNK)):
         w = _weights(n, c, min(CHUNK, resamples - start)).T  # n x b

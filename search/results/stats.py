@@ -247,7 +247,7 @@ def verdicts(diffs: Sequence[np.ndarray], rope: float, maximize: bool = True,
     out = []
     for improvement, row in zip(g, decide(g, rope, alpha)):
         row.update(rope=rope, detectable_diff=None, replicates_needed=None)
-        if row["verdict"] == "undecided" and len(improvement) >= 2 and np.ptp(improvement) > 0:
+        if row["verdict"] == "undecided" and has_spread(improvement):
             row.update(power(improvement, rope, alpha / m))
         out.append(row)
     return out
@@ -273,18 +273,28 @@ def shape_check(g: np.ndarray) -> str | None:
       which a collapse far beyond the rope does and a mean near its edge does not.
     """
     n = len(g)
+    if n and not np.all(np.isfinite(g)):
+        return "not finite"
     if n < VERDICT_MIN_PAIRS:
         return f"fewer than {VERDICT_MIN_PAIRS} replicates"
-    if not np.ptp(g) > 0:
+    if not has_spread(g):
         return "no spread"
     if n < SKEW_FACTOR * skewness(g) ** 2:
         return "skewed"
     return None
 
 
+def has_spread(g: np.ndarray) -> bool:
+    """Whether the finite values ``g`` differ by more than rounding (a 1e-12 part of their size)."""
+    g = np.asarray(g, dtype=np.float64)
+    return len(g) >= 2 and bool(np.all(np.isfinite(g))) and float(np.ptp(g)) > 1e-12 * max(1.0, float(np.max(np.abs(g))))
+
+
 def skewness(g: np.ndarray) -> float:
     """The sample skewness G1 = m3 / m2^1.5 (moments about the mean, divided by n); 0 without spread."""
     c = np.asarray(g, dtype=np.float64) - np.mean(g)
+    top = float(np.max(np.abs(c))) if len(c) else 0.0
+    c = c / top if top > 0 else c  # G1 does not depend on the scale: no square overflows
     m2 = float(np.mean(c * c))
     return float(np.mean(c ** 3) / m2 ** 1.5) if m2 > 0 else 0.0
 
@@ -357,7 +367,7 @@ def _region_pvalues(g: Sequence[np.ndarray], rope: float, level: float) -> dict[
     out = {k: np.full(len(g), np.nan) for k in VERDICTS[:3]}
     by_length: dict[int, list[int]] = {}
     for j, x in enumerate(g):
-        if len(x) >= 2 and np.ptp(x) > 0:
+        if has_spread(x):
             by_length.setdefault(len(x), []).append(j)
     resamples = bootstrap.resamples_for(level)
     for n, rows in by_length.items() if resamples else ():
@@ -416,7 +426,10 @@ def power(g: np.ndarray, rope: float, level: float, target: float = POWER,
 
     detectable = None
     if n >= VERDICT_MIN_PAIRS and kept(n) > target:
-        detectable = float(optimize.brentq(lambda d: outside(n, d) - target, rope, rope + 100 * sd + 1.0))
+        try:
+            detectable = float(optimize.brentq(lambda d: outside(n, d) - target, rope, rope + 100 * sd + 1.0))
+        except ValueError:  # the noncentral t's tail out of floating range: an sd far below the rope
+            detectable = None
     if mean == rope:
         return {"detectable_diff": detectable, "replicates_needed": None}
     decided = (lambda k: outside(k, mean) >= target) if mean > rope else (lambda k: inside(k, mean) >= target)
