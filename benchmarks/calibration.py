@@ -279,8 +279,8 @@ def markdown(cells: list[dict], costs: list[dict], kept: list[dict]) -> str:
         if key not in worst or r["wrong"] > worst[key]["wrong"]:
             worst[key] = r
 
-    def cell(r: dict) -> str:
-        return f"{r['wrong']:.3f}{' **FAIL**' if r['fail'] else ''}"
+    def cell(r: dict | None) -> str:
+        return "–" if r is None else f"{r['wrong']:.3f}{' **FAIL**' if r['fail'] else ''}"
 
     lines = []
     if fixed:
@@ -292,9 +292,10 @@ def markdown(cells: list[dict], costs: list[dict], kept: list[dict]) -> str:
                   "|---|---:|" + "---|" * len(ms) + "---:|"]
         for shape in SHAPES:
             for n in sorted({r["n"] for r in fixed if r["shape"] == shape}):
-                parts = [" / ".join(cell(worst[(shape, n, m, p)]) for p in names) for m in ms]
-                undecided = worst[(shape, n, ms[0], "actreg")]["undecided"]
-                lines.append(f"| {shape} | {n} | " + " | ".join(parts) + f" | {undecided:.2f} |")
+                parts = [" / ".join(cell(worst.get((shape, n, m, p))) for p in names) for m in ms]
+                first = worst.get((shape, n, ms[0], "actreg"))
+                undecided = "–" if first is None else f"{first['undecided']:.2f}"
+                lines.append(f"| {shape} | {n} | " + " | ".join(parts) + f" | {undecided} |")
     races = [r for r in cells if r["kind"] == "race"]
     if races:
         lines += ["", "The default race (looks at 5, 10, 20, 40, 80, 100; futility 1.25), actreg, at the worst "

@@ -89,7 +89,8 @@ def test_export_csv_columns(small_study, tmp_path):
     assert list(rows[0]) == [
         "param_norm", "param_strength", "param_placement", "configuration", "trial_number", "n_seeds", "status",
         "n_diverged", "mean_test_accuracy", "std_test_accuracy",
-        "ci95_low_test_accuracy", "ci95_high_test_accuracy", "rank_test_accuracy", "mean_train_accuracy",
+        "ci95_low_test_accuracy", "ci95_high_test_accuracy", "rank_test_accuracy", "ranked_on_seeds",
+        "mean_train_accuracy",
         "std_train_accuracy", "mean_test_activation", "mean_test_zero_fraction", "fit_time",
         "replicate0_test_accuracy", "replicate1_test_accuracy", "replicate2_test_accuracy",
     ]

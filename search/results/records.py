@@ -283,7 +283,7 @@ def summary_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Seque
     finite = frame[schema.STATUS_ATTR] == OK
     shared = shared_seeds([t for t, ok in zip(complete_trials(trials), finite) if ok])
     even = all(len(t.user_attrs[schema.SEEDS_ATTR]) == len(shared) for t, ok in zip(complete_trials(trials), finite) if ok)
-    frame[schema.RANKED_ON] = len(shared)
+    frame.insert(frame.columns.get_loc(schema.rank("test", m)) + 1, schema.RANKED_ON, len(shared))
     for split in ("test", "validation"):
         if schema.mean(split, m) in frame:
             means = frame[schema.mean(split, m)] if even else pd.Series(
