@@ -415,12 +415,18 @@ def power(g: np.ndarray, rope: float, level: float, target: float = POWER,
         spread = math.sqrt(6.0 * (k - 2) / ((k + 1) * (k + 3)))
         return 1.0 - 2.0 * float(stats.norm.sf(limit / spread))
 
+    def critical(k: int) -> float:
+        """The t-statistic a verdict needs at k replicates: Student's at ``level`` with (k − 1) / 2
+        degrees of freedom, where the bootstrap's tails, heavier than Student's at small levels,
+        put it (measured by benchmarks/calibration.py's promises)."""
+        return float(stats.t.isf(level, (k - 1) / 2))
+
     def outside(k: int, delta: float) -> float:  # P(better) at a true |Δ| = delta
         df = k - 1
-        return float(stats.nct.sf(stats.t.isf(level, df), df, (delta - rope) * math.sqrt(k) / sd)) * kept(k)
+        return float(stats.nct.sf(critical(k), df, (delta - rope) * math.sqrt(k) / sd)) * kept(k)
 
     def inside(k: int, delta: float) -> float:  # P(equivalent): both one-sided tests reject
-        df, c = k - 1, float(stats.t.isf(level, k - 1))
+        df, c = k - 1, critical(k)
         miss = sum(float(stats.nct.cdf(c, df, (rope + s * delta) * math.sqrt(k) / sd)) for s in (1, -1))
         return max(0.0, 1.0 - miss) * kept(k)
 
