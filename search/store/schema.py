@@ -252,7 +252,8 @@ STATS_COLUMNS: tuple[Field, ...] = (
     Field("verdict", "str", "`better`, `worse`, `equivalent` or `undecided`; at most a 5% chance of any wrong "
           "verdict in the study (studentized bootstrap; the conditions in docs/reports.md)"),
     Field("withheld", "str", "why the verdict was withheld (then `undecided`): `fewer than 30 replicates`, "
-          "`no spread` or `skewed`; empty when the checks passed"),
+          "`no spread`, `not finite`, or `skewed` (the bootstrap alone would have decided, Cantelli's bound did "
+          "not); empty otherwise"),
     Field("p_better, p_worse, p_equivalent", "float", "each region's p-value (studentized bootstrap) times the "
           "number of configurations; a verdict needs one of at most 0.05"),
     Field("detectable_diff", "float", "the smallest |Δ| detectable with 80% power at these replicates and this sd "
