@@ -276,7 +276,7 @@ def test_a_race_on_the_cluster_takes_the_local_race_s_looks_and_verdicts(cluster
     assert proc.returncode == 0, proc.stderr
     proc = actreg("run", str(path), "--storage", remote, "--scheduler", cluster.address, "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    assert "race: look 1 of 2 at 5 replicates" in proc.stderr
+    assert "race: look 1 of 2 at 30 replicates" in proc.stderr
     assert per_seed_csv(path, remote) == per_seed_csv(path, local)
     import optuna
 

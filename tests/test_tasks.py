@@ -57,10 +57,10 @@ def test_regression_with_a_users_builder_in_worker_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr
     with open(out) as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0])[5:18] == [
+    assert list(rows[0])[5:19] == [
         "n_seeds", "status", "n_diverged", "mean_test_mae", "std_test_mae", "ci95_low_test_mae",
-        "ci95_high_test_mae", "rank_test_mae", "mean_train_mae", "std_train_mae", "mean_test_r2", "std_test_r2",
-        "mean_train_r2"]
+        "ci95_high_test_mae", "rank_test_mae", "ranked_on_seeds", "mean_train_mae", "std_train_mae", "mean_test_r2",
+        "std_test_r2", "mean_train_r2"]
     best = min(rows, key=lambda r: float(r["mean_test_mae"]))
     assert best["rank_test_mae"] == "1"
     for row in rows:
