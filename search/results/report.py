@@ -334,7 +334,7 @@ def verdict_words(comparison: pd.DataFrame) -> str:
             f"when the difference is shown to lie beyond it, equivalent when shown to lie within it, else undecided; "
             f"the chance of any wrong verdict in the study is at most {ALPHA} for independent replicates (studentized "
             f"bootstrap tests of each region, Bonferroni over the configurations; no verdict with fewer than "
-            f"{VERDICT_MIN_PAIRS} replicates, no spread or a strong skew).")
+            f"{VERDICT_MIN_PAIRS} replicates or no spread, and a strong skew must pass Cantelli's bound too).")
 
 
 def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy", comparison: pd.DataFrame | None = None,
@@ -435,7 +435,7 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
         legend += (rf" Verdict: the difference from the baseline shown beyond a region of practical equivalence of "
                    rf"$\pm{_g(rope)}$ (better, worse) or within it (equivalent), else undecided; the chance of any "
                    f"wrong verdict is at most {ALPHA} for independent replicates (studentized bootstrap; no verdict "
-                   f"with fewer than {VERDICT_MIN_PAIRS} replicates, no spread or a strong skew).")
+                   f"with fewer than {VERDICT_MIN_PAIRS} replicates or no spread).")
     n_seeds = "" if uneven else f" {int(frame['n_seeds'].iloc[0])}"
     what = (rf"mean $\pm$ sample std over{n_seeds} seeds" if narrow or diffs else
             rf"mean $\pm$ sample std over{n_seeds} seeds; 95\% Student-t interval of the mean")
@@ -552,8 +552,9 @@ def verdict_method_words(m: int) -> str:
     return (f"Each region is tested with the studentized bootstrap of the paired differences (equivalent: two "
             "one-sided tests; better and worse: the difference shown outside the rope, in that direction), its "
             f"p-value multiplied by the {m} configurations. A verdict is withheld (undecided) with fewer than "
-            f"{VERDICT_MIN_PAIRS} replicates, with no spread, or with a skewness the bootstrap does not correct at "
-            f"that many replicates (n < {SKEW_FACTOR}·G1²). So the chance that any verdict is wrong is at most "
+            f"{VERDICT_MIN_PAIRS} replicates or with no spread; with a skewness the bootstrap does not correct at "
+            f"that many replicates (n < {SKEW_FACTOR}·G1²) it must pass Cantelli's inequality as well. So the chance "
+            "that any verdict is wrong is at most "
             f"{ALPHA} for independent replicates, as checked by simulation on normal, heavy-tailed, skewed, "
             "binomial and stepped differences (benchmarks/calibration.py, docs/reports.md).")
 
