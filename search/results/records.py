@@ -276,18 +276,20 @@ def summary_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Seque
     import pandas as pd
 
     m = metric
-    rows = [_summary_row(trial, param_names, m) for trial in complete_trials(trials)]
+    done = complete_trials(trials)
+    rows = [_summary_row(trial, param_names, m) for trial in done]
     if not rows:
         return pd.DataFrame(columns=[schema.param(p) for p in param_names] + ["n_seeds", schema.mean("test", m)])
     frame = pd.DataFrame(rows)
     finite = frame[schema.STATUS_ATTR] == OK
-    shared = shared_seeds([t for t, ok in zip(complete_trials(trials), finite) if ok])
-    even = all(len(t.user_attrs[schema.SEEDS_ATTR]) == len(shared) for t, ok in zip(complete_trials(trials), finite) if ok)
+    ranked = [t for t, ok in zip(done, finite) if ok]
+    shared = shared_seeds(ranked)
+    even = all(len(t.user_attrs[schema.SEEDS_ATTR]) == len(shared) for t in ranked)
     frame.insert(frame.columns.get_loc(schema.rank("test", m)) + 1, schema.RANKED_ON, len(shared))
     for split in ("test", "validation"):
         if schema.mean(split, m) in frame:
             means = frame[schema.mean(split, m)] if even else pd.Series(
-                [_mean_over(t, split, m, shared) for t in complete_trials(trials)], index=frame.index)
+                [_mean_over(t, split, m, shared) for t in done], index=frame.index)
             ranks = means.where(finite).rank(method="min", ascending=not maximize)
             frame[schema.rank(split, m)] = ranks.fillna(int(finite.sum()) + 1).astype(int)  # diverged: after the finite
     return frame
