@@ -33,7 +33,7 @@ from search.engine import runtime
 from search.engine.checks import activation_bytes, check_study
 from search.engine.parallel import FitFailure, FitPool, FitTask, chunk_seeds
 from search.results.records import selection_rank, summary_frame, trial_record
-from search.results.stats import ALPHA, baseline_comparison, verdict_labels
+from search.results.stats import ALPHA, VERDICT_MIN_PAIRS, baseline_comparison, verdict_labels
 from search.results.dashboard import save_notes
 from search.results.race import block_seeds, looks_of, next_look, planned_fits, race_notes, racing
 from search.store.claims import Claim, Heartbeat, StudyQueue, block_key, config_key
@@ -731,13 +731,13 @@ def summary_text(summary: pd.DataFrame, metric: str = "accuracy", limit: int = 2
         rope = comparison["rope"].iloc[0]
         lines.append(f"(verdicts of a race against the baseline, each at the look where the configuration stopped "
                      f"(its seeds); region of practical equivalence ±{rope:g}; at most a {ALPHA:.0%} chance of any "
-                     "wrong verdict over all looks for independent replicates; no verdict before 30; "
-                     "`actreg report` for the numbers)")
+                     "wrong verdict over all looks for independent replicates; no verdict before "
+                     f"{VERDICT_MIN_PAIRS}; `actreg report` for the numbers)")
     elif judged:
         rope = comparison["rope"].iloc[0]
         lines.append(f"(verdict against the baseline, region of practical equivalence ±{rope:g}; "
                      f"at most a {ALPHA:.0%} chance of any wrong verdict for independent replicates; no verdict "
-                     "with fewer than 30; `actreg report` for the numbers)")
+                     f"with fewer than {VERDICT_MIN_PAIRS}; `actreg report` for the numbers)")
     return "\n".join(lines)
 
 

@@ -120,28 +120,29 @@ def open_storage(url: str, *, create: bool, grace: int | None = None, access: st
 
 def _check_writable(url: str, path: str) -> None:
     """A runner writes the file and, beside it, SQLite's write-ahead log: refuse at once where it may not."""
-    shown = redact(url)
+    why = _unwritable(path)
+    if why is None:
+        return
+    tail = ("a run writes the study and SQLite's log files beside it" if why.startswith("the folder") else
+            "`actreg export`, `report --no-attach` and `dashboard` can read it, a run needs to write it")
+    raise StorageError(f"{redact(url)}: {why}; {tail}")
+
+
+def _unwritable(path: str) -> str | None:
+    """Why the SQLite file at ``path`` (or, for a new one, its folder) cannot be written, else ``None``."""
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(folder) and not _folder_writable(folder):
-        raise StorageError(f"{shown}: the folder {folder} is read-only; a run writes the study and SQLite's "
-                           "log files beside it")
+        return f"the folder {folder} is read-only"
     if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise StorageError(f"{shown}: {path} is read-only; `actreg export`, `report --no-attach` and "
-                           "`dashboard` can read it, a run needs to write it")
+        return f"{path} is read-only"
+    return None
 
 
 def read_only(url: str) -> str | None:
     """Why a SQLite storage at ``url`` cannot be written (a read-only file or folder), else ``None``
     (other storages are found out when they refuse a write)."""
     path = sqlite_path(url)
-    if path is None or not os.path.exists(path):
-        return None
-    folder = os.path.dirname(os.path.abspath(path))
-    if not _folder_writable(folder):
-        return f"the folder {folder} is read-only"
-    if not os.access(path, os.W_OK):
-        return f"{path} is read-only"
-    return None
+    return None if path is None or not os.path.exists(path) else _unwritable(path)
 
 
 def _folder_writable(folder: str) -> bool:
