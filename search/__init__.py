@@ -48,8 +48,8 @@ __all__ = [
 
 
 def run_study(spec: StudySpec, **kwargs):
-    """Run or resume a study; see :func:`search.runner.run_study`."""
-    from search.runner import run_study as _run
+    """Run or resume a study; see :func:`search.run.loop.run_study`."""
+    from search.run.loop import run_study as _run
 
     return _run(spec, **kwargs)
 

@@ -166,7 +166,7 @@ def _spec(args: argparse.Namespace, **overrides) -> StudySpec:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from search.runner import run_study, summary_text
+    from search.run import run_study, summary_text
 
     spec = _spec(args, n_jobs=args.n_jobs, seeds=args.seeds, epochs=args.epochs, scheduler=args.scheduler)
     report = run_study(spec, progress=False if args.no_progress else None, wait=not args.no_wait)
@@ -221,7 +221,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from search.results.dashboard import serve
+    from search.store.dashboard import serve
     from search.store.storage import StudyNotFound
 
     if not 0 < args.port < 65536:

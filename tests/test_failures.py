@@ -14,7 +14,7 @@ from search import export_frame, load_spec, run_study
 from search.cli import main
 from search.results.records import OK, diverged_at, summary_frame, trial_record
 from search.results.report import write_report
-from search.runner import summary_text
+from search.run import summary_text
 from search.store.claims import load_study
 from search.study.space import Configuration, iter_param_names
 

@@ -60,7 +60,7 @@ def test_handlers_are_restored_and_nothing_is_raised_without_a_signal():
 def test_the_runner_stops_at_its_next_step_after_a_swallowed_sigterm(small_study):
     import optuna
 
-    from search.runner import run_study
+    from search.run import run_study
     from search.study.parse import load_spec
 
     spec = load_spec(small_study)

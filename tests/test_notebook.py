@@ -60,7 +60,7 @@ def test_in_a_notebook_the_bar_shows_without_a_terminal(monkeypatch):
     import sys
     import types
 
-    from search.runner import _progress, in_notebook
+    from search.run.state import in_notebook, progress_bar as _progress
 
     assert not in_notebook()
     shell = type("ZMQInteractiveShell", (), {})()

@@ -148,7 +148,7 @@ def verdicts_of(spec) -> dict[str, tuple]:
 def test_notes_are_written_where_they_changed_and_a_shorter_one_leaves_nothing_of_the_longer():
     from optuna_dashboard._note import get_note_from_system_attrs
 
-    from search.results.dashboard import save_notes
+    from search.store.dashboard import save_notes
 
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(storage=storage)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import re
 from pathlib import Path
@@ -16,6 +17,7 @@ from search.store import schema
 from search.study.spec import DataSpec
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "columns.md"
+ROOT = Path(__file__).resolve().parents[1] / "search"
 REGENERATE = """python -c "from search.store import schema; print(schema.document(), end='')" > docs/columns.md"""
 PARTS = {"<split>": "(train|test|validation)", "<metric>": "(accuracy|f1|r2|mae)",
          "<history>": "((test_)?(loss|accuracy|f1|r2|mae))",
@@ -90,3 +92,38 @@ def test_names_are_built_one_way():
     assert schema.rank("validation", "f1") == "rank_validation_f1"
     assert schema.per_seed("validation", "loss") == "validation_loss"
     assert schema.param("l1_ratio") == "param_l1_ratio"
+
+
+# The parts of a column's name (see schema.NAMING): a literal that builds or parses one outside the
+# schema is a second way of naming it.
+_COLUMN_PART = re.compile(r"^(mean|std|rank|ci95|param|replicate\d*|train|test|validation)_")
+
+
+def _column_literals(source: str, name: str) -> list[str]:
+    """Where ``source`` (the file ``name``) builds or parses a column name by hand: an f-string made only
+    of name characters that holds a column part, or a string constant that is a column's prefix
+    (``"rank_test_"``)."""
+    found, inner = [], set()
+    for node in ast.walk(ast.parse(source)):  # an f-string comes before its parts
+        if isinstance(node, ast.JoinedStr):
+            text = "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+            if re.fullmatch(r"[a-z0-9_{}]+", text) and _COLUMN_PART.search(text):
+                found.append(f"{name}:{node.lineno}: f{text!r}")
+            inner.update(id(v) for v in node.values)
+        elif isinstance(node, ast.Constant) and id(node) not in inner and isinstance(node.value, str) and re.fullmatch(
+                r"(mean|std|rank|ci95_(low|high)|param)_((train|test|validation)_\w*)?", node.value):
+            found.append(f"{name}:{node.lineno}: {node.value!r}")
+    return found
+
+
+def test_column_names_are_built_by_the_schema_alone():
+    found = [hit for path in sorted(ROOT.rglob("*.py")) if path.name != "schema.py"
+             for hit in _column_literals(path.read_text(), str(path.relative_to(ROOT.parent)))]
+    assert found == [], "column names built outside search/store/schema.py:\n" + "\n".join(found)
+
+
+def test_the_column_check_finds_what_it_looks_for():
+    probe = ('m = "accuracy"\na = f"mean_test_{m}"\nb = "rank_test_"\nc = f"test {m}"\nd = f"{m}_loss"\n'
+             'e = "mean_test_diff"\nf = f"heatmap_test_{m}"\n')
+    assert [h.split(": ", 1)[1] for h in _column_literals(probe, "probe.py")] == [
+        "f'mean_test_{}'", "'rank_test_'", "'mean_test_diff'"]

@@ -201,7 +201,7 @@ def close(client: Any) -> None:
 
 
 class DaskPool:
-    """Fits tasks on a Dask cluster as they are submitted (the interface of :class:`~search.engine.parallel.FitPool`).
+    """Fits tasks on a Dask cluster as they are submitted (a :class:`~search.engine.parallel.Pool`).
 
     ``capacity()`` is the cluster's task slots (its workers' threads, read again every few
     seconds, so workers that join are used). A chunk whose workers kept dying comes back as

@@ -19,12 +19,15 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from search.study.space import Configuration, program_of
 from search.study.spec import DataSpec, ModelSpec, TrainSpec
+
+if TYPE_CHECKING:
+    from search.engine.trainer import SeedResult
 
 MAX_CHUNK = 32  # seeds per chunk by default; larger chunks gain little on a CPU
 
@@ -196,54 +199,37 @@ class FitFailure:
     details: str = ""
 
 
-def run_tasks(tasks: Sequence[FitTask], n_jobs: int, backend: str = "loky", retries: int = 2,
-              on_retry: Callable[[str], None] | None = None) -> Iterator[tuple[int, list | FitFailure]]:
-    """Run ``tasks`` on ``n_jobs`` workers; yields ``(task index, results or FitFailure)`` as each finishes.
+BACKENDS = ("loky", "sequential")  # worker processes; or this process (a debugger's choice)
 
-    An exception in a fit is returned as a :class:`FitFailure`, so one configuration's
-    error does not stop the others. A worker process that dies (killed, or by the
-    out-of-memory killer) breaks joblib's whole pool: the tasks not yet finished are
-    submitted again, each at most ``retries`` times, after which each yields a
-    :class:`FitFailure`. ``on_retry`` hears a one-line message for every such restart.
+
+@runtime_checkable
+class Pool(Protocol):
+    """What the run loop fits through: :class:`FitPool` (loky's worker processes, or this process) and
+    :class:`search.engine.cluster.DaskPool` (a Dask cluster's workers) implement it.
+
+    ``submit`` returns at once; ``wait`` blocks until at least one task submitted has finished
+    and returns ``(key, results or FitFailure)`` for each that did (nothing when none is in
+    flight); ``len`` counts the tasks in flight, ``capacity`` how many run at once; ``close``
+    abandons what has not finished.
     """
-    import joblib
 
-    if n_jobs == 1 and backend in ("loky", "sequential"):
-        # In-process: no worker start-up, and nothing to lose but this process.
-        for i, task in enumerate(tasks):
-            yield in_process(_indexed, i, task)
-        return
-    pending = dict(enumerate(tasks))
-    deaths = 0
-    while pending:
-        try:
-            with joblib.parallel_config(backend=backend, n_jobs=n_jobs):
-                parallel = joblib.Parallel(return_as="generator_unordered")
-                for i, outcome in parallel(joblib.delayed(_indexed)(i, t) for i, t in pending.items()):
-                    del pending[i]
-                    yield i, outcome
-        except _worker_died_errors() as exc:
-            deaths += 1
-            why = f"a worker process died ({_first_line(exc)})"
-            if deaths > retries:
-                for i in list(pending):
-                    del pending[i]
-                    yield i, FitFailure(f"{why}; gave up after {retries} retries "
-                                        "(out of memory? try a smaller chunk_size or fewer n_jobs)")
-                return
-            if on_retry is not None:
-                on_retry(f"{why}; retrying {len(pending)} unfinished chunk(s), retry {deaths} of {retries}")
+    def __len__(self) -> int: ...
+
+    def capacity(self) -> int: ...
+
+    def submit(self, key: Hashable, task: FitTask) -> None: ...
+
+    def wait(self) -> list[tuple[Any, list[SeedResult] | FitFailure]]: ...
+
+    def close(self) -> None: ...
 
 
 class FitPool:
-    """Fits tasks on ``n_jobs`` worker processes as they are submitted; a runner keeps it fed.
+    """Fits tasks on ``n_jobs`` worker processes as they are submitted (a :class:`Pool`); a runner keeps it fed.
 
-    ``submit`` returns at once; ``wait`` blocks until at least one task finished and
-    returns ``(key, results or FitFailure)`` for each that did. With ``n_jobs == 1`` the
-    tasks run in this process, at ``wait``. With the default loky backend the pool is a
-    loky executor, so a new task starts the moment a worker is free (no batch waits for
-    its slowest member). Another joblib backend (e.g. "dask") runs what was submitted
-    as one batch through :func:`run_tasks` at each ``wait``.
+    With ``n_jobs == 1``, or the ``"sequential"`` backend, the tasks run in this process, one at
+    each ``wait``. Otherwise the pool is loky's executor, so a new task starts the moment a
+    worker is free (no batch waits for its slowest member).
 
     A worker process that dies (killed, or by the out-of-memory killer) breaks loky's
     pool: every task then in flight is submitted again to a new pool, each at most
@@ -253,9 +239,11 @@ class FitPool:
 
     def __init__(self, n_jobs: int, backend: str = "loky", retries: int = 2,
                  on_retry: Callable[[str], None] | None = None) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
         self.n_jobs, self.backend, self.retries, self.on_retry = n_jobs, backend, retries, on_retry
-        self.local = n_jobs == 1 and backend in ("loky", "sequential")
-        self._queued: list[tuple[Any, FitTask]] = []  # not yet running: in-process or batch backends
+        self.local = n_jobs == 1 or backend == "sequential"
+        self._queued: list[tuple[Any, FitTask]] = []  # not yet running: in this process
         self._futures: dict[Any, tuple[Any, FitTask]] = {}  # future -> (key, task)
         self._attempts: dict[Any, int] = {}
         self._executor = None
@@ -265,10 +253,10 @@ class FitPool:
 
     def capacity(self) -> int:
         """How many tasks run at once."""
-        return self.n_jobs
+        return 1 if self.local else self.n_jobs
 
-    def submit(self, key: Any, task: FitTask) -> None:
-        if self.local or self.backend != "loky":
+    def submit(self, key: Hashable, task: FitTask) -> None:
+        if self.local:
             self._queued.append((key, task))
             return
         try:
@@ -281,14 +269,9 @@ class FitPool:
         self._futures[future] = (key, task)
 
     def wait(self) -> list[tuple[Any, list | FitFailure]]:
-        if self._queued:
-            batch, self._queued = self._queued, []
-            if self.local:  # one task now; the runner may claim more while the rest wait
-                (key, task), rest = batch[0], batch[1:]
-                self._queued = rest
-                return [(key, in_process(_indexed, 0, task)[1])]
-            outcomes = run_tasks([t for _, t in batch], self.n_jobs, self.backend, self.retries, self.on_retry)
-            return [(batch[i][0], outcome) for i, outcome in outcomes]
+        if self._queued:  # one task now; the runner may claim more while the rest wait
+            key, task = self._queued.pop(0)
+            return [(key, in_process(_indexed, 0, task)[1])]
         if not self._futures:
             return []
         from concurrent.futures import FIRST_COMPLETED

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from search.store import schema
 from search.engine.data import Dataset
 from search.study.layers import LAYERS
 from search.study.metrics import metric_stats, metric_values, stats_size
@@ -61,7 +62,7 @@ XLA_MIN_STEPS_WITH = {k.xla: k.xla_min_steps for k in LAYERS.values() if k.xla a
 def history_keys(metrics: Sequence[str]) -> tuple[str, ...]:
     """Keys of :attr:`SeedResult.history` for ``metrics``: as ``fit`` names them, ``test_`` for the test set."""
     names = ("loss", *metrics)
-    return (*names, *(f"test_{n}" for n in names))
+    return (*names, *(schema.per_seed("test", n) for n in names))
 
 
 @dataclass(frozen=True, eq=False)

@@ -109,7 +109,7 @@ def heatmap_data(summary: pd.DataFrame, value: str, label: str | None = None, ti
         mean = grouped[value].mean().unstack().reindex(index=norms, columns=columns)
         values[placement] = mean
         if label == "mean_std":
-            std = grouped[value.replace("mean_", "std_", 1)].mean().unstack().reindex(index=norms, columns=columns)
+            std = grouped[schema.std_of(value)].mean().unstack().reindex(index=norms, columns=columns)
             text = mean.map(lambda v: "" if pd.isna(v) else f"{v:.3f}") + "±" + std.map(
                 lambda v: "–" if pd.isna(v) else f"{v:.3f}")
             labels[placement] = text.where(mean.notna(), "")
@@ -132,12 +132,12 @@ def delta_heatmap_data(summary: pd.DataFrame, comparison: pd.DataFrame, title: s
 
     keys = [c for c in ("param_norm", "param_strength", "param_placement") if c in comparison.columns]
     merged = summary.merge(comparison.assign(dagger=daggered(comparison), equivalent=comparison["verdict"] == "equivalent")
-                           [keys + ["mean_test_diff", "dagger", "equivalent"]], on=keys, how="left")
+                           [keys + [schema.mean("test", schema.DIFF), "dagger", "equivalent"]], on=keys, how="left")
     base = merged["param_norm"] == "none"
-    merged.loc[base, "mean_test_diff"] = 0.0
+    merged.loc[base, schema.mean("test", schema.DIFF)] = 0.0
     merged["delta_label"] = ["" if pd.isna(d) else f"{d:+.3f}" + ("†" if not pd.isna(m) and bool(m) else "")
-                             for d, m in zip(merged["mean_test_diff"], merged["dagger"])]
-    data = heatmap_data(merged, "mean_test_diff", None, title)
+                             for d, m in zip(merged[schema.mean("test", schema.DIFF)], merged["dagger"])]
+    data = heatmap_data(merged, schema.mean("test", schema.DIFF), None, title)
     labels, hatched = {}, {}
     for placement in data.placements:
         part = merged[(merged["param_norm"] != "none") & (merged["param_placement"] == placement)]

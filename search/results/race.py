@@ -1,4 +1,4 @@
-"""Races: replicates added in looks until each configuration's verdict against the baseline is known.
+"""Races: what a look decides, and the race as optuna-dashboard notes (the policy: :mod:`search.study.race`).
 
 A race (``[race]``, :class:`search.study.spec.RaceSpec`) fits every configuration of the grid
 on the first look's replicates (block 0: the study's first ``min_replicates`` seeds), then
@@ -25,36 +25,15 @@ import numpy as np
 from search.results.records import complete_trials, configuration_of
 from search.results.stats import _by_seed, default_rope, race_decisions, sequential_levels
 from search.store import schema
-from search.store.claims import config_key
 from search.store.schema import DIVERGED, OK
 from search.study.metrics import METRICS
-from search.study.space import Configuration, grid
+from search.study.race import BASELINE, is_over, looks_of, racing, stops
+from search.study.space import Configuration, config_key, grid
 
 if TYPE_CHECKING:
     import optuna
 
     from search.study.spec import StudySpec
-
-BASELINE = Configuration("none")
-
-
-def looks_of(spec: StudySpec) -> tuple[int, ...]:
-    """The replicates at each look of the race of ``spec``."""
-    return spec.race.looks(len(spec.seeds))
-
-
-def block_seeds(spec: StudySpec, block: int) -> tuple[int, ...]:
-    """The seeds of block ``block``: the replicates look ``block`` adds."""
-    looks = looks_of(spec)
-    return tuple(spec.seeds[looks[block - 1] if block else 0:looks[block]])
-
-
-def racing(spec: StudySpec, taken: Sequence[dict]) -> list[Configuration]:
-    """The grid's configurations still racing after the looks ``taken`` (the baseline first, while any races)."""
-    stopped = {key for look in taken for key, d in look["decisions"].items() if d["stopped"]}
-    others = [c for c in grid(spec.space) if not c.is_baseline and config_key(c) not in stopped]
-    return [BASELINE, *others] if others else []
-
 
 def next_look(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial], taken: Sequence[dict]
               ) -> dict[str, Any] | None:
@@ -64,13 +43,11 @@ def next_look(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial], taken
     A configuration that diverged stops with reason ``diverged``; if the baseline diverged every
     configuration stops (``baseline diverged``): there is nothing to compare with.
     """
-    looks, k = looks_of(spec), len(taken)
-    if k >= len(looks):
+    if is_over(spec, taken):
         return None
+    looks, k = looks_of(spec), len(taken)
     need = set(spec.seeds[:looks[k]])
     members = racing(spec, taken)
-    if not members:  # the race is over: every configuration has stopped
-        return None
     stored = {configuration_of(t): t for t in complete_trials(trials)}
     if any(c not in stored or not need <= set(stored[c].user_attrs[schema.SEEDS_ATTR]) for c in members):
         return None
@@ -107,36 +84,21 @@ def _stop(reason: str) -> dict[str, Any]:
             "p_better_raw": None, "p_worse_raw": None, "p_equivalent_raw": None}
 
 
-def planned_fits(spec: StudySpec, taken: Sequence[dict]) -> int:
-    """The fits the race will have made when it ends if every configuration racing now races to the
-    last look (the baseline runs as long as any configuration races)."""
-    looks = looks_of(spec)
-    if not taken:
-        return len(grid(spec.space)) * looks[-1]
-    stopped = [look["replicates"] for look in taken for d in look["decisions"].values() if d["stopped"]]
-    still = racing(spec, taken)
-    return sum(stopped) + (len(still) * looks[-1] if still else taken[-1]["replicates"])
-
-
 def race_notes(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial], taken: Sequence[dict]
                ) -> tuple[str, dict[int, str]]:
     """The race so far as optuna-dashboard notes (Markdown): the study's, with every configuration's
     replicates and verdict, and one for each stored block of a configuration that has stopped (by
-    trial id), with its verdict and the trials that hold its other replicates."""
+    trial number), with its verdict and the trials that hold its other replicates."""
     import optuna
 
     looks = looks_of(spec)
-    stops: dict[str, tuple[dict, dict]] = {}
-    for look in taken:
-        for key, d in look["decisions"].items():
-            if d["stopped"]:
-                stops.setdefault(key, (look, d))
+    stopped = stops(taken)
     blocks: dict[Configuration, list[optuna.trial.FrozenTrial]] = {}
     for t in trials:
         if t.state == optuna.trial.TrialState.COMPLETE and schema.RACE_BLOCK_ATTR in t.user_attrs:
             blocks.setdefault(configuration_of(t), []).append(t)
     still = racing(spec, taken)
-    over = not still or len(taken) >= len(looks)
+    over = is_over(spec, taken)
 
     def where(config: Configuration) -> tuple[int, str]:
         mine = sorted(blocks.get(config, []), key=lambda t: t.user_attrs[schema.RACE_BLOCK_ATTR])
@@ -146,7 +108,7 @@ def race_notes(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial], take
     def status(config: Configuration) -> str:
         if config.is_baseline:
             return "the baseline (it gets replicates while any configuration races)"
-        stop = stops.get(config_key(config))
+        stop = stopped.get(config_key(config))
         if stop is None:
             return "racing" if not over else "undecided (last look)"
         look, d = stop
@@ -170,11 +132,11 @@ def race_notes(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial], take
                   "the report's summary here.\n\n" + "\n".join(rows))
     trial_notes = {}
     for config, mine in blocks.items():
-        if config_key(config) not in stops and not (over and (config.is_baseline or config in still)):
+        if config_key(config) not in stopped and not (over and (config.is_baseline or config in still)):
             continue
         n, numbers = where(config)
         text = (f"**{config.label}**: {status(config)}. " + (f"Its {n} replicates are in this trial." if len(mine) == 1
                 else f"Its {n} replicates are in the trials {numbers}, one per block; the study's tables join them."))
         for t in mine:
-            trial_notes[t._trial_id] = text
+            trial_notes[t.number] = text
     return study_note, trial_notes

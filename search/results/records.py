@@ -204,9 +204,9 @@ def _pooled_curves(curves: Sequence[dict[str, list]], sizes: Sequence[int]) -> d
     out: dict[str, list] = {"epoch": list(curves[0]["epoch"])}
     n = np.asarray(sizes, dtype=np.float64)[:, None]
     for column in curves[0]:
-        if not column.startswith("mean_"):
+        if not schema.is_mean(column):
             continue
-        spread = "std_" + column[len("mean_"):]
+        spread = schema.std_of(column)
         means = np.array([[np.nan if v is None else v for v in c[column]] for c in curves], dtype=np.float64)
         stds = np.array([[np.nan if v is None else v for v in c.get(spread, [])] or [np.nan] * means.shape[1]
                          for c in curves], dtype=np.float64)
@@ -235,7 +235,7 @@ def curves_frame(trials: Sequence[optuna.trial.FrozenTrial], param_names: Sequen
     def named(column: str) -> str:  # the stored history keys name the training values as fit does
         stat, _, key = column.partition("_")
         return column if column == "epoch" or key.startswith(("test_", "validation_")) \
-            else schema.curve(stat, f"train_{key}")
+            else schema.curve(stat, schema.per_seed("train", key))
 
     frames = []
     for t in complete_trials(trials):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from search.results import figures
-from search.results.dashboard import attach_report
+from search.store.dashboard import attach_report
 from search.results.records import (
     complete_trials,
     configuration_of,
@@ -50,7 +50,7 @@ from search.results.stats import (
     verdict_labels,
 )
 from search.store import schema
-from search.store.claims import read_stored, reading
+from search.store.claims import read_stored
 from search.store.storage import read_only
 from search.study.metrics import METRIC_LABELS, METRICS, MINIMIZED
 from search.study.space import iter_param_names
@@ -151,7 +151,7 @@ def _figures(spec: StudySpec, trials, summary: pd.DataFrame, comparison: pd.Data
             ("heatmap_zero_fraction", schema.mean("test", schema.ZERO_FRACTION), None,
              "fraction of exact zeros in regularized layers"),
         ):
-            cmap = "viridis_r" if value.startswith("mean_") and value.endswith(f"_{m}") and not spec.maximize \
+            cmap = "viridis_r" if schema.is_mean(value) and value.endswith(f"_{m}") and not spec.maximize \
                 else "viridis"
             out.append(FigureData(name, title, "heatmap", (figures.heatmap_data(summary, value, annotate, title),),
                                   {"cmap": cmap}))
@@ -195,10 +195,8 @@ def write_report(spec: StudySpec, out: str | os.PathLike[str] | None = None, fmt
     files = _write_into(folder, data, fmt, width)
     if attach:
         shown = [f for f in files if f.suffix == f".{fmt}" or f.name == "curves.csv"]
-        with reading(spec) as study:  # the only write: artifacts and the note
-            attach_report(study, spec, folder, shown, summary_markdown(data.summary, spec.objective, data.comparison,
-                                                                        spec.data.variance_sources, data.partial,
-                                                                        data.setting))
+        attach_report(spec, folder, shown, summary_markdown(data.summary, spec.objective, data.comparison,
+                                                            spec.data.variance_sources, data.partial, data.setting))
     return Report(folder, tuple(files), notes, stored.partial)
 
 
@@ -368,7 +366,7 @@ def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy", comparison
             cells = [str(r[rank]), name, str(r["n_seeds"]),
                      *([_pm(r[schema.mean("validation", m)], r[schema.std("validation", m)])] if validated else []),
                      _pm(r[schema.mean("test", m)], r[schema.std("test", m)]),
-                     f"[{_f(r[f'ci95_low_test_{m}'])}, {_f(r[f'ci95_high_test_{m}'])}]",
+                     f"[{_f(r[schema.ci95('low', 'test', m)])}, {_f(r[schema.ci95('high', 'test', m)])}]",
                      _pm(r[schema.mean("train", m)], r[schema.std("train", m)]),
                      _f(r[schema.mean("test", schema.ZERO_FRACTION)]),
                      *([judged.get(r["configuration"], "–")] if judged else [])]
@@ -471,11 +469,11 @@ def _latex_row(r: pd.Series, marked: str, diffs: dict, m: str, narrow: bool, une
     tex_marks = {"★": r"$^{\star}$", "†": r"$^{\dagger}$"}
     config = _tex(r["configuration"]) + "".join(tex_marks[c] for c in marked)
     d = diffs.get(r["configuration"])
-    delta = "--" if d is None else f"${_signed(d['mean_test_diff'])}$"
-    delta_ci = "" if d is None else f" [${_bound(d['ci95_low_test_diff'])}$, ${_bound(d['ci95_high_test_diff'])}$]"
+    delta = "--" if d is None else f"${_signed(d[schema.mean('test', schema.DIFF)])}$"
+    delta_ci = "" if d is None else f" [${_bound(d[schema.ci95('low', 'test', schema.DIFF)])}$, ${_bound(d[schema.ci95('high', 'test', schema.DIFF)])}$]"
     p = "--" if d is None else _tex_p(d["t_pvalue_holm"])
     verdict = "--" if d is None else d["verdict"]
-    test = rf"${_f(r[f'mean_test_{m}'])} \pm {_f(r[f'std_test_{m}'])}$"
+    test = rf"${_f(r[schema.mean('test', m)])} \pm {_f(r[schema.std('test', m)])}$"
     if r[schema.STATUS_ATTR] != schema.OK:
         span = (2 + bool(diffs)) if narrow else (3 if diffs else 1) + 2 + uneven + validated
         return (rf"{config} & \multicolumn{{{span}}}{{l}}{{diverged on {r['n_diverged']} of "
@@ -485,9 +483,9 @@ def _latex_row(r: pd.Series, marked: str, diffs: dict, m: str, narrow: bool, une
         cells = [config, test, delta, *([verdict] if diffs else [])]
     else:
         cells = [config, *([str(r["n_seeds"])] if uneven else []),
-                 *([rf"${_f(r[f'mean_validation_{m}'])}$"] if validated else []),
-                 test, *([] if diffs else [f"[{_f(r[f'ci95_low_test_{m}'])}, {_f(r[f'ci95_high_test_{m}'])}]"]),
-                 f"${_f(r[f'mean_train_{m}'])}$"] + ([delta + delta_ci, *extra] if diffs else [])
+                 *([rf"${_f(r[schema.mean('validation', m)])}$"] if validated else []),
+                 test, *([] if diffs else [f"[{_f(r[schema.ci95('low', 'test', m)])}, {_f(r[schema.ci95('high', 'test', m)])}]"]),
+                 f"${_f(r[schema.mean('train', m)])}$"] + ([delta + delta_ci, *extra] if diffs else [])
     if "★" in marked:  # the configuration and its chosen and test results in bold; \boldmath: the math too
         bold = 2 if narrow else 2 + uneven + validated
         cells = [rf"{{\bfseries\boldmath {c}}}" if k < bold else c for k, c in enumerate(cells)]
@@ -532,12 +530,12 @@ def stats_markdown(comparison: pd.DataFrame, metric: str = "accuracy") -> str:
     lines = [f"| configuration | pairs | Δ test {METRIC_LABELS[metric]} | 95% CI of Δ | sd of Δ | t-test p (Holm) "
              "| Wilcoxon p (Holm) | d_z | verdict | detectable \\|Δ\\| | replicates to decide |",
              "|---|---:|---:|---|---:|---|---|---:|---|---:|---:|"]
-    for _, r in comparison.sort_values("mean_test_diff", ascending=metric in MINIMIZED).iterrows():
+    for _, r in comparison.sort_values(schema.mean("test", schema.DIFF), ascending=metric in MINIMIZED).iterrows():
         flag = " ⚠" if r["few_seeds"] else ""
         needed = r["replicates_needed"]
         lines.append(
-            f"| {r['configuration']}{flag} | {r['n_pairs']} | {r['mean_test_diff']:+.3f} | "
-            f"[{r['ci95_low_test_diff']:+.3f}, {r['ci95_high_test_diff']:+.3f}] | {_f(r['std_test_diff'])} | "
+            f"| {r['configuration']}{flag} | {r['n_pairs']} | {r[schema.mean('test', schema.DIFF)]:+.3f} | "
+            f"[{r[schema.ci95('low', 'test', schema.DIFF)]:+.3f}, {r[schema.ci95('high', 'test', schema.DIFF)]:+.3f}] | {_f(r[schema.std('test', schema.DIFF)])} | "
             f"{_p(r['t_pvalue'])} ({_p(r['t_pvalue_holm'])}) | "
             f"{_p(r['wilcoxon_pvalue'])} ({_p(r['wilcoxon_pvalue_holm'])}) | {_f(r['effect_size_dz'], 2)} | "
             f"{verdict_cell(r)} | {_f(r['detectable_diff'])} | "
@@ -608,7 +606,7 @@ def references_markdown(refs: pd.DataFrame) -> str:
             continue
         lines.append(
             f"| {r['configuration']} | {_f(r['published_train_accuracy'])} / {_f(r['published_test_accuracy'])} | "
-            f"{_f(r['mean_train_accuracy'])} | {_pm(r['mean_test_accuracy'], r['std_test_accuracy'])} | "
+            f"{_f(r[schema.mean('train', 'accuracy')])} | {_pm(r[schema.mean('test', 'accuracy')], r[schema.std('test', 'accuracy')])} | "
             f"{_f(r['min_test_accuracy'])}–{_f(r['max_test_accuracy'])} | {r['where']} "
             f"(percentile {r['test_percentile']:.0f}, z = {r['test_z']:+.1f}) |")
     return "\n".join(lines)

@@ -57,19 +57,18 @@ def paired_test(d: np.ndarray) -> dict[str, float]:
     from scipy import stats
 
     n = len(d)
-    out = {"n_pairs": n, "mean_test_diff": float(d.mean()) if n else math.nan}
+    mean = float(d.mean()) if n else math.nan
     sd = float(d.std(ddof=1)) if n > 1 else math.nan
-    out["std_test_diff"] = sd
     if n > 1 and sd > 0:
-        low, high = ci95(d)
-        out.update(ci95_low_test_diff=low, ci95_high_test_diff=high, t_pvalue=float(stats.ttest_1samp(d, 0.0).pvalue),
-                   effect_size_dz=out["mean_test_diff"] / sd)
+        (low, high), t_p, dz = ci95(d), float(stats.ttest_1samp(d, 0.0).pvalue), mean / sd
     elif n > 1:  # every pair differs by the same amount: no spread, no t-statistic (equal pairs: no difference)
-        out.update(ci95_low_test_diff=out["mean_test_diff"], ci95_high_test_diff=out["mean_test_diff"],
-                   t_pvalue=1.0 if out["mean_test_diff"] == 0 else math.nan, effect_size_dz=math.nan)
+        low, high, t_p, dz = mean, mean, 1.0 if mean == 0 else math.nan, math.nan
     else:
-        out.update(ci95_low_test_diff=math.nan, ci95_high_test_diff=math.nan, t_pvalue=math.nan,
-                   effect_size_dz=math.nan)
+        low, high, t_p, dz = math.nan, math.nan, math.nan, math.nan
+    diff = schema.DIFF
+    out = {"n_pairs": n, schema.mean("test", diff): mean, schema.std("test", diff): sd,
+           schema.ci95("low", "test", diff): low, schema.ci95("high", "test", diff): high, "t_pvalue": t_p,
+           "effect_size_dz": dz}
     if n == 0:
         out["wilcoxon_pvalue"] = math.nan
     elif np.all(d == 0):
@@ -176,7 +175,7 @@ def verdict_labels(comparison: pd.DataFrame | None) -> dict[str, str]:
 
 def _race_verdicts(judged: list[dict], configs: Sequence, race: Sequence[dict]) -> None:
     """Replace the fixed-replicates verdicts of ``judged`` by the race's (see :func:`baseline_comparison`)."""
-    from search.store.claims import config_key
+    from search.study.space import config_key
 
     last = {}  # each configuration's last decision, with its look's replicates and level
     for look in race:
@@ -498,11 +497,13 @@ def reference_table(references: Sequence[Reference], trials: Sequence[optuna.tri
         if t is not None:
             a = t.user_attrs
             pos = reference_position(ref.test_accuracy, a["test_accuracy"])
-            row.update(trial_number=t.number, n_seeds=len(a["test_accuracy"]),
-                       mean_test_accuracy=mean_of(a, "test", "accuracy"),  # not t.value: validation rows may choose
-                       std_test_accuracy=a["std_test_accuracy"], mean_train_accuracy=a["mean_train_accuracy"],
-                       min_test_accuracy=min(a["test_accuracy"]), max_test_accuracy=max(a["test_accuracy"]),
-                       test_percentile=pos["percentile"], test_z=pos["z"], where=pos["words"])
+            row.update({"trial_number": t.number, "n_seeds": len(a["test_accuracy"]),
+                        # not t.value: validation rows may choose
+                        schema.mean("test", "accuracy"): mean_of(a, "test", "accuracy"),
+                        schema.std("test", "accuracy"): a[schema.std("test", "accuracy")],
+                        schema.mean("train", "accuracy"): a[schema.mean("train", "accuracy")],
+                        "min_test_accuracy": min(a["test_accuracy"]), "max_test_accuracy": max(a["test_accuracy"]),
+                        "test_percentile": pos["percentile"], "test_z": pos["z"], "where": pos["words"]})
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -33,13 +33,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import json
 import os
 import socket
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -64,7 +63,8 @@ from search.store.schema import (
 )
 from search.store.storage import StudyNotFound, fingerprint_diff, open_storage, redact, spec_fingerprint
 from search.study.metrics import METRIC_LABELS
-from search.study.space import Configuration
+from search.study.race import is_over, looks_of, racing
+from search.study.space import Configuration, block_key, config_key, planned
 from search.study.validation import SpecError
 
 if TYPE_CHECKING:
@@ -76,16 +76,6 @@ MAX_DETAILS = 4000  # characters of a failed fit's traceback kept on its trial
 # A runner that joins a new study waits while its creator queues the grid; trials that stop
 # growing for this long (seconds) mean a creator that died, or a study of an earlier version.
 QUEUE_STILL_S = 3.0
-
-
-def config_key(config: Configuration) -> str:
-    """A canonical, exact key of ``config`` (floats by their shortest round-trip repr)."""
-    return json.dumps(config.params, sort_keys=True)
-
-
-def block_key(config: Configuration, block: int | None) -> str:
-    """The queue's key of ``config``'s replicates in a race's ``block`` (``None``: no race)."""
-    return config_key(config) if block is None else f"{config_key(config)}#{block}"
 
 
 def trial_key(trial: optuna.trial.FrozenTrial) -> str | None:
@@ -166,15 +156,27 @@ def reading(spec: StudySpec) -> Iterator[optuna.Study]:
     """The existing study of ``spec`` for a reader (export, report), its connections closed on exit.
 
     A reader takes no write lock, so a runner suspended mid-write does not block it, and
-    reads a file or folder that it may not write (see :func:`search.store.storage.open_storage`),
-    and may write where it can (a report's note). On SQLite the last connection to close removes
-    the write-ahead log's files, so a reader leaves the study's folder as it found it.
+    reads a file or folder that it may not write (see :func:`search.store.storage.open_storage`).
+    On SQLite the last connection to close removes the write-ahead log's files, so a reader
+    leaves the study's folder as it found it.
     """
     storage = open_storage(spec.storage, create=False, access="read", patience=spec.storage_patience)
     try:
         yield load_study(spec, storage)
     finally:
         _close(storage)
+
+
+@contextlib.contextmanager
+def annotating(spec: StudySpec) -> Iterator[optuna.Study]:
+    """The existing study of ``spec`` for a writer of notes and artifacts (a report), closed on exit.
+
+    Like a reader, it takes no write lock when its transactions begin (a runner suspended
+    mid-write does not block it); each of its few writes waits for the lock as SQLite's
+    busy timeout allows. The caller has checked that the storage can be written.
+    """
+    with reading(spec) as study:
+        yield study
 
 
 # What `actreg run` may override on the command line: a stored study that differs from its file
@@ -238,19 +240,13 @@ class Stored:
     def partial(self) -> str | None:
         """``"12 of 17 configurations stored"`` while the study is not complete (a race: ``"race at look 2
         of 6, 9 configurations still racing"`` until it ends), else ``None``."""
-        from search.study.space import grid, planned
-
         total = planned(self.spec)
         if self.completed < total:
             return f"{self.completed} of {total} configurations stored"
-        if self.race is None:
+        if self.race is None or is_over(self.spec, self.race):
             return None
-        looks = self.spec.race.looks(len(self.spec.seeds))
-        stopped = {k for look in self.race for k, d in look["decisions"].items() if d["stopped"]}
-        still = [c for c in grid(self.spec.space) if not c.is_baseline and config_key(c) not in stopped]
-        if not still or len(self.race) >= len(looks):
-            return None
-        return f"race at look {len(self.race)} of {len(looks)}, {len(still)} configurations still racing"
+        return (f"race at look {len(self.race)} of {len(looks_of(self.spec))}, "
+                f"{len(racing(self.spec, self.race)) - 1} configurations still racing")
 
 
 def read_stored(spec: StudySpec) -> Stored:
@@ -283,7 +279,8 @@ class StudyQueue:
     """
 
     @classmethod
-    def open(cls, spec: StudySpec, versions: dict[str, str]) -> tuple[StudyQueue, bool]:
+    def open(cls, spec: StudySpec, versions: dict[str, str], say: Callable[[str], None] | None = None
+             ) -> tuple[StudyQueue, bool]:
         """Create or load the study of ``spec`` and return its queue, and whether this process created it.
 
         A new study records the fingerprint of ``spec`` (the settings that determine the
@@ -293,7 +290,8 @@ class StudyQueue:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = open_storage(spec.storage, create=True, grace=spec.heartbeat_grace, patience=spec.storage_patience)
+        storage = open_storage(spec.storage, create=True, grace=spec.heartbeat_grace, patience=spec.storage_patience,
+                               say=say)
         sampler = optuna.samplers.TPESampler(seed=spec.sampler_seed) if spec.sampler == "tpe" else None
         direction = "maximize" if spec.maximize else "minimize"
         try:  # of runners starting together, exactly one creates the study
@@ -345,6 +343,12 @@ class StudyQueue:
         folds the write-ahead log into the database file: the study's file is whole when the run
         returns, and a later reader writes nothing."""
         _close(self.storage)
+
+    def completed(self) -> list[optuna.trial.FrozenTrial]:
+        """The study's complete trials."""
+        import optuna
+
+        return self.trials((optuna.trial.TrialState.COMPLETE,))
 
     def completed_count(self) -> int:
         """Configurations with a complete trial."""
@@ -463,19 +467,24 @@ class StudyQueue:
                 return self._claim(self._trial_id(number))
         return None
 
-    def claim_new(self) -> Claim:
-        """A new trial, claimed by this runner, for the sampler to fill (TPE)."""
+    def claim_new(self, attempts: int = 100) -> Claim:
+        """A new trial, claimed by this runner, for the sampler to fill (TPE).
+
+        Another runner may claim a fresh WAITING trial between its creation and this claim (it
+        takes waiting trials as retries); then another is created, at most ``attempts`` times.
+        """
         import optuna
 
-        number_free = optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING)
-        trial_id = self.storage.create_new_trial(self.study_id, template_trial=number_free)
-        # The study's cache learns of a trial only when it lists it, and the sampler's
-        # suggestions are written through that cache.
-        self.trials((optuna.trial.TrialState.WAITING,))
-        claim = self._claim(trial_id)
-        if claim is None:  # another runner took it between its creation and our claim: ask again
-            return self.claim_new()
-        return claim
+        for _ in range(attempts):
+            number_free = optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING)
+            trial_id = self.storage.create_new_trial(self.study_id, template_trial=number_free)
+            # The study's cache learns of a trial only when it lists it, and the sampler's
+            # suggestions are written through that cache.
+            self.trials((optuna.trial.TrialState.WAITING,))
+            claim = self._claim(trial_id)
+            if claim is not None:
+                return claim
+        raise RuntimeError(f"other runners took each of {attempts} new trials before this one could claim it")
 
     def _id(self, trial: optuna.trial.FrozenTrial) -> int:
         return self._trial_id(trial.number)
@@ -675,45 +684,88 @@ class StudyQueue:
 
 
 class Heartbeat:
-    """Beats the heartbeat of every trial this runner holds, from a daemon thread.
+    """Beats the heartbeat of every trial this runner holds, from a thread started by :meth:`start`.
 
     The runner's main thread may spend minutes in one call (joblib waiting for its
     workers, or a fit in this process); TensorFlow and joblib release the GIL meanwhile,
-    so this thread keeps beating.
+    so this thread keeps beating. A beat that fails (the storage away past its patience, or
+    a bug) is counted, and said in one line; a trial not beaten for longer than ``grace``
+    seconds may have been failed as stale and queued again by another runner, so it is given
+    up: no longer beaten, and :meth:`given_up` says so to the runner, which stores nothing of it.
     """
 
-    def __init__(self, storage: optuna.storages.RDBStorage) -> None:
-        self.storage = storage
+    def __init__(self, storage: optuna.storages.RDBStorage, grace: float,
+                 say: Callable[[str], None] | None = None) -> None:
+        self.storage, self.grace = storage, grace
         self.interval = storage.get_heartbeat_interval() or 10
-        self._ids: set[int] = set()
+        self.say = say or (lambda line: None)
+        self.errors = 0  # beats that failed
+        self._beaten: dict[int, float] = {}  # held trial -> when it was last beaten (or claimed)
+        self._given_up: set[int] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="actreg-heartbeat", daemon=True)
+
+    def start(self) -> None:
         self._thread.start()
 
     def hold(self, trial_id: int) -> None:
+        """Beat ``trial_id`` from now on (its claim recorded the first beat)."""
         with self._lock:
-            self._ids.add(trial_id)
+            self._beaten[trial_id] = time.monotonic()
 
     def drop(self, trial_id: int) -> None:
         with self._lock:
-            self._ids.discard(trial_id)
+            self._beaten.pop(trial_id, None)
+            self._given_up.discard(trial_id)
 
     def held(self) -> list[int]:
         with self._lock:
-            return sorted(self._ids)
+            return sorted(self._beaten)
+
+    def given_up(self, trial_id: int) -> bool:
+        """Whether ``trial_id`` went unbeaten for longer than the grace period (see the class)."""
+        with self._lock:
+            return trial_id in self._given_up
+
+    def beat(self) -> None:
+        """Beat every held trial once (the thread calls this every ``interval`` seconds)."""
+        failures: list[BaseException] = []
+        for trial_id in self.held():
+            try:
+                self.storage.record_heartbeat(trial_id)
+            except Exception as exc:  # noqa: BLE001 - counted, said, and its trials given up after the grace
+                failures.append(exc)
+                with self._lock:
+                    since = self._beaten.get(trial_id)
+                    if since is not None and time.monotonic() - since > self.grace:
+                        self._beaten.pop(trial_id)
+                        self._given_up.add(trial_id)
+                continue
+            with self._lock:
+                if trial_id in self._beaten:
+                    self._beaten[trial_id] = time.monotonic()
+        if failures:
+            if not self.errors:
+                exc = failures[0]
+                first = str(exc).splitlines()[0][:200] if str(exc) else ""
+                self.say(f"heartbeat: cannot beat ({type(exc).__name__}: {first}); a claim not beaten for "
+                         f"{self.grace} s is given up, since another runner may take it over")
+            self.errors += len(failures)
+        elif self.errors and not failures and self.held():
+            self.say(f"heartbeat: beating again, after {self.errors} failed beats")
+            self.errors = 0
 
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
-            for trial_id in self.held():
-                try:
-                    self.storage.record_heartbeat(trial_id)
-                except Exception:  # noqa: BLE001 - a storage hiccup; the next beat tries again
-                    pass
+            self.beat()
 
     def close(self) -> None:
+        """Stop beating and join the thread (a beat that waits out an outage is left after 10 s: its
+        thread is a daemon, and the claims it held go stale for the next runner)."""
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
 
 
 def _name_the_metric(study: optuna.Study, spec: StudySpec) -> None:

@@ -104,6 +104,20 @@ ACTIVATION, ZERO_FRACTION = "activation", "zero_fraction"
 FIT_TIME = "fit_time"  # the summary's: seconds of training of the configuration's chunks, together
 
 
+DIFF = "diff"  # the paired difference from the baseline: mean("test", DIFF) is "mean_test_diff"
+
+
+def std_of(mean_column: str) -> str:
+    """The standard deviation's column beside the mean's: ``std_test_loss`` beside ``mean_test_loss``."""
+    assert is_mean(mean_column), mean_column
+    return "std_" + mean_column[len("mean_"):]
+
+
+def is_mean(column: str) -> bool:
+    """Whether ``column`` is a mean over seeds (``mean_<split>_<quantity>``)."""
+    return column.startswith("mean_")
+
+
 def rows(split: str) -> str:
     """``n_test``: a trial's number of rows of ``split`` (accuracies are exact fractions of it)."""
     return f"n_{split}"
@@ -112,6 +126,11 @@ def rows(split: str) -> str:
 def param(name: str) -> str:
     """``param_strength``: a parameter of the configuration."""
     return f"param_{name}"
+
+
+def is_param(column: str) -> bool:
+    """Whether ``column`` is a parameter of the configuration (``param_<p>``)."""
+    return column.startswith("param_")
 
 
 def curve(stat: str, key: str) -> str:

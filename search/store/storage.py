@@ -35,6 +35,7 @@ import time
 import warnings
 import weakref
 from dataclasses import asdict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from search.store.errors import StorageError, StudyNotFound, describe_error, redact, scrub, sqlite_path
@@ -58,7 +59,8 @@ ACCESS = ("run", "read")
 
 
 def open_storage(url: str, *, create: bool, grace: int | None = None, access: str = "run",
-                 patience: float = DEFAULT_PATIENCE) -> optuna.storages.RDBStorage:
+                 patience: float = DEFAULT_PATIENCE, say: Callable[[str], None] | None = None
+                 ) -> optuna.storages.RDBStorage:
     """Open the storage at ``url``; with ``create=False`` a missing SQLite file is :class:`StudyNotFound`.
 
     ``grace`` (seconds) turns heartbeats on: a claimed trial whose runner has not beaten
@@ -68,7 +70,7 @@ def open_storage(url: str, *, create: bool, grace: int | None = None, access: st
     the write lock when they begin, so a runner suspended mid-write does not block a reader;
     a reader reads a file or folder that it may not write as it is, with nothing created
     beside it. A connection lost later is retried for ``patience`` seconds
-    (see :mod:`search.store.outage`).
+    (see :mod:`search.store.outage`), said to ``say`` (default: standard error).
     Raises :class:`StorageError` (one line, password masked) when the storage cannot be used.
     """
     import optuna
@@ -105,7 +107,7 @@ def open_storage(url: str, *, create: bool, grace: int | None = None, access: st
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna; we rely on them knowingly
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 storage = RetryingStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=access != "run",
-                                          patience=patience, **heartbeat)
+                                          patience=patience, say=say, **heartbeat)
             if path is not None:
                 # Only now: creating the schema nests two connections, which BEGIN IMMEDIATE would deadlock.
                 _begin_transactions(storage.engine, "BEGIN IMMEDIATE" if access == "run" else "BEGIN")

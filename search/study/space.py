@@ -8,6 +8,7 @@ and never touches Keras.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -69,6 +70,16 @@ class Configuration:
             return "none"
         ratio = "" if self.l1_ratio is None else f" ratio={self.l1_ratio:g}"
         return f"{self.norm}({self.strength:g}{ratio}) {self.placement}"
+
+
+def config_key(config: Configuration) -> str:
+    """A canonical, exact key of ``config`` (floats by their shortest round-trip repr)."""
+    return json.dumps(config.params, sort_keys=True)
+
+
+def block_key(config: Configuration, block: int | None) -> str:
+    """The queue's key of ``config``'s replicates in a race's ``block`` (``None``: no race)."""
+    return config_key(config) if block is None else f"{config_key(config)}#{block}"
 
 
 def grid(space: SpaceSpec) -> list[Configuration]:

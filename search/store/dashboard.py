@@ -1,4 +1,9 @@
-"""optuna-dashboard: serve a study's storage, attach a report's files to the study, write a race's notes."""
+"""optuna-dashboard's door: serve a study's storage, attach a report's files to the study, write notes.
+
+Every call into optuna-dashboard, and into Optuna's artifacts and study system attributes, is
+made here. optuna-dashboard's notes are written through its private ``_note`` module (see
+:func:`save_notes`); ``tests/test_store_contract.py`` pins each function of it used here.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, TextIO
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from search.store.claims import load_study, study_id
+from search.store.claims import annotating, load_study, study_id
 from search.store.schema import ARTIFACTS_ATTR, DIGESTS_ATTR
 from search.store.storage import file_digest, open_storage, redact
 from search.study.spec import StudySpec
@@ -76,9 +81,9 @@ def study_folder(spec: StudySpec) -> Path:
     return Path(spec.path).resolve().parent if spec.path is not None else Path.cwd()
 
 
-def attach_report(study: optuna.Study, spec: StudySpec, folder: Path, paths: Sequence[Path], summary: str) -> None:
-    """``paths`` (a report's files in ``folder``) as study artifacts, uploaded again only when
-    changed and kept in ``<folder>/artifacts``; ``summary`` (Markdown) as the study's note."""
+def attach_report(spec: StudySpec, folder: Path, paths: Sequence[Path], summary: str) -> None:
+    """``paths`` (a report's files in ``folder``) as artifacts of ``spec``'s study, uploaded again only
+    when changed and kept in ``<folder>/artifacts``; ``summary`` (Markdown) as the study's note."""
     import optuna
     from optuna_dashboard import save_note
 
@@ -87,23 +92,24 @@ def attach_report(study: optuna.Study, spec: StudySpec, folder: Path, paths: Seq
     store = optuna.artifacts.FileSystemArtifactStore(str(store_dir))
     # Stored relative to the study file, so that the study names no folder of this machine.
     shown = Path(os.path.relpath(folder.resolve(), study_folder(spec)))
-    digests = dict(study.user_attrs.get(DIGESTS_ATTR, {}))
-    for path in paths:
-        digest = file_digest(str(path))
-        if digests.get(path.name) == digest:
-            continue
-        optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study)
-        digests[path.name] = digest
-    study.set_user_attr(DIGESTS_ATTR, digests)
-    study.set_user_attr(ARTIFACTS_ATTR, str(shown / "artifacts"))
-    save_note(study, f"# {spec.name}\n\nWritten by `actreg report` into `{shown}` (beside the study file).\n\n"
-              + summary)
+    with annotating(spec) as study:
+        digests = dict(study.user_attrs.get(DIGESTS_ATTR, {}))
+        for path in paths:
+            digest = file_digest(str(path))
+            if digests.get(path.name) == digest:
+                continue
+            optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study)
+            digests[path.name] = digest
+        study.set_user_attr(DIGESTS_ATTR, digests)
+        study.set_user_attr(ARTIFACTS_ATTR, str(shown / "artifacts"))
+        save_note(study, f"# {spec.name}\n\nWritten by `actreg report` into `{shown}` (beside the study file).\n\n"
+                  + summary)
 
 
 def save_notes(storage: optuna.storages.BaseStorage, study_id: int, study_note: str,
                trial_notes: dict[int, str]) -> int:
-    """The study's note and trials' notes as optuna-dashboard shows them, each written only where it
-    changed; returns how many were written.
+    """The study's note and trials' notes (by trial number) as optuna-dashboard shows them, each written
+    only where it changed; returns how many were written.
 
     optuna-dashboard's public ``save_note`` takes a live ``optuna.Trial``, which a finished trial
     cannot become (its sampler would write to it), and reads all the study's attributes again for
@@ -120,7 +126,9 @@ def save_notes(storage: optuna.storages.BaseStorage, study_id: int, study_note: 
             prefix = key[:key.index(":note_str:") + len(":note_str:")]
             chunks[prefix] = chunks.get(prefix, 0) + 1
     written = 0
-    for trial_id, body in [*trial_notes.items(), (None, study_note)]:
+    by_id = {storage.get_trial_id_from_study_id_trial_number(study_id, number): body
+             for number, body in trial_notes.items()}
+    for trial_id, body in [*by_id.items(), (None, study_note)]:
         current = _note.get_note_from_system_attrs(attrs, trial_id)
         if current["body"] == body:
             continue
