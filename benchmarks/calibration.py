@@ -154,8 +154,8 @@ PROCEDURES: dict[str, Callable[[np.ndarray, float, float], np.ndarray]] = {
 def race(x: np.ndarray, rope: float, alpha: float, looks: Sequence[int] = (5, 10, 20, 40, 80, 100),
          futility: float | None = 1.25) -> np.ndarray:
     """The default race's final verdicts (studies x m) for differences ``x`` (studies x m x max look),
-    with ``search.results.stats.race_decisions`` at every look."""
-    from search.results.stats import race_decisions
+    with ``search.results.race.race_decisions`` at every look."""
+    from search.results.race import race_decisions
 
     studies, m, _ = x.shape
     verdict = np.full((studies, m), "undecided", dtype=object)

@@ -4,7 +4,7 @@ often it errs, and how many fits it spends.
 A race (``[race]`` in a study file, see docs/study-files.md) looks at its configurations after
 ``min_replicates``, then at doubling numbers of replicates up to ``max_replicates``, and stops a
 configuration as soon as it has a verdict against the baseline (or cannot reach one). This
-replays that rule, with ``search.results.stats.race_decisions`` itself, on the per-replicate
+replays that rule, with ``search.results.race.race_decisions`` itself, on the per-replicate
 test metric of a study that ran every configuration on every replicate: each of ``--orders``
 random orders of the replicates is one race (the same order for every configuration: a
 replicate is a pair). It reports, against the full study's fixed-n verdicts:
@@ -47,8 +47,9 @@ def main(argv=None) -> int:
 
     import optuna
 
+    from search.results.race import race_decisions
     from search.results.records import configuration_of, finite_trials, trial_metrics
-    from search.results.stats import default_rope, race_decisions, verdicts
+    from search.results.stats import default_rope, verdicts
     from search.store import schema
     from search.study.metrics import METRICS
     from search.study.spec import RaceSpec

@@ -71,7 +71,7 @@ def export_frame(spec: StudySpec, *, per_seed: bool = False):
     import warnings
 
     from search.results.records import stored_frame
-    from search.store.claims import read_stored
+    from search.store.reading import read_stored
 
     stored = read_stored(spec)
     for note in stored.notes:

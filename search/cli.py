@@ -190,7 +190,7 @@ def _run(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from search.results.records import stored_frame, write_csv
     from search.results.setting import sidecar_path, stored_setting, write_setting
-    from search.store.claims import read_stored
+    from search.store.reading import read_stored
     from search.store.storage import StudyNotFound
 
     spec = _spec(args)

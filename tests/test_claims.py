@@ -22,7 +22,7 @@ import pytest
 from conftest import RUN_COLUMNS, actreg, trials_so_far, worker_pids, write_study
 
 from search import export_frame, load_spec, run_study
-from search.store.claims import trial_key
+from search.store.trials import trial_key
 from search.study.space import grid
 
 pytestmark = pytest.mark.slow  # real processes, databases or clusters
@@ -282,7 +282,8 @@ def test_a_configuration_queued_twice_is_fitted_once(tmp_path):
 
 def test_a_live_claim_is_kept_and_a_silent_one_is_taken_over(tmp_path):
     """The heartbeat path, as between machines (the process check cannot see the other runner)."""
-    from search.store.claims import PROCESS_ATTR, Heartbeat
+    from search.store.claims import PROCESS_ATTR
+    from search.store.heartbeat import Heartbeat
     from search.study.space import Configuration
 
     live, silent, other = (queue_on(tmp_path, grace=4) for _ in range(3))  # beats every second

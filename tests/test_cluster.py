@@ -23,7 +23,13 @@ from conftest import RUN_COLUMNS, actreg, free_port, trials_so_far, write_builde
 from distributed import Client  # the dask extra: the README's test command installs it
 
 from search import export_frame, load_spec
-from search.engine.cluster import Shipment, ShippedFile, run_shipped, version_mismatch, versions
+from search.engine.cluster import (
+    Shipment,
+    ShippedFile,
+    run_shipped,
+    version_mismatch,
+    versions,
+)
 from search.engine.parallel import FitFailure, FitTask
 from search.study.space import Configuration
 from search.study.spec import DataSpec, ModelSpec, TrainSpec

@@ -15,7 +15,7 @@ from search.cli import main
 from search.results.records import OK, diverged_at, summary_frame, trial_record
 from search.results.report import write_report
 from search.run import summary_text
-from search.store.claims import load_study
+from search.store.reading import load_study
 from search.study.space import Configuration, iter_param_names
 
 pytestmark = pytest.mark.slow  # real processes, databases or clusters

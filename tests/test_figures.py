@@ -7,7 +7,13 @@ import optuna
 import pandas as pd
 import pytest
 
-from search.results.figures import heatmap_data, seed_distribution, selected_curves, sparsity_data, strength_bins
+from search.results.figures import (
+    heatmap_data,
+    seed_distribution,
+    selected_curves,
+    sparsity_data,
+    strength_bins,
+)
 from search.results.records import CURVES_ATTR
 
 

@@ -26,7 +26,9 @@ def outputs(cell) -> str:
 @pytest.mark.slow
 def test_the_example_notebook_runs_and_shows_progress_verdicts_and_figures(tmp_path):
     import nbformat
-    from nbconvert.preprocessors import ExecutePreprocessor  # the test extra installs nbconvert and ipykernel
+    from nbconvert.preprocessors import (
+        ExecutePreprocessor,  # the test extra installs nbconvert and ipykernel
+    )
 
     nb = nbformat.read(DOCS / "notebook.ipynb", as_version=4)
     ExecutePreprocessor(timeout=600, kernel_name="python3").preprocess(nb, {"metadata": {"path": str(DOCS)}})
@@ -60,7 +62,8 @@ def test_in_a_notebook_the_bar_shows_without_a_terminal(monkeypatch):
     import sys
     import types
 
-    from search.run.state import in_notebook, progress_bar as _progress
+    from search.run.state import in_notebook
+    from search.run.state import progress_bar as _progress
 
     assert not in_notebook()
     shell = type("ZMQInteractiveShell", (), {})()

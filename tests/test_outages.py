@@ -53,7 +53,7 @@ def drained(spec) -> list:
     """Exactly one COMPLETE trial per configuration, nothing RUNNING or WAITING."""
     from collections import Counter
 
-    from search.store.claims import trial_key
+    from search.store.trials import trial_key
     from search.study.space import grid
 
     trials = optuna.load_study(study_name=spec.name, storage=spec.storage).get_trials()

@@ -16,11 +16,11 @@ import pytest
 from conftest import RUN_COLUMNS, seed_result, trials_so_far, write_study
 
 from search import export_frame, load_spec, run_study
+from search.results.race import race_decisions, sequential_levels
 from search.results.records import complete_trials, merged_trial, trial_record
 from search.results.report import write_report
-from search.results.stats import race_decisions, sequential_levels
 from search.store import schema
-from search.store.claims import load_study
+from search.store.reading import load_study
 from search.study.spec import RaceSpec
 
 RACE = "[race]\nmin_replicates = 30\n"  # a verdict needs 30 replicates

@@ -11,8 +11,14 @@ import pytest
 from conftest import write_study
 
 from search import load_spec, run_study
-from search.results.report import default_folder, report_data, summary_latex, summary_markdown, write_report
-from search.store.claims import load_study
+from search.results.latex import summary_latex
+from search.results.report import (
+    default_folder,
+    report_data,
+    summary_markdown,
+    write_report,
+)
+from search.store.reading import load_study
 
 MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF", "svg": b"<?xml"}
 

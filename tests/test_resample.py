@@ -9,7 +9,7 @@ from conftest import RUN_COLUMNS, write_study
 
 from search import export_frame, load_spec, parse_spec, run_study
 from search.engine.data import make_dataset, replicate_data
-from search.store.claims import load_study
+from search.store.reading import load_study
 from search.study.validation import SpecError
 
 CIRCLES = {"source": "circles", "n_samples": 100, "noise": 0.1, "n_train": 30}

@@ -9,8 +9,10 @@ import optuna
 import pytest
 from conftest import seed_result
 
+from search.results.latex import summary_latex
 from search.results.records import ci95, summary_frame, trial_record
-from search.results.report import marks, summary_latex, summary_markdown
+from search.results.report import summary_markdown
+from search.results.words import marks
 
 N_TEST = 70
 

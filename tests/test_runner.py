@@ -9,7 +9,8 @@ from conftest import RUN_COLUMNS, actreg, write_study
 
 from search import export_frame, load_spec, run_study
 from search.engine import runtime
-from search.store.claims import StudyQueue, load_study
+from search.store.claims import StudyQueue
+from search.store.reading import load_study
 from search.study.space import distributions, grid
 from search.study.validation import SpecError
 

@@ -11,7 +11,12 @@ import optuna
 import pytest
 from conftest import seed_result
 
-from search.results.records import curves_frame, per_seed_frame, summary_frame, trial_record
+from search.results.records import (
+    curves_frame,
+    per_seed_frame,
+    summary_frame,
+    trial_record,
+)
 from search.results.stats import baseline_comparison
 from search.store import schema
 from search.study.spec import DataSpec

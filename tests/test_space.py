@@ -6,8 +6,15 @@ import optuna
 import pytest
 
 from search.study.parse import load_spec
-from search.study.space import (Configuration, distributions, grid, iter_param_names, program_groups, program_of,
-                                suggest)
+from search.study.space import (
+    Configuration,
+    distributions,
+    grid,
+    iter_param_names,
+    program_groups,
+    program_of,
+    suggest,
+)
 from search.study.spec import FloatRange, SpaceSpec
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,7 +7,13 @@ import optuna
 import pytest
 from scipy import stats
 
-from search.results.stats import baseline_comparison, holm, paired_differences, paired_test, reference_position
+from search.results.stats import (
+    baseline_comparison,
+    holm,
+    paired_differences,
+    paired_test,
+    reference_position,
+)
 
 
 @pytest.mark.parametrize("p,expected", [

@@ -10,7 +10,7 @@ import pytest
 from conftest import actreg, write_builder
 
 from search import load_spec, run_study
-from search.store.claims import load_study
+from search.store.reading import load_study
 
 pytestmark = pytest.mark.slow  # real processes, databases or clusters
 

@@ -126,7 +126,7 @@ def test_an_epochs_order_is_the_stable_argsort_of_its_keys(n, jit):
     permutation, ties (here frequent) in row order."""
     import tensorflow as tf
 
-    from search.engine.trainer import stable_argsort
+    from search.engine.shuffle import stable_argsort
 
     keys = np.random.default_rng(n).integers(0, 6, size=(5, n)).astype(np.int64)
     order = tf.function(stable_argsort, jit_compile=jit)(tf.constant(keys)).numpy()

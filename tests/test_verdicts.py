@@ -8,7 +8,15 @@ import pytest
 from conftest import benchmark, write_study
 
 from search import load_spec, run_study
-from search.results.stats import ALPHA, baseline_comparison, decide, default_rope, power, skewness, verdicts
+from search.results.stats import (
+    ALPHA,
+    baseline_comparison,
+    decide,
+    default_rope,
+    power,
+    skewness,
+    verdicts,
+)
 
 
 def sample(mean: float, sd: float, n: int, seed: int = 0) -> np.ndarray:

@@ -68,7 +68,8 @@ def tail_counts(x: np.ndarray, upper: np.ndarray, lower: np.ndarray, resamples: 
                 t = m1 / np.sqrt(var)
             if flat.any():  # its t* is infinite, on the side its mean moved to (0 if it did not)
                 moved = m1[flat]
-                t[flat] = np.where(np.abs(moved) > 1e-9 * np.sqrt(scale[rows].max()), np.sign(moved) * np.inf, 0.0)
+                far = np.abs(moved) > 1e-9 * np.sqrt(scale[rows].max())
+                t[flat] = np.where(far, np.where(moved > 0, np.inf, -np.inf), 0.0)
             for j in range(upper.shape[1]):
                 up[rows, j] += np.count_nonzero(t >= upper[rows, j, None], axis=1)
             for j in range(lower.shape[1]):

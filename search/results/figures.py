@@ -437,10 +437,6 @@ def figure_curves(curves: Sequence[Curve], width: str = "text"):
     return fig
 
 
-def draw_curves(curves: Sequence[Curve], path: str, width: str = "text") -> None:
-    save(figure_curves(curves, width), path)
-
-
 def plot_distribution(frame: pd.DataFrame, ax, references: dict[str, float] | None = None) -> None:
     """Every seed's value per configuration (box and dots) into ``ax``; published single runs as red diamonds.
 
@@ -499,11 +495,6 @@ def figure_distribution(frame: pd.DataFrame, references: dict[str, float] | None
     return fig
 
 
-def draw_distribution(frame: pd.DataFrame, path: str, references: dict[str, float] | None = None,
-                      width: str = "text") -> None:
-    save(figure_distribution(frame, references, width), path)
-
-
 PLACEMENT_STYLE = {"pre": ("o", "-"), "post": ("s", "--")}
 
 
@@ -552,7 +543,3 @@ def figure_sparsity(frame: pd.DataFrame, reference: dict[str, float], width: str
             axes = fig.subplots(2, 1)
         plot_sparsity(frame, reference, list(axes))
     return fig
-
-
-def draw_sparsity(frame: pd.DataFrame, reference: dict[str, float], path: str, width: str = "text") -> None:
-    save(figure_sparsity(frame, reference, width), path)

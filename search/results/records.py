@@ -488,7 +488,7 @@ def _floats(values) -> list[float | None]:
 
 
 def stored_frame(stored, per_seed: bool = False) -> pd.DataFrame:
-    """The export table of a :class:`search.store.claims.Stored` study: per configuration, or per seed."""
+    """The export table of a :class:`search.store.reading.Stored` study: per configuration, or per seed."""
     from search.study.space import iter_param_names
 
     spec = stored.spec

@@ -9,7 +9,6 @@ interrupted report leaves the previous one intact.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import tempfile
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from search.results import figures
-from search.store.dashboard import attach_report
+from search.results.latex import summary_latex
 from search.results.records import (
     complete_trials,
     configuration_of,
@@ -44,15 +43,25 @@ from search.results.stats import (
     VERDICT_MIN_PAIRS,
     VERDICTS,
     baseline_comparison,
-    daggered,
     reference_table,
     verdict_cell,
     verdict_labels,
 )
+from search.results.words import (
+    legend,
+    marks,
+    number,
+    partial_words,
+    pm,
+    present,
+    pvalue,
+    short,
+)
 from search.store import schema
-from search.store.claims import read_stored
+from search.store.dashboard import attach_report
+from search.store.reading import read_stored
 from search.store.storage import read_only
-from search.study.metrics import METRIC_LABELS, METRICS, MINIMIZED
+from search.study.metrics import METRIC_LABELS, MINIMIZED
 from search.study.space import iter_param_names
 from search.study.spec import StudySpec
 from search.study.validation import file_name
@@ -267,72 +276,16 @@ def write_files(data: ReportData, folder: Path, fmt: str, width: str = "text") -
 # ----------------------------------------------------------------------------- tables
 
 
-def _present(v) -> bool:
-    return v is not None and not (isinstance(v, float) and math.isnan(v))
 
 
-def marks(summary: pd.DataFrame, comparison: pd.DataFrame | None = None, metric: str = "accuracy") -> dict[int, str]:
-    """Row position -> its marks: "★" for the best configuration, "†" for a significant difference.
-
-    ★ goes to the single finite configuration ranked first by :func:`selection_rank` (the
-    validation metric where the study has validation rows, else the test metric), and to
-    none when several share the best mean (a tie has no winner). † marks each configuration
-    of :func:`daggered`.
-    """
-    frame = summary.reset_index(drop=True)
-    out: dict[int, str] = {}
-    best = frame[(frame[schema.STATUS_ATTR] == schema.OK) & (frame[selection_rank(frame, metric)] == 1)]
-    if len(best) == 1:
-        out[int(best.index[0])] = "★"
-    if comparison is not None and not comparison.empty:
-        significant = set(comparison["configuration"][daggered(comparison)])
-        for i, r in frame.iterrows():
-            if r["configuration"] in significant:
-                out[int(i)] = out.get(int(i), "") + "†"
-    return out
 
 
-def dagger_words(comparison: pd.DataFrame | None, latex: bool = False) -> str:
-    """What † means in the tables and figures of ``comparison`` (a race's or not), as a sentence."""
-    p = f"$p < {ALPHA}$" if latex else f"p < {ALPHA}"
-    if comparison is not None and schema.RACE_REASON in comparison:
-        return ("a verdict of the race, better or worse: the difference from the baseline shown beyond the region "
-                "of practical equivalence, with the error held over the looks")
-    return f"paired difference from the baseline significant after Holm's correction (t-test, {p})"
 
 
-def selection_words(summary: pd.DataFrame, metric: str = "accuracy") -> str:
-    """On which rows ★ and the ranks were chosen, in one sentence."""
-    label = METRIC_LABELS[metric]
-    shared = ""
-    if schema.RANKED_ON in summary and len(summary) and summary[schema.RANKED_ON].iloc[0] < summary["n_seeds"].max():
-        shared = (f" Ranks and ★ compare the means over the {int(summary[schema.RANKED_ON].iloc[0])} seeds that every "
-                  "configuration has (they stopped at different looks); each row's mean is over its own seeds.")
-    if schema.rank("validation", metric) in summary:
-        return (f"★ marks the best mean validation {label}, chosen on validation rows carved out of the training "
-                "rows; the test columns report it on rows that played no part in the choice." + shared)
-    return (f"★ marks the best mean test {label}, chosen on the same test rows that report it: its test value is "
-            "optimistic (the largest of several noisy means); give [data] validation to choose on other rows." + shared)
 
 
-def _legend(metric: str, summary: pd.DataFrame, comparison: pd.DataFrame | None, varied: str | None) -> str:
-    text = (f"{selection_words(summary, metric)} No mark when several configurations share the best mean. "
-            f"† {dagger_words(comparison)}.")
-    if comparison is not None and not comparison.empty:
-        text += " " + verdict_words(comparison)
-    if varied:
-        text += f" Between replicates varied: {varied}."
-    return text
 
 
-def verdict_words(comparison: pd.DataFrame) -> str:
-    """What the verdicts mean, in one paragraph."""
-    rope = comparison["rope"].iloc[0]
-    return (f"Verdict against the baseline with a region of practical equivalence of ±{_g(rope)}: better or worse "
-            f"when the difference is shown to lie beyond it, equivalent when shown to lie within it, else undecided; "
-            f"the chance of any wrong verdict in the study is at most {ALPHA} for independent replicates (studentized "
-            f"bootstrap tests of each region, Bonferroni over the configurations; no verdict with fewer than "
-            f"{VERDICT_MIN_PAIRS} replicates or no spread, and a strong skew must pass Cantelli's bound too).")
 
 
 def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy", comparison: pd.DataFrame | None = None,
@@ -353,7 +306,7 @@ def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy", comparison
             f"test {label} (mean ± std)", "95% CI", f"train {label}", "zero fraction", *(["verdict"] if judged else [])]
     align = ["---:", "---", "---:", *(["---"] if validated else []), "---", "---", "---", "---:",
              *(["---"] if judged else [])]
-    lines = [*([_partial_words(partial), ""] if partial else []),
+    lines = [*([partial_words(partial), ""] if partial else []),
              "| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     rank = selection_rank(frame, m)
     for i in frame.sort_values([rank]).index:
@@ -364,15 +317,15 @@ def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy", comparison
                      f"diverged on {r['n_diverged']} seeds", "–", "–", "–", *(["–"] if judged else [])]
         else:
             cells = [str(r[rank]), name, str(r["n_seeds"]),
-                     *([_pm(r[schema.mean("validation", m)], r[schema.std("validation", m)])] if validated else []),
-                     _pm(r[schema.mean("test", m)], r[schema.std("test", m)]),
-                     f"[{_f(r[schema.ci95('low', 'test', m)])}, {_f(r[schema.ci95('high', 'test', m)])}]",
-                     _pm(r[schema.mean("train", m)], r[schema.std("train", m)]),
-                     _f(r[schema.mean("test", schema.ZERO_FRACTION)]),
+                     *([pm(r[schema.mean("validation", m)], r[schema.std("validation", m)])] if validated else []),
+                     pm(r[schema.mean("test", m)], r[schema.std("test", m)]),
+                     f"[{number(r[schema.ci95('low', 'test', m)])}, {number(r[schema.ci95('high', 'test', m)])}]",
+                     pm(r[schema.mean("train", m)], r[schema.std("train", m)]),
+                     number(r[schema.mean("test", schema.ZERO_FRACTION)]),
                      *([judged.get(r["configuration"], "–")] if judged else [])]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(_legend(m, frame, comparison, varied) + " std: sample standard deviation over seeds (ddof = 1); "
+    lines.append(legend(m, frame, comparison, varied) + " std: sample standard deviation over seeds (ddof = 1); "
                  "CI: 95% Student-t interval of the mean. Diverged: the loss became NaN or infinite on some seeds; "
                  "such a configuration has no mean, ranks last and is left out of the statistics.")
     if setting:
@@ -380,147 +333,20 @@ def summary_markdown(summary: pd.DataFrame, metric: str = "accuracy", comparison
     return "\n".join(lines)
 
 
-def _partial_words(partial: str) -> str:
-    return (f"Partial study: {partial} (a run is under way or was stopped); the ranks, marks and corrections "
-            "cover these alone.")
 
 
-def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
-                  comparison: pd.DataFrame | None = None, narrow: bool = False, varied: str | None = None,
-                  partial: str | None = None, setting: dict | None = None) -> str:
-    """The summary as a LaTeX table (booktabs alone: no siunitx), best first by :func:`selection_rank`.
-
-    The default is a ``table*``, the text's full width in one- and two-column templates,
-    with the validation metric where the study has validation rows, and, when
-    ``comparison`` is given, the paired difference from the baseline (Δ and its 95%
-    interval, in place of the test mean's interval), its Holm-corrected p-value and the
-    verdict. ``narrow`` gives a ``table`` that
-    fits one column of a two-column template: test mean ± std, Δ and the verdict only.
-    ``varied`` (what varied between replicates), ``partial`` (how much of a study not
-    complete is stored) and ``setting`` (:func:`search.results.setting.study_setting`: penalty
-    convention, epochs, replicates, data, versions, fingerprint) go into the caption.
-    """
-    m = metric
-    label = METRICS[m].latex
-    frame = summary.reset_index(drop=True)
-    marked = marks(frame, comparison, m)
-    diffs = {} if comparison is None else dict(zip(comparison["configuration"], (r for _, r in comparison.iterrows())))
-    uneven = frame["n_seeds"].nunique() > 1  # a seeds column only when configurations differ
-    validated = schema.mean("validation", m) in frame and not narrow
-    rows = [_latex_row(frame.loc[i], marked.get(i, ""), diffs, m, narrow, uneven, validated)
-            for i in frame.sort_values([selection_rank(frame, m)]).index]
-    if narrow:  # the verdict in place of the p-value it makes redundant for a reader of one column
-        columns = "lcc" + ("l" if diffs else "")
-        header = rf"Configuration & Test {label} & $\Delta$" + (r" & Verdict" if diffs else "")
-    else:
-        # With the comparison, Δ's interval takes the place of the test mean's (its paired inference), and
-        # the sides of the columns are tight (1.5pt) to fit one column's page; the verdict keeps a gap.
-        columns = "l" + "r" * uneven + "c" * validated + ("cc" if diffs else "ccc") + (r"cr@{\hspace{5pt}}l"
-                                                                                    if diffs else "")
-        header = (rf"Configuration{' & Seeds' * uneven}{' & Valid.' * validated} & Test {label} "
-                  + ("" if diffs else r"& 95\% CI ") + "& Train"
-                  + (r" & $\Delta$ [95\% CI] & $p_{\mathrm{Holm}}$ & Verdict" if diffs else ""))
-    if schema.rank("validation", m) in frame:
-        chosen = (rf"$^\star$ the best mean validation {label} (validation rows carved out of the training rows; "
-                  "the test columns report it on rows that played no part in the choice)")
-    else:
-        chosen = (rf"$^\star$ the best mean test {label}, chosen on the same test rows that report it, so its test "
-                  "value is optimistic")
-    legend = (rf"{chosen}; its result in bold (no mark when several configurations share it); $^\dagger$ "
-              f"{dagger_words(comparison, latex=True)}.")
-    if diffs:
-        rope = next(iter(diffs.values()))["rope"]
-        legend += (rf" Verdict: the difference from the baseline shown beyond a region of practical equivalence of "
-                   rf"$\pm{_g(rope)}$ (better, worse) or within it (equivalent), else undecided; the chance of any "
-                   f"wrong verdict is at most {ALPHA} for independent replicates (studentized bootstrap; no verdict "
-                   f"with fewer than {VERDICT_MIN_PAIRS} replicates or no spread).")
-    n_seeds = "" if uneven else f" {int(frame['n_seeds'].iloc[0])}"
-    what = (rf"mean $\pm$ sample std over{n_seeds} seeds" if narrow or diffs else
-            rf"mean $\pm$ sample std over{n_seeds} seeds; 95\% Student-t interval of the mean")
-    what += "" if narrow else "; train: on the training rows"
-    what += f"; valid.: mean validation {label}, on which the best is chosen" if validated else ""
-    if varied:
-        what += f"; varied between seeds: {_tex(varied)}"
-    if diffs:
-        what += r"; $\Delta$: paired difference from the baseline, seed by seed"
-        what += "" if narrow else r"; $p$: paired t-test, Holm-corrected" + (
-            " (of all its replicates: not adjusted for the race's looks, which the verdicts are)"
-            if schema.RACE_REASON in comparison else "")
-    if partial:
-        legend = _partial_words(partial) + " " + legend
-    if setting:
-        legend += " " + _tex(setting_words(setting))
-    env = "table" if narrow else "table*"
-    body = "\n".join(rows)
-    return (
-        "% Requires \\usepackage{booktabs}.\n"
-        f"\\begin{{{env}}}[t]\n\\centering\n" + ("\\small\n" if narrow else "\\footnotesize\n")
-        + f"\\setlength{{\\tabcolsep}}{{{1.5 if diffs and not narrow else 3}pt}}\n"
-        + f"\\caption{{Test {label}, study \\texttt{{{_tex_breakable(name)}}}: {what}. {legend}}}\n"
-        f"\\label{{tab:{_tex_label(name)}{'-narrow' if narrow else ''}}}\n"
-        f"\\begin{{tabular}}{{{columns}}}\n\\toprule\n{header} \\\\\n\\midrule\n"
-        f"{body}\n\\bottomrule\n\\end{{tabular}}\n\\end{{{env}}}\n"
-    )
 
 
-def _latex_row(r: pd.Series, marked: str, diffs: dict, m: str, narrow: bool, uneven: bool,
-               validated: bool = False) -> str:
-    """One configuration's row of :func:`summary_latex`; ``marked`` holds its marks (★, †)."""
-    tex_marks = {"★": r"$^{\star}$", "†": r"$^{\dagger}$"}
-    config = _tex(r["configuration"]) + "".join(tex_marks[c] for c in marked)
-    d = diffs.get(r["configuration"])
-    delta = "--" if d is None else f"${_signed(d[schema.mean('test', schema.DIFF)])}$"
-    delta_ci = "" if d is None else f" [${_bound(d[schema.ci95('low', 'test', schema.DIFF)])}$, ${_bound(d[schema.ci95('high', 'test', schema.DIFF)])}$]"
-    p = "--" if d is None else _tex_p(d["t_pvalue_holm"])
-    verdict = "--" if d is None else d["verdict"]
-    test = rf"${_f(r[schema.mean('test', m)])} \pm {_f(r[schema.std('test', m)])}$"
-    if r[schema.STATUS_ATTR] != schema.OK:
-        span = (2 + bool(diffs)) if narrow else (3 if diffs else 1) + 2 + uneven + validated
-        return (rf"{config} & \multicolumn{{{span}}}{{l}}{{diverged on {r['n_diverged']} of "
-                f"{r['n_seeds']} seeds}} \\\\")
-    extra = [p, verdict] if diffs else []
-    if narrow:
-        cells = [config, test, delta, *([verdict] if diffs else [])]
-    else:
-        cells = [config, *([str(r["n_seeds"])] if uneven else []),
-                 *([rf"${_f(r[schema.mean('validation', m)])}$"] if validated else []),
-                 test, *([] if diffs else [f"[{_f(r[schema.ci95('low', 'test', m)])}, {_f(r[schema.ci95('high', 'test', m)])}]"]),
-                 f"${_f(r[schema.mean('train', m)])}$"] + ([delta + delta_ci, *extra] if diffs else [])
-    if "★" in marked:  # the configuration and its chosen and test results in bold; \boldmath: the math too
-        bold = 2 if narrow else 2 + uneven + validated
-        cells = [rf"{{\bfseries\boldmath {c}}}" if k < bold else c for k, c in enumerate(cells)]
-    return " & ".join(cells) + r" \\"
 
 
-def _signed(v) -> str:
-    if not _present(v):
-        return "--"
-    text = f"{float(v):+.3f}"
-    return text[1:] if float(text) == 0 else text  # no "-0.000"
 
 
-def _bound(v) -> str:
-    """An interval's bound: signed only when negative (the interval's width is what the table must save)."""
-    if not _present(v):
-        return "--"
-    text = f"{float(v):.3f}"
-    return text[1:] if float(text) == 0 else text
 
 
-def _tex_p(v) -> str:
-    if not _present(v):
-        return "--"
-    return f"${v:.2g}$" if v >= 0.001 else "$<0.001$"
 
 
-def _tex_breakable(name: str) -> str:
-    """``name`` for \\texttt, which never hyphenates: a line may break after each "-" or "_"."""
-    return _tex(name).replace("-", "-\\allowbreak{}").replace("\\_", "\\_\\allowbreak{}")
 
 
-def _tex_label(name: str) -> str:
-    """``name`` as a LaTeX \\label key (letters, digits, - and : only)."""
-    return "".join(c if (c.isascii() and c.isalnum()) or c in "-:" else "-" for c in name)
 
 
 def stats_markdown(comparison: pd.DataFrame, metric: str = "accuracy") -> str:
@@ -535,11 +361,11 @@ def stats_markdown(comparison: pd.DataFrame, metric: str = "accuracy") -> str:
         needed = r["replicates_needed"]
         lines.append(
             f"| {r['configuration']}{flag} | {r['n_pairs']} | {r[schema.mean('test', schema.DIFF)]:+.3f} | "
-            f"[{r[schema.ci95('low', 'test', schema.DIFF)]:+.3f}, {r[schema.ci95('high', 'test', schema.DIFF)]:+.3f}] | {_f(r[schema.std('test', schema.DIFF)])} | "
-            f"{_p(r['t_pvalue'])} ({_p(r['t_pvalue_holm'])}) | "
-            f"{_p(r['wilcoxon_pvalue'])} ({_p(r['wilcoxon_pvalue_holm'])}) | {_f(r['effect_size_dz'], 2)} | "
-            f"{verdict_cell(r)} | {_f(r['detectable_diff'])} | "
-            f"{'–' if not _present(needed) else f'{int(needed):,}'} |")
+            f"[{r[schema.ci95('low', 'test', schema.DIFF)]:+.3f}, {r[schema.ci95('high', 'test', schema.DIFF)]:+.3f}] | {number(r[schema.std('test', schema.DIFF)])} | "
+            f"{pvalue(r['t_pvalue'])} ({pvalue(r['t_pvalue_holm'])}) | "
+            f"{pvalue(r['wilcoxon_pvalue'])} ({pvalue(r['wilcoxon_pvalue_holm'])}) | {number(r['effect_size_dz'], 2)} | "
+            f"{verdict_cell(r)} | {number(r['detectable_diff'])} | "
+            f"{'–' if not present(needed) else f'{int(needed):,}'} |")
     if comparison["few_seeds"].any():
         lines.append(f"\n⚠ fewer than {MIN_SEEDS} paired seeds: these tests have almost no power; read them as anecdotes.")
     return "\n".join(lines)
@@ -568,7 +394,7 @@ def verdicts_markdown(comparison: pd.DataFrame, metric: str = "accuracy") -> str
     lower = " (for MAE lower is better, so better means a lower MAE)" if metric in MINIMIZED else ""
     if schema.RACE_REASON in comparison:
         return race_markdown(comparison, metric, tally, rope, lower)
-    return (f"Verdicts: {tally}. Region of practical equivalence: ±{_g(rope)} test {METRIC_LABELS[metric]}{lower}. "
+    return (f"Verdicts: {tally}. Region of practical equivalence: ±{short(rope)} test {METRIC_LABELS[metric]}{lower}. "
             "For each configuration the true mean difference Δ lies in one of three regions: beyond +rope "
             "(better), within ±rope (equivalent) or beyond −rope (worse). " + verdict_method_words(m) +
             " (p_better, p_worse, p_equivalent in `stats.csv`; a verdict needs one of at most "
@@ -581,9 +407,9 @@ def race_markdown(comparison: pd.DataFrame, metric: str, tally: str, rope: float
     m = len(comparison)
     rows = ["| configuration | stopped at (replicates) | why | verdict |", "|---|---:|---|---|"]
     for _, r in comparison.sort_values([schema.RACE_REPLICATES, "configuration"], na_position="last").iterrows():
-        at = "–" if not _present(r[schema.RACE_REPLICATES]) else f"{int(r[schema.RACE_REPLICATES])}"
+        at = "–" if not present(r[schema.RACE_REPLICATES]) else f"{int(r[schema.RACE_REPLICATES])}"
         rows.append(f"| {r['configuration']} | {at} | {r[schema.RACE_REASON]} | {verdict_cell(r)} |")
-    return (f"Verdicts of a race: {tally}. Region of practical equivalence: ±{_g(rope)} test "
+    return (f"Verdicts of a race: {tally}. Region of practical equivalence: ±{short(rope)} test "
             f"{METRIC_LABELS[metric]}{lower}. Replicates were added in looks; at each look every configuration "
             "still racing was tested as in a study of fixed replicates, against the nominal level of an "
             f"O'Brien–Fleming group-sequential test of the looks at {ALPHA} / {m} (Lan–DeMets spending; "
@@ -600,14 +426,14 @@ def references_markdown(refs: pd.DataFrame) -> str:
              "|---|---|---:|---|---|---|"]
     for _, r in refs.iterrows():
         measured = schema.mean("test", "accuracy")
-        if measured not in r or not _present(r.get(measured)):
-            lines.append(f"| {r['configuration']} | {_f(r['published_train_accuracy'])} / "
-                         f"{_f(r['published_test_accuracy'])} | – | not in this study | – | – |")
+        if measured not in r or not present(r.get(measured)):
+            lines.append(f"| {r['configuration']} | {number(r['published_train_accuracy'])} / "
+                         f"{number(r['published_test_accuracy'])} | – | not in this study | – | – |")
             continue
         lines.append(
-            f"| {r['configuration']} | {_f(r['published_train_accuracy'])} / {_f(r['published_test_accuracy'])} | "
-            f"{_f(r[schema.mean('train', 'accuracy')])} | {_pm(r[schema.mean('test', 'accuracy')], r[schema.std('test', 'accuracy')])} | "
-            f"{_f(r['min_test_accuracy'])}–{_f(r['max_test_accuracy'])} | {r['where']} "
+            f"| {r['configuration']} | {number(r['published_train_accuracy'])} / {number(r['published_test_accuracy'])} | "
+            f"{number(r[schema.mean('train', 'accuracy')])} | {pm(r[schema.mean('test', 'accuracy')], r[schema.std('test', 'accuracy')])} | "
+            f"{number(r['min_test_accuracy'])}–{number(r['max_test_accuracy'])} | {r['where']} "
             f"(percentile {r['test_percentile']:.0f}, z = {r['test_z']:+.1f}) |")
     return "\n".join(lines)
 
@@ -637,7 +463,7 @@ def report_markdown(data: ReportData, figs: Sequence[tuple[str, str]], files: Se
         f"are paired. {replicates_words(d)} Varied between replicates: {d.variance_sources}.",
         f"- Penalty convention: {penalty[spec.penalty]}.",
         f"- Search: {spec.sampler}; "
-        + (_partial_words(data.partial) if data.partial else f"{len(summary)} configurations completed."),
+        + (partial_words(data.partial) if data.partial else f"{len(summary)} configurations completed."),
         f"- Libraries: {', '.join(f'{k} {v}' for k, v in data.setting.get('versions', versions).items())}.",
         f"- Study fingerprint: {data.setting.get('fingerprint') or 'not recorded (stored by an earlier version)'}"
         " (the SHA-256 of the settings that determine the numbers; `study.json` holds the whole setting).",
@@ -686,57 +512,16 @@ def diverged_lines(trials: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
     return lines
 
 
-def _g(v) -> str:
-    return f"{float(v):g}"
 
 
-def _f(v, digits: int = 3) -> str:
-    return "–" if not _present(v) else f"{float(v):.{digits}f}"
 
 
-def _pm(mean, std) -> str:
-    return f"{_f(mean)} ± {_f(std)}"
 
 
-def _p(v) -> str:
-    if not _present(v):
-        return "–"
-    return f"{v:.2g}" if v >= 0.001 else "<0.001"
 
 
-_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                # In text mode OT1 fonts print < and > as ¡ and ¿.
-                "<": r"\ensuremath{<}", ">": r"\ensuremath{>}"}
 # Capital Greek letters that LaTeX has a command for (the others look like Latin capitals).
-_TEX_GREEK_CAPITALS = {"GAMMA", "DELTA", "THETA", "LAMDA", "XI", "PI", "SIGMA", "UPSILON", "PHI", "PSI", "OMEGA"}
-_GREEK_AS_LATIN = {"ALPHA": "A", "BETA": "B", "EPSILON": "E", "ZETA": "Z", "ETA": "H", "IOTA": "I", "KAPPA": "K",
-                   "MU": "M", "NU": "N", "RHO": "P", "TAU": "T", "CHI": "X"}
-_TEX_ACCENTS = {"\u0301": "'", "\u0300": "`", "\u0302": "^", "\u0308": '"', "\u0303": "~", "\u0327": "c",
-                "\u030c": "v", "\u0304": "="}
 
 
-def _tex(text: str) -> str:
-    """``text`` as LaTeX that plain pdflatex compiles: its special characters escaped, Greek
-    letters in math mode, accented Latin letters as accent commands; any other character
-    that pdflatex's fonts lack becomes "?" (the Markdown and CSV outputs keep it)."""
-    return "".join(_TEX_SPECIAL.get(c) or (c if c.isascii() else _tex_char(c)) for c in text)
 
 
-def _tex_char(c: str) -> str:
-    import unicodedata
-
-    name = unicodedata.name(c, "")
-    if name.startswith(("GREEK SMALL LETTER ", "GREEK CAPITAL LETTER ")) and len(name.split()) == 4:
-        letter = name.split()[-1]
-        small = "SMALL" in name
-        if letter == "OMICRON":
-            return "o" if small else "O"
-        if not small and letter not in _TEX_GREEK_CAPITALS:
-            return _GREEK_AS_LATIN.get(letter, "?")
-        command = {"LAMDA": "lambda"}.get(letter, letter.lower())
-        return f"\\ensuremath{{\\{command if small else command.capitalize()}}}"
-    base, *marks = unicodedata.normalize("NFD", c)
-    if base.isascii() and base.isalpha() and len(marks) == 1 and marks[0] in _TEX_ACCENTS:
-        return f"\\{_TEX_ACCENTS[marks[0]]}{{{base}}}"
-    return "?"

@@ -72,7 +72,7 @@ def study_setting(spec: StudySpec, versions: dict[str, str], fingerprint: dict |
 
 
 def stored_setting(stored) -> dict[str, Any]:
-    """The setting of a :class:`search.store.claims.Stored` study (its verdicts' rope resolved as the
+    """The setting of a :class:`search.store.reading.Stored` study (its verdicts' rope resolved as the
     statistics resolve it)."""
     from search.results.stats import baseline_comparison
     from search.study.space import iter_param_names

@@ -22,14 +22,19 @@ from NaN weights and are no finding. A diverged baseline leaves nothing to compa
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from search.results.records import ci95, complete_trials, configuration_of, finite_trials, mean_of
+from search.results.records import (
+    ci95,
+    complete_trials,
+    configuration_of,
+    finite_trials,
+    mean_of,
+)
 from search.store import schema
 from search.study.metrics import METRICS
 from search.study.spec import MIN_PAIRS
@@ -403,8 +408,7 @@ def power(g: np.ndarray, rope: float, level: float, target: float = POWER,
     sample skewness beyond its limit by chance), so they promise what the verdicts deliver; for
     a skewed sample ``replicates_needed`` is at least what its skewness check asks (50 · G1²).
     """
-    from scipy import optimize
-    from scipy import stats
+    from scipy import optimize, stats
 
     n, mean, sd = len(g), abs(float(g.mean())), float(g.std(ddof=1))
 
@@ -506,117 +510,3 @@ def reference_table(references: Sequence[Reference], trials: Sequence[optuna.tri
                         "test_percentile": pos["percentile"], "test_z": pos["z"], "where": pos["words"]})
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-# ----------------------------------------------------------------------------- races: verdicts at looks
-
-
-@functools.lru_cache(maxsize=64)
-def sequential_levels(fractions: tuple[float, ...], level: float, points: int = 801) -> tuple[float, ...]:
-    """One-sided nominal significance levels of a group-sequential test at overall ``level``, with
-    looks at the information ``fractions`` (increasing, the last 1) and O'Brien–Fleming-type
-    spending (Lan & DeMets 1983: α(t) = 2 − 2Φ(z_{level/2} / √t)).
-
-    Look j rejects when its p-value is at most ``levels[j]``; under the null the chance of a
-    rejection at any look is then ``level`` (for a z-statistic; applied to t-tests' p-values,
-    the significance-level approach of Jennison & Turnbull 2000, §3.8). Computed by recursive
-    numerical integration of the statistic's path (Armitage, McPherson & Rowe 1969):
-    deterministic, about 1e-6 accurate. A look that spends (almost) nothing gets level 0.
-    O'Brien–Fleming spends little early and keeps most of ``level`` for the last look, whose
-    level is then close to a single test's: a race reaches the verdicts of the full study.
-    """
-    from scipy import optimize
-    from scipy import stats as st
-
-    z = float(st.norm.isf(level / 2))
-    spent, previous, levels = 0.0, 0.0, []
-    grid = density = None  # the sub-density of the sum S at the last look, on paths that never crossed
-    for t in fractions:
-        if not previous < t <= 1.0:
-            raise ValueError("information fractions must increase to at most 1")
-        target = 2.0 * float(st.norm.sf(z / math.sqrt(t))) - spent
-        sd = math.sqrt(t - previous)
-        if density is None:
-            def crossed(b):
-                return float(st.norm.sf(b / sd))
-        else:
-            weights = np.gradient(grid)
-
-            def crossed(b):
-                return float(np.sum(density * st.norm.sf((b - grid) / sd) * weights))
-        far = 12.0 * math.sqrt(t)
-        if target <= 1e-14:  # spends nothing here
-            bound, hit = far, 0.0
-            levels.append(0.0)
-        else:
-            bound = float(optimize.brentq(lambda b: crossed(b) - target, -far, far, xtol=1e-12))
-            hit = crossed(bound)
-            levels.append(float(st.norm.sf(bound / math.sqrt(t))))
-        new_grid = np.linspace(-far, bound, points)
-        if density is None:
-            new_density = st.norm.pdf(new_grid / sd) / sd
-        else:
-            kernel = st.norm.pdf((new_grid[:, None] - grid[None, :]) / sd) / sd
-            new_density = kernel @ (density * np.gradient(grid))
-        grid, density = new_grid, new_density
-        spent += hit
-        previous = t
-    return tuple(levels)
-
-
-def race_decisions(improvements: Sequence[np.ndarray], rope: float, look: int, looks: Sequence[int],
-                   m: int, alpha: float = ALPHA, futility: float | None = 1.0) -> list[dict]:
-    """The verdicts at ``looks[look]`` of the configurations still racing, from their improvements
-    (positive: better; one per replicate, the look's replicates), with ``m`` configurations in the
-    race from its start.
-
-    Each region of :func:`verdicts` is a group-sequential test: its p-value at this look against
-    :func:`sequential_levels` of the race's looks at ``alpha / m`` (Bonferroni over the
-    configurations), read from the studentized bootstrap, with :func:`shape_check`'s withholding.
-    Guarantee: the chance that any configuration gets a wrong verdict at any look is at most
-    ``alpha``, on the conditions of :func:`verdicts` (checked for races by
-    ``benchmarks/calibration.py``). Looks before :data:`VERDICT_MIN_PAIRS` replicates decide
-    nothing, but may stop a configuration for futility. A configuration without a
-    verdict stops as ``undecided`` for futility when even a mean ``futility`` standard errors
-    closer to a verdict than its own could not reach one at the last look with its spread (a
-    stop that never gives a verdict, so the guarantee stands); ``None``: it races to the end.
-    Returns per configuration ``verdict``, ``stopped`` (True when it races no more), ``reason``,
-    ``withheld`` (see :func:`shape_check`) and the three unadjusted p-values.
-    """
-    levels = sequential_levels(tuple(n / looks[-1] for n in looks), alpha / m)
-    level, final = levels[look], levels[-1]
-    verdicts_now, withheld, p = region_verdicts(improvements, rope, level)
-    out = []
-    for j, g in enumerate(improvements):
-        row = {f"p_{k}_raw": None if np.isnan(p[k][j]) else float(p[k][j]) for k in VERDICTS[:3]}
-        row["withheld"] = withheld[j]
-        verdict = verdicts_now[j]
-        last = look == len(looks) - 1
-        if verdict != "undecided":
-            row.update(verdict=verdict, stopped=True, reason=verdict)
-        elif last:
-            row.update(verdict="undecided", stopped=True, reason="last look")
-        elif futility is not None and _futile(np.asarray(g, dtype=np.float64), rope, looks[-1], final, futility):
-            row.update(verdict="undecided", stopped=True, reason="futile")
-        else:
-            row.update(verdict="undecided", stopped=False, reason="racing")
-        out.append(row)
-    return out
-
-
-def _futile(g: np.ndarray, rope: float, last: int, level: float, margin: float) -> bool:
-    """Whether ``g`` could not reach a verdict at ``last`` replicates, at the last look's ``level``,
-    with its sd and a mean ``margin`` standard errors closer to either verdict than its own."""
-    from scipy import stats as st
-
-    n = len(g)
-    if n < 2 or level <= 0:
-        return False
-    mean, sd = abs(float(g.mean())), float(g.std(ddof=1))
-    if sd == 0:
-        return False
-    reach = float(st.t.isf(level, last - 1)) * sd / math.sqrt(last)  # a verdict's distance from rope at the end
-    slack = margin * sd / math.sqrt(n)
-    outside = mean + slack > rope + reach
-    inside = max(mean - slack, 0.0) < rope - reach
-    return not (outside or inside)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from search.run.schedule import Plan, Schedule, Work
-from search.store.claims import Claim
+from search.store.trials import Claim
 from search.study.space import Configuration, block_key, config_key, distributions, grid
 
 

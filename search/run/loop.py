@@ -15,7 +15,7 @@ reason (every configuration of a program that raised), and the run goes on until
 ``max_failures`` programs failed in it. A worker process that dies costs its chunks a retry
 (see :class:`search.engine.parallel.FitPool`).
 
-Three threads run beside the loop: the heartbeat (:class:`search.store.claims.Heartbeat`),
+Three threads run beside the loop: the heartbeat (:class:`search.store.heartbeat.Heartbeat`),
 the writer that stores finished configurations while the next ones fit
 (:class:`search.run.state.Writer`) and the bar's clock; all three are started once the study
 is open and joined on every way out. The counts and the bar are :class:`search.run.state.RunState`'s.
@@ -40,21 +40,21 @@ from search.run.outcome import RunReport
 from search.run.race import RaceSchedule
 from search.run.schedule import Schedule, Work
 from search.run.state import RunState, Ticker, Writer, progress_bar
+from search.run.storing import Storing
 from search.run.tpe import TPESchedule
-from search.store.claims import Claim, Heartbeat, StudyQueue
+from search.store.claims import StudyQueue
+from search.store.heartbeat import Heartbeat
 from search.store.outage import StorageUnavailable
-from search.store.schema import DIVERGED, LABEL_ATTR, OK, RUNNER_ATTR
+from search.store.schema import LABEL_ATTR, RUNNER_ATTR
 from search.store.storage import redact
+from search.store.trials import Claim
 from search.study.space import Configuration, config_key, iter_param_names
 from search.study.spec import StudySpec
 from search.study.validation import SpecError
 
 if TYPE_CHECKING:
-    from search.results.records import TrialRecord
+    pass
 
-# Seconds between two counts of the study's complete trials for the progress bar (what other
-# runners stored): the count reads the study, which costs more the more configurations wait.
-COUNT_EVERY_S = 5.0
 # The schedule of each kind of study: "race" for a study with [race], else its sampler.
 SCHEDULES: dict[str, type[Schedule]] = {"grid": GridSchedule, "tpe": TPESchedule, "race": RaceSchedule}
 
@@ -126,17 +126,13 @@ def _run(spec: StudySpec, backend: str, progress: bool | None, stream: TextIO, w
         for note in queue.notes:
             state.say(note)
         queue.reap()
-        heartbeat = Heartbeat(queue.storage, queue.grace, say=state.say)
-        kind = "race" if spec.race is not None else spec.sampler
-        schedule = SCHEDULES[kind](spec, queue, heartbeat, state, activation_bytes(spec, data.rows, data.input_shape))
-        skipped = schedule.stored()  # before the grid is queued: a new study has none
-        schedule.open(created)
-        state.total(schedule.remaining(skipped))
-        loop = Loop(spec, queue, schedule, state, heartbeat, backend, wait, skipped, data.rows, cluster)
+        loop = Loop(spec, queue, state, backend, wait, data, cluster)
+        skipped = loop.open(created)
         loop.run()
         trials, names = queue.trials(), list(iter_param_names(spec.space))
         race = queue.race() if spec.race is not None else None
-        by_others = max(0, schedule.stored() - skipped - state.configurations)
+        run = loop.schedule.configurations_run()
+        by_others = max(0, loop.schedule.stored() - skipped - run)
     except BaseException:
         state.close(leave=False)
         raise
@@ -146,7 +142,7 @@ def _run(spec: StudySpec, backend: str, progress: bool | None, stream: TextIO, w
     state.close()
     return RunReport(
         study_name=spec.name, storage=redact(spec.storage), metric=spec.objective,
-        configurations_run=state.configurations, configurations_skipped=skipped, fits=state.fits,
+        configurations_run=run, configurations_skipped=skipped, fits=state.fits,
         wall_seconds=time.perf_counter() - started,
         summary=summary_frame(trials, names, spec.objective, spec.maximize),
         comparison=baseline_comparison(trials, names, spec.objective, spec.rope, race=race),
@@ -167,12 +163,16 @@ class _Program:
 class Loop:
     """One runner's loop: ask the schedule for work while workers are free, fit it, store it; until none is left."""
 
-    def __init__(self, spec: StudySpec, queue: StudyQueue, schedule: Schedule, state: RunState,
-                 heartbeat: Heartbeat, backend: str, wait: bool, skipped: int, rows: Any,
+    def __init__(self, spec: StudySpec, queue: StudyQueue, state: RunState, backend: str, wait: bool, data: Any,
                  cluster: tuple[Any, Any] | None = None) -> None:
-        self.spec, self.queue, self.schedule, self.state, self.heartbeat = spec, queue, schedule, state, heartbeat
-        self.backend, self.wait, self.skipped, self.cluster = backend, wait, skipped, cluster
-        self.rows = rows  # training, test and validation rows: accuracies are exact fractions of them
+        self.spec, self.queue, self.state = spec, queue, state
+        self.backend, self.wait, self.cluster = backend, wait, cluster
+        self.rows = data.rows  # training, test and validation rows: accuracies are exact fractions of them
+        self.heartbeat = Heartbeat(queue.storage, queue.grace, say=state.say)
+        kind = "race" if spec.race is not None else spec.sampler
+        self.schedule = SCHEDULES[kind](spec, queue, self.heartbeat, state,
+                                        activation_bytes(spec, data.rows, data.input_shape))
+        self.storing = Storing(queue, self.heartbeat, state, self.schedule)
         self.n_jobs = runtime.resolve_n_jobs(spec.n_jobs)
         # TensorFlow threads per task: the local cores shared by the workers; on a Dask cluster one,
         # for one worker process per core (`dask worker --nworkers CORES --nthreads 1`).
@@ -187,7 +187,13 @@ class Loop:
         # The reason a claim still held when the runner closes is failed with (and queued again).
         self.released_as = "interrupted: the runner was stopped (Ctrl-C or SIGTERM)"
         self._waiting_for: tuple[int, ...] = ()
-        self._counted = time.monotonic()  # when the bar last counted the study's complete trials
+
+    def open(self, created: bool) -> int:
+        """Let the schedule queue the study's work; returns the configurations stored before (skipped)."""
+        skipped = self.storing.skipped = self.schedule.stored()  # before the grid is queued: a new study has none
+        self.schedule.open(created)
+        self.state.total(self.schedule.remaining(skipped))
+        return skipped
 
     def run(self) -> None:
         """Start the threads, drain the study, and on every way out store what is finished, release
@@ -294,65 +300,13 @@ class Loop:
             # failed programs: one error fails every configuration its program trains.
             self.state.program_failed(program, self.spec.max_failures, failures[0].reason)
             self.state.say(f"{config.label}: failed: {failures[0].reason}")
-            self.writer.submit(partial(self._fail, claim, failures[0]))
+            self.writer.submit(partial(self.storing.fail, claim, failures[0]))
             return
         spec = self.spec
         results = [r for _, rs in sorted(parts.items()) for r in rs]
         record = trial_record(results, spec.train.epochs, spec.train.record_step, spec.metrics, spec.maximize,
                               self.rows)
-        self.writer.submit(partial(self._store, claim, config, record))
-
-    def _store(self, claim: Claim, config: Configuration, record: TrialRecord) -> None:
-        """Finish ``claim``'s trial COMPLETE with ``record`` (in the writer thread)."""
-        if self.heartbeat.given_up(claim.trial_id):
-            self._give_up(claim, config)
-            return
-        try:
-            stored = self.queue.complete(claim, record.value, record.user_attrs, record.system_attrs,
-                                         record.intermediate_values)
-        finally:
-            self.heartbeat.drop(claim.trial_id)
-        if not stored:
-            # Failed as stale by another runner (this one stalled longer than the grace period);
-            # the retry it queued stores the configuration.
-            self.state.say(f"{config.label}: lost its claim (no heartbeat for {self.queue.grace} s); "
-                           "another runner fits it again")
-            return
-        diverged = record.status == DIVERGED
-        self.state.stored(config_key(config), diverged)
-        if diverged:
-            a = record.user_attrs
-            self.state.say(f"{config.label}: diverged on {a['n_diverged']} of {len(a['seeds'])} seeds "
-                           f"(first at epoch {min(a['diverged_epochs'])}); stored as diverged")
-        self.state.status(f"{config.label}: " + (f"{record.value:.3f}" if record.status == OK else "diverged"))
-        self._count_study()
-
-    def _give_up(self, claim: Claim, config: Configuration) -> None:
-        """A claim whose heartbeat could not beat for the grace period: other runners may have taken it over,
-        so its numbers are not stored; it is failed and queued again unless another runner did so."""
-        self.heartbeat.drop(claim.trial_id)
-        reason = f"interrupted: its runner could not beat its heartbeat for {self.queue.grace} s"
-        queued = self.queue.release(claim.trial_id, reason)
-        self.state.say(f"{config.label}: gave its claim up (no heartbeat for {self.queue.grace} s); "
-                       + ("queued again" if queued else "another runner fits it again"))
-
-    def _fail(self, claim: Claim, failure: FitFailure) -> None:
-        """Finish ``claim``'s trial FAIL with the reason (in the writer thread)."""
-        try:
-            self.queue.fail(claim, failure.reason, failure.details)
-        finally:
-            self.heartbeat.drop(claim.trial_id)
-
-    def _count_study(self, now: bool = False) -> None:
-        """Count what other runners stored too (every few seconds: the count reads the study), so
-        that the bar shows the study's progress."""
-        if now or time.monotonic() - self._counted > COUNT_EVERY_S:
-            done = self.schedule.study_fits(self.skipped)
-            self._counted = time.monotonic()
-            if done is not None:
-                self.state.counted(done)
-                return
-        self.state.refresh()
+        self.writer.submit(partial(self.storing.store, claim, config, record))
 
     def _wait_for_others(self) -> bool:
         """Say what other runners are fitting; True if this runner should wait for them."""
@@ -368,7 +322,7 @@ class Loop:
             verb = "waiting for" if self.wait else "not waiting for"
             self.state.say(f"nothing left to claim; {verb} {len(others)} configuration(s) that other runners "
                            f"are fitting: {held}{more}")
-        self._count_study(now=True)
+        self.storing.count_study(now=True)
         return self.wait
 
     def _close(self) -> None:

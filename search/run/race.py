@@ -12,14 +12,21 @@ from __future__ import annotations
 from functools import cached_property
 
 from search.engine.parallel import chunk_seeds
-from search.results.records import complete_trials
 from search.results.race import next_look, race_notes
+from search.results.records import complete_trials
 from search.run.grid import GridSchedule
 from search.run.schedule import Plan
-from search.store.claims import Claim
 from search.store.dashboard import save_notes
 from search.store.schema import RACE_BLOCK_ATTR, SEEDS_ATTR
-from search.study.race import NO_VERDICT_REASONS, block_seeds, is_over, looks_of, planned_fits, racing
+from search.store.trials import Claim
+from search.study.race import (
+    NO_VERDICT_REASONS,
+    block_seeds,
+    is_over,
+    looks_of,
+    planned_fits,
+    racing,
+)
 from search.study.space import distributions, grid, program_of
 
 
@@ -75,6 +82,10 @@ class RaceSchedule(GridSchedule):
 
     def study_fits(self, skipped: int) -> int | None:
         return None  # the total follows the looks
+
+    def configurations_run(self) -> int:
+        """Configurations this runner stored something of (a configuration has several blocks)."""
+        return self.state.configurations
 
     def _fits_stored(self) -> int:
         """Fits of the race stored so far (a resumed race's bar counts from there)."""

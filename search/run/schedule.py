@@ -16,8 +16,16 @@ from dataclasses import dataclass
 
 from search.engine.parallel import chunk_seeds
 from search.run.state import RunState
-from search.store.claims import Claim, Heartbeat, StudyQueue
-from search.study.space import Configuration, config_key, planned, program_groups, program_of
+from search.store.claims import StudyQueue
+from search.store.heartbeat import Heartbeat
+from search.store.trials import Claim
+from search.study.space import (
+    Configuration,
+    config_key,
+    planned,
+    program_groups,
+    program_of,
+)
 from search.study.spec import StudySpec
 
 
@@ -72,7 +80,8 @@ class Schedule:
     ``idle()``, called when nothing is in flight or waits, queues new work (a race's next look)
     and says whether it did; ``stored()`` counts the study's stored configurations;
     ``remaining(skipped)`` the fits still to make; ``study_fits(skipped)`` the fits the study
-    stored since the run began, other runners' too (``None``: not counted that way).
+    stored since the run began, other runners' too (``None``: not counted that way);
+    ``configurations_run()`` what this runner stored, as its report counts it.
     """
 
     def __init__(self, spec: StudySpec, queue: StudyQueue, heartbeat: Heartbeat, state: RunState,
@@ -97,3 +106,7 @@ class Schedule:
 
     def study_fits(self, skipped: int) -> int | None:
         return (self.queue.completed_count() - skipped) * len(self.spec.seeds)
+
+    def configurations_run(self) -> int:
+        """Configurations this runner stored (two TPE trials of one configuration, fitted at once, are two)."""
+        return self.state.completed

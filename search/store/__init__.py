@@ -13,8 +13,8 @@ from __future__ import annotations
 from search._lazy import exports
 
 _NAMES = {
-    "StorageError": "storage", "StudyNotFound": "storage", "load_study": "claims", "open_storage": "storage",
-    "redact": "storage", "spec_fingerprint": "storage", "Claim": "claims", "Heartbeat": "claims",
+    "StorageError": "storage", "StudyNotFound": "storage", "load_study": "reading", "open_storage": "storage",
+    "redact": "storage", "spec_fingerprint": "storage", "Claim": "trials", "Heartbeat": "heartbeat",
     "StudyQueue": "claims", "serve": "dashboard", "attach_report": "dashboard", "save_notes": "dashboard",
 }
 __all__ = sorted(_NAMES)

@@ -17,7 +17,7 @@ from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, TextIO
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from search.store.claims import annotating, load_study, study_id
+from search.store.reading import annotating, load_study, study_id
 from search.store.schema import ARTIFACTS_ATTR, DIGESTS_ATTR
 from search.store.storage import file_digest, open_storage, redact
 from search.study.spec import StudySpec

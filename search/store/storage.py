@@ -34,11 +34,18 @@ import sys
 import time
 import warnings
 import weakref
-from dataclasses import asdict
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from search.store.errors import StorageError, StudyNotFound, describe_error, redact, scrub, sqlite_path
+from search.store.errors import (
+    StorageError,
+    StudyNotFound,
+    describe_error,
+    redact,
+    scrub,
+    sqlite_path,
+)
 from search.study.spec import StudySpec
 from search.study.validation import sqlite_url  # noqa: F401 - part of this module's interface
 
@@ -56,6 +63,11 @@ _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 ACCESS = ("run", "read")
+
+
+def close_storage(storage: optuna.storages.RDBStorage) -> None:
+    storage.remove_session()
+    storage.engine.dispose()
 
 
 def open_storage(url: str, *, create: bool, grace: int | None = None, access: str = "run",

@@ -15,7 +15,16 @@ from search.study.parse import load_spec, parse_spec
 from search.study.readers import DataError
 from search.study.sources import SOURCES, Source
 from search.study.space import Configuration, grid, iter_param_names
-from search.study.spec import DataSpec, FloatRange, LayerSpec, ModelSpec, Reference, SpaceSpec, StudySpec, TrainSpec
+from search.study.spec import (
+    DataSpec,
+    FloatRange,
+    LayerSpec,
+    ModelSpec,
+    Reference,
+    SpaceSpec,
+    StudySpec,
+    TrainSpec,
+)
 from search.study.validation import SpecError
 
 __all__ = [

@@ -9,7 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from search.study.metrics import METRICS, TASK_METRICS
-from search.study.validation import check, job_count, scheduler_address, seed_list, storage_url
+from search.study.validation import (
+    check,
+    job_count,
+    scheduler_address,
+    seed_list,
+    storage_url,
+)
 
 NORMS = ("none", "l1", "l2", "l1_l2")
 PLACEMENTS = ("pre", "post")
@@ -178,7 +184,7 @@ class RaceSpec:
     Looks at ``min_replicates``, then at twice as many (or ``every`` more) up to
     ``max_replicates`` (by default every seed of the study). At each look every configuration
     still racing gets its verdict against the baseline with the error rate ``alpha`` held over
-    looks and configurations (see :func:`search.results.stats.race_decisions`); a decided
+    looks and configurations (see :func:`search.results.race.race_decisions`); a decided
     configuration stops, the baseline goes on while any races. ``futility``: a configuration
     that could not reach a verdict by the last look even if its mean were this many standard
     errors closer to one stops as undecided; ``None``: it races to the end.

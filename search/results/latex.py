@@ -1,0 +1,201 @@
+"""The report's LaTeX table (``summary.tex``): booktabs, the best configuration in bold, its caption's words."""
+
+from __future__ import annotations
+
+import unicodedata
+
+import pandas as pd
+
+from search.results.records import selection_rank
+from search.results.setting import setting_words
+from search.results.stats import ALPHA, VERDICT_MIN_PAIRS
+from search.results.words import (
+    dagger_words,
+    marks,
+    number,
+    partial_words,
+    present,
+    short,
+)
+from search.store import schema
+from search.study.metrics import METRICS
+
+
+def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
+                  comparison: pd.DataFrame | None = None, narrow: bool = False, varied: str | None = None,
+                  partial: str | None = None, setting: dict | None = None) -> str:
+    """The summary as a LaTeX table (booktabs alone: no siunitx), best first by :func:`selection_rank`.
+
+    The default is a ``table*``, the text's full width in one- and two-column templates,
+    with the validation metric where the study has validation rows, and, when
+    ``comparison`` is given, the paired difference from the baseline (Δ and its 95%
+    interval, in place of the test mean's interval), its Holm-corrected p-value and the
+    verdict. ``narrow`` gives a ``table`` that
+    fits one column of a two-column template: test mean ± std, Δ and the verdict only.
+    ``varied`` (what varied between replicates), ``partial`` (how much of a study not
+    complete is stored) and ``setting`` (:func:`search.results.setting.study_setting`: penalty
+    convention, epochs, replicates, data, versions, fingerprint) go into the caption.
+    """
+    m = metric
+    label = METRICS[m].latex
+    frame = summary.reset_index(drop=True)
+    marked = marks(frame, comparison, m)
+    diffs = {} if comparison is None else dict(zip(comparison["configuration"], (r for _, r in comparison.iterrows())))
+    uneven = frame["n_seeds"].nunique() > 1  # a seeds column only when configurations differ
+    validated = schema.mean("validation", m) in frame and not narrow
+    rows = [_latex_row(frame.loc[i], marked.get(i, ""), diffs, m, narrow, uneven, validated)
+            for i in frame.sort_values([selection_rank(frame, m)]).index]
+    if narrow:  # the verdict in place of the p-value it makes redundant for a reader of one column
+        columns = "lcc" + ("l" if diffs else "")
+        header = rf"Configuration & Test {label} & $\Delta$" + (r" & Verdict" if diffs else "")
+    else:
+        # With the comparison, Δ's interval takes the place of the test mean's (its paired inference), and
+        # the sides of the columns are tight (1.5pt) to fit one column's page; the verdict keeps a gap.
+        columns = "l" + "r" * uneven + "c" * validated + ("cc" if diffs else "ccc") + (r"cr@{\hspace{5pt}}l"
+                                                                                    if diffs else "")
+        header = (rf"Configuration{' & Seeds' * uneven}{' & Valid.' * validated} & Test {label} "
+                  + ("" if diffs else r"& 95\% CI ") + "& Train"
+                  + (r" & $\Delta$ [95\% CI] & $p_{\mathrm{Holm}}$ & Verdict" if diffs else ""))
+    if schema.rank("validation", m) in frame:
+        chosen = (rf"$^\star$ the best mean validation {label} (validation rows carved out of the training rows; "
+                  "the test columns report it on rows that played no part in the choice)")
+    else:
+        chosen = (rf"$^\star$ the best mean test {label}, chosen on the same test rows that report it, so its test "
+                  "value is optimistic")
+    legend = (rf"{chosen}; its result in bold (no mark when several configurations share it); $^\dagger$ "
+              f"{dagger_words(comparison, latex=True)}.")
+    if diffs:
+        rope = next(iter(diffs.values()))["rope"]
+        legend += (rf" Verdict: the difference from the baseline shown beyond a region of practical equivalence of "
+                   rf"$\pm{short(rope)}$ (better, worse) or within it (equivalent), else undecided; the chance of any "
+                   f"wrong verdict is at most {ALPHA} for independent replicates (studentized bootstrap; no verdict "
+                   f"with fewer than {VERDICT_MIN_PAIRS} replicates or no spread).")
+    n_seeds = "" if uneven else f" {int(frame['n_seeds'].iloc[0])}"
+    what = (rf"mean $\pm$ sample std over{n_seeds} seeds" if narrow or diffs else
+            rf"mean $\pm$ sample std over{n_seeds} seeds; 95\% Student-t interval of the mean")
+    what += "" if narrow else "; train: on the training rows"
+    what += f"; valid.: mean validation {label}, on which the best is chosen" if validated else ""
+    if varied:
+        what += f"; varied between seeds: {_tex(varied)}"
+    if diffs:
+        what += r"; $\Delta$: paired difference from the baseline, seed by seed"
+        what += "" if narrow else r"; $p$: paired t-test, Holm-corrected" + (
+            " (of all its replicates: not adjusted for the race's looks, which the verdicts are)"
+            if schema.RACE_REASON in comparison else "")
+    if partial:
+        legend = partial_words(partial) + " " + legend
+    if setting:
+        legend += " " + _tex(setting_words(setting))
+    env = "table" if narrow else "table*"
+    body = "\n".join(rows)
+    return (
+        "% Requires \\usepackage{booktabs}.\n"
+        f"\\begin{{{env}}}[t]\n\\centering\n" + ("\\small\n" if narrow else "\\footnotesize\n")
+        + f"\\setlength{{\\tabcolsep}}{{{1.5 if diffs and not narrow else 3}pt}}\n"
+        + f"\\caption{{Test {label}, study \\texttt{{{_tex_breakable(name)}}}: {what}. {legend}}}\n"
+        f"\\label{{tab:{_tex_label(name)}{'-narrow' if narrow else ''}}}\n"
+        f"\\begin{{tabular}}{{{columns}}}\n\\toprule\n{header} \\\\\n\\midrule\n"
+        f"{body}\n\\bottomrule\n\\end{{tabular}}\n\\end{{{env}}}\n"
+    )
+
+
+def _latex_row(r: pd.Series, marked: str, diffs: dict, m: str, narrow: bool, uneven: bool,
+               validated: bool = False) -> str:
+    """One configuration's row of :func:`summary_latex`; ``marked`` holds its marks (★, †)."""
+    tex_marks = {"★": r"$^{\star}$", "†": r"$^{\dagger}$"}
+    config = _tex(r["configuration"]) + "".join(tex_marks[c] for c in marked)
+    d = diffs.get(r["configuration"])
+    delta = "--" if d is None else f"${_signed(d[schema.mean('test', schema.DIFF)])}$"
+    delta_ci = "" if d is None else f" [${_bound(d[schema.ci95('low', 'test', schema.DIFF)])}$, ${_bound(d[schema.ci95('high', 'test', schema.DIFF)])}$]"
+    p = "--" if d is None else _tex_p(d["t_pvalue_holm"])
+    verdict = "--" if d is None else d["verdict"]
+    test = rf"${number(r[schema.mean('test', m)])} \pm {number(r[schema.std('test', m)])}$"
+    if r[schema.STATUS_ATTR] != schema.OK:
+        span = (2 + bool(diffs)) if narrow else (3 if diffs else 1) + 2 + uneven + validated
+        return (rf"{config} & \multicolumn{{{span}}}{{l}}{{diverged on {r['n_diverged']} of "
+                f"{r['n_seeds']} seeds}} \\\\")
+    extra = [p, verdict] if diffs else []
+    if narrow:
+        cells = [config, test, delta, *([verdict] if diffs else [])]
+    else:
+        cells = [config, *([str(r["n_seeds"])] if uneven else []),
+                 *([rf"${number(r[schema.mean('validation', m)])}$"] if validated else []),
+                 test, *([] if diffs else [f"[{number(r[schema.ci95('low', 'test', m)])}, {number(r[schema.ci95('high', 'test', m)])}]"]),
+                 f"${number(r[schema.mean('train', m)])}$"] + ([delta + delta_ci, *extra] if diffs else [])
+    if "★" in marked:  # the configuration and its chosen and test results in bold; \boldmath: the math too
+        bold = 2 if narrow else 2 + uneven + validated
+        cells = [rf"{{\bfseries\boldmath {c}}}" if k < bold else c for k, c in enumerate(cells)]
+    return " & ".join(cells) + r" \\"
+
+
+def _signed(v) -> str:
+    if not present(v):
+        return "--"
+    text = f"{float(v):+.3f}"
+    return text[1:] if float(text) == 0 else text  # no "-0.000"
+
+
+def _bound(v) -> str:
+    """An interval's bound: signed only when negative (the interval's width is what the table must save)."""
+    if not present(v):
+        return "--"
+    text = f"{float(v):.3f}"
+    return text[1:] if float(text) == 0 else text
+
+
+def _tex_p(v) -> str:
+    if not present(v):
+        return "--"
+    return f"${v:.2g}$" if v >= 0.001 else "$<0.001$"
+
+
+def _tex_breakable(name: str) -> str:
+    """``name`` for \\texttt, which never hyphenates: a line may break after each "-" or "_"."""
+    return _tex(name).replace("-", "-\\allowbreak{}").replace("\\_", "\\_\\allowbreak{}")
+
+
+def _tex_label(name: str) -> str:
+    """``name`` as a LaTeX \\label key (letters, digits, - and : only)."""
+    return "".join(c if (c.isascii() and c.isalnum()) or c in "-:" else "-" for c in name)
+
+
+_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                # In text mode OT1 fonts print < and > as ¡ and ¿.
+                "<": r"\ensuremath{<}", ">": r"\ensuremath{>}"}
+
+
+_TEX_GREEK_CAPITALS = {"GAMMA", "DELTA", "THETA", "LAMDA", "XI", "PI", "SIGMA", "UPSILON", "PHI", "PSI", "OMEGA"}
+
+
+_GREEK_AS_LATIN = {"ALPHA": "A", "BETA": "B", "EPSILON": "E", "ZETA": "Z", "ETA": "H", "IOTA": "I", "KAPPA": "K",
+                   "MU": "M", "NU": "N", "RHO": "P", "TAU": "T", "CHI": "X"}
+
+
+_TEX_ACCENTS = {"\u0301": "'", "\u0300": "`", "\u0302": "^", "\u0308": '"', "\u0303": "~", "\u0327": "c",
+                "\u030c": "v", "\u0304": "="}
+
+
+def _tex(text: str) -> str:
+    """``text`` as LaTeX that plain pdflatex compiles: its special characters escaped, Greek
+    letters in math mode, accented Latin letters as accent commands; any other character
+    that pdflatex's fonts lack becomes "?" (the Markdown and CSV outputs keep it)."""
+    return "".join(_TEX_SPECIAL.get(c) or (c if c.isascii() else _tex_char(c)) for c in text)
+
+
+def _tex_char(c: str) -> str:
+
+    name = unicodedata.name(c, "")
+    if name.startswith(("GREEK SMALL LETTER ", "GREEK CAPITAL LETTER ")) and len(name.split()) == 4:
+        letter = name.split()[-1]
+        small = "SMALL" in name
+        if letter == "OMICRON":
+            return "o" if small else "O"
+        if not small and letter not in _TEX_GREEK_CAPITALS:
+            return _GREEK_AS_LATIN.get(letter, "?")
+        command = {"LAMDA": "lambda"}.get(letter, letter.lower())
+        return f"\\ensuremath{{\\{command if small else command.capitalize()}}}"
+    base, *marks = unicodedata.normalize("NFD", c)
+    if base.isascii() and base.isalpha() and len(marks) == 1 and marks[0] in _TEX_ACCENTS:
+        return f"\\{_TEX_ACCENTS[marks[0]]}{{{base}}}"
+    return "?"
