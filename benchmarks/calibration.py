@@ -180,7 +180,8 @@ def wrong_rate(verdict: np.ndarray, delta: float) -> tuple[float, float, float]:
     right = truth(delta)
     wrong = ((verdict != "undecided") & (verdict != right)).any(axis=1)
     rate = float(wrong.mean())
-    return rate, math.sqrt(max(rate * (1 - rate), ALPHA * (1 - ALPHA)) / len(wrong)), float((verdict == "undecided").mean())
+    error = math.sqrt(max(rate * (1 - rate), ALPHA * (1 - ALPHA)) / len(wrong))
+    return rate, error, float((verdict == "undecided").mean())
 
 
 def deltas(rope: float = ROPE) -> tuple[float, ...]:
@@ -284,10 +285,10 @@ def markdown(cells: list[dict], costs: list[dict], kept: list[dict]) -> str:
 
     lines = []
     if fixed:
-        lines += ["Studies of fixed replicates: the chance of any wrong verdict at the worst of the five Δ, "
-                  f"{' / '.join(names)} ({fixed[0]['studies']} studies a cell, Monte Carlo s.e. about "
-                  f"{fixed[0]['se']:.3f}; a cell fails above {ALPHA} + 3 s.e.), and the share of actreg's "
-                  "verdicts withheld or undecided there.", "",
+        lines += [("Studies of fixed replicates: the chance of any wrong verdict at the worst of the five Δ, "
+                   f"{' / '.join(names)} ({fixed[0]['studies']} studies a cell, Monte Carlo s.e. about "
+                   f"{fixed[0]['se']:.3f}; a cell fails above {ALPHA} + 3 s.e.), and the share of actreg's "
+                   "verdicts withheld or undecided there."), "",
                   "| shape | n | " + " | ".join(f"m = {m}" for m in ms) + " | undecided (actreg, m = 1) |",
                   "|---|---:|" + "---|" * len(ms) + "---:|"]
         for shape in SHAPES:
@@ -298,8 +299,8 @@ def markdown(cells: list[dict], costs: list[dict], kept: list[dict]) -> str:
                 lines.append(f"| {shape} | {n} | " + " | ".join(parts) + f" | {undecided} |")
     races = [r for r in cells if r["kind"] == "race"]
     if races:
-        lines += ["", "The default race (looks at 5, 10, 20, 40, 80, 100; futility 1.25), actreg, at the worst "
-                  f"of ±rope and ±1.03 rope ({races[0]['studies']} races a cell, s.e. about {races[0]['se']:.3f}):",
+        lines += ["", ("The default race (looks at 5, 10, 20, 40, 80, 100; futility 1.25), actreg, at the worst "
+                   f"of ±rope and ±1.03 rope ({races[0]['studies']} races a cell, s.e. about {races[0]['se']:.3f}):"),
                   "", "| shape | " + " | ".join(f"m = {m}" for m in sorted({r['m'] for r in races})) + " |",
                   "|---|" + "---:|" * len({r["m"] for r in races})]
         for shape in SHAPES:
@@ -307,8 +308,8 @@ def markdown(cells: list[dict], costs: list[dict], kept: list[dict]) -> str:
                    for m in sorted({r["m"] for r in races})]
             lines.append(f"| {shape} | " + " | ".join(cell(r) for r in row) + " |")
     if costs:
-        lines += ["", "The price of validity: the share of right decided verdicts (normal differences with sd 0.02, "
-                  "binomial ones on 70 rows).", "",
+        lines += ["", ("The price of validity: the share of right decided verdicts (normal differences with sd 0.02, "
+                   "binomial ones on 70 rows)."), "",
                   "| shape | n | m | Δ | actreg | t (before) | TOST + Holm | actreg / t |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in costs:
@@ -328,7 +329,8 @@ def markdown(cells: list[dict], costs: list[dict], kept: list[dict]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a few cells: normal, skew-2 and step1 at n 30, m 1 and 12")
+    parser.add_argument("--quick", action="store_true",
+                        help="a few cells: normal, skew-2 and step1 at n 30, m 1 and 12")
     parser.add_argument("--studies", type=int, default=2000, help="simulated studies per fixed-n cell (default 2000)")
     parser.add_argument("--race-studies", type=int, default=1000, help="simulated races per race cell (default 1000)")
     parser.add_argument("--shapes", default=",".join(SHAPES), help=f"the shapes (default {','.join(SHAPES)})")

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure_run import tree_memory  # noqa: E402
+from measure_run import tree_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 LAST_LINE = re.compile(r"(?P<fits>\d+) fits in (?P<wall>[\d.]+) s(?: \(fitting (?P<fitting>[\d.]+) s)?")
@@ -82,7 +82,8 @@ def main(argv=None) -> int:
                 key = (study.name, way)
                 if key not in best or got["wall"] < best[key]["wall"]:
                     best[key] = got
-    print(f"best of {args.rounds} interleaved rounds; {os.cpu_count()} cores; " + (" ".join(extra) or "as the files say"))
+    print(f"best of {args.rounds} interleaved rounds; {os.cpu_count()} cores; "
+          + (" ".join(extra) or "as the files say"))
     print("| study | code | fits | wall s | fitting s | peak PSS MiB | other / this |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for study in args.studies:

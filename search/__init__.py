@@ -20,23 +20,23 @@ import os
 # TF_ENABLE_ONEDNN_OPTS=1 in the environment still wins, and a line then says what it costs.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import warnings  # noqa: E402
+import warnings
 
 # Optuna imports tqdm.auto, which warns in a Jupyter kernel without ipywidgets; the runner picks
 # its bar itself (a widget where ipywidgets is installed, else text).
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-from search._version import __version__  # noqa: E402
+from search._version import __version__
 from search.study.parse import load_spec, parse_spec
 from search.study.space import Configuration, grid
 from search.study.spec import StudySpec
 from search.study.validation import SpecError
 
 __all__ = [
-    "__version__",
     "Configuration",
     "SpecError",
     "StudySpec",
+    "__version__",
     "export_frame",
     "grid",
     "load_spec",

@@ -71,7 +71,8 @@ def measure(epochs: int | None = None, seeds: int | None = None, fit_epochs: int
         data_spec = DataSpec()
         data = make_dataset(data_spec)
         model_spec, config, penalty, train = CASE_MODEL, CASE_CONFIG, "mean", TrainSpec(epochs=epochs or 2000)
-        task, metrics, chunk_size, case = "binary", ("accuracy",), None, "case-study MLP"
+        metrics: tuple[str, ...] = ("accuracy",)
+        task, chunk_size, case = "binary", None, "case-study MLP"
         seeds = seeds or 30
     else:
         data_spec, data = spec.data, check_study(spec)
@@ -93,7 +94,7 @@ def measure(epochs: int | None = None, seeds: int | None = None, fit_epochs: int
     # The study's own work unit on the study's chunks: the first pass compiles a trainer per
     # chunk size and draws the initial weights (both cached by the worker, as in a study);
     # the next ``repeats`` passes are timed.
-    tasks = [FitTask(data_spec, model_spec, train, penalty, config, chunk, cores, metrics)
+    tasks = [FitTask(data_spec, model_spec, train, penalty, (config,), chunk, cores, metrics)
              for chunk in chunks]
     warm, steady = _timed_pass(tasks, fit_seeds), float("inf")
     for _ in range(repeats):
@@ -131,8 +132,8 @@ def format_result(r: BenchResult) -> str:
     return "\n".join([
         f"{r.case}, {r.cores} cores",
         f"keras model.fit : {r.keras_fit_us_per_model_epoch:12.1f} us per model-epoch ({r.keras_fit_epochs} epochs)",
-        f"actreg trainer  : {r.actreg_us_per_model_epoch:12.2f} us per model-epoch ({r.seeds} seeds x {r.epochs} epochs,"
-        f" test rows every {r.record_every} epochs, best of {r.repeats}, + {r.actreg_setup_seconds:.1f} s to compile"
-        " a trainer)",
+        (f"actreg trainer  : {r.actreg_us_per_model_epoch:12.2f} us per model-epoch ({r.seeds} seeds x "
+         f"{r.epochs} epochs, test rows every {r.record_every} epochs, best of {r.repeats}, "
+         f"+ {r.actreg_setup_seconds:.1f} s to compile a trainer)"),
         f"speedup         : {r.speedup:12.1f} x",
     ])

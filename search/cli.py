@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from search import interrupt
 from search.study.parse import load_spec
@@ -21,7 +22,7 @@ from search.study.validation import SpecError
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, as for a bad study file
+    def error(self, message: str) -> NoReturn:  # one line, exit 2, as for a bad study file
         print(f"error: command line: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(2)
 

@@ -200,7 +200,7 @@ def snapshot(*folders: Path) -> dict[str, tuple[int, int]]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_one_line_exit_2_nothing_written(case, tmp_path, capsys, request):
-    name, needs_study, needs_postgres, make = case
+    _name, needs_study, needs_postgres, make = case
     if needs_postgres:
         postgres_or_skip()
     study = request.getfixturevalue("stored") if needs_study else tmp_path / "unused.toml"

@@ -88,7 +88,7 @@ def test_three_runners_share_the_n_trials_of_a_tpe_study(tmp_path):
                                              "strength = { low = 1e-4, high = 1e-1, log = true }"))
     procs = [popen_run(path, "--n-jobs", "1") for _ in range(3)]
     for p in procs:
-        out, err = p.communicate(timeout=600)
+        _out, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
     trials = optuna.load_study(study_name="tpe", storage=load_spec(path).storage).get_trials()
     S = optuna.trial.TrialState
@@ -168,7 +168,7 @@ def test_a_worker_killed_mid_fit_costs_a_retry_not_the_run(tmp_path):
             time.sleep(0.2)
         (victim, *_) = worker_pids(proc.pid)
         os.kill(victim, signal.SIGKILL)  # what the out-of-memory killer does
-        out, err = proc.communicate(timeout=600)
+        _out, err = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -191,7 +191,7 @@ def test_sigterm_releases_the_claims_and_prints_one_line(tmp_path):
         assert proc.poll() is None, proc.communicate()[1]
         running = trials_so_far("term", spec.storage, (optuna.trial.TrialState.RUNNING,))
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
+    _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143
     assert err.strip().splitlines()[-1] == "interrupted; run the same command again to resume"
     assert "Traceback" not in err
@@ -226,7 +226,7 @@ def test_ctrl_c_lets_go_at_once_whoever_gets_the_signal(tmp_path, n_jobs, to):
             os.killpg(proc.pid, signal.SIGINT)
         else:
             proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
+        _out, err = proc.communicate(timeout=120)
         took = time.monotonic() - sent
     finally:
         if proc.poll() is None:
@@ -288,17 +288,97 @@ def test_a_live_claim_is_kept_and_a_silent_one_is_taken_over(tmp_path):
 
     live, silent, other = (queue_on(tmp_path, grace=4) for _ in range(3))  # beats every second
     live.enqueue_missing([Configuration("none"), Configuration("l1", 0.1, "pre")], dists())
-    beating = Heartbeat(live.storage)
+    beating = Heartbeat(live.storage, 4)
+    beating.start()
     held = live.claim_waiting()
     beating.hold(held.trial_id)
     lost = silent.claim_waiting()  # its runner "vanishes": no more beats
     for claim in (held, lost):
         other.storage.set_trial_user_attr(claim.trial_id, PROCESS_ATTR, "another-machine/1/1/1")
-    time.sleep(5.5)  # past the grace period of 4 s
-    assert other.reap() == 1
+    deadline = time.monotonic() + 60
+    while other.reap() == 0:  # until the silent claim's heartbeat is older than the grace period of 4 s
+        assert time.monotonic() < deadline, "a claim without heartbeats was never reaped"
+        assert live.storage.get_trial(held.trial_id).state == optuna.trial.TrialState.RUNNING
+        time.sleep(0.2)
     states = {t.number: t.state for t in other.trials()}
     assert states[held.number] == optuna.trial.TrialState.RUNNING  # a live runner's claim is never failed
     assert states[lost.number] == optuna.trial.TrialState.FAIL
     retry = other.claim_waiting()
     assert retry is not None and retry.trial.params == lost.trial.params
     beating.close()
+
+
+class _FailingBeats:
+    """A storage whose heartbeats fail while ``failing`` is set (the fault injected: a storage that is away)."""
+
+    def __init__(self, storage) -> None:
+        self.storage, self.failing, self.beats = storage, True, 0
+
+    def get_heartbeat_interval(self):
+        return 1
+
+    def record_heartbeat(self, trial_id):
+        if self.failing:
+            raise ConnectionError("the storage is away\nsecond line")
+        self.beats += 1
+        return self.storage.record_heartbeat(trial_id)
+
+
+def test_a_heartbeat_that_cannot_beat_says_so_once_and_gives_up_its_claims_after_the_grace(tmp_path):
+    from search.store.heartbeat import Heartbeat
+    from search.study.space import Configuration
+
+    queue = queue_on(tmp_path, grace=2)
+    queue.enqueue_missing([Configuration("none"), Configuration("l1", 0.1, "pre")], dists())
+    storage, said = _FailingBeats(queue.storage), []
+    beating = Heartbeat(storage, 2, say=said.append)
+    first, second = queue.claim_waiting(), queue.claim_waiting()
+    beating.hold(first.trial_id)
+    beating.beat()
+    assert beating.errors == 1 and not beating.given_up(first.trial_id)  # within the grace: still held
+    assert said == [("heartbeat: cannot beat (ConnectionError: the storage is away); a claim not beaten for 2 s "
+                     "is given up, since another runner may take it over")]
+    time.sleep(2.1)  # the fault lasts past the grace period: the span the heartbeat measures, not an order
+    beating.hold(second.trial_id)  # claimed just now: within its grace
+    beating.beat()
+    assert beating.given_up(first.trial_id) and not beating.given_up(second.trial_id)
+    assert beating.held() == [second.trial_id]  # the given-up claim is no longer beaten
+    assert len(said) == 1  # said once for the whole outage
+    storage.failing = False
+    beating.beat()
+    assert storage.beats == 1 and said[-1] == "heartbeat: beating again, after 3 failed beats"
+    beating.drop(first.trial_id)
+    assert not beating.given_up(first.trial_id)
+    beating.close()
+
+
+def test_a_claim_given_up_by_its_heartbeat_is_queued_again_not_stored(tmp_path):
+    """The writer finds a finished configuration whose claim went unbeaten past the grace period: another
+    runner may be fitting it again, so its numbers are not stored; the trial is failed and queued again."""
+    import io
+
+    from tqdm.std import tqdm
+
+    from search.run.state import RunState
+    from search.run.storing import Storing
+    from search.store.heartbeat import Heartbeat
+    from search.study.space import Configuration
+
+    queue = queue_on(tmp_path, grace=1)
+    config = Configuration("l1", 0.1, "pre")
+    queue.enqueue_missing([config], dists())
+    storage = _FailingBeats(queue.storage)
+    beating, said = Heartbeat(storage, 1), io.StringIO()
+    claim = queue.claim_waiting()
+    beating.hold(claim.trial_id)
+    time.sleep(1.1)  # unbeaten past the grace period of 1 s
+    beating.beat()
+    assert beating.given_up(claim.trial_id)
+    state = RunState(tqdm(total=0, file=said, disable=True), said)
+    Storing(queue, beating, state, schedule=None).store(claim, config, record=None)
+    trials = queue.trials()
+    S = optuna.trial.TrialState
+    assert [t.state for t in trials] == [S.FAIL, S.WAITING] and trials[1].params == config.params
+    assert trials[0].user_attrs["fail_reason"] == "interrupted: its runner could not beat its heartbeat for 1 s"
+    assert "gave its claim up (no heartbeat for 1 s); queued again" in said.getvalue()
+    assert state.completed == 0 and beating.held() == []

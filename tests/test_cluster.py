@@ -26,7 +26,10 @@ from search import export_frame, load_spec
 from search.engine.cluster import (
     Shipment,
     ShippedFile,
+    close,
+    connect,
     run_shipped,
+    shipment_for,
     version_mismatch,
     versions,
 )
@@ -196,7 +199,7 @@ def test_a_scheduler_killed_mid_run_is_one_line_and_the_same_command_resumes(tmp
                     break
                 time.sleep(0.1)
         os.killpg(c.scheduler.pid, signal.SIGKILL)
-        out, err = proc.communicate(timeout=300)
+        _out, err = proc.communicate(timeout=300)
     finally:
         c.close()
     assert proc.returncode == 2, err
@@ -288,3 +291,34 @@ def test_a_race_on_the_cluster_takes_the_local_race_s_looks_and_verdicts(cluster
 
     looks = [optuna.load_study(study_name="race", storage=s).user_attrs["actreg_race"] for s in (local, remote)]
     assert looks[0] == looks[1]
+
+
+def test_loky_and_dask_pools_keep_one_interface_and_give_the_same_numbers(cluster, tmp_path):
+    """The run loop fits through a Pool: loky's worker processes (FitPool) and a Dask cluster's
+    (DaskPool) both implement it, and one chunk gives the same numbers through either."""
+    from search.engine.cluster import DaskPool
+    from search.engine.parallel import FitPool, Pool
+
+    spec = load_spec(write_csv_study(tmp_path / "study", "pools"))
+    task = FitTask(spec.data, spec.model, spec.train, spec.penalty, (Configuration("l1", 1e-4, "pre"),), (0, 1),
+                   metrics=spec.metrics)
+    outcomes = {}
+    client = connect(cluster.address)
+    pools = {"loky": FitPool(2), "dask": DaskPool(client, shipment_for(spec))}
+    try:
+        for name, pool in pools.items():
+            assert isinstance(pool, Pool), f"{type(pool).__name__} does not implement the Pool protocol"
+            assert pool.wait() == [] and len(pool) == 0 and pool.capacity() >= 1
+            pool.submit(("chunk", 0), task)
+            assert len(pool) == 1
+            done = []
+            while len(pool):
+                done += pool.wait()
+            ((key, results),) = done
+            assert key == ("chunk", 0) and not isinstance(results, FitFailure), results
+            outcomes[name] = [(r.seed, r.test, r.train) for r in results]
+    finally:
+        for pool in pools.values():
+            pool.close()
+        close(client)
+    assert outcomes["loky"] == outcomes["dask"]

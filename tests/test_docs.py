@@ -16,7 +16,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def _blocks(text: str, language: str) -> list[str]:
-    return re.findall(rf"^```{language}\n(.*?)^```", text, re.S | re.M)
+    return re.findall(rf"^```{language}\n(.*?)^```", text, re.DOTALL | re.MULTILINE)
 
 
 def test_the_readme_is_a_front_door():
@@ -57,7 +57,7 @@ def test_links_resolve(page):
             continue
         assert (page.parent / target).exists(), f"{page.name}: {target}"
     headings = {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-")
-                for p in PAGES for h in re.findall(r"^#+ (.*)$", p.read_text(), re.M)}
+                for p in PAGES for h in re.findall(r"^#+ (.*)$", p.read_text(), re.MULTILINE)}
     for anchor in re.findall(r"\]\([^)\s]*#([\w\-]+)\)", text):
         assert anchor in headings, f"{page.name}: #{anchor}"
 

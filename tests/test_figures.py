@@ -161,7 +161,7 @@ def test_the_seeds_legend_never_covers_a_published_point():
         ax = fig.subplots()
         plot_distribution(frame, ax, references)
         box = _legend_box(ax)
-        marks = [line for line in ax.get_lines() if line.get_label() == "published single run"][0]
+        marks = next(line for line in ax.get_lines() if line.get_label() == "published single run")
         dots = ax.collections[-1].get_offsets()
         for x, y in ax.transData.transform(np.concatenate([marks.get_xydata(), dots])):
             assert not box.contains(x, y)

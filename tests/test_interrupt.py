@@ -72,7 +72,8 @@ def test_the_runner_stops_at_its_next_step_after_a_swallowed_sigterm(small_study
     assert not [t for t in trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)]
 
 
-def test_the_command_line_exits_143_when_the_sigterm_exception_was_swallowed(small_study, tmp_path, capsys, monkeypatch):
+def test_the_command_line_exits_143_when_the_sigterm_exception_was_swallowed(small_study, tmp_path, capsys,
+                                                                             monkeypatch):
     from search import cli
 
     def export_then_swallow(args):  # a command that finishes although SIGTERM arrived meanwhile

@@ -84,7 +84,7 @@ def test_a_runner_rides_through_a_server_restart_and_terminated_connections(tmp_
     private_postgres.restart()
     wait_for_complete(spec, spec.storage, 3, proc)
     assert private_postgres.terminate_others() > 0
-    out, err = proc.communicate(timeout=600)
+    _out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert "unreachable" in err and "is back after" in err, err  # said, in one line each
@@ -100,7 +100,7 @@ def test_a_storage_away_past_the_patience_stops_the_run_with_one_line_and_a_reru
     wait_for_complete(spec, spec.storage, 1, proc)
     private_postgres.stop()
     began = time.monotonic()
-    out, err = proc.communicate(timeout=300)
+    _out, err = proc.communicate(timeout=300)
     assert proc.returncode == 2, err
     assert time.monotonic() - began < 60  # the patience, a fit and the pauses; not the whole study
     assert "Traceback" not in err
@@ -128,7 +128,7 @@ def test_of_two_files_that_race_to_create_one_study_exactly_one_runs(where, tmp_
         specs = [s.with_overrides(storage=url) for s in specs]
         barrier, outcomes = threading.Barrier(2), [None, None]
 
-        def open_(k: int) -> None:
+        def open_(k: int, barrier=barrier, specs=specs, outcomes=outcomes) -> None:
             barrier.wait()
             try:
                 queue, _ = StudyQueue.open(specs[k], {})
@@ -160,8 +160,8 @@ def test_every_runner_of_a_study_uses_its_first_runners_heartbeat_grace(tmp_path
     queue.close()
     assert not created
     assert (queue.grace, queue.storage.grace_period, queue.storage.heartbeat_interval) == (60, 60, 12)
-    assert queue.notes == ["heartbeat_grace: study 'grace' uses 60 s (its first runner's), not this file's 2 s, "
-                           "so that no runner fails another's live claims"]
+    assert queue.notes == [("heartbeat_grace: study 'grace' uses 60 s (its first runner's), not this file's 2 s, "
+                            "so that no runner fails another's live claims")]
 
 
 # ----------------------------------------------------------------------------- SQLite
@@ -315,10 +315,10 @@ def test_export_and_report_describe_the_stored_study_and_refuse_a_file_that_no_l
     done = actreg("export", str(path), "--per-seed", "--out", str(tmp_path / "s.csv"))
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == [
-        f"note: {path}: seeds: study 'described' was run with 2 seeds (the file says otherwise); describing the "
-        "stored study",
-        f"note: {path}: train.epochs: study 'described' was run for 2 epochs (the file says otherwise); describing "
-        "the stored study"]
+        (f"note: {path}: seeds: study 'described' was run with 2 seeds (the file says otherwise); describing the "
+         "stored study"),
+        (f"note: {path}: train.epochs: study 'described' was run for 2 epochs (the file says otherwise); describing "
+         "the stored study")]
     assert sorted(pd.read_csv(tmp_path / "s.csv")["seed"].unique()) == [0, 1]
     done = actreg("report", str(path), "--no-attach", "--out", str(tmp_path / "r"))
     assert done.returncode == 0, done.stderr

@@ -257,7 +257,7 @@ def test_two_runners_share_a_race_and_a_killed_one_is_resumed(tmp_path):
     killed.communicate()
     procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for p in procs:
-        out, err = p.communicate(timeout=600)
+        _out, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
         assert "Traceback" not in err
     assert verdicts_of(spec) == expected

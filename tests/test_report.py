@@ -129,7 +129,7 @@ def test_figures_are_made_at_print_size_with_text_of_at_least_7_pt(small_run, wi
             assert box.x0 - 1 <= extent.x0 and extent.x1 <= box.x1 + 1, (name, t.get_text())
             assert box.y0 - 1 <= extent.y0 and extent.y1 <= box.y1 + 1, (name, t.get_text())
     delta = figs["heatmap_delta_accuracy"]
-    bar = [a for a in delta.axes if a.get_label() == "<colorbar>"][0]
+    bar = next(a for a in delta.axes if a.get_label() == "<colorbar>")
     low, high = bar.get_ylim()
     rope = report_data(spec, load_study(spec).get_trials()).comparison["rope"].iloc[0]
     assert low == -high and high >= 2 * rope  # never narrower than the region of practical equivalence

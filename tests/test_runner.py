@@ -159,3 +159,24 @@ def test_a_program_is_claimed_together_and_a_member_held_elsewhere_is_left_to_it
     keys = ["param_norm", "param_strength", "param_placement", "seed"]
     alone = alone.merge(mine[keys], on=keys).sort_values(keys).reset_index(drop=True)
     pd.testing.assert_frame_equal(mine.sort_values(keys).reset_index(drop=True), alone, check_exact=True)
+
+
+@pytest.mark.parametrize("kwargs, key", [
+    ({"backend": "dask"}, "backend"),  # a Dask cluster is the study's `scheduler`, not a backend
+    ({"backend": "threads"}, "backend"),
+    ({"progress": "yes"}, "progress"),
+    ({"wait": 1}, "wait"),
+    ({"stream": 3}, "stream"),
+])
+def test_run_study_refuses_a_bad_argument_in_one_line_before_anything_is_written(tmp_path, kwargs, key):
+    path = write_study(tmp_path, name="arguments")
+    spec = load_spec(path)
+    with pytest.raises(SpecError) as refused:
+        run_study(spec, **kwargs)
+    assert refused.value.key == key and str(path) in str(refused.value) and "\n" not in str(refused.value)
+    assert not list(tmp_path.glob("*.db")), "a bad argument wrote a storage"
+
+
+def test_run_study_takes_a_spec_not_a_path(tmp_path):
+    with pytest.raises(SpecError, match="must be a StudySpec"):
+        run_study(str(write_study(tmp_path, name="path")))

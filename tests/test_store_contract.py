@@ -175,3 +175,96 @@ def test_every_storage_call_of_optunas_cache_and_heartbeats_rides_through_an_out
     missing = sorted(called - set(_CALLS) - plain)
     assert not missing, (f"{module} calls {missing} on its storage, which RetryingStorage does not retry: "
                          "add them to search.store.outage._CALLS")
+
+
+# Every private name of Optuna or optuna-dashboard that search/ uses, and where: an Optuna or
+# optuna-dashboard release that drops or changes one fails the tests below by name.
+PRIVATE_USES = {
+    "optuna.trial.FrozenTrial._trial_id": "search/store/trials.py (joined_trial: a race's blocks as one trial)",
+    "optuna_dashboard._note.get_note_from_system_attrs": "search/store/dashboard.py (save_notes)",
+    "optuna_dashboard._note.note_ver_key": "search/store/dashboard.py (save_notes)",
+    "optuna_dashboard._note.note_str_key_prefix": "search/store/dashboard.py (save_notes)",
+    "optuna_dashboard._note.split_body": "search/store/dashboard.py (save_notes)",
+}
+
+
+def test_search_uses_no_private_name_of_optuna_but_those_pinned_here():
+    """Outside search/store/ nothing touches Optuna's or optuna-dashboard's private names; inside, only
+    the pinned ones."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "search"
+    pinned = {name.rsplit(".", 1)[1] for name in PRIVATE_USES}
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            name = None
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in (
+                    "optuna", "optuna_dashboard"):
+                name = next((a.name for a in node.names if a.name.startswith("_")), None)
+                name = name or next((p for p in node.module.split(".") if p.startswith("_")), None)
+            elif isinstance(node, ast.Attribute) and node.attr in pinned | {"_trial_id", "_note"}:
+                name = node.attr
+            if name is None:
+                continue
+            where = path.relative_to(root.parent).as_posix()
+            if not where.startswith("search/store/") or (name not in pinned and name != "_note"):
+                found.append(f"{where}:{node.lineno}: {name}")
+    assert found == [], "private names of Optuna used outside the pinned list: " + ", ".join(found)
+
+
+@pytest.mark.parametrize("name", sorted(PRIVATE_USES))
+def test_each_pinned_private_name_exists(name):
+    import importlib
+
+    module_name, attr = name.rsplit(".", 1)
+    if module_name == "optuna.trial.FrozenTrial":
+        trial = optuna.trial.create_trial(value=1.0)
+        assert hasattr(trial, attr), _broken(f"FrozenTrial has no {attr}, which {PRIVATE_USES[name]} uses")
+        return
+    module = importlib.import_module(module_name)
+    assert callable(getattr(module, attr, None)), (
+        f"optuna-dashboard: {module_name}.{attr} is gone, which {PRIVATE_USES[name]} uses")
+
+
+def test_a_joined_trial_keeps_the_first_blocks_storage_id(tmp_path):
+    from search.store.trials import joined_trial
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'ids.db'}", create=True)
+    study = _study(storage)
+    for x in (0.5, 1.5):
+        study.enqueue_trial({"x": x})
+        study.optimize(lambda t: t.suggest_float("x", 0, 2), n_trials=1)
+    first, last = study.get_trials()
+    joined = joined_trial(first, last, 2.0, {"a": 1}, {"b": 2}, {0: 1.0})
+    study_id = storage.get_study_id_from_name(study.study_name)
+    assert joined._trial_id == storage.get_trial_id_from_study_id_trial_number(study_id, first.number), \
+        _broken("FrozenTrial(trial_id=...) no longer keeps the id as _trial_id")
+    assert (joined.number, joined.value, joined.datetime_complete) == (first.number, 2.0, last.datetime_complete)
+
+
+def test_notes_written_by_save_notes_read_as_optuna_dashboards_own(tmp_path):
+    """A note that search.store.dashboard.save_notes writes is the note optuna-dashboard's own save_note
+    would write: its reader sees the body, a longer note replaced by a shorter one leaves no tail, and
+    the public save_note, writing after it, takes the next version."""
+    from optuna_dashboard import _note, save_note
+
+    from search.store.dashboard import save_notes
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'notes.db'}", create=True)
+    study = _study(storage)
+    study.optimize(lambda t: t.suggest_float("x", 0, 2), n_trials=1)
+    study_id = storage.get_study_id_from_name(study.study_name)
+    long, short = "# long\n\n" + "x" * 5000, "# short"
+    assert save_notes(storage, study_id, long, {0: "trial zero"}) == 2
+    assert save_notes(storage, study_id, short, {0: "trial zero"}) == 1  # the unchanged trial note is not written
+    attrs = storage.get_study_system_attrs(study_id)
+    assert _note.get_note_from_system_attrs(attrs, None)["body"] == short, "optuna-dashboard reads another body"
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, 0)
+    assert _note.get_note_from_system_attrs(attrs, trial_id)["body"] == "trial zero"
+    version = _note.get_note_from_system_attrs(attrs, None)["version"]
+    save_note(study, "# by the dashboard's own writer")
+    after = _note.get_note_from_system_attrs(storage.get_study_system_attrs(study_id), None)
+    assert after == {"version": version + 1, "body": "# by the dashboard's own writer"}

@@ -15,6 +15,7 @@ import numpy as np
 from search.study.readers import DataError
 from search.study.sources import SOURCES
 from search.study.spec import DataSpec
+from search.study.validation import given
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,9 +85,14 @@ def make_dataset(spec: DataSpec) -> Dataset:
         std[std == 0] = 1.0
         x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
         x_val = None if x_val is None else (x_val - mean) / std
-    inputs = [None if a is None else np.ascontiguousarray(a, dtype=np.float32) for a in (x_train, x_test, x_val)]
-    labels = [None if a is None else np.asarray(a, dtype=np.float32).reshape(-1, 1) for a in (y_train, y_test, y_val)]
-    return _frozen(Dataset(inputs[0], labels[0], inputs[1], labels[1], inputs[2], labels[2]))
+    def inputs(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a, dtype=np.float32)
+
+    def labels(a: np.ndarray) -> np.ndarray:
+        return np.asarray(a, dtype=np.float32).reshape(-1, 1)
+
+    return _frozen(Dataset(inputs(x_train), labels(y_train), inputs(x_test), labels(y_test),
+                           None if x_val is None else inputs(x_val), None if y_val is None else labels(y_val)))
 
 
 def replicate_data(spec: DataSpec, seeds: tuple[int, ...]) -> Dataset:
@@ -99,9 +105,13 @@ def replicate_data(spec: DataSpec, seeds: tuple[int, ...]) -> Dataset:
     shapes = {tuple(a.shape for a in (p.x_train, p.x_test)) for p in parts}
     if len(shapes) > 1:
         raise DataError("data.resample", f"replicates differ in size ({sorted(shapes)})")
-    names = ("x_train", "y_train", "x_test", "y_test", "x_validation", "y_validation")
-    arrays = [None if getattr(parts[0], n) is None else np.stack([getattr(p, n) for p in parts]) for n in names]
-    return _frozen(Dataset(*arrays, per_seed=True))
+    def stacked(name: str) -> np.ndarray:
+        return np.stack([getattr(p, name) for p in parts])
+
+    validated = parts[0].x_validation is not None
+    return _frozen(Dataset(stacked("x_train"), stacked("y_train"), stacked("x_test"), stacked("y_test"),
+                           stacked("x_validation") if validated else None,
+                           stacked("y_validation") if validated else None, per_seed=True))
 
 
 def _frozen(data: Dataset) -> Dataset:
@@ -131,11 +141,12 @@ def _split(spec: DataSpec, n: int, y: np.ndarray) -> tuple[np.ndarray, np.ndarra
     """Training and test row indices: the first ``n_train`` rows, ``n_train`` rows drawn from
     ``split_seed``, or a ``test_size`` split drawn from it (stratified when ``stratify``)."""
     if spec.test_size is None:
-        if not 0 < spec.n_train < n:
+        n_train = given(spec.n_train, "data.n_train")
+        if not 0 < n_train < n:
             raise DataError("data.n_train", f"must be between 1 and the number of rows - 1 ({n - 1})")
         if spec.split_seed is None:
-            return np.arange(spec.n_train), np.arange(spec.n_train, n)
-        return _draw(np.arange(n), y, "data.n_train", spec.split_seed, spec.stratify, train_size=spec.n_train)
+            return np.arange(n_train), np.arange(n_train, n)
+        return _draw(np.arange(n), y, "data.n_train", spec.split_seed, spec.stratify, train_size=n_train)
     return _draw(np.arange(n), y, "data.test_size", spec.split_seed, spec.stratify, test_size=spec.test_size)
 
 
@@ -150,8 +161,8 @@ def _validation(spec: DataSpec, train: np.ndarray, y: np.ndarray) -> tuple[np.nd
                  test_size=spec.validation)
 
 
-def _draw(rows: np.ndarray, y: np.ndarray, key: str, seed: int, stratify: bool | None,
-          **size: float | int) -> tuple[np.ndarray, np.ndarray]:
+def _draw(rows: np.ndarray, y: np.ndarray, key: str, seed: int | None, stratify: bool | None,
+          **size: float) -> tuple[np.ndarray, np.ndarray]:
     """A seeded random split of ``rows`` (stratified by ``y`` when ``stratify``), each part in row order."""
     from sklearn.model_selection import train_test_split
 

@@ -26,6 +26,7 @@ from search.study.layers import LAYERS
 from search.study.metrics import METRICS, TASK_METRICS
 from search.study.space import Configuration
 from search.study.spec import LOSSES, ModelSpec
+from search.study.validation import given
 
 
 @keras.saving.register_keras_serializable(package="actreg")
@@ -156,7 +157,7 @@ def unrolled(model):
 
 def penalty_factors(config: Configuration) -> tuple[float, float]:
     """(l1, l2) of a configuration; ``l1_l2`` uses the strength for both unless ``l1_ratio`` splits it."""
-    s = config.strength
+    s = given(config.strength, "strength")
     if config.norm == "l1":
         return s, 0.0
     if config.norm == "l2":
@@ -196,7 +197,7 @@ def compile_model(model: keras.Model, loss: str, learning_rate: float) -> None:
 
 
 def build_model(spec: ModelSpec, config: Configuration, penalty: str, seed: int,
-                input_shape: int | tuple[int, ...], learning_rate: float = 0.001, compile: bool = True,
+                input_shape: int | tuple[int, ...], learning_rate: float = 0.001, compile: bool = True,  # noqa: A002 - Keras's word
                 n_outputs: int = 1) -> BuiltModel:
     """Build (and compile) the model of ``spec`` for ``config``, initialized from ``seed``.
 
@@ -242,12 +243,12 @@ def load_builder(spec: ModelSpec):
     import importlib
     import sys
 
-    module_name, _, func_name = spec.builder.partition(":")
+    module_name, _, func_name = given(spec.builder, "model.builder").partition(":")
     if spec.builder_path and spec.builder_path not in sys.path:
         sys.path.insert(0, spec.builder_path)
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # any error while importing the user's module is theirs to fix
+    except Exception as exc:  # noqa: BLE001 - any error while importing the user's module is theirs to fix
         raise BuilderError(f"cannot import {module_name!r} ({type(exc).__name__}: {exc})") from None
     fn = getattr(module, func_name, None)
     if not callable(fn):
@@ -260,7 +261,7 @@ def _from_builder(spec: ModelSpec, shape: tuple[int, ...], n_outputs: int, regul
     fn = load_builder(spec)
     try:
         model = fn(input_shape=shape, n_outputs=n_outputs, regularizer=regularizer, placement=placement)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the user's builder: any error is theirs, in one line
         raise BuilderError(f"{spec.builder} raised {type(exc).__name__}: {exc}") from None
     if not isinstance(model, keras.Model):
         raise BuilderError(f"{spec.builder} returned {type(model).__name__}, not a keras.Model")
@@ -271,7 +272,7 @@ def _from_builder(spec: ModelSpec, shape: tuple[int, ...], n_outputs: int, regul
             if getattr(layer, "activity_regularizer", None) is regularizer:
                 follows = layers[i + 1] if i + 1 < len(layers) else None
                 pre = placement == "pre" and isinstance(follows, keras.layers.Activation)
-                probes.append(follows.name if pre else layer.name)
+                probes.append(follows.name if pre and follows is not None else layer.name)
         if not probes:
             raise BuilderError(f"{spec.builder} put the regularizer on no layer "
                                "(pass it as activity_regularizer=regularizer)")
@@ -286,7 +287,7 @@ def check_builder(spec: ModelSpec, data, placements: tuple[str, ...] = ("pre", "
         model = build_model(spec, config, "mean", 0, data.x_train.shape[1:], compile=False, n_outputs=n_outputs).model
         try:
             out = model(data.x_train[:2])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the user's model: any error is theirs, in one line
             raise BuilderError(f"the model of {spec.builder} cannot take inputs of shape "
                                f"{data.x_train.shape[1:]} ({type(exc).__name__}: {exc})") from None
         if tuple(out.shape[1:]) != (n_outputs,):

@@ -21,6 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from search.study.space import Configuration, program_of
@@ -153,7 +154,7 @@ def _fit_seeds(task: FitTask):
     for config, seed in models:
         variant = () if task.model.builder is None else (config.is_baseline, config.placement)
         start.append(_cached(_WEIGHTS, (task.model, seed, shape, variant), 1024,
-                             lambda config=config, seed=seed: initial_state(task.model, config, seed, shape, n_outputs)))
+                             partial(initial_state, task.model, config, seed, shape, n_outputs)))
     began = time.perf_counter()
     results = trainer.fit([w for w, _ in start], model_seeds, initial_states=[s for _, s in start],
                           data=data if data.per_seed else None, factors=factors)[:task.n_models]

@@ -41,6 +41,7 @@ import contextlib
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -220,23 +221,23 @@ class SeedStack:
 class _Graph:
     """What the graph-building functions below share: the model, its variables, the data and the settings."""
 
-    template: object
+    template: Any
     stack: SeedStack
     task: str
     metrics: tuple[str, ...]
     n_seeds: int
     jit: bool
-    x_train: object
-    y_train: object
-    x_test: object
-    y_test: object
-    x_validation: object | None
-    y_validation: object | None
+    x_train: Any
+    y_train: Any
+    x_test: Any
+    y_test: Any
+    x_validation: Any
+    y_validation: Any
     per_seed_data: bool  # the data arrays have a leading seed axis: each seed its own rows
-    n_train: object  # the training rows as a variable (see ChunkTrainer)
+    n_train: Any  # the training rows as a variable (see ChunkTrainer)
     batch: int
     shuffle: bool
-    probe_model: object | None
+    probe_model: Any
     penalized: bool  # the template carries an ActivityPenalty: each model traces it with its own factors
 
 
@@ -272,14 +273,14 @@ def _evaluate(g: _Graph, values, states, factors, x, y):
     import tensorflow as tf
 
     if g.per_seed_data:
-        per_seed, shared = (values, states, factors, x, y), ()
+        per_seed, shared = [values, states, factors, x, y], []
     elif g.n_seeds == 1:
-        per_seed, shared = (values, states, factors), (x, y)
+        per_seed, shared = [values, states, factors], [x, y]
     else:
         # Each seed gets its own copy of the rows. Shared rows made pfor multiply them by every
         # seed's weights at once, (rows, seeds x units), then transpose: a third of an XLA epoch.
-        per_seed, shared = (values, states, factors,
-                            *(tf.broadcast_to(t[None], [g.n_seeds, *t.shape]) for t in (x, y))), ()
+        per_seed, shared = [values, states, factors,
+                            *(tf.broadcast_to(t[None], [g.n_seeds, *t.shape]) for t in (x, y))], []
     loss, stats, _ = _per_seed(g, lambda v, st, f, x_, y_: _seed_loss(g, v, st, f, x_, y_, False), per_seed, shared)
     return loss, metric_values(g.metrics, stats, tf.cast(tf.shape(y)[1 if g.per_seed_data else 0], tf.float32))
 
@@ -337,7 +338,7 @@ def _step(g: _Graph, order, start, size: int, sums):
         loss, stats, new_states = out[:3]
         total = tf.reduce_sum(loss)
     # The gradient of the sum of the seeds' losses is, slice by slice, each seed's own.
-    grads = out[3] if g.jit else tape.gradient(total, stacked)
+    grads = out[3] if g.jit else tape.gradient(total, stacked)  # type: ignore[union-attr]  # a tape without XLA
     g.stack.optimizer.apply(grads, stacked)
     for var, value in zip(g.stack.stacked_state, new_states):
         var.assign(value)
@@ -487,8 +488,10 @@ class ChunkTrainer:
         else:
             self._data = [None if a is None else tf.constant(a) for a in arrays]
         self.penalized = bool(penalties(template))
-        g = _Graph(template, self._stack, task, self.metrics, n_seeds, jit, *self._data, data.per_seed, n_train,
-                   train.batch_size, train.shuffle, probe_model, self.penalized)
+        x_train, y_train, x_test, y_test, x_validation, y_validation = self._data
+        g = _Graph(template, self._stack, task, self.metrics, n_seeds, jit, x_train, y_train, x_test, y_test,
+                   x_validation, y_validation, data.per_seed, n_train, train.batch_size, train.shuffle, probe_model,
+                   self.penalized)
         self._run = tf.function(lambda epochs, step: _run_epochs(g, epochs, step), jit_compile=jit)
         # The final evaluation compiles as the epochs do: under XLA, as TensorFlow's kernels round a model's
         # numbers differently in programs of other sizes, and its numbers must not depend on the company.
@@ -496,11 +499,11 @@ class ChunkTrainer:
         # Traced now, so that the penalty's form is fixed: under XLA it is summed in one reduction.
         # Several seeds' recurrent layers are traced unrolled: vectorized_map turns a recurrence
         # loop into a loop of its own, with bookkeeping per step that costs more than the step.
-        with one_reduction() if jit else contextlib.nullcontext(), \
-                unrolled(template) if n_seeds > 1 else contextlib.nullcontext():
-            with vectorize.for_xla() if jit else contextlib.nullcontext():  # the rules XLA runs faster
-                self._run.get_concrete_function(tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32))
-                self._final.get_concrete_function()
+        with (one_reduction() if jit else contextlib.nullcontext(),
+              unrolled(template) if n_seeds > 1 else contextlib.nullcontext(),
+              vectorize.for_xla() if jit else contextlib.nullcontext()):  # the rules XLA runs faster
+            self._run.get_concrete_function(tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32))
+            self._final.get_concrete_function()
 
     def fit(self, initial_weights: Sequence[Sequence[np.ndarray]], seeds: Sequence[int],
             keep_weights: bool = False, initial_states: Sequence[Sequence[np.ndarray]] | None = None,
@@ -544,10 +547,11 @@ class ChunkTrainer:
             raise ValueError("only a trainer built on per-seed data takes other data per fit")
         arrays = [data.x_train, data.y_train, data.x_test, data.y_test, data.x_validation, data.y_validation]
         for var, a in zip(self._data, arrays):
-            if (var is None) != (a is None) or (a is not None and tuple(var.shape) != a.shape):
+            if var is None and a is None:
+                continue
+            if var is None or a is None or tuple(var.shape) != a.shape:
                 raise ValueError("the data of a fit must have the shapes the trainer was built with")
-            if var is not None:
-                var.assign(a)
+            var.assign(a)
 
     def _result(self, k: int, seed: int, hist: np.ndarray, final: tuple, trained: list | None) -> SeedResult:
         (tr_loss, tr_values), (te_loss, te_values), validation, mean_act, zeros = final

@@ -6,6 +6,7 @@ drawn figure (no legend covers a marked point or a line).
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from search.results.records import configuration_of, finite_trials, trial_curves
 from search.results.stats import daggered
 from search.store import schema
 from search.study.metrics import METRIC_LABELS, MINIMIZED
+from search.study.validation import given
 
 if TYPE_CHECKING:
     import optuna
@@ -48,7 +50,7 @@ class Heatmap(NamedTuple):
     hatched: dict[str, pd.DataFrame] | None = None  # differences: the cells whose verdict is equivalent
 
 
-def robust_limits(values: Sequence[float], center: float | None = None) -> tuple[float, float]:
+def robust_limits(values: Sequence[float] | np.ndarray, center: float | None = None) -> tuple[float, float]:
     """A colour scale that ignores outliers: Tukey's fences (1.5 interquartile ranges past the
     quartiles), clipped to the data; symmetric about ``center`` when it is given."""
     v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=np.float64)
@@ -131,8 +133,9 @@ def delta_heatmap_data(summary: pd.DataFrame, comparison: pd.DataFrame, title: s
     import pandas as pd
 
     keys = [c for c in ("param_norm", "param_strength", "param_placement") if c in comparison.columns]
-    merged = summary.merge(comparison.assign(dagger=daggered(comparison), equivalent=comparison["verdict"] == "equivalent")
-                           [keys + [schema.mean("test", schema.DIFF), "dagger", "equivalent"]], on=keys, how="left")
+    marked = comparison.assign(dagger=daggered(comparison), equivalent=comparison["verdict"] == "equivalent")
+    merged = summary.merge(marked[[*keys, schema.mean("test", schema.DIFF), "dagger", "equivalent"]], on=keys,
+                           how="left")
     base = merged["param_norm"] == "none"
     merged.loc[base, schema.mean("test", schema.DIFF)] = 0.0
     merged["delta_label"] = ["" if pd.isna(d) else f"{d:+.3f}" + ("†" if not pd.isna(m) and bool(m) else "")
@@ -149,7 +152,7 @@ def delta_heatmap_data(summary: pd.DataFrame, comparison: pd.DataFrame, title: s
         hatched[placement] = shown.reindex(**shape).fillna(False).astype(bool)
     cells = [x for f in data.values.values() for x in f.to_numpy(dtype=float).ravel()]
     rope = float(comparison["rope"].iloc[0]) if "rope" in comparison and len(comparison) else None
-    low, high = robust_limits(cells, center=0.0)
+    _, high = robust_limits(cells, center=0.0)
     if rope is not None:
         high = max(high, 2 * rope)
     # No baseline line: the centre of the scale is the baseline.
@@ -164,7 +167,7 @@ def selected_curves(trials: Sequence[optuna.trial.FrozenTrial], metric: str = "a
     for t in done:
         c = configuration_of(t)
         key = (c.norm, c.placement)
-        if key not in best or sign * t.value > sign * best[key].value:
+        if key not in best or sign * given(t.value) > sign * given(best[key].value):
             best[key] = t
     order = sorted(best, key=lambda k: (k[0] != "none", NORM_ORDER.index(k[0]) if k[0] in NORM_ORDER else -1,
                                         k[1] or ""))
@@ -298,7 +301,7 @@ def _line_points(ax, steps: int = 20) -> np.ndarray:
         xy = xy[np.isfinite(xy).all(axis=1)]
         if len(xy) == 1:
             out.append(xy)
-        for a, b in zip(xy[:-1], xy[1:]):
+        for a, b in itertools.pairwise(xy):
             out.append(a + np.linspace(0.0, 1.0, steps)[:, None] * (b - a))
     return np.concatenate(out) if out else np.zeros((0, 2))
 

@@ -81,7 +81,7 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
         what += r"; $\Delta$: paired difference from the baseline, seed by seed"
         what += "" if narrow else r"; $p$: paired t-test, Holm-corrected" + (
             " (of all its replicates: not adjusted for the race's looks, which the verdicts are)"
-            if schema.RACE_REASON in comparison else "")
+            if comparison is not None and schema.RACE_REASON in comparison else "")
     if partial:
         legend = partial_words(partial) + " " + legend
     if setting:
@@ -106,7 +106,8 @@ def _latex_row(r: pd.Series, marked: str, diffs: dict, m: str, narrow: bool, une
     config = _tex(r["configuration"]) + "".join(tex_marks[c] for c in marked)
     d = diffs.get(r["configuration"])
     delta = "--" if d is None else f"${_signed(d[schema.mean('test', schema.DIFF)])}$"
-    delta_ci = "" if d is None else f" [${_bound(d[schema.ci95('low', 'test', schema.DIFF)])}$, ${_bound(d[schema.ci95('high', 'test', schema.DIFF)])}$]"
+    low, high = schema.ci95("low", "test", schema.DIFF), schema.ci95("high", "test", schema.DIFF)
+    delta_ci = "" if d is None else f" [${_bound(d[low])}$, ${_bound(d[high])}$]"
     p = "--" if d is None else _tex_p(d["t_pvalue_holm"])
     verdict = "--" if d is None else d["verdict"]
     test = rf"${number(r[schema.mean('test', m)])} \pm {number(r[schema.std('test', m)])}$"
@@ -120,12 +121,17 @@ def _latex_row(r: pd.Series, marked: str, diffs: dict, m: str, narrow: bool, une
     else:
         cells = [config, *([str(r["n_seeds"])] if uneven else []),
                  *([rf"${number(r[schema.mean('validation', m)])}$"] if validated else []),
-                 test, *([] if diffs else [f"[{number(r[schema.ci95('low', 'test', m)])}, {number(r[schema.ci95('high', 'test', m)])}]"]),
+                 test, *([] if diffs else [_interval(r, m)]),
                  f"${number(r[schema.mean('train', m)])}$"] + ([delta + delta_ci, *extra] if diffs else [])
     if "★" in marked:  # the configuration and its chosen and test results in bold; \boldmath: the math too
         bold = 2 if narrow else 2 + uneven + validated
         cells = [rf"{{\bfseries\boldmath {c}}}" if k < bold else c for k, c in enumerate(cells)]
     return " & ".join(cells) + r" \\"
+
+
+def _interval(r: pd.Series, m: str) -> str:
+    """The 95% interval of a configuration's mean test metric, as the table prints it."""
+    return f"[{number(r[schema.ci95('low', 'test', m)])}, {number(r[schema.ci95('high', 'test', m)])}]"
 
 
 def _signed(v) -> str:
@@ -195,7 +201,8 @@ def _tex_char(c: str) -> str:
             return _GREEK_AS_LATIN.get(letter, "?")
         command = {"LAMDA": "lambda"}.get(letter, letter.lower())
         return f"\\ensuremath{{\\{command if small else command.capitalize()}}}"
-    base, *marks = unicodedata.normalize("NFD", c)
+    decomposed = unicodedata.normalize("NFD", c)
+    base, marks = decomposed[0], decomposed[1:]
     if base.isascii() and base.isalpha() and len(marks) == 1 and marks[0] in _TEX_ACCENTS:
         return f"\\{_TEX_ACCENTS[marks[0]]}{{{base}}}"
     return "?"

@@ -37,6 +37,7 @@ from search.store.schema import DIVERGED, OK
 from search.study.metrics import METRICS
 from search.study.race import BASELINE, is_over, looks_of, racing, stops
 from search.study.space import Configuration, config_key, grid
+from search.study.validation import given
 
 if TYPE_CHECKING:
     import optuna
@@ -53,6 +54,7 @@ def next_look(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial], taken
     """
     if is_over(spec, taken):
         return None
+    race = given(spec.race, "[race]")
     looks, k = looks_of(spec), len(taken)
     need = set(spec.seeds[:looks[k]])
     members = racing(spec, taken)
@@ -64,9 +66,9 @@ def next_look(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial], taken
     base_values = _by_seed(base, metric)
     seeds = [s for s in spec.seeds[:looks[k]]]
     rope = taken[0]["rope"] if taken else (spec.rope if spec.rope is not None else
-                                           default_rope(metric, np.mean([base_values[s] for s in seeds])))
+                                           default_rope(metric, float(np.mean([base_values[s] for s in seeds]))))
     m = sum(1 for c in grid(spec.space) if not c.is_baseline)
-    level = sequential_levels(tuple(n / looks[-1] for n in looks), spec.race.alpha / m)[k]
+    level = sequential_levels(tuple(n / looks[-1] for n in looks), race.alpha / m)[k]
     sign = -1.0 if METRICS[metric].minimize else 1.0
     decisions: dict[str, dict[str, Any]] = {}
     judged, improvements = [], []
@@ -80,10 +82,10 @@ def next_look(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial], taken
             judged.append(config)
             improvements.append(np.array([sign * (values[s] - base_values[s]) for s in seeds]))
     if judged:
-        rows = race_decisions(improvements, rope, k, looks, m, spec.race.alpha, spec.race.futility)
+        rows = race_decisions(improvements, rope, k, looks, m, race.alpha, race.futility)
         for config, row in zip(judged, rows):
             decisions[config_key(config)] = row
-    return {"look": k, "replicates": looks[k], "rope": rope, "level": level, "alpha": spec.race.alpha,
+    return {"look": k, "replicates": looks[k], "rope": rope, "level": level, "alpha": race.alpha,
             "configurations": m, "decisions": decisions}
 
 
@@ -135,7 +137,7 @@ def race_notes(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial], take
         n, numbers = where(config)
         rows.append(f"| {config.label} | {n} | {status(config)} | {numbers} |")
     study_note = (f"# {spec.name}\n\n{head} Looks at {', '.join(map(str, looks))} replicates; each verdict "
-                  f"against the baseline, with the chance of any wrong verdict at most {spec.race.alpha} over "
+                  f"against the baseline, with the chance of any wrong verdict at most {given(spec.race).alpha} over "
                   "all looks and configurations. Written by `actreg run` at each look; `actreg report` puts "
                   "the report's summary here.\n\n" + "\n".join(rows))
     trial_notes = {}
@@ -175,24 +177,18 @@ def sequential_levels(fractions: tuple[float, ...], level: float, points: int = 
             raise ValueError("information fractions must increase to at most 1")
         target = 2.0 * float(st.norm.sf(z / math.sqrt(t))) - spent
         sd = math.sqrt(t - previous)
-        if density is None:
-            def crossed(b):
-                return float(st.norm.sf(b / sd))
-        else:
-            weights = np.gradient(grid)
-
-            def crossed(b):
-                return float(np.sum(density * st.norm.sf((b - grid) / sd) * weights))
+        crossed = functools.partial(_crossed, sd=sd, grid=grid, density=density)
         far = 12.0 * math.sqrt(t)
         if target <= 1e-14:  # spends nothing here
             bound, hit = far, 0.0
             levels.append(0.0)
         else:
-            bound = float(optimize.brentq(lambda b: crossed(b) - target, -far, far, xtol=1e-12))
+            bound = float(optimize.brentq(lambda b, crossed=crossed, target=target: crossed(b) - target, -far, far,
+                                          xtol=1e-12))
             hit = crossed(bound)
             levels.append(float(st.norm.sf(bound / math.sqrt(t))))
         new_grid = np.linspace(-far, bound, points)
-        if density is None:
+        if density is None or grid is None:
             new_density = st.norm.pdf(new_grid / sd) / sd
         else:
             kernel = st.norm.pdf((new_grid[:, None] - grid[None, :]) / sd) / sd
@@ -201,6 +197,16 @@ def sequential_levels(fractions: tuple[float, ...], level: float, points: int = 
         spent += hit
         previous = t
     return tuple(levels)
+
+
+def _crossed(b: float, sd: float, grid: np.ndarray | None, density: np.ndarray | None) -> float:
+    """The chance that the sum's next step, of sd ``sd``, ends above ``b``: from 0 at the first look,
+    else from the sub-``density`` on ``grid`` of the paths that have not crossed yet."""
+    from scipy import stats as st
+
+    if grid is None or density is None:
+        return float(st.norm.sf(b / sd))
+    return float(np.sum(density * st.norm.sf((b - grid) / sd) * np.gradient(grid)))
 
 
 def race_decisions(improvements: Sequence[np.ndarray], rope: float, look: int, looks: Sequence[int],
@@ -227,7 +233,7 @@ def race_decisions(improvements: Sequence[np.ndarray], rope: float, look: int, l
     verdicts_now, withheld, p = region_verdicts(improvements, rope, level)
     out = []
     for j, g in enumerate(improvements):
-        row = {f"p_{k}_raw": None if np.isnan(p[k][j]) else float(p[k][j]) for k in VERDICTS[:3]}
+        row: dict[str, Any] = {f"p_{k}_raw": None if np.isnan(p[k][j]) else float(p[k][j]) for k in VERDICTS[:3]}
         row["withheld"] = withheld[j]
         verdict = verdicts_now[j]
         last = look == len(looks) - 1

@@ -36,9 +36,11 @@ import numpy as np
 
 from search.store import schema
 from search.store.schema import CURVES_ATTR, DIVERGED, OK, SCHEMA
+from search.store.trials import joined_trial
 from search.study.metrics import METRICS
 from search.study.space import Configuration
 from search.study.spec import TrainSpec
+from search.study.validation import given
 
 if TYPE_CHECKING:
     import optuna
@@ -114,7 +116,7 @@ def trial_record(results: Sequence[SeedResult], epochs: int, record_step: int,
         attrs[schema.per_seed("test", name)] = _floats([r.test[name] for r in results])
         attrs[schema.per_seed("train", name)] = _floats([r.train[name] for r in results])
         if validated:
-            attrs[schema.per_seed("validation", name)] = _floats([r.validation[name] for r in results])
+            attrs[schema.per_seed("validation", name)] = _floats([given(r.validation)[name] for r in results])
     fractions = [name for name in metrics if METRICS[name].fraction]
     if rows is not None and fractions:
         for split, n in zip(splits, rows):
@@ -172,8 +174,6 @@ def merged_trial(blocks: Sequence[optuna.trial.FrozenTrial]) -> optuna.trial.Fro
     per-seed lists joined, and everything that follows from them computed again, as
     :func:`trial_record` computes it from all the seeds at once (curves: pooled means and standard
     deviations). It carries the first block's number, parameters and queue attributes."""
-    import optuna
-
     first = blocks[0]
     if len(blocks) == 1:
         return first
@@ -191,12 +191,8 @@ def merged_trial(blocks: Sequence[optuna.trial.FrozenTrial]) -> optuna.trial.Fro
     # Only a diverged record's value depends on the direction: the worst, which its blocks' values show.
     maximize = all(b.value != math.inf for b in blocks)
     record = _finished(attrs, curves, maximize)
-    return optuna.trial.FrozenTrial(
-        number=first.number, state=optuna.trial.TrialState.COMPLETE, value=record.value, values=None,
-        datetime_start=first.datetime_start, datetime_complete=blocks[-1].datetime_complete, params=first.params,
-        distributions=first.distributions, user_attrs=record.user_attrs,
-        system_attrs={**first.system_attrs, **record.system_attrs}, intermediate_values=record.intermediate_values,
-        trial_id=first._trial_id)  # the first block's: readers name the configuration by it
+    return joined_trial(first, blocks[-1], record.value, record.user_attrs, record.system_attrs,
+                        record.intermediate_values)
 
 
 def _pooled_curves(curves: Sequence[dict[str, list]], sizes: Sequence[int]) -> dict[str, list]:
@@ -452,7 +448,7 @@ def complete_trials(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.t
         blocks.setdefault(configuration_of(t), {}).setdefault(t.user_attrs.get(schema.RACE_BLOCK_ATTR, 0), t)
     out = []
     for by_block in blocks.values():
-        run = []
+        run: list[optuna.trial.FrozenTrial] = []
         while len(run) in by_block:  # the blocks from the first on, without a gap
             run.append(by_block[len(run)])
         if run:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from search.results import figures
 from search.results.latex import summary_latex
@@ -88,8 +88,9 @@ class FigureData:
     options: dict = field(default_factory=dict)
 
 
-FIGURES = {"heatmap": figures.figure_heatmap, "sparsity": figures.figure_sparsity, "curves": figures.figure_curves,
-           "seeds": figures.figure_distribution}
+FIGURES: dict[str, Callable[..., Any]] = {
+    "heatmap": figures.figure_heatmap, "sparsity": figures.figure_sparsity, "curves": figures.figure_curves,
+    "seeds": figures.figure_distribution}
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,8 +200,8 @@ def write_report(spec: StudySpec, out: str | os.PathLike[str] | None = None, fmt
     locked = read_only(spec.storage) if attach else None
     if locked:  # found before anything is written: the files are, the attachment is not
         attach = False
-        notes += (f"storage: {locked}: the report is written but not attached to the study (its figures and "
-                  "note in optuna-dashboard); --no-attach says so at once",)
+        notes += ((f"storage: {locked}: the report is written but not attached to the study (its figures and "
+                   "note in optuna-dashboard); --no-attach says so at once"),)
     files = _write_into(folder, data, fmt, width)
     if attach:
         shown = [f for f in files if f.suffix == f".{fmt}" or f.name == "curves.csv"]
@@ -353,21 +354,24 @@ def stats_markdown(comparison: pd.DataFrame, metric: str = "accuracy") -> str:
     """The paired statistics and verdicts against the baseline as a Markdown table, largest gain first."""
     if comparison.empty:
         return "No baseline (norm = \"none\") in this study: nothing to compare against."
-    lines = [f"| configuration | pairs | Δ test {METRIC_LABELS[metric]} | 95% CI of Δ | sd of Δ | t-test p (Holm) "
-             "| Wilcoxon p (Holm) | d_z | verdict | detectable \\|Δ\\| | replicates to decide |",
+    lines = [(f"| configuration | pairs | Δ test {METRIC_LABELS[metric]} | 95% CI of Δ | sd of Δ | t-test p (Holm) "
+              "| Wilcoxon p (Holm) | d_z | verdict | detectable \\|Δ\\| | replicates to decide |"),
              "|---|---:|---:|---|---:|---|---|---:|---|---:|---:|"]
     for _, r in comparison.sort_values(schema.mean("test", schema.DIFF), ascending=metric in MINIMIZED).iterrows():
         flag = " ⚠" if r["few_seeds"] else ""
         needed = r["replicates_needed"]
+        mean, sd = r[schema.mean("test", schema.DIFF)], r[schema.std("test", schema.DIFF)]
+        low, high = r[schema.ci95("low", "test", schema.DIFF)], r[schema.ci95("high", "test", schema.DIFF)]
         lines.append(
-            f"| {r['configuration']}{flag} | {r['n_pairs']} | {r[schema.mean('test', schema.DIFF)]:+.3f} | "
-            f"[{r[schema.ci95('low', 'test', schema.DIFF)]:+.3f}, {r[schema.ci95('high', 'test', schema.DIFF)]:+.3f}] | {number(r[schema.std('test', schema.DIFF)])} | "
+            f"| {r['configuration']}{flag} | {r['n_pairs']} | {mean:+.3f} | [{low:+.3f}, {high:+.3f}] | {number(sd)} | "
             f"{pvalue(r['t_pvalue'])} ({pvalue(r['t_pvalue_holm'])}) | "
-            f"{pvalue(r['wilcoxon_pvalue'])} ({pvalue(r['wilcoxon_pvalue_holm'])}) | {number(r['effect_size_dz'], 2)} | "
+            f"{pvalue(r['wilcoxon_pvalue'])} ({pvalue(r['wilcoxon_pvalue_holm'])}) | "
+            f"{number(r['effect_size_dz'], 2)} | "
             f"{verdict_cell(r)} | {number(r['detectable_diff'])} | "
             f"{'–' if not present(needed) else f'{int(needed):,}'} |")
     if comparison["few_seeds"].any():
-        lines.append(f"\n⚠ fewer than {MIN_SEEDS} paired seeds: these tests have almost no power; read them as anecdotes.")
+        lines.append(f"\n⚠ fewer than {MIN_SEEDS} paired seeds: these tests have almost no power; "
+                     "read them as anecdotes.")
     return "\n".join(lines)
 
 
@@ -421,8 +425,8 @@ def race_markdown(comparison: pd.DataFrame, metric: str, tally: str, rope: float
 
 
 def references_markdown(refs: pd.DataFrame) -> str:
-    lines = ["| configuration | published train / test | measured train (mean) | measured test (mean ± std) "
-             "| seed range | where the published test accuracy falls |",
+    lines = [("| configuration | published train / test | measured train (mean) | measured test (mean ± std) "
+              "| seed range | where the published test accuracy falls |"),
              "|---|---|---:|---|---|---|"]
     for _, r in refs.iterrows():
         measured = schema.mean("test", "accuracy")
@@ -431,8 +435,9 @@ def references_markdown(refs: pd.DataFrame) -> str:
                          f"{number(r['published_test_accuracy'])} | – | not in this study | – | – |")
             continue
         lines.append(
-            f"| {r['configuration']} | {number(r['published_train_accuracy'])} / {number(r['published_test_accuracy'])} | "
-            f"{number(r[schema.mean('train', 'accuracy')])} | {pm(r[schema.mean('test', 'accuracy')], r[schema.std('test', 'accuracy')])} | "
+            f"| {r['configuration']} | {number(r['published_train_accuracy'])} / "
+            f"{number(r['published_test_accuracy'])} | {number(r[schema.mean('train', 'accuracy')])} | "
+            f"{pm(r[schema.mean('test', 'accuracy')], r[schema.std('test', 'accuracy')])} | "
             f"{number(r['min_test_accuracy'])}–{number(r['max_test_accuracy'])} | {r['where']} "
             f"(percentile {r['test_percentile']:.0f}, z = {r['test_z']:+.1f}) |")
     return "\n".join(lines)
@@ -455,18 +460,18 @@ def report_markdown(data: ReportData, figs: Sequence[tuple[str, str]], files: Se
         "## Setup",
         "",
         f"- Data: {describe_data(d)}.",
-        f"- Model: {describe_model(spec.model)}; loss `{spec.model.loss}`; metric: test {METRIC_LABELS[m]} "
-        f"({'higher' if spec.maximize else 'lower'} is better).",
-        f"- Training: Adam (learning rate {spec.train.learning_rate}), {spec.train.epochs} epochs, batch size "
-        f"{spec.train.batch_size}, shuffling {'on (order drawn from the seed)' if spec.train.shuffle else 'off'}.",
-        f"- Seeds (replicates): {seed_text}; every configuration ran the same seeds on the same data, so comparisons "
-        f"are paired. {replicates_words(d)} Varied between replicates: {d.variance_sources}.",
+        (f"- Model: {describe_model(spec.model)}; loss `{spec.model.loss}`; metric: test {METRIC_LABELS[m]} "
+         f"({'higher' if spec.maximize else 'lower'} is better)."),
+        (f"- Training: Adam (learning rate {spec.train.learning_rate}), {spec.train.epochs} epochs, batch size "
+         f"{spec.train.batch_size}, shuffling {'on (order drawn from the seed)' if spec.train.shuffle else 'off'}."),
+        (f"- Seeds (replicates): {seed_text}; every configuration ran the same seeds on the same data, so comparisons "
+         f"are paired. {replicates_words(d)} Varied between replicates: {d.variance_sources}."),
         f"- Penalty convention: {penalty[spec.penalty]}.",
         f"- Search: {spec.sampler}; "
         + (partial_words(data.partial) if data.partial else f"{len(summary)} configurations completed."),
         f"- Libraries: {', '.join(f'{k} {v}' for k, v in data.setting.get('versions', versions).items())}.",
-        f"- Study fingerprint: {data.setting.get('fingerprint') or 'not recorded (stored by an earlier version)'}"
-        " (the SHA-256 of the settings that determine the numbers; `study.json` holds the whole setting).",
+        (f"- Study fingerprint: {data.setting.get('fingerprint') or 'not recorded (stored by an earlier version)'}"
+         " (the SHA-256 of the settings that determine the numbers; `study.json` holds the whole setting)."),
         "",
         f"## Test {METRIC_LABELS[m]}",
         "",
@@ -474,9 +479,9 @@ def report_markdown(data: ReportData, figs: Sequence[tuple[str, str]], files: Se
         "",
         "## Against the baseline",
         "",
-        "Δ = configuration minus baseline, seed by seed. p-values: paired t-test and Wilcoxon signed-rank; "
-        "Holm-corrected across all configurations in parentheses. d_z = mean(Δ) / sd(Δ). "
-        f"Varied between replicates: {d.variance_sources}.",
+        ("Δ = configuration minus baseline, seed by seed. p-values: paired t-test and Wilcoxon signed-rank; "
+         "Holm-corrected across all configurations in parentheses. d_z = mean(Δ) / sd(Δ). "
+         f"Varied between replicates: {d.variance_sources}."),
         "",
         stats_markdown(comparison, m),
         "",
@@ -485,9 +490,9 @@ def report_markdown(data: ReportData, figs: Sequence[tuple[str, str]], files: Se
     diverged = "\n".join(data.diverged)
     if diverged:
         parts += ["## Diverged configurations", "",
-                  "The loss became NaN or infinite on these seeds (at the epoch given). Their accuracies come from "
-                  "broken weights, so they have no mean, rank after every finite configuration and are left out of "
-                  "the statistics against the baseline.", "", diverged, ""]
+                  ("The loss became NaN or infinite on these seeds (at the epoch given). Their accuracies come from "
+                   "broken weights, so they have no mean, rank after every finite configuration and are left out of "
+                   "the statistics against the baseline."), "", diverged, ""]
     if refs is not None:
         parts += ["## Published single runs", "",
                   "A single run is one draw from the distribution of seeds; this is where each published number falls.",

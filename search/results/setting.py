@@ -120,8 +120,10 @@ def sidecar_path(csv_path) -> str:
 def describe_data(d: DataSpec) -> str:
     """The data section of a study in words."""
     # Where each replicate draws its own, the seed stands for the number the file leaves out.
-    shown = replace(d, random_state="the replicate's seed") if d.resample == "draw" else d
-    shown = replace(shown, split_seed="the replicate's seed") if d.resample == "split" else shown
+    # Words in a number's field, for the description only (a spec copy that nothing else reads).
+    seed_words: Any = "the replicate's seed"
+    shown = replace(d, random_state=seed_words) if d.resample == "draw" else d
+    shown = replace(shown, split_seed=seed_words) if d.resample == "split" else shown
     what = SOURCES[d.source].describe(shown)
     if d.test_size is not None:
         split = (f"a {'stratified ' if d.stratify else ''}random {1 - d.test_size:.0%}/{d.test_size:.0%} "

@@ -143,8 +143,8 @@ def baseline_comparison(trials: Sequence[optuna.trial.FrozenTrial], param_names:
     frame["t_pvalue_holm"] = holm(frame["t_pvalue"])
     frame["wilcoxon_pvalue_holm"] = holm(frame["wilcoxon_pvalue"])
     frame["few_seeds"] = frame["n_pairs"] < MIN_SEEDS
-    rope = default_rope(metric, np.nanmean(np.asarray(list(base_acc.values()), dtype=np.float64))) \
-        if rope is None else rope
+    if rope is None:
+        rope = default_rope(metric, float(np.nanmean(np.asarray(list(base_acc.values()), dtype=np.float64))))
     if race:
         rope = race[0]["rope"]
     judged = verdicts(diffs, rope, maximize=not METRICS[metric].minimize)
@@ -291,7 +291,9 @@ def shape_check(g: np.ndarray) -> str | None:
 def has_spread(g: np.ndarray) -> bool:
     """Whether the finite values ``g`` differ by more than rounding (a 1e-12 part of their size)."""
     g = np.asarray(g, dtype=np.float64)
-    return len(g) >= 2 and bool(np.all(np.isfinite(g))) and float(np.ptp(g)) > 1e-12 * max(1.0, float(np.max(np.abs(g))))
+    if len(g) < 2 or not np.all(np.isfinite(g)):
+        return False
+    return float(np.ptp(g)) > 1e-12 * max(1.0, float(np.max(np.abs(g))))
 
 
 def skewness(g: np.ndarray) -> float:
@@ -325,8 +327,8 @@ def region_verdicts(improvements: Sequence[np.ndarray], rope: float, level: floa
     judged = [j for j in range(len(improvements)) if withheld_pvalues or checks[j] in (None, "skewed")]
     some = _region_pvalues([improvements[j] for j in judged], rope, level)
     p = {k: np.full(len(improvements), np.nan) for k in some}
-    for k in p:
-        p[k][judged] = some[k]
+    for k, values in p.items():
+        values[judged] = some[k]
 
     def first(j: int) -> str:
         return next((k for k in VERDICTS[:3] if level > 0 and p[k][j] <= level), "undecided")
@@ -374,7 +376,9 @@ def _region_pvalues(g: Sequence[np.ndarray], rope: float, level: float) -> dict[
         if has_spread(x):
             by_length.setdefault(len(x), []).append(j)
     resamples = bootstrap.resamples_for(level)
-    for n, rows in by_length.items() if resamples else ():
+    if resamples is None:  # a level too small to resolve: nothing is rejected
+        return out
+    for n, rows in by_length.items():
         x = np.stack([np.asarray(g[j], dtype=np.float64) for j in rows])
         mean, se = x.mean(axis=1), x.std(axis=1, ddof=1) / math.sqrt(n)
         a = np.abs(mean)

@@ -48,9 +48,9 @@ class GridSchedule(Schedule):
         group = plan.group_of.get(config_key(config), (config,))
         claims = [held]
         for other in group:
-            if other != config and (more := self.queue.claim_key(block_key(other, block))) is not None:
-                if (also := self._hold(more, block)) is not None:
-                    claims.append(also)
+            more = self.queue.claim_key(block_key(other, block)) if other != config else None
+            if more is not None and (also := self._hold(more, block)) is not None:
+                claims.append(also)
         return plan.work(claims, group)
 
     def _hold(self, claim: Claim, block: int | None) -> tuple[Claim, Configuration] | None:

@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from search import interrupt
 from search.engine import runtime
@@ -50,10 +50,7 @@ from search.store.storage import redact
 from search.store.trials import Claim
 from search.study.space import Configuration, config_key, iter_param_names
 from search.study.spec import StudySpec
-from search.study.validation import SpecError
-
-if TYPE_CHECKING:
-    pass
+from search.study.validation import SpecError, given
 
 # The schedule of each kind of study: "race" for a study with [race], else its sampler.
 SCHEDULES: dict[str, type[Schedule]] = {"grid": GridSchedule, "tpe": TPESchedule, "race": RaceSchedule}
@@ -106,7 +103,7 @@ def _connect(spec: StudySpec) -> tuple[Any, Any]:
     """The Dask client of ``spec.scheduler`` and what its workers need, after checking the workers."""
     from search.engine.cluster import check_workers, connect, shipment_for
 
-    client = connect(spec.scheduler)
+    client = connect(given(spec.scheduler, "scheduler"))
     try:
         shipment = shipment_for(spec)
         check_workers(client, spec, shipment)
@@ -272,15 +269,17 @@ class Loop:
         active = self._active[program]
         n = len(active.chunks[chunk])
         failed = isinstance(outcome, FitFailure)
-        if not failed:
+        if not isinstance(outcome, FitFailure):
             self.state.timed(sum(r.fit_seconds for r in outcome), max(r.peak_memory_mb for r in outcome))
         for i, config in enumerate(active.group):
             key = config_key(config)
             if key not in active.held:
                 continue
             claim, _, parts = active.held[key]
-            parts[chunk] = outcome if failed else outcome[i * n:(i + 1) * n]
-            if not failed:
+            if isinstance(outcome, FitFailure):
+                parts[chunk] = outcome
+            else:
+                parts[chunk] = outcome[i * n:(i + 1) * n]
                 self.state.fitted(n)
             if len(parts) == len(active.chunks):
                 del active.held[key]
@@ -303,7 +302,7 @@ class Loop:
             self.writer.submit(partial(self.storing.fail, claim, failures[0]))
             return
         spec = self.spec
-        results = [r for _, rs in sorted(parts.items()) for r in rs]
+        results = [r for _, rs in sorted(parts.items()) if not isinstance(rs, FitFailure) for r in rs]
         record = trial_record(results, spec.train.epochs, spec.train.record_step, spec.metrics, spec.maximize,
                               self.rows)
         self.writer.submit(partial(self.storing.store, claim, config, record))

@@ -129,13 +129,13 @@ def summary_text(summary: pd.DataFrame, metric: str = "accuracy", limit: int = 2
     chosen = ("ranked by the validation rows; test on rows not used to choose" if validated else
               "ranked by the test rows that report it (no validation rows): the best test value is optimistic")
     lines.append(f"({chosen}" + (f"; varied between seeds: {varied}" if varied else "") + ")")
-    if judged and RACE_REASON in comparison.columns:
+    if judged and comparison is not None and RACE_REASON in comparison.columns:
         rope = comparison["rope"].iloc[0]
         lines.append(f"(verdicts of a race against the baseline, each at the look where the configuration stopped "
                      f"(its seeds); region of practical equivalence ±{rope:g}; at most a {ALPHA:.0%} chance of any "
                      "wrong verdict over all looks for independent replicates; no verdict before "
                      f"{VERDICT_MIN_PAIRS}; `actreg report` for the numbers)")
-    elif judged:
+    elif judged and comparison is not None:
         rope = comparison["rope"].iloc[0]
         lines.append(f"(verdict against the baseline, region of practical equivalence ±{rope:g}; "
                      f"at most a {ALPHA:.0%} chance of any wrong verdict for independent replicates; no verdict "

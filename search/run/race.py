@@ -47,6 +47,7 @@ class RaceSchedule(GridSchedule):
     def plan(self, block: int | None) -> Plan:
         """The plan of ``block``: its seeds, the configurations racing in it, the race's program sizes."""
         if block not in self._plans:
+            assert block is not None, "every trial of a race holds a block"
             spec = self.spec
             configs = racing(spec, self.queue.race()[:block])
             self._plans[block] = Plan.of(spec, block_seeds(spec, block), configs, self.model_bytes, self._slots)
@@ -62,7 +63,7 @@ class RaceSchedule(GridSchedule):
         largest group in the widest chunk of any block. Blocks grow and configurations stop, and a
         program of another size is another compilation (seconds, and memory TensorFlow keeps: loky
         restarts a worker whose memory grew by 300 MB)."""
-        spec, slots = self.spec, {}
+        spec, slots = self.spec, dict[str, int]()
         counts: dict[str, int] = {}
         for config in grid(spec.space):
             counts[program_of(config)] = counts.get(program_of(config), 0) + 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ class Storing:
         self.queue, self.heartbeat, self.state, self.schedule = queue, heartbeat, state, schedule
         self.skipped = 0  # configurations stored before the run began
         self._counted = time.monotonic()  # when the bar last counted the study's complete trials
+        self._counting = threading.Lock()  # the writer thread counts after a store, the loop while it waits
 
     def store(self, claim: Claim, config: Configuration, record: TrialRecord) -> None:
         """Finish ``claim``'s trial COMPLETE with ``record`` (in the writer thread)."""
@@ -74,10 +76,12 @@ class Storing:
     def count_study(self, now: bool = False) -> None:
         """Count what other runners stored too (every few seconds: the count reads the study), so
         that the bar shows the study's progress."""
-        if now or time.monotonic() - self._counted > COUNT_EVERY_S:
-            done = self.schedule.study_fits(self.skipped)
-            self._counted = time.monotonic()
-            if done is not None:
-                self.state.counted(done)
-                return
-        self.state.refresh()
+        with self._counting:
+            due = now or time.monotonic() - self._counted > COUNT_EVERY_S
+            if due:
+                self._counted = time.monotonic()
+        done = self.schedule.study_fits(self.skipped) if due else None
+        if done is not None:
+            self.state.counted(done)
+        else:
+            self.state.refresh()

@@ -7,6 +7,7 @@ from functools import cached_property
 from search.run.schedule import Plan, Schedule, Work
 from search.store.trials import Claim
 from search.study.space import Configuration, config_key, suggest
+from search.study.validation import given
 
 
 class TPESchedule(Schedule):
@@ -22,14 +23,15 @@ class TPESchedule(Schedule):
 
     def _claim_suggested(self) -> tuple[Claim, Configuration] | None:
         queue, spec = self.queue, self.spec
+        n_trials = given(spec.n_trials, "n_trials")
         while True:
             claim = queue.claim_waiting(keyed=False)  # retries of trials whose runner died come first
             if claim is None:
-                if queue.counted() >= spec.n_trials:
+                if queue.counted() >= n_trials:
                     return None
                 claim = queue.claim_new()
             self.heartbeat.hold(claim.trial_id)
-            if queue.counted_before(claim) >= spec.n_trials:  # n_trials are live already
+            if queue.counted_before(claim) >= n_trials:  # n_trials are live already
                 queue.supersede(claim, None)
                 self.heartbeat.drop(claim.trial_id)
                 return None

@@ -35,7 +35,7 @@ import collections
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from search.store.finishing import Finishing
 from search.store.heartbeat import local_process, runner_id
@@ -96,7 +96,7 @@ class StudyQueue(Finishing):
         storage = open_storage(spec.storage, create=True, grace=spec.heartbeat_grace, patience=spec.storage_patience,
                                say=say)
         sampler = optuna.samplers.TPESampler(seed=spec.sampler_seed) if spec.sampler == "tpe" else None
-        direction = "maximize" if spec.maximize else "minimize"
+        direction: Literal["maximize", "minimize"] = "maximize" if spec.maximize else "minimize"
         try:  # of runners starting together, exactly one creates the study
             study = optuna.create_study(study_name=spec.name, storage=storage, direction=direction, sampler=sampler)
             created = True
@@ -362,5 +362,5 @@ def _use_the_study_grace(study: optuna.Study, storage: optuna.storages.RDBStorag
     storage.heartbeat_interval = max(1, grace // 5)
     if grace == spec.heartbeat_grace:
         return []
-    return [f"heartbeat_grace: study {spec.name!r} uses {grace} s (its first runner's), not this file's "
-            f"{spec.heartbeat_grace} s, so that no runner fails another's live claims"]
+    return [(f"heartbeat_grace: study {spec.name!r} uses {grace} s (its first runner's), not this file's "
+             f"{spec.heartbeat_grace} s, so that no runner fails another's live claims")]

@@ -111,9 +111,9 @@ class Heartbeat:
                     self._beaten[trial_id] = time.monotonic()
         if failures:
             if not self.errors:
-                exc = failures[0]
-                first = str(exc).splitlines()[0][:200] if str(exc) else ""
-                self.say(f"heartbeat: cannot beat ({type(exc).__name__}: {first}); a claim not beaten for "
+                error = failures[0]
+                first = str(error).splitlines()[0][:200] if str(error) else ""
+                self.say(f"heartbeat: cannot beat ({type(error).__name__}: {first}); a claim not beaten for "
                          f"{self.grace} s is given up, since another runner may take it over")
             self.errors += len(failures)
         elif self.errors and not failures and self.held():

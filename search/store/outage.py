@@ -112,7 +112,9 @@ class RetryingStorage(optuna.storages.RDBStorage):
                 if not lost_connection(exc):
                     raise
                 if not self._wait(exc, pause):
-                    raise self._gave_up from None
+                    gave_up = self._gave_up
+                    assert gave_up is not None, "_wait records why before it gives up"
+                    raise gave_up from None
                 pause = min(LONGEST_PAUSE, pause * 2)
                 continue
             if self._down_since is not None:

@@ -92,7 +92,7 @@ def ci95(bound: str, split: str, metric: str) -> str:
     return f"ci95_{bound}_{split}_{metric}"
 
 
-def replicate_column(k: int, split: str, metric: str) -> str:
+def replicate_column(k: int | str, split: str, metric: str) -> str:
     """``replicate3_test_accuracy``: the value of the replicate at place ``k`` of the seed order, in the
     summary table (scikit-learn's ``split3_test_score``; here a replicate, which is not always a split)."""
     return f"replicate{k}_{split}_{metric}"
@@ -319,17 +319,17 @@ def markdown(fields: tuple[Field, ...]) -> str:
 
 NAMING = (
     ("`param_<p>`", "a parameter of the configuration", "every table"),
-    ("`<split>_<quantity>`", "one replicate's value on a split's rows: `test_accuracy`, `train_loss`, "
-     "`test_zero_fraction`", "per seed"),
+    ("`<split>_<quantity>`", ("one replicate's value on a split's rows: `test_accuracy`, `train_loss`, "
+      "`test_zero_fraction`"), "per seed"),
     ("`mean_<split>_<quantity>`, `std_<split>_<quantity>`", "over the replicates (sample std, ddof = 1)",
      "summary, curves"),
     ("`ci95_low_<split>_<quantity>`, `ci95_high_<split>_<quantity>`", "95% Student-t interval of that mean",
      "summary"),
     ("`rank_<split>_<quantity>`", "1 = best mean on that split", "summary"),
-    ("`replicate<k>_<split>_<quantity>`", "the replicate at place k of the seed order (scikit-learn's "
-     "`split<k>_test_score`)", "summary"),
-    ("`mean_test_diff`, `std_test_diff`, `ci95_*_test_diff`", "the paired difference from the baseline on the test "
-     "rows, replicate by replicate", "statistics"),
+    ("`replicate<k>_<split>_<quantity>`", ("the replicate at place k of the seed order (scikit-learn's "
+      "`split<k>_test_score`)"), "summary"),
+    ("`mean_test_diff`, `std_test_diff`, `ci95_*_test_diff`", ("the paired difference from the baseline on the test "
+      "rows, replicate by replicate"), "statistics"),
     ("`seed`, `replicate`", "a replicate's seed, and its place k in the seed order", "per seed"),
 )
 

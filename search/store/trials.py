@@ -44,6 +44,25 @@ class Claim:
         return self.trial.number
 
 
+def joined_trial(first: optuna.trial.FrozenTrial, last: optuna.trial.FrozenTrial, value: float, user_attrs: dict,
+                 system_attrs: dict, intermediate_values: dict[int, float]) -> optuna.trial.FrozenTrial:
+    """A complete trial that stands for the blocks ``first`` to ``last`` of one configuration (a race's):
+    the first block's number, id, parameters and start, the last's end, and the joined record.
+
+    Readers name the configuration by the first block's trial, so the id is its: Optuna's
+    ``FrozenTrial`` takes it as an argument but keeps it private (``_trial_id``), which
+    ``tests/test_store_contract.py`` pins.
+    """
+    import optuna
+
+    return optuna.trial.FrozenTrial(
+        number=first.number, state=optuna.trial.TrialState.COMPLETE, value=value, values=None,
+        datetime_start=first.datetime_start, datetime_complete=last.datetime_complete, params=first.params,
+        distributions=first.distributions, user_attrs=user_attrs,
+        system_attrs={**first.system_attrs, **system_attrs}, intermediate_values=intermediate_values,
+        trial_id=first._trial_id)
+
+
 class StudyTrials:
     """The trials of one study in one storage (``storage``: the heartbeat-enabled one it was opened on)."""
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from search.study.validation import check, choice, get, pair, positive
+from search.study.validation import check, choice, get, given, pair, positive
 
 if TYPE_CHECKING:
     from search.study.spec import LayerSpec
@@ -94,18 +94,21 @@ def _flat(shape: Shape) -> Shape:
 def _recurrent_shape(kind: str) -> Callable[[LayerSpec, Shape], Shape]:
     def shape(layer: LayerSpec, s: Shape) -> Shape:
         _sequence(kind, s)
-        return (s[0], layer.units) if layer.return_sequences else (layer.units,)
+        units = given(layer.units, "units")
+        return (s[0], units) if layer.return_sequences else (units,)
     return shape
 
 
 def _conv_shape(layer: LayerSpec, s: Shape) -> Shape:
     _image("conv2d", s)
-    return (*_window(s, layer.kernel_size, layer.strides or (1, 1), layer.padding), layer.filters)
+    return (*_window(s, given(layer.kernel_size, "kernel_size"), layer.strides or (1, 1), layer.padding),
+            given(layer.filters, "filters"))
 
 
 def _pool_shape(layer: LayerSpec, s: Shape) -> Shape:
     _image("maxpool2d", s)
-    return (*_window(s, layer.pool_size, layer.strides or layer.pool_size, layer.padding), s[2])
+    pool = given(layer.pool_size, "pool_size")
+    return (*_window(s, pool, layer.strides or pool, layer.padding), s[2])
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -162,13 +165,19 @@ def _recurrent(keras_class: str) -> LayerKind:
 # XLA compiles a convolution's trainer about 2 s longer than TensorFlow traces it, and with one
 # thread per worker (a study's default) runs a digits-cnn step only about 1.15x faster: it pays
 # from about this many steps per fit (see docs/performance.md).
+def _by(window: tuple[int, int] | None) -> str:
+    """``3x3``: a window's size in words."""
+    rows, columns = given(window, "window")
+    return f"{rows}x{columns}"
+
+
 CONV_XLA_MIN_STEPS = 5000
 
 LAYERS: dict[str, LayerKind] = {
     "dense": LayerKind(
         keys=frozenset({"units", "activation"}),
         parse=lambda item, s, key: {**_units(item, s, key), **_activation(item, s, key)},
-        shape=lambda layer, s: (*s[:-1], layer.units),
+        shape=lambda layer, s: (*s[:-1], given(layer.units, "units")),
         build=lambda layer, act, reg, name: _keras_layers().Dense(
             layer.units, activation=act, activity_regularizer=reg, name=name),
         describe=lambda layer: f"{layer.units}, {layer.activation}",
@@ -180,7 +189,7 @@ LAYERS: dict[str, LayerKind] = {
         build=lambda layer, act, reg, name: _keras_layers().Conv2D(
             layer.filters, layer.kernel_size, strides=layer.strides or (1, 1), padding=layer.padding or "valid",
             activation=act, activity_regularizer=reg, name=name),
-        describe=lambda layer: f"{layer.filters}, {layer.kernel_size[0]}x{layer.kernel_size[1]}, {layer.activation}",
+        describe=lambda layer: f"{layer.filters}, {_by(layer.kernel_size)}, {layer.activation}",
         activated=True, xla="Conv2D", xla_min_steps=CONV_XLA_MIN_STEPS),
     "maxpool2d": LayerKind(
         keys=frozenset({"pool_size", "strides", "padding"}),
@@ -190,7 +199,7 @@ LAYERS: dict[str, LayerKind] = {
         build=lambda layer, act, reg, name: _keras_layers().MaxPooling2D(
             layer.pool_size, strides=layer.strides, padding=layer.padding or "valid", activity_regularizer=reg,
             name=name),
-        describe=lambda layer: f"{layer.pool_size[0]}x{layer.pool_size[1]}", xla="MaxPooling2D"),
+        describe=lambda layer: _by(layer.pool_size), xla="MaxPooling2D"),
     "flatten": LayerKind(
         keys=frozenset(),
         parse=lambda item, s, key: {},

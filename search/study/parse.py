@@ -88,7 +88,10 @@ def parse_spec(doc: Mapping[str, Any], *, source: str = "<study>", default_stora
     name = get(doc, s, "name", str, required=True)
     check(name.strip() != "" and len(name) <= 200, s, "name", "must be a non-empty string of at most 200 characters")
     storage = doc.get("storage")
-    storage = storage_url(storage, s, "storage") if storage is not None else (default_storage or default_storage_in(".", name))
+    if storage is not None:
+        storage = storage_url(storage, s, "storage")
+    else:
+        storage = default_storage or default_storage_in(".", name)
     seeds = seed_list(doc.get("seeds", 30), s, "seeds")
     n_jobs = doc.get("n_jobs")
     n_jobs = job_count(n_jobs, s, "n_jobs") if n_jobs is not None else None
@@ -279,7 +282,7 @@ def _model(t: Mapping[str, Any], s: str, base: Path) -> ModelSpec:
         check(bool(module) and func.isidentifier() and all(p.isidentifier() for p in module.split(".")),
                s, "model.builder", f'must be "package.module:function" (got {builder!r})')
         return ModelSpec((), loss, builder, str(base))
-    raw = t.get("layers")
+    raw = t.get("layers", [])
     check(isinstance(raw, list) and len(raw) > 0, s, "model.layers",
            "must be a non-empty list of layer tables (or give model.builder)")
     layers = tuple(_layer(item, s, f"model.layers[{i}]") for i, item in enumerate(raw))
@@ -368,7 +371,7 @@ def _values_or_range(
     key = f"space.{name}"
     raw = t.get(name)
     if raw is None:
-        check(not required or default, s, key, "is required")
+        check(not required or bool(default), s, key, "is required")
         return default
     if isinstance(raw, dict):
         check(sampler == "tpe", s, key, 'a { low, high } range needs sampler = "tpe"; the grid needs a list')

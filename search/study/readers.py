@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from search.study.validation import given
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -84,7 +86,7 @@ def read_npz(spec: DataSpec) -> tuple[np.ndarray, ...]:
     """``x_train, y_train, x_test, y_test`` of the user's NPZ file; raises :class:`DataError`."""
     import numpy as np
 
-    path = spec.path
+    path = given(spec.path, "data.path")
     names = ("x_train", "y_train", "x_test", "y_test")
     try:
         with np.load(path, allow_pickle=False) as f:

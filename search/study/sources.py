@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search.study.readers import adding_task, read_csv, read_npz
-from search.study.validation import check, choice, get
+from search.study.validation import check, choice, get, given
 
 if TYPE_CHECKING:
     import numpy as np
@@ -106,7 +106,7 @@ def _csv(t: Mapping[str, Any], s: str, folder: Path) -> dict[str, Any]:
     fields = {**_file(t, s, folder), "target": get(t, s, "data.target", str, required=True)}
     if "features" in t:
         features = t["features"]
-        check(isinstance(features, list) and features and all(isinstance(f, str) for f in features),
+        check(isinstance(features, list) and bool(features) and all(isinstance(f, str) for f in features),
               s, "data.features", "must be a non-empty list of column names")
         check(len(set(features)) == len(features), s, "data.features", "has duplicate columns")
         check(fields["target"] not in features, s, "data.features", "must not contain the target column")
@@ -117,7 +117,7 @@ def _csv(t: Mapping[str, Any], s: str, folder: Path) -> dict[str, Any]:
 def _digits(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     bunch = _sklearn().load_digits()
     x = bunch.data / 16.0  # pixel intensities 0..16 -> [0, 1]
-    return x.reshape(-1, *DIGITS_VIEWS[spec.view]), bunch.target
+    return x.reshape(-1, *DIGITS_VIEWS[given(spec.view, "data.view")]), bunch.target
 
 
 def _no_keys(t: Mapping[str, Any], s: str, folder: Path) -> dict[str, Any]:
@@ -139,7 +139,7 @@ SOURCES: dict[str, Source] = {
         task="binary", split="n_train", draws=True),
     "sequence": Source(
         keys=frozenset({"n_samples", "random_state", "steps"}), parse=_sequence,
-        load=lambda d: adding_task(d.n_samples, d.steps, d.random_state),
+        load=lambda d: adding_task(given(d.n_samples), given(d.steps), given(d.random_state)),
         describe=lambda d: f"generated adding-problem sequences (n_samples = {d.n_samples}, steps = {d.steps}, "
                            f"random_state = {d.random_state})",
         task="binary", draws=True),

@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class SpecError(ValueError):
@@ -18,6 +20,13 @@ class SpecError(ValueError):
     def __init__(self, source: str, key: str, problem: str) -> None:
         self.source, self.key, self.problem = source, key, problem
         super().__init__(f"{source}: {key}: {problem}")
+
+
+def given(value: T | None, what: str = "a value") -> T:
+    """``value``, which the parser always sets where it is read (a field that other kinds leave ``None``)."""
+    if value is None:
+        raise ValueError(f"{what} is not set")
+    return value
 
 
 def check(ok: bool, s: str, key: str, problem: str) -> None:
@@ -134,7 +143,8 @@ def seed_list(value: Any, s: str, key: str) -> tuple[int, ...]:
     if is_int(value):
         check(0 < value <= 100_000, s, key, "must be a positive number of seeds (at most 100000)")
         return tuple(range(value))
-    check(isinstance(value, list) and len(value) > 0, s, key, "must be a positive integer or a non-empty list of integers")
+    check(isinstance(value, list) and len(value) > 0, s, key,
+          "must be a positive integer or a non-empty list of integers")
     for i, v in enumerate(value):
         check(is_int(v) and 0 <= v < 2**31, s, f"{key}[{i}]", "must be an integer between 0 and 2**31 - 1")
     check(len(set(value)) == len(value), s, key, "has duplicate seeds")
