@@ -122,13 +122,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _error(str(exc))
         except Exception as exc:
             from search.engine.cluster import ClusterError
+            from search.store.errors import storage_failure
             from search.store.storage import StorageError, describe_error
 
             if isinstance(exc, (StorageError, ClusterError)):
                 return _error(str(exc))
-            if type(exc).__module__.startswith("sqlalchemy") or type(exc).__name__ == "StorageInternalError":
-                cause = exc.__cause__ if type(exc).__name__ == "StorageInternalError" and exc.__cause__ else exc
-                return _error(describe_error(cause, _STORAGE[0] if _STORAGE else ""))  # failed after it was opened
+            cause = storage_failure(exc)
+            if cause is not None:  # the storage failed after it was opened
+                return _error(describe_error(cause, _STORAGE[0] if _STORAGE else ""))
             raise
 
 

@@ -259,8 +259,8 @@ def dists():
 
 
 def test_a_configuration_queued_twice_is_fitted_once(tmp_path):
-    from search.store.claims import SUPERSEDED_ATTR, config_key
-    from search.study.space import Configuration
+    from search.store.schema import SUPERSEDED_ATTR
+    from search.study.space import Configuration, config_key
 
     a, b = queue_on(tmp_path), queue_on(tmp_path)
     config = Configuration("l1", 0.1, "pre")
@@ -282,8 +282,8 @@ def test_a_configuration_queued_twice_is_fitted_once(tmp_path):
 
 def test_a_live_claim_is_kept_and_a_silent_one_is_taken_over(tmp_path):
     """The heartbeat path, as between machines (the process check cannot see the other runner)."""
-    from search.store.claims import PROCESS_ATTR
     from search.store.heartbeat import Heartbeat
+    from search.store.schema import PROCESS_ATTR
     from search.study.space import Configuration
 
     live, silent, other = (queue_on(tmp_path, grace=4) for _ in range(3))  # beats every second

@@ -69,3 +69,19 @@ def test_a_relative_path_that_makes_folders_says_where_the_file_went(tmp_path, m
     open_storage("sqlite:///no/such/dir/x.db", create=True, access="run")  # the folder is there now: no note
     open_storage(f"sqlite:///{tmp_path}/abs/y.db", create=True, access="run")  # an absolute path: no note
     assert capsys.readouterr().err == ""
+
+
+def test_a_storage_failure_is_told_by_its_type_not_its_name():
+    import optuna
+    import sqlalchemy.exc
+
+    from search.store.errors import storage_failure
+
+    lost = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+    assert storage_failure(lost) is lost
+    try:
+        raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from lost
+    except optuna.exceptions.StorageInternalError as wrapped:
+        assert storage_failure(wrapped) is lost  # the cause is what the line describes
+    assert storage_failure(ValueError("a bug")) is None
+    assert storage_failure(type("StorageInternalError", (Exception,), {})()) is None  # a namesake is not it

@@ -1,9 +1,13 @@
-"""The unit of parallel work and its dispatch through joblib.
+"""The unit of parallel work and the pools that run it.
 
 The unit is :func:`fit_seeds`: a module-level, picklable function that receives
-everything it needs in a :class:`FitTask` (specs, configuration, seeds, thread count)
-and returns plain data. Workers rely on no global state, so the same task gives the
-same numbers in the parent process, a loky worker or a Dask worker.
+everything it needs in a :class:`FitTask` (specs, configurations, seeds, thread count)
+and returns plain data. A worker keeps two caches, its compiled trainers and the seeds'
+initial weights, each keyed by everything that determines it (a cached trainer gives the
+numbers of a fresh one: the tests check it), and nothing else between tasks; so the same
+task gives the same numbers in the parent process, a loky worker or a Dask worker. The run
+loop fits through a :class:`Pool`: :class:`FitPool` here (loky's workers, or this process)
+or :class:`search.engine.cluster.DaskPool`.
 
 How seeds are split into chunks depends on the seeds and ``chunk_size`` only, never on
 ``n_jobs``: a seed's numbers depend (within float rounding) on whether it trains alone

@@ -5,7 +5,8 @@ switch of TensorFlow's that the numbers depend on):
 
 * ``pfor``: TensorFlow's registry of ``vectorized_map`` rules
   (``tensorflow.python.ops.parallel_for.pfor._pfor_converter_registry``), into which
-  :mod:`search.engine.vectorize` installs its rules. Without it, chunks of several seeds of
+  :mod:`search.engine.vectorize` installs its rules; each rule reads its op through pfor's
+  ``_PforInput`` (the methods of :data:`PFOR_INPUT`, checked here too). Without it, chunks of several seeds of
   a convolutional model loop over their seeds and are not compiled with XLA: slower, the
   same numbers within rounding.
 * ``seed``: Keras's reference to Python's ``random`` module
@@ -50,13 +51,21 @@ FALLBACKS = {
 _WARNED: list[bool] = []
 
 
+# What the rules of search/engine/vectorize.py read of the op they convert: pfor's private
+# ``_PforInput``, handed to every rule by the registry.
+PFOR_INPUT = ("input", "stacked_input", "unstacked_input", "stack_inputs", "get_attr", "op")
+
+
 def pfor() -> Any | None:
-    """TensorFlow's pfor module where it has the registry and ``wrap`` that the rules need, else None."""
+    """TensorFlow's pfor module where it has the registry, ``wrap`` and the ``_PforInput`` that the rules
+    need, else None."""
     try:
         from tensorflow.python.ops.parallel_for import pfor as module
     except ImportError:
         return None
-    ok = isinstance(getattr(module, "_pfor_converter_registry", None), dict) and hasattr(module, "wrap")
+    given = getattr(module, "_PforInput", None)
+    ok = (isinstance(getattr(module, "_pfor_converter_registry", None), dict) and hasattr(module, "wrap")
+          and given is not None and all(hasattr(given, name) for name in PFOR_INPUT))
     return module if ok else None
 
 

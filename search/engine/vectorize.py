@@ -69,7 +69,9 @@ def for_xla():
         _FOR_XLA.pop()
 
 
-# Each rule: ``wrap`` (pfor's), pfor's own rule for the op (``previous``), and the op's ``pfor_input``.
+# Each rule: ``wrap`` (pfor's), pfor's own rule for the op (``previous``), and the op's ``pfor_input``:
+# pfor's private ``_PforInput``, of which the rules use only the methods that
+# search.engine.patches.PFOR_INPUT names and patches.pfor() checks.
 
 def _conv2d(wrap, previous, pfor_input):
     if not pfor_input.input(1)[1] or not _plain(pfor_input):

@@ -21,12 +21,13 @@ storage) follows the same protocol and optuna-dashboard shows the queue as it is
   user attribute ``superseded_by``, before fitting anything. The same rule counts TPE
   trials: a trial whose number comes after ``n_trials`` live ones is dropped likewise.
 
-This module is Optuna's door: every call into Optuna's storage (the study created or
-loaded, its fingerprint recorded, claims, heartbeats, results, failures, reads) is made
-here, through :class:`StudyQueue` and :class:`Heartbeat`; :mod:`search.store.storage` opens
-the URL. ``tests/test_store_contract.py`` pins, on SQLite and PostgreSQL, the storage
-behaviour these rules rely on, so that an Optuna release that changes it fails there by
-name. Nothing here fits a model; :mod:`search.runner` does that with the trials claimed here.
+Here the study is created or loaded, its fingerprint recorded, the queue filled and claimed
+(:class:`StudyQueue`); its reads are :mod:`search.store.trials`'s, its trials are finished by
+:mod:`search.store.finishing`, beaten by :mod:`search.store.heartbeat`, and
+:mod:`search.store.storage` opens the URL: the store is Optuna's one door.
+``tests/test_store_contract.py`` pins, on SQLite and PostgreSQL, the storage behaviour these
+rules rely on, so that an Optuna release that changes it fails there by name. Nothing here
+fits a model; :mod:`search.run.loop` does that with the trials claimed here.
 """
 
 from __future__ import annotations
@@ -88,27 +89,10 @@ class StudyQueue(Finishing):
 
         A new study records the fingerprint of ``spec`` (the settings that determine the
         numbers), its penalty convention and the library ``versions``; an existing one must
-        match its fingerprint, else :class:`SpecError` says which settings differ.
+        match its fingerprint, else :class:`SpecError` says which settings differ. ``say`` hears
+        the storage's outages (see :mod:`search.store.outage`).
         """
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = open_storage(spec.storage, create=True, grace=spec.heartbeat_grace, patience=spec.storage_patience,
-                               say=say)
-        sampler = optuna.samplers.TPESampler(seed=spec.sampler_seed) if spec.sampler == "tpe" else None
-        direction: Literal["maximize", "minimize"] = "maximize" if spec.maximize else "minimize"
-        try:  # of runners starting together, exactly one creates the study
-            study = optuna.create_study(study_name=spec.name, storage=storage, direction=direction, sampler=sampler)
-            created = True
-        except optuna.exceptions.DuplicatedStudyError:
-            study, created = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler), False
-        try:
-            _check_or_record_spec(study, spec, versions, created)
-            notes = _use_the_study_grace(study, storage, spec)
-            _name_the_metric(study, spec)
-        except BaseException:
-            close_storage(storage)
-            raise
+        study, storage, notes, created = _open_study(spec, versions, say)
         queue = cls(study, storage, storage.grace_period or spec.heartbeat_grace)
         queue.notes = notes
         return queue, created
@@ -123,7 +107,6 @@ class StudyQueue(Finishing):
         self._waiting: collections.deque[tuple[int, str | None]] = collections.deque()
         self._live_by_key: dict[str | None, list[int]] = {}
         self._horizon = -1  # the highest trial number when _live_by_key was read
-
 
     # ------------------------------------------------------------------ the queue
 
@@ -293,6 +276,32 @@ class StudyQueue(Finishing):
 
 
     # ------------------------------------------------------------------ runners that died
+
+
+def _open_study(spec: StudySpec, versions: dict[str, str], say: Callable[[str], None] | None
+                ) -> tuple[optuna.Study, optuna.storages.RDBStorage, list[str], bool]:
+    """The study of ``spec``, created or loaded, its storage, what to tell the user, and whether this
+    process created it (see :meth:`StudyQueue.open`)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(spec.storage, create=True, grace=spec.heartbeat_grace, patience=spec.storage_patience,
+                           say=say)
+    sampler = optuna.samplers.TPESampler(seed=spec.sampler_seed) if spec.sampler == "tpe" else None
+    direction: Literal["maximize", "minimize"] = "maximize" if spec.maximize else "minimize"
+    try:  # of runners starting together, exactly one creates the study
+        study = optuna.create_study(study_name=spec.name, storage=storage, direction=direction, sampler=sampler)
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        study, created = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler), False
+    try:
+        _check_or_record_spec(study, spec, versions, created)
+        notes = _use_the_study_grace(study, storage, spec)
+        _name_the_metric(study, spec)
+    except BaseException:
+        close_storage(storage)
+        raise
+    return study, storage, notes, created
 
 
 def _name_the_metric(study: optuna.Study, spec: StudySpec) -> None:

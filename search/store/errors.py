@@ -9,6 +9,7 @@ package prints or stores.
 from __future__ import annotations
 
 import re
+import sys
 
 
 class StudyNotFound(LookupError):
@@ -76,6 +77,19 @@ def describe_error(exc: BaseException, url: str) -> str:
     if "file is not a database" in message or "malformed" in message:
         message += " (a corrupt or foreign file; move it away or give another --storage)"
     return f"{shown}: cannot use the storage: {scrub(message, url)}"
+
+
+def storage_failure(exc: BaseException) -> BaseException | None:
+    """What to describe (see :func:`describe_error`) when ``exc`` came from a storage after it was opened:
+    SQLAlchemy's error, or the one that Optuna's ``StorageInternalError`` wraps; ``None`` for any other.
+    Looked up among the modules loaded (an error of theirs means they are)."""
+    optuna_errors = sys.modules.get("optuna.exceptions")
+    if optuna_errors is not None and isinstance(exc, optuna_errors.StorageInternalError):
+        return exc.__cause__ or exc
+    sqlalchemy_errors = sys.modules.get("sqlalchemy.exc")
+    if sqlalchemy_errors is not None and isinstance(exc, sqlalchemy_errors.SQLAlchemyError):
+        return exc
+    return None
 
 
 def _first_line(text: str) -> str:
