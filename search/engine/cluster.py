@@ -186,6 +186,19 @@ def connect(address: str, timeout: float = 10.0) -> Any:
         raise ClusterError(f"cannot reach the Dask scheduler {address} ({_first_line(exc)})") from None
 
 
+def connect_for(spec: StudySpec) -> tuple[Any, Shipment]:
+    """The client of ``spec.scheduler`` and what its workers need, once the workers are checked against it."""
+    assert spec.scheduler is not None, "only a study with a scheduler connects to one"
+    client = connect(spec.scheduler)
+    try:
+        shipment = shipment_for(spec)
+        check_workers(client, spec, shipment)
+    except BaseException:
+        client.close()
+        raise
+    return client, shipment
+
+
 def close(client: Any) -> None:
     """Close ``client``; one whose scheduler went away closes quietly (``distributed`` would log a
     traceback of the reconnection that closing cancels, after the runner's one line)."""

@@ -15,7 +15,6 @@ import numpy as np
 from search.study.readers import DataError
 from search.study.sources import SOURCES
 from search.study.spec import DataSpec
-from search.study.validation import given
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,7 +140,8 @@ def _split(spec: DataSpec, n: int, y: np.ndarray) -> tuple[np.ndarray, np.ndarra
     """Training and test row indices: the first ``n_train`` rows, ``n_train`` rows drawn from
     ``split_seed``, or a ``test_size`` split drawn from it (stratified when ``stratify``)."""
     if spec.test_size is None:
-        n_train = given(spec.n_train, "data.n_train")
+        n_train = spec.n_train
+        assert n_train is not None, "a split without test_size has n_train"
         if not 0 < n_train < n:
             raise DataError("data.n_train", f"must be between 1 and the number of rows - 1 ({n - 1})")
         if spec.split_seed is None:

@@ -26,7 +26,6 @@ from search.study.layers import LAYERS
 from search.study.metrics import METRICS, TASK_METRICS
 from search.study.space import Configuration
 from search.study.spec import LOSSES, ModelSpec
-from search.study.validation import given
 
 
 @keras.saving.register_keras_serializable(package="actreg")
@@ -157,7 +156,8 @@ def unrolled(model):
 
 def penalty_factors(config: Configuration) -> tuple[float, float]:
     """(l1, l2) of a configuration; ``l1_l2`` uses the strength for both unless ``l1_ratio`` splits it."""
-    s = given(config.strength, "strength")
+    s = config.strength
+    assert s is not None, "a regularized configuration has a strength"
     if config.norm == "l1":
         return s, 0.0
     if config.norm == "l2":
@@ -243,7 +243,8 @@ def load_builder(spec: ModelSpec):
     import importlib
     import sys
 
-    module_name, _, func_name = given(spec.builder, "model.builder").partition(":")
+    assert spec.builder is not None, "a model from a builder names it"
+    module_name, _, func_name = spec.builder.partition(":")
     if spec.builder_path and spec.builder_path not in sys.path:
         sys.path.insert(0, spec.builder_path)
     try:

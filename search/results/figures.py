@@ -10,7 +10,7 @@ import itertools
 import math
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import numpy as np
 
@@ -18,7 +18,6 @@ from search.results.records import configuration_of, finite_trials, trial_curves
 from search.results.stats import daggered
 from search.store import schema
 from search.study.metrics import METRIC_LABELS, MINIMIZED
-from search.study.validation import given
 
 if TYPE_CHECKING:
     import optuna
@@ -167,7 +166,7 @@ def selected_curves(trials: Sequence[optuna.trial.FrozenTrial], metric: str = "a
     for t in done:
         c = configuration_of(t)
         key = (c.norm, c.placement)
-        if key not in best or sign * given(t.value) > sign * given(best[key].value):
+        if key not in best or sign * cast(float, t.value) > sign * cast(float, best[key].value):  # finite: complete
             best[key] = t
     order = sorted(best, key=lambda k: (k[0] != "none", NORM_ORDER.index(k[0]) if k[0] in NORM_ORDER else -1,
                                         k[1] or ""))

@@ -37,7 +37,6 @@ from search.store.schema import DIVERGED, OK
 from search.study.metrics import METRICS
 from search.study.race import BASELINE, is_over, looks_of, racing, stops
 from search.study.space import Configuration, config_key, grid
-from search.study.validation import given
 
 if TYPE_CHECKING:
     import optuna
@@ -54,7 +53,8 @@ def next_look(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial], taken
     """
     if is_over(spec, taken):
         return None
-    race = given(spec.race, "[race]")
+    race = spec.race
+    assert race is not None, "a study without [race] takes no looks"
     looks, k = looks_of(spec), len(taken)
     need = set(spec.seeds[:looks[k]])
     members = racing(spec, taken)
@@ -132,12 +132,13 @@ def race_notes(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial], take
                 f"replicates; {max(0, len(still) - 1)} configurations still racing.")
     else:
         head = f"Race in progress: the first look comes at {looks[0]} replicates."
+    alpha = spec.race.alpha if spec.race is not None else None
     rows = ["| configuration | replicates stored | verdict | trials (blocks) |", "|---|---:|---|---|"]
     for config in grid(spec.space):
         n, numbers = where(config)
         rows.append(f"| {config.label} | {n} | {status(config)} | {numbers} |")
     study_note = (f"# {spec.name}\n\n{head} Looks at {', '.join(map(str, looks))} replicates; each verdict "
-                  f"against the baseline, with the chance of any wrong verdict at most {given(spec.race).alpha} over "
+                  f"against the baseline, with the chance of any wrong verdict at most {alpha} over "
                   "all looks and configurations. Written by `actreg run` at each look; `actreg report` puts "
                   "the report's summary here.\n\n" + "\n".join(rows))
     trial_notes = {}

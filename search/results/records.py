@@ -30,7 +30,7 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -40,7 +40,6 @@ from search.store.trials import joined_trial
 from search.study.metrics import METRICS
 from search.study.space import Configuration
 from search.study.spec import TrainSpec
-from search.study.validation import given
 
 if TYPE_CHECKING:
     import optuna
@@ -116,7 +115,8 @@ def trial_record(results: Sequence[SeedResult], epochs: int, record_step: int,
         attrs[schema.per_seed("test", name)] = _floats([r.test[name] for r in results])
         attrs[schema.per_seed("train", name)] = _floats([r.train[name] for r in results])
         if validated:
-            attrs[schema.per_seed("validation", name)] = _floats([given(r.validation)[name] for r in results])
+            rows_of = [cast("dict[str, float]", r.validation) for r in results]  # every result has them, or none
+            attrs[schema.per_seed("validation", name)] = _floats([v[name] for v in rows_of])
     fractions = [name for name in metrics if METRICS[name].fraction]
     if rows is not None and fractions:
         for split, n in zip(splits, rows):

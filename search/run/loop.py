@@ -32,6 +32,7 @@ from typing import Any, TextIO
 from search import interrupt
 from search.engine import runtime
 from search.engine.checks import activation_bytes, check_study
+from search.engine.cluster import close, connect_for
 from search.engine.parallel import BACKENDS, FitFailure, FitPool, FitTask, Pool
 from search.results.records import summary_frame, trial_record
 from search.results.stats import baseline_comparison
@@ -43,14 +44,13 @@ from search.run.state import RunState, Ticker, Writer, progress_bar
 from search.run.storing import Storing
 from search.run.tpe import TPESchedule
 from search.store.claims import StudyQueue
-from search.store.heartbeat import Heartbeat
 from search.store.outage import StorageUnavailable
 from search.store.schema import LABEL_ATTR, RUNNER_ATTR
 from search.store.storage import redact
 from search.store.trials import Claim
 from search.study.space import Configuration, config_key, iter_param_names
 from search.study.spec import StudySpec
-from search.study.validation import SpecError, given
+from search.study.validation import SpecError
 
 # The schedule of each kind of study: "race" for a study with [race], else its sampler.
 SCHEDULES: dict[str, type[Schedule]] = {"grid": GridSchedule, "tpe": TPESchedule, "race": RaceSchedule}
@@ -60,28 +60,59 @@ def run_study(spec: StudySpec, *, backend: str = "loky", progress: bool | None =
               stream: TextIO | None = None, wait: bool = True) -> RunReport:
     """Run (or resume, or join) the study of ``spec`` and return what this runner did.
 
-    ``backend`` is the joblib backend that fits the seeds ("loky", "sequential", or "dask" with
-    a Dask client configured). ``progress`` shows a progress bar on ``stream`` (default: only
-    when it is a terminal). With ``wait`` (the default), a runner that finds nothing left to
-    claim waits until the configurations other runners hold are stored, and takes over those
-    whose runner died; without it, it returns at once. A bad argument is a :class:`SpecError`
-    before anything is read.
+    ``backend`` is where the seeds are fitted without a ``scheduler``: ``"loky"``, worker
+    processes; ``"sequential"``, this process, one chunk at a time (a debugger's choice). A Dask
+    cluster is the study's ``scheduler``. ``progress`` shows a progress bar on ``stream``
+    (default: only when it is a terminal). With ``wait`` (the default), a runner that finds
+    nothing left to claim waits until the configurations other runners hold are stored, and
+    takes over those whose runner died; without it, it returns at once. A bad argument is a
+    :class:`SpecError` before anything is read.
 
     On KeyboardInterrupt the configurations this runner holds are failed as interrupted
     and queued again at once, so other runners (or the next run) continue them.
     """
     _check_arguments(spec, backend, progress, stream, wait)
     started = time.perf_counter()
-    data = check_study(spec)  # bad data or a model that cannot take it: an error before anything is written
     stream = stream or sys.stderr
-    cluster = _connect(spec) if spec.scheduler is not None else None  # likewise a cluster that cannot run it
+    state = RunState(progress_bar(spec, progress, stream), stream)  # from the first second
+    cluster = queue = None
     try:
-        return _run(spec, backend, progress, stream, wait, cluster, data, started)
+        # Bad data, a model that cannot take it or a cluster that cannot run it: one line before
+        # anything is written.
+        state.status("checking the study")
+        data = check_study(spec)
+        n_jobs = runtime.resolve_n_jobs(spec.n_jobs)
+        means = Means(backend, wait, n_jobs, runtime.threads_per_worker(n_jobs), data.rows,
+                      activation_bytes(spec, data.rows, data.input_shape))
+        if spec.scheduler is not None:
+            cluster = means.cluster = connect_for(spec)
+        state.status("opening the storage")
+        queue, created = StudyQueue.open(spec, runtime.versions(), say=state.say)
+        loop = Loop(spec, queue, state, means)
+        skipped = loop.open(created)
+        loop.run()
+        trials, names = queue.trials(), list(iter_param_names(spec.space))
+        race = queue.race() if spec.race is not None else None
+        run = loop.schedule.configurations_run()
+        by_others = max(0, loop.schedule.stored() - skipped - run)
+    except BaseException:
+        state.close(leave=False)  # the error's line alone, without an empty bar above it
+        raise
     finally:
+        if queue is not None:
+            queue.close()
         if cluster is not None:
-            from search.engine.cluster import close
-
             close(cluster[0])
+    state.close()
+    return RunReport(
+        study_name=spec.name, storage=redact(spec.storage), metric=spec.objective,
+        configurations_run=run, configurations_skipped=skipped, fits=state.fits,
+        wall_seconds=time.perf_counter() - started,
+        summary=summary_frame(trials, names, spec.objective, spec.maximize),
+        comparison=baseline_comparison(trials, names, spec.objective, spec.rope, race=race),
+        configurations_diverged=state.diverged, configurations_failed=state.failed,
+        configurations_by_others=by_others, stopped=state.stopped, training_seconds=state.training_seconds,
+        peak_memory_mb=state.peak_memory_mb, models_per_program=state.largest_program)
 
 
 def _check_arguments(spec: Any, backend: Any, progress: Any, stream: Any, wait: Any) -> None:
@@ -99,53 +130,22 @@ def _check_arguments(spec: Any, backend: Any, progress: Any, stream: Any, wait: 
         raise SpecError(where, "stream", f"must be a text stream (with write), not {type(stream).__name__}")
 
 
-def _connect(spec: StudySpec) -> tuple[Any, Any]:
-    """The Dask client of ``spec.scheduler`` and what its workers need, after checking the workers."""
-    from search.engine.cluster import check_workers, connect, shipment_for
+@dataclass
+class Means:
+    """What a runner fits with, found before the study is opened: the pool's kind and size, the
+    TensorFlow threads of each task, the data's rows (accuracies are exact fractions of them), a
+    model's activation bytes (which size the programs) and the Dask cluster, if any."""
 
-    client = connect(given(spec.scheduler, "scheduler"))
-    try:
-        shipment = shipment_for(spec)
-        check_workers(client, spec, shipment)
-    except BaseException:
-        client.close()
-        raise
-    return client, shipment
+    backend: str
+    wait: bool
+    n_jobs: int
+    threads: int
+    rows: Any
+    model_bytes: int | None
+    cluster: tuple[Any, Any] | None = None  # (Dask client, shipment)
 
-
-def _run(spec: StudySpec, backend: str, progress: bool | None, stream: TextIO, wait: bool,
-         cluster: tuple[Any, Any] | None, data: Any, started: float) -> RunReport:
-    state = RunState(progress_bar(spec, progress, stream), stream)  # from the first second
-    state.status("opening the storage")
-    queue = None
-    try:
-        queue, created = StudyQueue.open(spec, runtime.versions(), say=state.say)
-        for note in queue.notes:
-            state.say(note)
-        queue.reap()
-        loop = Loop(spec, queue, state, backend, wait, data, cluster)
-        skipped = loop.open(created)
-        loop.run()
-        trials, names = queue.trials(), list(iter_param_names(spec.space))
-        race = queue.race() if spec.race is not None else None
-        run = loop.schedule.configurations_run()
-        by_others = max(0, loop.schedule.stored() - skipped - run)
-    except BaseException:
-        state.close(leave=False)
-        raise
-    finally:
-        if queue is not None:
-            queue.close()
-    state.close()
-    return RunReport(
-        study_name=spec.name, storage=redact(spec.storage), metric=spec.objective,
-        configurations_run=run, configurations_skipped=skipped, fits=state.fits,
-        wall_seconds=time.perf_counter() - started,
-        summary=summary_frame(trials, names, spec.objective, spec.maximize),
-        comparison=baseline_comparison(trials, names, spec.objective, spec.rope, race=race),
-        configurations_diverged=state.diverged, configurations_failed=state.failed,
-        configurations_by_others=by_others, stopped=state.stopped, training_seconds=state.training_seconds,
-        peak_memory_mb=state.peak_memory_mb, models_per_program=state.largest_program)
+    def __post_init__(self) -> None:
+        self.local = (self.n_jobs == 1 or self.backend == "sequential")
 
 
 @dataclass
@@ -160,23 +160,18 @@ class _Program:
 class Loop:
     """One runner's loop: ask the schedule for work while workers are free, fit it, store it; until none is left."""
 
-    def __init__(self, spec: StudySpec, queue: StudyQueue, state: RunState, backend: str, wait: bool, data: Any,
-                 cluster: tuple[Any, Any] | None = None) -> None:
-        self.spec, self.queue, self.state = spec, queue, state
-        self.backend, self.wait, self.cluster = backend, wait, cluster
-        self.rows = data.rows  # training, test and validation rows: accuracies are exact fractions of them
-        self.heartbeat = Heartbeat(queue.storage, queue.grace, say=state.say)
+    def __init__(self, spec: StudySpec, queue: StudyQueue, state: RunState, means: Means) -> None:
+        self.spec, self.queue, self.state, self.means = spec, queue, state, means
+        self.storing = Storing(queue, state)
+        self.heartbeat = self.storing.heartbeat
         kind = "race" if spec.race is not None else spec.sampler
-        self.schedule = SCHEDULES[kind](spec, queue, self.heartbeat, state,
-                                        activation_bytes(spec, data.rows, data.input_shape))
-        self.storing = Storing(queue, self.heartbeat, state, self.schedule)
-        self.n_jobs = runtime.resolve_n_jobs(spec.n_jobs)
+        self.schedule = SCHEDULES[kind](spec, queue, self.heartbeat, state, means.model_bytes)
         # TensorFlow threads per task: the local cores shared by the workers; on a Dask cluster one,
         # for one worker process per core (`dask worker --nworkers CORES --nthreads 1`).
-        self.threads = 1 if cluster is not None else runtime.threads_per_worker(self.n_jobs)
+        self.threads = 1 if means.cluster is not None else means.threads
         # A chunk queued beyond the workers' count starts the moment one is free, instead of after
         # the next claim (a claim takes 0.1 s of storage round trips on SQLite).
-        self.prefetch = 0 if (self.n_jobs == 1 or backend == "sequential") and cluster is None else 1
+        self.prefetch = 0 if means.local and means.cluster is None else 1
         self.writer = Writer()
         self.ticker = Ticker(state)
         self._active: dict[int, _Program] = {}
@@ -186,8 +181,13 @@ class Loop:
         self._waiting_for: tuple[int, ...] = ()
 
     def open(self, created: bool) -> int:
-        """Let the schedule queue the study's work; returns the configurations stored before (skipped)."""
-        skipped = self.storing.skipped = self.schedule.stored()  # before the grid is queued: a new study has none
+        """Tell the study's notes, reap the claims of runners that died, and let the schedule queue the
+        study's work; returns the configurations stored before (skipped)."""
+        for note in self.queue.notes:
+            self.state.say(note)
+        self.queue.reap()
+        skipped = self.schedule.stored()  # before the grid is queued: a new study has none
+        self.storing.open(self.schedule, skipped)
         self.schedule.open(created)
         self.state.total(self.schedule.remaining(skipped))
         return skipped
@@ -206,11 +206,11 @@ class Loop:
             self._close()
 
     def _pool(self) -> Pool:
-        if self.cluster is not None:
+        if self.means.cluster is not None:
             from search.engine.cluster import DaskPool
 
-            return DaskPool(*self.cluster)
-        return FitPool(self.n_jobs, self.backend, self.spec.worker_retries, self.state.say)
+            return DaskPool(*self.means.cluster)
+        return FitPool(self.means.n_jobs, self.means.backend, self.spec.worker_retries, self.state.say)
 
     def _drain(self) -> None:
         """Claim, fit and store until nothing is left (or the failure budget is spent)."""
@@ -304,7 +304,7 @@ class Loop:
         spec = self.spec
         results = [r for _, rs in sorted(parts.items()) if not isinstance(rs, FitFailure) for r in rs]
         record = trial_record(results, spec.train.epochs, spec.train.record_step, spec.metrics, spec.maximize,
-                              self.rows)
+                              self.means.rows)
         self.writer.submit(partial(self.storing.store, claim, config, record))
 
     def _wait_for_others(self) -> bool:
@@ -318,11 +318,11 @@ class Loop:
             held = ", ".join(f"{t.user_attrs.get(LABEL_ATTR, f'trial {t.number}')} "
                              f"({t.user_attrs.get(RUNNER_ATTR, 'unknown runner')})" for t in others[:5])
             more = f" and {len(others) - 5} more" if len(others) > 5 else ""
-            verb = "waiting for" if self.wait else "not waiting for"
+            verb = "waiting for" if self.means.wait else "not waiting for"
             self.state.say(f"nothing left to claim; {verb} {len(others)} configuration(s) that other runners "
                            f"are fitting: {held}{more}")
         self.storing.count_study(now=True)
-        return self.wait
+        return self.means.wait
 
     def _close(self) -> None:
         """Store what is finished; what is still held (an interruption) is failed as interrupted and queued

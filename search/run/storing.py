@@ -1,4 +1,5 @@
-"""What the writer thread does with a finished configuration: store it, fail it, or give up a lost claim."""
+"""A runner's claims from held to finished: their heartbeat, and what the writer thread does with a
+finished configuration (store it, fail it, or give up a claim its heartbeat lost)."""
 
 from __future__ import annotations
 
@@ -24,13 +25,20 @@ COUNT_EVERY_S = 5.0
 
 
 class Storing:
-    """Finishes the trials of one runner's claims (in its writer thread), and counts the study's progress."""
+    """Beats the heartbeat of one runner's claims (:attr:`heartbeat`, started by the loop), finishes their
+    trials (in its writer thread), and counts the study's progress once :meth:`open` gave its schedule."""
 
-    def __init__(self, queue: StudyQueue, heartbeat: Heartbeat, state: RunState, schedule: Schedule) -> None:
-        self.queue, self.heartbeat, self.state, self.schedule = queue, heartbeat, state, schedule
+    def __init__(self, queue: StudyQueue, state: RunState) -> None:
+        self.queue, self.state = queue, state
+        self.heartbeat = Heartbeat(queue.storage, queue.grace, say=state.say)
+        self.schedule: Schedule | None = None
         self.skipped = 0  # configurations stored before the run began
         self._counted = time.monotonic()  # when the bar last counted the study's complete trials
         self._counting = threading.Lock()  # the writer thread counts after a store, the loop while it waits
+
+    def open(self, schedule: Schedule, skipped: int) -> None:
+        """Count the study's progress with ``schedule``, from ``skipped`` configurations stored before."""
+        self.schedule, self.skipped = schedule, skipped
 
     def store(self, claim: Claim, config: Configuration, record: TrialRecord) -> None:
         """Finish ``claim``'s trial COMPLETE with ``record`` (in the writer thread)."""
@@ -80,7 +88,7 @@ class Storing:
             due = now or time.monotonic() - self._counted > COUNT_EVERY_S
             if due:
                 self._counted = time.monotonic()
-        done = self.schedule.study_fits(self.skipped) if due else None
+        done = self.schedule.study_fits(self.skipped) if due and self.schedule is not None else None
         if done is not None:
             self.state.counted(done)
         else:

@@ -7,7 +7,6 @@ from functools import cached_property
 from search.run.schedule import Plan, Schedule, Work
 from search.store.trials import Claim
 from search.study.space import Configuration, config_key, suggest
-from search.study.validation import given
 
 
 class TPESchedule(Schedule):
@@ -23,7 +22,8 @@ class TPESchedule(Schedule):
 
     def _claim_suggested(self) -> tuple[Claim, Configuration] | None:
         queue, spec = self.queue, self.spec
-        n_trials = given(spec.n_trials, "n_trials")
+        n_trials = spec.n_trials
+        assert n_trials is not None, "a TPE study has n_trials"
         while True:
             claim = queue.claim_waiting(keyed=False)  # retries of trials whose runner died come first
             if claim is None:

@@ -44,26 +44,20 @@ from search.store.schema import (
     GRACE_ATTR,
     KEY_ATTR,
     LABEL_ATTR,
-    PENALTY_ATTR,
     PROCESS_ATTR,
     QUEUED_ATTR,
     RACE_ATTR,
     RACE_BLOCK_ATTR,
     RUNNER_ATTR,
-    SPEC_ATTR,
-    VERSIONS_ATTR,
 )
 from search.store.storage import (
+    check_or_record_spec,
     close_storage,
-    fingerprint_diff,
     open_storage,
-    redact,
-    spec_fingerprint,
 )
 from search.store.trials import Claim, _live_states, trial_key
 from search.study.metrics import METRIC_LABELS
 from search.study.space import Configuration, block_key, config_key
-from search.study.validation import SpecError
 
 if TYPE_CHECKING:
     import optuna
@@ -295,7 +289,7 @@ def _open_study(spec: StudySpec, versions: dict[str, str], say: Callable[[str], 
     except optuna.exceptions.DuplicatedStudyError:
         study, created = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler), False
     try:
-        _check_or_record_spec(study, spec, versions, created)
+        check_or_record_spec(study, spec, versions, created)
         notes = _use_the_study_grace(study, storage, spec)
         _name_the_metric(study, spec)
     except BaseException:
@@ -314,47 +308,6 @@ def _name_the_metric(study: optuna.Study, spec: StudySpec) -> None:
         with warnings.catch_warnings():  # set_metric_names is "experimental" in Optuna
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([name])
-
-
-def _check_or_record_spec(study: optuna.Study, spec: StudySpec, versions: dict[str, str], created: bool) -> None:
-    """Record the fingerprint of ``spec`` on a new study, or refuse ``spec`` if the study's differs.
-
-    Only the runner that created the study (one, however many start together) records it;
-    the others wait for it, so that two files that differ can never both run. A creator
-    that died before recording leaves the study to the first runner that records after
-    the grace period, which reads the record back to see that it was the first.
-    """
-    current = spec_fingerprint(spec)
-    if created:
-        _record_spec(study, spec, versions, current)
-        return
-    stored = _wait_for_attr(study, SPEC_ATTR, spec.heartbeat_grace)
-    if stored is None:
-        _record_spec(study, spec, versions, current)
-        time.sleep(1.0)  # another late runner that recorded meanwhile: the last record stands, read it back
-        stored = study.user_attrs.get(SPEC_ATTR)
-    diff = fingerprint_diff(stored, current)
-    if diff:
-        raise SpecError(spec.path or "<study>", "name",
-                        f"study {spec.name!r} in {redact(spec.storage)} was run with other settings "
-                        f"({', '.join(diff)}); give the study another name or storage")
-
-
-def _record_spec(study: optuna.Study, spec: StudySpec, versions: dict[str, str], fingerprint: dict) -> None:
-    study.set_user_attr(PENALTY_ATTR, spec.penalty)
-    study.set_user_attr(VERSIONS_ATTR, versions)
-    study.set_user_attr(GRACE_ATTR, spec.heartbeat_grace)
-    study.set_user_attr(SPEC_ATTR, fingerprint)  # last: a runner that sees it sees the rest
-
-
-def _wait_for_attr(study: optuna.Study, name: str, seconds: float):
-    """The study's user attribute ``name``, waited for up to ``seconds`` (its creator writes it at once)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = study.user_attrs.get(name)
-        if value is not None or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
 
 
 def _use_the_study_grace(study: optuna.Study, storage: optuna.storages.RDBStorage, spec: StudySpec) -> list[str]:

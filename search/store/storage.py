@@ -46,8 +46,9 @@ from search.store.errors import (
     scrub,
     sqlite_path,
 )
+from search.store.schema import GRACE_ATTR, PENALTY_ATTR, SPEC_ATTR, VERSIONS_ATTR
 from search.study.spec import StudySpec
-from search.study.validation import sqlite_url  # noqa: F401 - part of this module's interface
+from search.study.validation import SpecError, sqlite_url  # noqa: F401 - sqlite_url: part of this module's interface
 
 __all__ = ["StorageError", "StudyNotFound", "describe_error", "redact", "scrub", "sqlite_path"]  # and below
 
@@ -392,3 +393,44 @@ def fingerprint_diff(stored: dict[str, Any], current: dict[str, Any], prefix: st
         elif a != b:
             out.append(name)
     return out
+
+
+def check_or_record_spec(study: optuna.Study, spec: StudySpec, versions: dict[str, str], created: bool) -> None:
+    """Record the fingerprint of ``spec`` on a new study, or refuse ``spec`` if the study's differs.
+
+    Only the runner that created the study (one, however many start together) records it;
+    the others wait for it, so that two files that differ can never both run. A creator
+    that died before recording leaves the study to the first runner that records after
+    the grace period, which reads the record back to see that it was the first.
+    """
+    current = spec_fingerprint(spec)
+    if created:
+        _record_spec(study, spec, versions, current)
+        return
+    stored = _wait_for_attr(study, SPEC_ATTR, spec.heartbeat_grace)
+    if stored is None:
+        _record_spec(study, spec, versions, current)
+        time.sleep(1.0)  # another late runner that recorded meanwhile: the last record stands, read it back
+        stored = study.user_attrs.get(SPEC_ATTR)
+    diff = fingerprint_diff(stored, current)
+    if diff:
+        raise SpecError(spec.path or "<study>", "name",
+                        f"study {spec.name!r} in {redact(spec.storage)} was run with other settings "
+                        f"({', '.join(diff)}); give the study another name or storage")
+
+
+def _record_spec(study: optuna.Study, spec: StudySpec, versions: dict[str, str], fingerprint: dict) -> None:
+    study.set_user_attr(PENALTY_ATTR, spec.penalty)
+    study.set_user_attr(VERSIONS_ATTR, versions)
+    study.set_user_attr(GRACE_ATTR, spec.heartbeat_grace)
+    study.set_user_attr(SPEC_ATTR, fingerprint)  # last: a runner that sees it sees the rest
+
+
+def _wait_for_attr(study: optuna.Study, name: str, seconds: float):
+    """The study's user attribute ``name``, waited for up to ``seconds`` (its creator writes it at once)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = study.user_attrs.get(name)
+        if value is not None or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
