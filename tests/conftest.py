@@ -169,6 +169,22 @@ def benchmark(*names: str):
     return modules if len(modules) > 1 else modules[0]
 
 
+def wait_until_training(pids: list[int], deadline: float) -> None:
+    """Until a process of ``pids`` has TensorFlow loaded: a loky worker imports it for its first task,
+    not when it starts, so a task has begun there (it imports, compiles, then fits)."""
+    import time
+
+    def loaded(pid: int) -> bool:
+        try:
+            return "libtensorflow_framework" in Path(f"/proc/{pid}/maps").read_text()
+        except OSError:
+            return False
+
+    while not any(loaded(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"no task began on the workers {pids}"
+        time.sleep(0.1)
+
+
 def worker_pids(runner: int) -> list[int]:
     """The loky worker processes of ``runner`` (not its resource tracker)."""
     out = []

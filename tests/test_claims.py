@@ -19,7 +19,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from conftest import RUN_COLUMNS, actreg, trials_so_far, worker_pids, write_study
+from conftest import RUN_COLUMNS, actreg, trials_so_far, wait_until_training, worker_pids, write_study
 
 from search import export_frame, load_spec, run_study
 from search.store.trials import trial_key
@@ -134,7 +134,8 @@ def test_a_runner_killed_alone_takes_its_workers_and_their_tracker_with_it(tmp_p
                 "orphans", spec.storage, (optuna.trial.TrialState.RUNNING,)):
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
             time.sleep(0.2)
-        time.sleep(3)  # into the fits: a busy worker reads no queue that could tell it its runner died
+        # Into the tasks: a busy worker reads no queue that could tell it its runner died.
+        wait_until_training(worker_pids(proc.pid), deadline)
         children = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
         assert len(children) >= 3  # two workers and the resource tracker
         tracker = [p for p in children if b"resource_tracker" in Path(f"/proc/{p}/cmdline").read_bytes()]
@@ -220,7 +221,10 @@ def test_ctrl_c_lets_go_at_once_whoever_gets_the_signal(tmp_path, n_jobs, to):
             assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()[1]
             time.sleep(0.3)
         workers = worker_pids(proc.pid)
-        time.sleep(3)  # the workers are fitting now
+        if workers:
+            wait_until_training(workers, deadline)  # the workers' tasks have begun
+        else:
+            time.sleep(3)  # the runner fits itself, and imported TensorFlow to check the study: no sign to wait for
         sent = time.monotonic()
         if to == "group":
             os.killpg(proc.pid, signal.SIGINT)

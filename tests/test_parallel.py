@@ -113,7 +113,7 @@ def test_a_task_submitted_after_a_worker_died_goes_to_a_new_pool():
     import signal
     import time
 
-    from conftest import worker_pids
+    from conftest import wait_until_training, worker_pids
 
     from search.engine.parallel import FitFailure, FitPool, FitTask
     from search.study.space import Configuration
@@ -135,7 +135,7 @@ def test_a_task_submitted_after_a_worker_died_goes_to_a_new_pool():
         deadline = time.monotonic() + 120
         while not worker_pids(os.getpid()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        time.sleep(3)  # the task is running
+        wait_until_training(worker_pids(os.getpid()), deadline)  # the task is running
         for pid in worker_pids(os.getpid()):  # the one fitting the task among them: loky may replace an idle one
             os.kill(pid, signal.SIGKILL)  # quietly, without breaking the pool
         (lost,) = pool._futures
