@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scheduler", metavar="ADDRESS", help=(
         "run the fits on the Dask cluster behind this scheduler (tcp://HOST:8786); this process claims "
         "configurations and stores results (default: the file's, else local worker processes)"))
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--no-progress", action="store_true",
+                     help="no progress bar (and no progress line every 15 s where stderr is no terminal)")
     run.add_argument("--no-wait", action="store_true",
                      help="when nothing is left to claim, exit at once instead of waiting for the configurations "
                           "that other runners are fitting")

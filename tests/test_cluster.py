@@ -20,7 +20,13 @@ import numpy as np
 import optuna
 import pytest
 from conftest import RUN_COLUMNS, actreg, free_port, trials_so_far, write_builder
-from distributed import Client  # the dask extra: the README's test command installs it
+
+try:
+    from distributed import Client  # the dask extra: the README's test command installs it
+except ImportError:
+    if os.environ.get("CI") == "true":
+        raise
+    pytest.skip("the cluster tests need dask.distributed: pip install -e '.[test,dask]'", allow_module_level=True)
 
 from search import export_frame, load_spec
 from search.engine.cluster import (

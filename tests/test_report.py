@@ -179,9 +179,11 @@ def test_every_output_carries_the_setting_that_makes_it_interpretable(small_run,
     assert md.rstrip().splitlines()[-1].startswith("Setting: penalty convention mean (Keras >= 3.14")
     for words in ("5 epochs, batch size", "3 replicates (seeds 0..2)", setting["fingerprint"], "Keras "):
         assert words in md, words
-    caption = re.search(r"\\caption\{(.*)\}\n", (out / "summary.tex").read_text()).group(1)
-    assert "Setting: penalty convention mean (Keras \\ensuremath{>}= 3.14" in caption
-    assert setting["fingerprint"] in caption and "3 replicates" in caption
+    tex = (out / "summary.tex").read_text()
+    caption = re.search(r"\\caption\{(.*)\}\n", tex).group(1)
+    note = re.search(r"\{\\scriptsize\\raggedright (.*)\\par\}\n", tex).group(1)  # under the table
+    assert "Setting: penalty convention mean (Keras $\\geq$ 3.14" in note and "Setting" not in caption
+    assert setting["fingerprint"] in note and "3 replicates" in note
     report_md = (out / "report.md").read_text()
     assert f"Study fingerprint: {setting['fingerprint']}" in report_md
     csv = tmp_path / "export" / "table.csv"

@@ -149,3 +149,61 @@ def test_ranks_and_the_star_compare_the_seeds_every_configuration_has():
     assert "compare the means over the 5 seeds that every configuration has" in summary_markdown(summary)
     even = summary_frame([trials[0], trials[2]], ["norm", "strength", "placement"])
     assert set(even["ranked_on_seeds"]) == {10} and "5 seeds that every" not in summary_markdown(even)
+
+
+def test_a_tie_for_best_is_named_a_tie_in_the_run_report_and_the_cli_table():
+    import pandas as pd
+
+    from search.run import RunReport, summary_text
+
+    def row(placement, mean, std, rank):
+        return {"configuration": f"l1(0.0001) {placement}", "param_norm": "l1", "param_strength": 1e-4,
+                "param_placement": placement, "status": "ok", "n_seeds": 30, "n_diverged": 0,
+                "mean_test_accuracy": mean, "std_test_accuracy": std, "mean_train_accuracy": 1.0,
+                "rank_test_accuracy": rank}
+
+    tie = pd.DataFrame([row("pre", 0.74, 0.012, 1), row("post", 0.74, 0.010, 1)])
+    report = RunReport(study_name="s", storage="sqlite://", metric="accuracy", configurations_run=2,
+                       configurations_skipped=0, fits=60, wall_seconds=1.0, summary=tie)
+    assert ("tied for best: l1(0.0001) post, l1(0.0001) pre: test accuracy 0.740 ± 0.010, 0.740 ± 0.012"
+            in repr(report))
+    assert "best l1" not in repr(report)
+    assert "(a tie for rank 1: l1(0.0001) post, l1(0.0001) pre share the best mean; none is named best)" in \
+        summary_text(tie)
+    one = pd.DataFrame([row("pre", 0.75, 0.012, 1), row("post", 0.74, 0.010, 2)])
+    report = RunReport(study_name="s", storage="sqlite://", metric="accuracy", configurations_run=2,
+                       configurations_skipped=0, fits=60, wall_seconds=1.0, summary=one)
+    assert "best l1(0.0001) pre: test accuracy 0.750 ± 0.012" in repr(report)
+    assert "a tie" not in summary_text(one)
+
+
+def _visible(tex: str) -> str:
+    """What a caption prints, roughly: commands and braces dropped, math kept as its symbols."""
+    import re
+
+    text = re.sub(r"\\(allowbreak|mathrm|texttt|bfseries|boldmath)\b", "", tex)
+    text = re.sub(r"\\[a-zA-Z]+", "x", text)  # a symbol (\pm, \Delta, \star) prints one character
+    return re.sub(r"[{}$^_]", "", text)
+
+
+@pytest.mark.parametrize("narrow, per_line", [(False, 130), (True, 55)])
+def test_a_latex_caption_takes_at_most_four_lines_and_the_setting_goes_under_the_table(narrow, per_line):
+    """Four lines of the caption's width: a full-width table at footnotesize holds about 130 characters
+    a line, one column at small about 55. The verdicts' method and the setting are the note below."""
+    import re
+
+    from search.results.stats import baseline_comparison
+
+    trials = [trial(0, {"norm": "none"}, [50, 50, 51, 50, 50, 49]),
+              trial(1, {"norm": "l1", "strength": 1e-4, "placement": "pre"}, [55, 56, 57, 56, 55, 57]),
+              trial(2, {"norm": "l1", "strength": 1e-3, "placement": "pre"}, [51, 50, 52, 50, 51, 51])]
+    names = ["norm", "strength", "placement"]
+    summary, comparison = summary_frame(trials, names), baseline_comparison(trials, names)
+    tex = summary_latex(summary, "a study with a long name", comparison=comparison, narrow=narrow,
+                        varied="initialization and order (data fixed: one draw)")  # the setting: test_report.py
+    caption = re.search(r"\\caption\{(.*)\}\n", tex).group(1)
+    assert len(_visible(caption)) <= 4 * per_line, _visible(caption)
+    note = re.search(r"\{\\scriptsize\\raggedright (.*)\\par\}\n", tex).group(1)
+    assert "Verdict:" in note and "Verdict:" not in caption and "varied between seeds" in note.lower()
+    if not narrow:  # both bounds of Δ's interval signed, as the Markdown tables write them
+        assert re.search(r"\[\$[+-]\d\.\d{3}\$, \$[+-]\d\.\d{3}\$\]", tex), tex

@@ -180,3 +180,47 @@ def test_run_study_refuses_a_bad_argument_in_one_line_before_anything_is_written
 def test_run_study_takes_a_spec_not_a_path(tmp_path):
     with pytest.raises(SpecError, match="must be a StudySpec"):
         run_study(str(write_study(tmp_path, name="path")))
+
+
+def test_a_stream_that_is_no_terminal_gets_a_progress_line_now_and_then(tmp_path, monkeypatch):
+    """A pipe or a CI log gets plain progress lines (configurations stored, fits, pace, time left);
+    progress=False silences them, as --no-progress does."""
+    import io
+
+    from search.run import state
+
+    monkeypatch.setattr(state, "PLAIN_EVERY_S", 0.5)
+    spec = load_spec(write_study(tmp_path, name="lines", seeds=3, epochs=300)).with_overrides(n_jobs=1)
+    out = io.StringIO()
+    report = run_study(spec, stream=out)
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("lines: ")]
+    assert lines, out.getvalue()
+    assert all(" configurations stored; " in line and f" of {report.fits:,} fits" in line for line in lines)
+    assert any("fits/s, about " in line and " left" in line for line in lines)
+    assert "\r" not in out.getvalue()  # no bar redrawn in a log
+
+    quiet, folder = io.StringIO(), tmp_path / "quiet"
+    folder.mkdir()
+    run_study(load_spec(write_study(folder, name="quiet", seeds=3, epochs=300)).with_overrides(n_jobs=1),
+              stream=quiet, progress=False)
+    assert quiet.getvalue() == ""
+
+
+def test_a_progress_line_says_what_is_done_and_left():
+    """The pace counts from the first fits back (compiling excluded); the clock is the line's own."""
+    import io
+
+    from search.run.state import PlainProgress
+
+    out = io.StringIO()
+    bar = PlainProgress("study", out, every=0)
+    bar.configurations = lambda: 2
+    bar.total = 100
+    clock = iter([10.0, 20.0])  # the first fits came back at 10 s; the line at 20 s
+    bar._clock, bar._started, bar._said = clock.__next__, 0.0, 0.0
+    bar.update(10)
+    bar.update(40)
+    bar.set_postfix_str("l1(0.0001) pre: 0.757")
+    bar.refresh()
+    assert out.getvalue() == ("study: 2 configurations stored; 50 of 100 fits (50%), 4.0 fits/s, about 12 s left, "
+                              "20 s in; l1(0.0001) pre: 0.757\n")

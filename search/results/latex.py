@@ -16,6 +16,7 @@ from search.results.words import (
     partial_words,
     present,
     short,
+    tied_best,
 )
 from search.store import schema
 from search.study.metrics import METRICS
@@ -34,7 +35,8 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
     fits one column of a two-column template: test mean ± std, Δ and the verdict only.
     ``varied`` (what varied between replicates), ``partial`` (how much of a study not
     complete is stored) and ``setting`` (:func:`search.results.setting.study_setting`: penalty
-    convention, epochs, replicates, data, versions, fingerprint) go into the caption.
+    convention, epochs, replicates, data, versions, fingerprint) go into the table's note: the
+    caption says what the cells and marks are in a few lines.
     """
     m = metric
     label = METRICS[m].latex
@@ -56,46 +58,58 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
         header = (rf"Configuration{' & Seeds' * uneven}{' & Valid.' * validated} & Test {label} "
                   + ("" if diffs else r"& 95\% CI ") + "& Train"
                   + (r" & $\Delta$ [95\% CI] & $p_{\mathrm{Holm}}$ & Verdict" if diffs else ""))
+    # The caption says what the cells are and what the marks mean, in a few lines; the rest (how the
+    # verdicts work, what varied, the setting) is the table's note, under the table in smaller type.
+    n_seeds = "" if uneven else f" {int(frame['n_seeds'].iloc[0])}"
+    caption = rf"Test {label}, study \texttt{{{_tex_breakable(name)}}}: mean $\pm$ sample std over{n_seeds} seeds"
+    if diffs:
+        caption += r"; $\Delta$: paired difference from the baseline" + ("" if narrow else r" [95\% CI]")
     if schema.rank("validation", m) in frame:
-        chosen = (rf"$^\star$ the best mean validation {label} (validation rows carved out of the training rows; "
-                  "the test columns report it on rows that played no part in the choice)")
+        chosen = rf"$^\star$ the best mean validation {label} (chosen on validation rows)"
+        why = (r"The validation rows are carved out of the training rows; the test columns report the best on "
+               "rows that played no part in the choice.")
     else:
-        chosen = (rf"$^\star$ the best mean test {label}, chosen on the same test rows that report it, so its test "
-                  "value is optimistic")
-    legend = (rf"{chosen}; its result in bold (no mark when several configurations share it); $^\dagger$ "
-              f"{dagger_words(comparison, latex=True)}.")
+        chosen = rf"$^\star$ the best mean test {label}, chosen on the test rows that report it: optimistic"
+        why = (r"$^\star$ is chosen on the same test rows that report it, so its test value is optimistic; give "
+               "validation rows to choose on others.")
+    dagger = (r"$^\dagger$ a verdict of the race, better or worse" if comparison is not None
+              and schema.RACE_REASON in comparison else r"$^\dagger$ $p_{\mathrm{Holm}} < " + f"{ALPHA}$")
+    caption += f". {chosen}; {dagger}."
+    note = [why, "The best result is in bold, with no mark when several configurations share it"
+            + (f" (here {' and '.join(_tex(t) for t in tied)})." if len(tied := tied_best(frame, m)) > 1 else ".")]
+    note.append(rf"$^\dagger$: {dagger_words(comparison, latex=True)}.")
     if diffs:
         rope = next(iter(diffs.values()))["rope"]
-        legend += (rf" Verdict: the difference from the baseline shown beyond a region of practical equivalence of "
-                   rf"$\pm{short(rope)}$ (better, worse) or within it (equivalent), else undecided; the chance of any "
-                   f"wrong verdict is at most {ALPHA} for independent replicates (studentized bootstrap; no verdict "
-                   f"with fewer than {VERDICT_MIN_PAIRS} replicates or no spread).")
-    n_seeds = "" if uneven else f" {int(frame['n_seeds'].iloc[0])}"
-    what = (rf"mean $\pm$ sample std over{n_seeds} seeds" if narrow or diffs else
-            rf"mean $\pm$ sample std over{n_seeds} seeds; 95\% Student-t interval of the mean")
-    what += "" if narrow else "; train: on the training rows"
-    what += f"; valid.: mean validation {label}, on which the best is chosen" if validated else ""
-    if varied:
-        what += f"; varied between seeds: {_tex(varied)}"
-    if diffs:
-        what += r"; $\Delta$: paired difference from the baseline, seed by seed"
-        what += "" if narrow else r"; $p$: paired t-test, Holm-corrected" + (
+        note.append(rf"Verdict: the difference from the baseline shown beyond a region of practical equivalence of "
+                    rf"$\pm{short(rope)}$ (better, worse) or within it (equivalent), else undecided; the chance of "
+                    f"any wrong verdict is at most {ALPHA} for independent replicates (studentized bootstrap; no "
+                    f"verdict with fewer than {VERDICT_MIN_PAIRS} replicates or no spread).")
+    what = [] if narrow or diffs else [r"CI: 95\% Student-t interval of the mean"]
+    what += [] if narrow else ["train: on the training rows"]
+    what += [f"valid.: mean validation {label}, on which the best is chosen"] if validated else []
+    if diffs and not narrow:
+        what.append(r"$p$: paired t-test, Holm-corrected" + (
             " (of all its replicates: not adjusted for the race's looks, which the verdicts are)"
-            if comparison is not None and schema.RACE_REASON in comparison else "")
+            if comparison is not None and schema.RACE_REASON in comparison else ""))
+    if varied:
+        what.append(f"varied between seeds: {_tex(varied)}")
+    if what:
+        note.append("; ".join(what)[0].upper() + "; ".join(what)[1:] + ".")
     if partial:
-        legend = partial_words(partial) + " " + legend
+        note.insert(0, partial_words(partial))
     if setting:
-        legend += " " + _tex(setting_words(setting))
+        note.append(_tex(setting_words(setting)))
     env = "table" if narrow else "table*"
     body = "\n".join(rows)
     return (
         "% Requires \\usepackage{booktabs}.\n"
         f"\\begin{{{env}}}[t]\n\\centering\n" + ("\\small\n" if narrow else "\\footnotesize\n")
         + f"\\setlength{{\\tabcolsep}}{{{1.5 if diffs and not narrow else 3}pt}}\n"
-        + f"\\caption{{Test {label}, study \\texttt{{{_tex_breakable(name)}}}: {what}. {legend}}}\n"
+        + f"\\caption{{{caption}}}\n"
         f"\\label{{tab:{_tex_label(name)}{'-narrow' if narrow else ''}}}\n"
         f"\\begin{{tabular}}{{{columns}}}\n\\toprule\n{header} \\\\\n\\midrule\n"
-        f"{body}\n\\bottomrule\n\\end{{tabular}}\n\\end{{{env}}}\n"
+        f"{body}\n\\bottomrule\n\\end{{tabular}}\n"
+        f"\\par\\smallskip\n{{\\scriptsize\\raggedright {' '.join(note)}\\par}}\n\\end{{{env}}}\n"
     )
 
 
@@ -107,7 +121,7 @@ def _latex_row(r: pd.Series, marked: str, diffs: dict, m: str, narrow: bool, une
     d = diffs.get(r["configuration"])
     delta = "--" if d is None else f"${_signed(d[schema.mean('test', schema.DIFF)])}$"
     low, high = schema.ci95("low", "test", schema.DIFF), schema.ci95("high", "test", schema.DIFF)
-    delta_ci = "" if d is None else f" [${_bound(d[low])}$, ${_bound(d[high])}$]"
+    delta_ci = "" if d is None else f" [${_signed(d[low])}$, ${_signed(d[high])}$]"
     p = "--" if d is None else _tex_p(d["t_pvalue_holm"])
     verdict = "--" if d is None else d["verdict"]
     test = rf"${number(r[schema.mean('test', m)])} \pm {number(r[schema.std('test', m)])}$"
@@ -135,18 +149,11 @@ def _interval(r: pd.Series, m: str) -> str:
 
 
 def _signed(v) -> str:
+    """Δ or a bound of its interval, always signed (as the Markdown tables write them); 0 unsigned."""
     if not present(v):
         return "--"
     text = f"{float(v):+.3f}"
     return text[1:] if float(text) == 0 else text  # no "-0.000"
-
-
-def _bound(v) -> str:
-    """An interval's bound: signed only when negative (the interval's width is what the table must save)."""
-    if not present(v):
-        return "--"
-    text = f"{float(v):.3f}"
-    return text[1:] if float(text) == 0 else text
 
 
 def _tex_p(v) -> str:
@@ -186,7 +193,9 @@ def _tex(text: str) -> str:
     """``text`` as LaTeX that plain pdflatex compiles: its special characters escaped, Greek
     letters in math mode, accented Latin letters as accent commands; any other character
     that pdflatex's fonts lack becomes "?" (the Markdown and CSV outputs keep it)."""
-    return "".join(_TEX_SPECIAL.get(c) or (c if c.isascii() else _tex_char(c)) for c in text)
+    parts = text.split(">=")  # "Keras >= 3.14" typeset as a relation, not two characters
+    return r"$\geq$".join("".join(_TEX_SPECIAL.get(c) or (c if c.isascii() else _tex_char(c)) for c in part)
+                          for part in parts)
 
 
 def _tex_char(c: str) -> str:

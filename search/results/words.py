@@ -60,9 +60,25 @@ def selection_words(summary: pd.DataFrame, metric: str = "accuracy") -> str:
             "optimistic (the largest of several noisy means); give [data] validation to choose on other rows." + shared)
 
 
+def tied_best(summary: pd.DataFrame, metric: str) -> list[str]:
+    """The finite configurations ranked first when several share the best mean (a tie), else ``[]``."""
+    ok = summary[summary[schema.STATUS_ATTR] == schema.OK]
+    if ok.empty:
+        return []
+    rank = selection_rank(ok, metric)
+    tied = sorted(ok["configuration"][ok[rank] == ok[rank].min()])
+    return tied if len(tied) > 1 else []
+
+
+def tie_words(summary: pd.DataFrame, metric: str) -> str:
+    """``" A tie for the best mean: x and y (no ★)."`` for a tie (see :func:`tied_best`), else ``""``."""
+    tied = tied_best(summary, metric)
+    return f" A tie for the best mean: {' and '.join(tied)} (no ★)." if tied else ""
+
+
 def legend(metric: str, summary: pd.DataFrame, comparison: pd.DataFrame | None, varied: str | None) -> str:
-    text = (f"{selection_words(summary, metric)} No mark when several configurations share the best mean. "
-            f"† {dagger_words(comparison)}.")
+    text = (f"{selection_words(summary, metric)} No mark when several configurations share the best mean."
+            f"{tie_words(summary, metric)} † {dagger_words(comparison)}.")
     if comparison is not None and not comparison.empty:
         text += " " + verdict_words(comparison)
     if varied:

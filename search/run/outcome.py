@@ -55,9 +55,13 @@ class RunReport:
         ok = self.summary[self.summary[STATUS_ATTR] == OK]
         if ok.empty:
             return "every configuration diverged"
-        best = ok.sort_values(selection_rank(ok, m)).iloc[0]
-        return (f"best {best['configuration']}: test {METRIC_LABELS.get(m, m)} {best[mean('test', m)]:.3f} ± "
-                f"{best[std('test', m)]:.3f}")
+        tied = best_rows(ok, m)
+        label = METRIC_LABELS.get(m, m)
+        if len(tied) > 1:
+            return (f"tied for best: {', '.join(tied['configuration'])}: test {label} "
+                    + ", ".join(f"{r[mean('test', m)]:.3f} ± {r[std('test', m)]:.3f}" for _, r in tied.iterrows()))
+        best = tied.iloc[0]
+        return f"best {best['configuration']}: test {label} {best[mean('test', m)]:.3f} ± {best[std('test', m)]:.3f}"
 
     def __repr__(self) -> str:
         others = f", {self.configurations_by_others} by other runners" if self.configurations_by_others else ""
@@ -86,6 +90,13 @@ class RunReport:
         return (f"<p><b>RunReport</b> {head}</p><table><thead><tr><th>configuration</th><th>seeds</th>"
                 f"<th>test {html.escape(METRIC_LABELS.get(m, m))} (mean ± std)</th><th>verdict</th></tr></thead>"
                 f"<tbody>{rows}</tbody></table>{more}")
+
+
+def best_rows(ok: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The finite configurations ranked first (by :func:`search.results.records.selection_rank`): one, or
+    several that share the best mean (a tie, which names no best)."""
+    rank = selection_rank(ok, metric)
+    return ok[ok[rank] == ok[rank].min()].sort_values([c for c in ok.columns if schema.is_param(c)])
 
 
 def summary_text(summary: pd.DataFrame, metric: str = "accuracy", limit: int = 20,
@@ -126,6 +137,9 @@ def summary_text(summary: pd.DataFrame, metric: str = "accuracy", limit: int = 2
         lines.append(line)
     if len(ok) > limit:
         lines.append(f"... {len(ok) - limit} more; see `actreg export`")
+    tied = best_rows(ok, m) if not ok.empty else ok
+    if len(tied) > 1:
+        lines.append(f"(a tie for rank 1: {', '.join(tied['configuration'])} share the best mean; none is named best)")
     chosen = ("ranked by the validation rows; test on rows not used to choose" if validated else
               "ranked by the test rows that report it (no validation rows): the best test value is optimistic")
     lines.append(f"({chosen}" + (f"; varied between seeds: {varied}" if varied else "") + ")")

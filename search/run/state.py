@@ -29,6 +29,8 @@ class RunState:
         self.stored_configs: set[str] = set()  # the configurations this runner stored something of
         self.failed_programs: set[int] = set()  # the programs that failed in this run, against max_failures
         self.stopped: str | None = None  # why the run stopped early
+        if isinstance(bar, PlainProgress):
+            bar.configurations = lambda: self.configurations
 
     @property
     def configurations(self) -> int:
@@ -182,6 +184,67 @@ class Ticker:
             self._thread.join()
 
 
+# Seconds between two progress lines where the run's stream is no terminal (a CI log, a pipe).
+PLAIN_EVERY_S = 15.0
+
+
+class PlainProgress:
+    """Progress as a plain line every :data:`PLAIN_EVERY_S` seconds, for a stream that is no terminal:
+    the configurations this runner stored, the fits done of the total, fits per second and the time
+    left, and what the bar would show beside it. The subset of tqdm's interface that :class:`RunState`
+    uses; ``configurations`` is set by it."""
+
+    def __init__(self, desc: str, stream: TextIO, every: float | None = None) -> None:
+        import time
+
+        self.desc, self.stream, self.every = desc, stream, PLAIN_EVERY_S if every is None else every
+        self.n, self.total, self.postfix, self.leave = 0, 0, "", True
+        self.configurations: Callable[[], int] = lambda: 0
+        self._clock = time.monotonic
+        self._started = self._said = self._clock()
+        self._first: tuple[float, int] | None = None  # when the first fit came back, and how many then
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if self._first is None and self.n:
+            self._first = (self._clock(), self.n)
+
+    def set_postfix_str(self, text: str) -> None:
+        self.postfix = text
+
+    def write(self, message: str, file: TextIO | None = None) -> None:
+        print(message, file=file or self.stream, flush=True)
+
+    def refresh(self) -> None:
+        now = self._clock()
+        if now - self._said >= self.every:
+            self._said = now
+            print(self.line(now), file=self.stream, flush=True)
+
+    def line(self, now: float) -> str:
+        """``name: 12 configurations stored; 360 of 1,110 fits (32%), 4.1 fits/s, about 3 min left; ...``."""
+        done = f"{self.n:,} of {self.total:,} fits" + (f" ({self.n / self.total:.0%})" if self.total else "")
+        pace = ""
+        if self._first is not None and now > self._first[0] and self.n > self._first[1]:
+            rate = (self.n - self._first[1]) / (now - self._first[0])  # from the first fits: compiling excluded
+            left = max(0, self.total - self.n) / rate
+            pace = f", {rate:.1f} fits/s, about {_duration(left)} left"
+        beside = f"; {self.postfix}" if self.postfix else ""
+        return (f"{self.desc}: {self.configurations()} configurations stored; {done}{pace}, "
+                f"{_duration(now - self._started)} in{beside}")
+
+    def close(self) -> None:
+        pass
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def in_notebook() -> bool:
     """Whether this process is a Jupyter kernel (whose stderr is no terminal, yet shows a bar)."""
     ipython = sys.modules.get("IPython")
@@ -190,11 +253,15 @@ def in_notebook() -> bool:
 
 
 def progress_bar(spec: StudySpec, enabled: bool | None, stream: TextIO) -> Any:
-    """The progress bar: on a terminal (by default only there), and in a Jupyter notebook, as its widget
-    where ipywidgets is installed, else as text in the cell's output (tqdm.auto would warn)."""
+    """The progress bar: on a terminal, and in a Jupyter notebook, as its widget where ipywidgets is
+    installed, else as text in the cell's output (tqdm.auto would warn). By default a stream that is
+    neither gets a plain line every :data:`PLAIN_EVERY_S` seconds (:class:`PlainProgress`);
+    ``enabled=False`` shows nothing, ``True`` a bar wherever the stream goes."""
     notebook = in_notebook()
+    if enabled is None and not notebook and not _terminal(stream):
+        return PlainProgress(spec.name, stream)
     if enabled is None:
-        enabled = True if notebook else None  # None: tqdm's own rule, a bar only on a terminal
+        enabled = True
     if notebook and enabled:
         try:
             import ipywidgets  # noqa: F401 - tqdm's widget needs it
@@ -205,5 +272,12 @@ def progress_bar(spec: StudySpec, enabled: bool | None, stream: TextIO) -> Any:
             pass
     from tqdm.std import tqdm
 
-    disable = None if enabled is None else not enabled
-    return tqdm(total=0, unit="fit", desc=spec.name, file=stream, disable=disable, dynamic_ncols=True)
+    return tqdm(total=0, unit="fit", desc=spec.name, file=stream, disable=not enabled, dynamic_ncols=True)
+
+
+def _terminal(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False

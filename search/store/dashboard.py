@@ -102,8 +102,8 @@ def attach_report(spec: StudySpec, folder: Path, paths: Sequence[Path], summary:
             digests[path.name] = digest
         study.set_user_attr(DIGESTS_ATTR, digests)
         study.set_user_attr(ARTIFACTS_ATTR, str(shown / "artifacts"))
-        save_note(study, f"# {spec.name}\n\nWritten by `actreg report` into `{shown}` (beside the study file).\n\n"
-                  + summary)
+        save_note(study, f"# {spec.name}\n\nWritten by `actreg report` into `{shown}` (from the study file's "
+                  "folder).\n\n" + summary)
 
 
 def save_notes(storage: optuna.storages.BaseStorage, study_id: int, study_note: str,
