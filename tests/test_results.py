@@ -165,8 +165,7 @@ def test_a_tie_for_best_is_named_a_tie_in_the_run_report_and_the_cli_table():
     tie = pd.DataFrame([row("pre", 0.74, 0.012, 1), row("post", 0.74, 0.010, 1)])
     report = RunReport(study_name="s", storage="sqlite://", metric="accuracy", configurations_run=2,
                        configurations_skipped=0, fits=60, wall_seconds=1.0, summary=tie)
-    assert ("tied for best: l1(0.0001) post, l1(0.0001) pre: test accuracy 0.740 ± 0.010, 0.740 ± 0.012"
-            in repr(report))
+    assert "tied for best: l1(0.0001) post, l1(0.0001) pre: test accuracy 0.740;" in repr(report)
     assert "best l1" not in repr(report)
     assert "(a tie for rank 1: l1(0.0001) post, l1(0.0001) pre share the best mean; none is named best)" in \
         summary_text(tie)

@@ -57,9 +57,10 @@ class RunReport:
             return "every configuration diverged"
         tied = best_rows(ok, m)
         label = METRIC_LABELS.get(m, m)
-        if len(tied) > 1:
-            return (f"tied for best: {', '.join(tied['configuration'])}: test {label} "
-                    + ", ".join(f"{r[mean('test', m)]:.3f} ± {r[std('test', m)]:.3f}" for _, r in tied.iterrows()))
+        if len(tied) > 1:  # they share the mean
+            names = list(tied["configuration"])
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            return f"tied for best: {shown}: test {label} {tied[mean('test', m)].iloc[0]:.3f}"
         best = tied.iloc[0]
         return f"best {best['configuration']}: test {label} {best[mean('test', m)]:.3f} ± {best[std('test', m)]:.3f}"
 
