@@ -95,7 +95,8 @@ def summary_latex(summary: pd.DataFrame, name: str, metric: str = "accuracy",
         what.append(f"varied between seeds: {_tex(varied)}")
     if what:
         note.append("; ".join(what)[0].upper() + "; ".join(what)[1:] + ".")
-    if partial:
+    if partial:  # said first, in the caption too: the ranks and marks cover what is stored alone
+        caption = f"Partial study: {_tex(partial)}. " + caption
         note.insert(0, partial_words(partial))
     if setting:
         note.append(_tex(setting_words(setting)))
