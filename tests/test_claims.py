@@ -379,7 +379,9 @@ def test_a_claim_given_up_by_its_heartbeat_is_queued_again_not_stored(tmp_path):
     beating.beat()
     assert beating.given_up(claim.trial_id)
     state = RunState(tqdm(total=0, file=said, disable=True), said)
-    Storing(queue, beating, state, schedule=None).store(claim, config, record=None)
+    storing = Storing(queue, state)
+    storing.heartbeat = beating  # the fault injected: a heartbeat whose storage was away past the grace
+    storing.store(claim, config, record=None)
     trials = queue.trials()
     S = optuna.trial.TrialState
     assert [t.state for t in trials] == [S.FAIL, S.WAITING] and trials[1].params == config.params
