@@ -32,7 +32,7 @@ from typing import Any, TextIO
 from search import interrupt
 from search.engine import runtime
 from search.engine.checks import activation_bytes, check_study
-from search.engine.cluster import close, connect_for
+from search.engine.cluster import ClusterLost, DaskPool, close, connect_for
 from search.engine.parallel import BACKENDS, FitFailure, FitPool, FitTask, Pool
 from search.results.records import summary_frame, trial_record
 from search.results.stats import baseline_comparison
@@ -144,8 +144,10 @@ class Means:
     model_bytes: int | None
     cluster: tuple[Any, Any] | None = None  # (Dask client, shipment)
 
-    def __post_init__(self) -> None:
-        self.local = (self.n_jobs == 1 or self.backend == "sequential")
+    @property
+    def local(self) -> bool:
+        """Whether the chunks fit in this process (one at a time) rather than in worker processes."""
+        return self.cluster is None and (self.n_jobs == 1 or self.backend == "sequential")
 
 
 @dataclass
@@ -171,7 +173,7 @@ class Loop:
         self.threads = 1 if means.cluster is not None else means.threads
         # A chunk queued beyond the workers' count starts the moment one is free, instead of after
         # the next claim (a claim takes 0.1 s of storage round trips on SQLite).
-        self.prefetch = 0 if means.local and means.cluster is None else 1
+        self.prefetch = 0 if means.local else 1
         self.writer = Writer()
         self.ticker = Ticker(state)
         self._active: dict[int, _Program] = {}
@@ -207,15 +209,11 @@ class Loop:
 
     def _pool(self) -> Pool:
         if self.means.cluster is not None:
-            from search.engine.cluster import DaskPool
-
             return DaskPool(*self.means.cluster)
         return FitPool(self.means.n_jobs, self.means.backend, self.spec.worker_retries, self.state.say)
 
     def _drain(self) -> None:
         """Claim, fit and store until nothing is left (or the failure budget is spent)."""
-        from search.engine.cluster import ClusterLost
-
         pool = self._pool()
         poll = max(1.0, min(5.0, self.queue.grace / 4))
         reaped = 0.0
