@@ -201,3 +201,31 @@ def test_a_collapsed_configuration_does_not_squash_the_seeds_axis():
     assert 0.2 < low < 0.30 and 0.40 < high < 0.5  # the axis spans the others
     (note,) = [t.get_text() for t in ax.texts]
     assert note == "5 seeds at -3.5, off the axis"
+
+
+def test_the_seeds_axis_hides_no_seed_and_no_published_run_unless_a_collapse_would_squash_it():
+    """The quick start's figure cut its axis at 0.73 and said "3 seeds at 0.729" for 0.714, 0.729 and
+    0.729; a spread like that fits on the axis whole, and the published runs with it."""
+    from search.results.figures import new_figure, plot_distribution
+
+    rng = np.random.default_rng(0)
+    values = np.clip(rng.normal(0.765, 0.012, 90), 0.74, 0.79)
+    values[:3] = [0.714, 0.729, 0.729]  # a low tail, as the tutorial's
+    frame = pd.DataFrame({"configuration": np.repeat(["none", "l1 pre", "l1 post"], 30),
+                          "seed": np.tile(np.arange(30), 3), "test_accuracy": values})
+    references = {"none": 0.786, "l1 pre": 0.829, "l1 post": 0.743}
+    for width in (7.0, 3.3):
+        ax = new_figure(width, 1.4).subplots()
+        plot_distribution(frame, ax, references)
+        low, high = ax.get_xlim()
+        assert len(ax.texts) == 0 and len(ax.collections[-1].get_offsets()) == len(frame)  # every seed a dot
+        assert low < 0.714 and high > 0.829  # every seed and every published run on the axis
+
+
+def test_seeds_off_the_axis_are_counted_and_named_exactly():
+    from search.results.figures import _off_axis_words
+
+    assert _off_axis_words(np.array([0.729, 0.714, 0.729])) == "3 seeds off the axis: 0.714, 0.729, 0.729"
+    assert _off_axis_words(np.array([-3.5] * 5)) == "5 seeds at -3.5, off the axis"
+    assert _off_axis_words(np.array([-2.1, -3.9, -3.0, -2.5])) == "4 seeds off the axis, from -3.9 to -2.1"
+    assert _off_axis_words(np.array([-3.5])) == "1 seed at -3.5, off the axis"

@@ -459,10 +459,10 @@ def plot_distribution(frame: pd.DataFrame, ax, references: dict[str, float] | No
     dots = np.column_stack([frame[column].to_numpy(dtype=float), rows + jitter])
     marked = np.array([(value, order.index(label)) for label, value in (references or {}).items() if label in order],
                       dtype=np.float64).reshape(-1, 2)
-    # A configuration that collapsed (R² of -3 beside 0.3) would squash every other box into a line: the
-    # axis spans the others (Tukey's fences) and the seeds beyond it sit at its edge as arrows, with
-    # their median written beside them.
-    low, high = robust_limits(np.concatenate([dots[:, 0], marked[:, 0]]))
+    # A configuration that collapsed (R² of -3 beside 0.3) would squash every other box into a line:
+    # then, and only then, the axis spans the others (Tukey's fences) and the seeds beyond it sit at
+    # its edge as arrows, counted and named beside them. Every published run stays on the axis.
+    low, high = _seed_axis(dots[:, 0], marked[:, 0])
     pad = 0.05 * (high - low)
     low, high = low - pad, high + pad
     beyond = (dots[:, 0] < low) | (dots[:, 0] > high)
@@ -475,7 +475,7 @@ def plot_distribution(frame: pd.DataFrame, ax, references: dict[str, float] | No
             left = np.median(values) < low
             edge = low - 0.5 * pad if left else high + 0.5 * pad
             ax.plot([edge], [row], marker="<" if left else ">", color="tab:blue", markersize=5, linestyle="none")
-            ax.annotate(f"{len(values)} seeds at {np.median(values):.3g}, off the axis", (edge, row),
+            ax.annotate(_off_axis_words(values), (edge, row),
                         xytext=(6 if left else -6, 0), textcoords="offset points", ha="left" if left else "right",
                         va="center", fontsize=MIN_FONT_PT, color="tab:blue")
         dots = np.column_stack([np.clip(dots[:, 0], low, high), dots[:, 1]])
@@ -487,6 +487,34 @@ def plot_distribution(frame: pd.DataFrame, ax, references: dict[str, float] | No
     ax.grid(axis="x", alpha=0.3)
     if len(marked):
         place_legend(ax, axes_fractions(ax, np.concatenate([marked, dots])))
+
+
+# The seeds' axis is cut only where the whole range is this many times the range within Tukey's fences.
+CUT_SPAN = 3.0
+
+
+def _seed_axis(values: np.ndarray, references: np.ndarray) -> tuple[float, float]:
+    """The seeds figure's axis: every seed's value and every reference, unless far seeds would squash the
+    rest (a collapse; see :data:`CUT_SPAN`), then Tukey's fences of the seeds widened to the references."""
+    low, high = robust_limits(values)
+    finite = values[np.isfinite(values)]
+    full_low, full_high = (float(finite.min()), float(finite.max())) if finite.size else (low, high)
+    if full_high - full_low <= CUT_SPAN * (high - low):
+        low, high = full_low, full_high
+    if references.size:
+        low, high = min(low, float(references.min())), max(high, float(references.max()))
+    return (low - 1e-3, high + 1e-3) if low == high else (low, high)
+
+
+def _off_axis_words(values: np.ndarray) -> str:
+    """``"5 seeds at -3.5, off the axis"``, ``"3 seeds off the axis: 0.714, 0.729, 0.729"`` or
+    ``"12 seeds off the axis, from -3.9 to -2.1"``: exactly what is not drawn."""
+    ordered = np.sort(values)
+    if ordered[0] == ordered[-1]:
+        return f"{len(values)} seed{'s' if len(values) > 1 else ''} at {ordered[0]:.3g}, off the axis"
+    if len(values) <= 3:
+        return f"{len(values)} seeds off the axis: " + ", ".join(f"{v:.3g}" for v in ordered)
+    return f"{len(values)} seeds off the axis, from {ordered[0]:.3g} to {ordered[-1]:.3g}"
 
 
 def figure_distribution(frame: pd.DataFrame, references: dict[str, float] | None = None, width: str = "text"):
