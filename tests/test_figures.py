@@ -229,3 +229,27 @@ def test_seeds_off_the_axis_are_counted_and_named_exactly():
     assert _off_axis_words(np.array([-3.5] * 5)) == "5 seeds at -3.5, off the axis"
     assert _off_axis_words(np.array([-2.1, -3.9, -3.0, -2.5])) == "4 seeds off the axis, from -3.9 to -2.1"
     assert _off_axis_words(np.array([-3.5])) == "1 seed at -3.5, off the axis"
+
+
+@pytest.mark.parametrize("width", ["text", "column"])
+def test_the_baseline_on_a_colour_bar_prints_over_no_tick(width):
+    """The baseline's value is a red tick of the colour bar; ticks that its label would print over
+    (0.900 under "baseline 0.904") give way to it."""
+    from search.results.figures import figure_heatmap
+
+    summary = SUMMARY.copy()
+    base = summary["param_norm"] == "none"
+    summary.loc[base, "mean_test_accuracy"] = 0.904
+    summary.loc[~base, "mean_test_accuracy"] = np.linspace(0.86, 0.95, int((~base).sum()))
+    fig = figure_heatmap(heatmap_data(summary, "mean_test_accuracy", "mean_std", "title"), width)
+    fig.canvas.draw()
+    bar = fig.axes[-1]
+    renderer = fig.canvas.get_renderer()
+    labels = [t for t in bar.get_yticklabels() if t.get_visible() and t.get_text()]
+    (baseline,) = [t for t in labels if t.get_text() == "baseline 0.904"]
+    assert baseline.get_color() == "red"
+    box = baseline.get_window_extent(renderer)
+    for other in labels:
+        if other is not baseline:
+            assert not box.overlaps(other.get_window_extent(renderer)), other.get_text()
+    assert fig.bbox.contains(box.x1 - 1, box.y0 + 1)  # inside the figure

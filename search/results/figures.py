@@ -371,10 +371,18 @@ def plot_heatmap(data: Heatmap, axes: Sequence, cmap: str = "viridis", fmt_bar: 
     bar = fig.colorbar(axes[0].collections[0], ax=list(axes[:len(data.placements)]), shrink=1.0, aspect=25,
                        pad=0.02)
     bar.outline.set_linewidth(0.5)
-    if data.baseline is not None:
+    if data.baseline is not None:  # a red line, and a tick of its own in place of those it would print over
         bar.ax.axhline(data.baseline, color="red", linewidth=1.5)
-        bar.ax.text(1.5, data.baseline, "baseline\n" + fmt_bar.format(data.baseline), color="red", va="center",
-                    fontsize=MIN_FONT_PT, transform=bar.ax.get_yaxis_transform())
+        fig.canvas.draw()  # the bar's height, as laid out
+        low, high = sorted(bar.ax.get_ylim())
+        height_pt = max(1.0, bar.ax.get_window_extent().height * 72 / fig.dpi)
+        gap = 1.5 * MIN_FONT_PT / height_pt * (high - low)  # a tick label's height, in the bar's units
+        ticks = sorted([t for t in bar.get_ticks() if low <= t <= high and abs(t - data.baseline) > gap]
+                       + [data.baseline])
+        bar.set_ticks(ticks)
+        bar.set_ticklabels([f"baseline {fmt_bar.format(t)}" if t == data.baseline else fmt_bar.format(t)
+                            for t in ticks])
+        bar.ax.get_yticklabels()[ticks.index(data.baseline)].set_color("red")
 
 
 def figure_heatmap(data: Heatmap, width: str = "text", cmap: str = "viridis", fmt_bar: str = "{:.3f}"):
