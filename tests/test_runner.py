@@ -182,6 +182,7 @@ def test_run_study_takes_a_spec_not_a_path(tmp_path):
         run_study(str(write_study(tmp_path, name="path")))
 
 
+@pytest.mark.slow
 def test_a_stream_that_is_no_terminal_gets_a_progress_line_now_and_then(tmp_path, monkeypatch):
     """A pipe or a CI log gets plain progress lines (configurations stored, fits, pace, time left);
     progress=False silences them, as --no-progress does."""
