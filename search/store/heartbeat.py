@@ -116,7 +116,7 @@ class Heartbeat:
                 self.say(f"heartbeat: cannot beat ({type(error).__name__}: {first}); a claim not beaten for "
                          f"{self.grace} s is given up, since another runner may take it over")
             self.errors += len(failures)
-        elif self.errors and not failures and self.held():
+        elif self.errors and self.held():
             self.say(f"heartbeat: beating again, after {self.errors} failed beats")
             self.errors = 0
 
